@@ -1,0 +1,119 @@
+//! The command line (interface.md, "Command line").
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keywatch",
+    version,
+    about = "Watches each LLM API key's usage and spend, and alerts on leaks, spikes and budgets"
+)]
+pub struct Cli {
+    /// The config file.
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWATCH_CONFIG",
+        default_value = "keywatch.toml"
+    )]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Poll, detect and notify every poll.interval until SIGTERM/SIGINT.
+    Run {
+        /// One full cycle, then exit (0 all done; 75 when something failed and was kept).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Parse and sense-check the config; print a summary without secrets.
+    CheckConfig,
+    /// A key's stored usage buckets: start, model, token classes, cost.
+    History {
+        /// The key id, e.g. apikey_01…, or "workbench" for Console usage without a key.
+        #[arg(long)]
+        key: String,
+        /// Only this source's rows (default: every source that has the key).
+        #[arg(long)]
+        source: Option<String>,
+        /// Start: a duration ago ("48h", "7d") or an RFC 3339 time.
+        #[arg(long, default_value = "48h", value_parser = parse_time)]
+        since: TimeArg,
+        /// End (exclusive): a duration ago or an RFC 3339 time; default now.
+        #[arg(long, value_parser = parse_time)]
+        until: Option<TimeArg>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+/// A point in time given as an RFC 3339 time or as a duration before now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeArg {
+    At(DateTime<Utc>),
+    Ago(std::time::Duration),
+}
+
+impl TimeArg {
+    pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Self::At(t) => t,
+            Self::Ago(d) => chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| now.checked_sub_signed(d))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        }
+    }
+}
+
+pub fn parse_time(s: &str) -> Result<TimeArg, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(TimeArg::At(t.with_timezone(&Utc)));
+    }
+    humantime::parse_duration(s).map(TimeArg::Ago).map_err(|_| {
+        format!("{s:?} is neither a duration (\"48h\", \"7d\") nor an RFC 3339 time (\"2026-11-26T14:00:00Z\")")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_args() {
+        let now = DateTime::parse_from_rfc3339("2026-11-26T14:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_time("48h").unwrap().resolve(now).to_rfc3339(),
+            "2026-11-24T14:00:00+00:00"
+        );
+        assert_eq!(
+            parse_time("2026-11-01T00:00:00+01:00")
+                .unwrap()
+                .resolve(now)
+                .to_rfc3339(),
+            "2026-10-31T23:00:00+00:00"
+        );
+        assert!(parse_time("yesterday").unwrap_err().contains("yesterday"));
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,165 @@
+//! `keywatch check-config`: the parsed configuration, summarised without any secret.
+
+use std::fmt::Write as _;
+
+use humantime::format_duration;
+
+use crate::config::{BudgetScope, Config, Notifier, TlsMode};
+use crate::exit;
+use crate::prices::PRICES_CHECKED;
+use crate::store::Store;
+
+pub async fn print(config: &Config) -> anyhow::Result<u8> {
+    let mut out = summary(config);
+    // Models already stored without a price (only when the database exists; never created here).
+    if config.database.exists() {
+        match Store::open_existing(&config.database).await {
+            Ok(store) => {
+                let unpriced = store.unpriced_models().await?;
+                for m in &unpriced {
+                    let _ = writeln!(
+                        out,
+                        "unpriced  {} on {}: {} rows, {} tokens stored without a cost; add [prices.\"{}\"]",
+                        m.model, m.source, m.rows, m.tokens, m.model
+                    );
+                }
+                store.close().await;
+            }
+            Err(e) => {
+                let _ = writeln!(out, "database  cannot be read: {e}");
+            }
+        }
+    }
+    for w in &config.warnings {
+        let _ = writeln!(out, "warning   {w}");
+    }
+    print!("{out}");
+    Ok(exit::OK)
+}
+
+fn money(v: f64) -> String {
+    format!("${v:.2}")
+}
+
+/// The summary lines, in config order.
+pub fn summary(c: &Config) -> String {
+    let mut o = String::new();
+    let p = &c.poll;
+    let _ = writeln!(o, "config    {}: ok", c.path.display());
+    let _ = writeln!(o, "storage   {}", c.database.display());
+    let _ = writeln!(
+        o,
+        "poll      every {}, {} buckets, lookback {}, settle {} (timeout {}, {} retries from {})",
+        format_duration(p.interval.0),
+        p.bucket_width.as_str(),
+        format_duration(p.lookback.0),
+        format_duration(p.settle.0),
+        format_duration(p.timeout.0),
+        p.retries,
+        format_duration(p.retry_backoff.0)
+    );
+    if let Some(h) = &c.http {
+        let auth = if h.token.is_some() {
+            "bearer token required"
+        } else {
+            "no token"
+        };
+        let _ = writeln!(o, "http      {} ({auth})", h.listen);
+    }
+    for s in &c.sources {
+        let _ = writeln!(
+            o,
+            "source    {}: {} at {}, admin key from {}",
+            s.name,
+            s.provider.as_str(),
+            s.base_url,
+            s.admin_key_origin
+        );
+    }
+    let overrides = c.prices.overridden();
+    let _ = writeln!(
+        o,
+        "prices    {} models (built-in table checked {PRICES_CHECKED}){}",
+        c.prices.len(),
+        if overrides.is_empty() {
+            String::new()
+        } else {
+            format!("; from the config: {}", overrides.join(", "))
+        }
+    );
+    let sp = &c.spike;
+    let _ = writeln!(
+        o,
+        "spike     factor {}, window {}, quantile {}, seasonal {}, metric {:?}, floor {}",
+        sp.factor,
+        format_duration(sp.baseline_window.0),
+        sp.baseline_quantile,
+        sp.seasonal,
+        sp.metric,
+        sp.min_baseline
+    );
+    let _ = writeln!(
+        o,
+        "rotation  keys older than {} days",
+        c.rotation.max_key_age_days
+    );
+    for b in &c.budgets {
+        let scope = match &b.scope {
+            BudgetScope::Organisation => "the organisation".to_owned(),
+            BudgetScope::Key(k) => format!("key {k}"),
+            BudgetScope::KeyName(g) => format!("keys named {}", g.as_str()),
+            BudgetScope::Workspace(w) => format!("workspace {w}"),
+        };
+        let limits: Vec<String> = [("daily", b.daily_usd), ("monthly", b.monthly_usd)]
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k} {}", money(v))))
+            .collect();
+        let thresholds: Vec<String> = b.thresholds.iter().map(u32::to_string).collect();
+        let _ = writeln!(
+            o,
+            "budget    {}: {scope}, {}, alerts at {} %, {}",
+            b.name,
+            limits.join(", "),
+            thresholds.join("/"),
+            b.timezone
+        );
+    }
+    for n in &c.notifiers {
+        match n {
+            Notifier::Email(e) => {
+                let tls = match e.tls {
+                    TlsMode::None => "no TLS",
+                    TlsMode::Starttls => "STARTTLS",
+                    TlsMode::Tls => "TLS",
+                };
+                let auth = if e.password.is_some() {
+                    ", with login"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    o,
+                    "notifier  {}: email via {}:{} ({tls}{auth}) from {} to {}, min {}",
+                    e.name,
+                    e.smtp_host,
+                    e.smtp_port,
+                    e.from,
+                    e.to.join(", "),
+                    e.min_severity.as_str()
+                );
+            }
+            Notifier::Webhook(w) => {
+                let signed = if w.secret.is_some() { ", signed" } else { "" };
+                let _ = writeln!(
+                    o,
+                    "notifier  {}: webhook {:?} to {}{signed}, min {}",
+                    w.name,
+                    w.format,
+                    w.url_display,
+                    w.min_severity.as_str()
+                );
+            }
+        }
+    }
+    o
+}

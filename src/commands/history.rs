@@ -1,0 +1,193 @@
+//! `keywatch history`: a key's stored buckets as a table, CSV or JSON.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::cli::{Format, TimeArg};
+use crate::config::Config;
+use crate::exit;
+use crate::store::{HistoryRow, Store};
+
+pub async fn print(
+    config: &Config,
+    key: &str,
+    source: Option<&str>,
+    since: TimeArg,
+    until: Option<TimeArg>,
+    format: Format,
+) -> anyhow::Result<u8> {
+    let now = Utc::now();
+    let since = since.resolve(now);
+    let until = until.map_or(now, |u| u.resolve(now));
+    if since >= until {
+        anyhow::bail!("--since ({since}) must be before --until ({until})");
+    }
+    let store = Store::open_existing(&config.database).await?;
+    let rows = store
+        .history(key, source, since.timestamp(), until.timestamp())
+        .await?;
+    let known = store.keys_by_id(key).await?;
+    store.close().await;
+    if rows.is_empty() && known.is_empty() {
+        eprintln!("keywatch: no key {key:?} in the store (check the id; `keywatch run --once` fetches the inventory)");
+        return Ok(exit::FAILURE);
+    }
+    let text = match format {
+        Format::Csv => csv(key, &rows),
+        Format::Json => json(key, &rows)?,
+        Format::Table => {
+            let mut t = String::new();
+            for k in &known {
+                let _ = writeln!(
+                    t,
+                    "key {} {:?} on {}: {}{}",
+                    k.key_id,
+                    k.name.as_deref().unwrap_or("(unnamed)"),
+                    k.source,
+                    k.status,
+                    k.workspace_id
+                        .as_deref()
+                        .map(|w| format!(", workspace {w}"))
+                        .unwrap_or_default()
+                );
+            }
+            let _ = writeln!(
+                t,
+                "usage from {} to {} (UTC)",
+                time(since.timestamp()),
+                time(until.timestamp())
+            );
+            t + &table(&rows)
+        }
+    };
+    print!("{text}");
+    Ok(exit::OK)
+}
+
+fn time(ts: i64) -> String {
+    DateTime::<Utc>::from_timestamp(ts, 0)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_else(|| ts.to_string())
+}
+
+const CSV_HEADER: &str = "source,key_id,bucket_start,bucket_end,model,uncached_input_tokens,\
+cache_write_5m_tokens,cache_write_1h_tokens,cache_read_input_tokens,output_tokens,\
+web_search_requests,requests,cost_usd,priced";
+
+/// Quotes a CSV field when it needs it.
+fn field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn csv(key: &str, rows: &[HistoryRow]) -> String {
+    let mut o = String::from(CSV_HEADER);
+    o.push('\n');
+    for r in rows {
+        let t = &r.tokens;
+        let _ = writeln!(
+            o,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            field(&r.source),
+            field(key),
+            time(r.bucket_start),
+            time(r.bucket_start + r.bucket_width),
+            field(&r.model),
+            t.uncached_input,
+            t.cache_write_5m,
+            t.cache_write_1h,
+            t.cache_read,
+            t.output,
+            r.web_search_requests,
+            r.requests.map(|n| n.to_string()).unwrap_or_default(),
+            r.cost_usd.map(|c| format!("{c:.6}")).unwrap_or_default(),
+            r.cost_usd.is_some()
+        );
+    }
+    o
+}
+
+fn json(key: &str, rows: &[HistoryRow]) -> anyhow::Result<String> {
+    let items: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "source": r.source,
+                "key_id": key,
+                "bucket_start": time(r.bucket_start),
+                "bucket_end": time(r.bucket_start + r.bucket_width),
+                "model": r.model,
+                "uncached_input_tokens": r.tokens.uncached_input,
+                "cache_write_5m_tokens": r.tokens.cache_write_5m,
+                "cache_write_1h_tokens": r.tokens.cache_write_1h,
+                "cache_read_input_tokens": r.tokens.cache_read,
+                "output_tokens": r.tokens.output,
+                "web_search_requests": r.web_search_requests,
+                "requests": r.requests,
+                "cost_usd": r.cost_usd,
+                "priced": r.cost_usd.is_some(),
+            })
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&items)? + "\n")
+}
+
+fn table(rows: &[HistoryRow]) -> String {
+    if rows.is_empty() {
+        return "no usage stored in this window\n".to_owned();
+    }
+    let model_w = rows.iter().map(|r| r.model.len()).max().unwrap_or(5).max(5);
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<20}  {:<model_w$}  {:>11}  {:>11}  {:>11}  {:>11}  {:>11}  {:>10}",
+        "start (UTC)",
+        "model",
+        "input",
+        "cache wr 5m",
+        "cache wr 1h",
+        "cache read",
+        "output",
+        "cost USD"
+    );
+    let mut total = 0.0;
+    let mut unpriced = BTreeSet::new();
+    for r in rows {
+        let t = &r.tokens;
+        let cost = match r.cost_usd {
+            Some(c) => {
+                total += c;
+                format!("{c:.4}")
+            }
+            None => {
+                unpriced.insert(r.model.clone());
+                "unpriced".to_owned()
+            }
+        };
+        let _ = writeln!(
+            o,
+            "{:<20}  {:<model_w$}  {:>11}  {:>11}  {:>11}  {:>11}  {:>11}  {:>10}",
+            time(r.bucket_start),
+            r.model,
+            t.uncached_input,
+            t.cache_write_5m,
+            t.cache_write_1h,
+            t.cache_read,
+            t.output,
+            cost
+        );
+    }
+    let _ = writeln!(o, "total {:.4} USD over {} rows", total, rows.len());
+    for m in unpriced {
+        let _ = writeln!(
+            o,
+            "note: model {m} has no price, so its cost is not in the total; add [prices.\"{m}\"] to the config"
+        );
+    }
+    o
+}

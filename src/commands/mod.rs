@@ -1,0 +1,68 @@
+//! What each subcommand does, and how its result maps to an exit code.
+
+mod check_config;
+mod history;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{cancel_on_signal, App};
+use crate::cli::{Cli, Command};
+use crate::config::{Config, ConfigError};
+use crate::exit;
+
+/// Loads the config and runs the command; returns the process exit code.
+pub async fn execute(cli: Cli) -> u8 {
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            report_config_error(&cli.config, &e);
+            return exit::CONFIG;
+        }
+    };
+    let result = match cli.command {
+        Command::Run { once } => run(config, once).await,
+        Command::CheckConfig => check_config::print(&config).await,
+        Command::History {
+            key,
+            source,
+            since,
+            until,
+            format,
+        } => history::print(&config, &key, source.as_deref(), since, until, format).await,
+    };
+    result.unwrap_or_else(|e| {
+        tracing::error!(error = %format!("{e:#}"), "command failed");
+        eprintln!("keywatch: {e:#}");
+        exit::FAILURE
+    })
+}
+
+fn report_config_error(path: &std::path::Path, e: &ConfigError) {
+    match e {
+        ConfigError::Invalid { .. } => {
+            eprintln!("keywatch: config error in {}: {e}", path.display())
+        }
+        _ => eprintln!("keywatch: config error: {e}"),
+    }
+}
+
+async fn run(config: Config, once: bool) -> anyhow::Result<u8> {
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let app = App::build(&config).await?;
+    let cancel = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(cancel.clone()));
+    if once {
+        let report = app.run_once(&cancel).await;
+        app.store().close().await;
+        if report.failed_sources.is_empty() {
+            return Ok(exit::OK);
+        }
+        tracing::warn!(sources = ?report.failed_sources, "some polls failed; they are retried on the next run");
+        return Ok(exit::TEMPFAIL);
+    }
+    tracing::info!(sources = config.sources.len(), interval = %humantime::format_duration(config.poll.interval.0), "keywatch running");
+    app.run_until_stopped(cancel).await?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,528 @@
+//! Step two: sense-check the parsed schema and resolve it into a [`Config`]. Every error names
+//! the key it is about.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::schema::{
+    BudgetSection, EmailSection, HttpSection, NotifierSection, PollSection, RawConfig,
+    SourceSection, TlsMode, WebhookFormat, WebhookSection,
+};
+use super::secret::{pair, Env};
+use super::{
+    Budget, BudgetScope, Config, ConfigError, EmailNotifier, HttpConfig, Notifier, SourceConfig,
+    WebhookNotifier,
+};
+use crate::prices::{Price, PriceTable};
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env) -> Result<Config> {
+    let mut warnings = Vec::new();
+    let database = database_path(raw.storage.url.as_deref(), base_dir, env)?;
+    check_poll(&raw.poll, &mut warnings)?;
+    if let Err((key, msg)) = raw.detect.spike.check() {
+        return Err(ConfigError::invalid(format!("detect.spike.{key}"), msg));
+    }
+    if raw.poll.lookback.0 < raw.detect.spike.baseline_window.0 {
+        warnings.push(format!(
+            "poll.lookback ({}) is shorter than detect.spike.baseline_window ({}): spike \
+             baselines will be thin until enough history has been polled",
+            humantime::format_duration(raw.poll.lookback.0),
+            humantime::format_duration(raw.detect.spike.baseline_window.0)
+        ));
+    }
+    if !(1..=3650).contains(&raw.rotation.max_key_age_days) {
+        return Err(ConfigError::invalid(
+            "rotation.max_key_age_days",
+            format!(
+                "must be between 1 and 3650, got {}",
+                raw.rotation.max_key_age_days
+            ),
+        ));
+    }
+    let http = raw
+        .http
+        .as_ref()
+        .map(|h| build_http(h, base_dir, env))
+        .transpose()?;
+    let sources = build_sources(&raw.sources, base_dir, env)?;
+    let mut prices = PriceTable::builtin();
+    for (model, p) in &raw.prices {
+        let key = format!("prices.{}", toml_key(model));
+        let price = Price {
+            input: p.input,
+            output: p.output,
+            cache_write_5m: p.cache_write_5m.unwrap_or(p.input * 1.25),
+            cache_write_1h: p.cache_write_1h.unwrap_or(p.input * 2.0),
+            cache_read: p.cache_read.unwrap_or(p.input * 0.1),
+        };
+        if let Some((field, value)) = price.invalid_field() {
+            return Err(ConfigError::invalid(
+                format!("{key}.{field}"),
+                format!("must be a price in USD per million tokens, 0 or more; got {value}"),
+            ));
+        }
+        prices.set(model, price);
+    }
+    let budgets = build_budgets(&raw.budgets)?;
+    let notifiers = build_notifiers(&raw.notifiers, base_dir, env, &mut warnings)?;
+    Ok(Config {
+        path: path.to_path_buf(),
+        database,
+        poll: raw.poll,
+        http,
+        sources,
+        prices,
+        spike: raw.detect.spike,
+        rotation: raw.rotation,
+        budgets,
+        notifiers,
+        warnings,
+    })
+}
+
+/// Quotes a TOML key when it is not a bare key, as in `prices."claude-3.5"`.
+fn toml_key(k: &str) -> String {
+    if k.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        k.to_owned()
+    } else {
+        format!("{k:?}")
+    }
+}
+
+fn database_path(url: Option<&str>, base_dir: &Path, env: &dyn Env) -> Result<PathBuf> {
+    let Some(url) = url else {
+        return Ok(match env.var("STATE_DIRECTORY") {
+            // systemd may list several directories separated by ':'; the first is ours.
+            Some(dir) if !dir.is_empty() => {
+                PathBuf::from(dir.split(':').next().unwrap_or(&dir)).join("keywatch.db")
+            }
+            _ => base_dir.join("keywatch.db"),
+        });
+    };
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| {
+            let what = if url.starts_with("postgres") {
+                "PostgreSQL is not supported yet"
+            } else {
+                "unsupported database URL"
+            };
+            ConfigError::invalid(
+                "storage.url",
+                format!(
+                    "{what}: {url:?}; write sqlite:///absolute/path.db or sqlite://relative.db"
+                ),
+            )
+        })?;
+    let file = rest.split('?').next().unwrap_or_default();
+    if file.is_empty() || file == ":memory:" {
+        return Err(ConfigError::invalid(
+            "storage.url",
+            format!("{url:?} names no database file; keywatch needs a file to keep history"),
+        ));
+    }
+    let file = Path::new(file);
+    Ok(if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        base_dir.join(file)
+    })
+}
+
+fn check_poll(poll: &PollSection, warnings: &mut Vec<String>) -> Result<()> {
+    let secs = |d: super::HumanDuration| d.0.as_secs();
+    if secs(poll.interval) < 10 {
+        return Err(ConfigError::invalid(
+            "poll.interval",
+            "must be at least 10s: the providers' usage data changes every few minutes",
+        ));
+    }
+    if poll.timeout.0.as_millis() < 100 || secs(poll.timeout) > 600 {
+        return Err(ConfigError::invalid(
+            "poll.timeout",
+            "must be between 100ms and 10m",
+        ));
+    }
+    if poll.timeout.0 >= poll.interval.0 {
+        warnings.push(
+            "poll.timeout is not shorter than poll.interval: a slow provider delays every poll"
+                .to_owned(),
+        );
+    }
+    let width = poll.bucket_width.seconds() as u64;
+    if secs(poll.lookback) < width || secs(poll.lookback) > 400 * 86_400 {
+        return Err(ConfigError::invalid(
+            "poll.lookback",
+            format!(
+                "must be between one bucket ({}) and 400d",
+                poll.bucket_width.as_str()
+            ),
+        ));
+    }
+    if secs(poll.settle) > 86_400 {
+        return Err(ConfigError::invalid("poll.settle", "must be 1d or less"));
+    }
+    if poll.retries > 10 {
+        return Err(ConfigError::invalid(
+            "poll.retries",
+            format!("must be 10 or fewer, got {}", poll.retries),
+        ));
+    }
+    if poll.retry_backoff.0.as_millis() < 10 || secs(poll.retry_backoff) > 300 {
+        return Err(ConfigError::invalid(
+            "poll.retry_backoff",
+            "must be between 10ms and 5m",
+        ));
+    }
+    Ok(())
+}
+
+fn build_http(h: &HttpSection, base_dir: &Path, env: &dyn Env) -> Result<HttpConfig> {
+    let listen: SocketAddr = h.listen.parse().map_err(|_| {
+        ConfigError::invalid(
+            "http.listen",
+            format!(
+                "{:?} is not an address:port such as \"127.0.0.1:9464\"",
+                h.listen
+            ),
+        )
+    })?;
+    let token =
+        pair(h.token_env.clone(), h.token_file.clone()).resolve("http.token", base_dir, env)?;
+    if !listen.ip().is_loopback() && token.is_none() {
+        return Err(ConfigError::invalid(
+            "http.token_env",
+            format!(
+                "http.listen = {:?} is not a loopback address, so a bearer token is required: \
+                 set http.token_env or http.token_file",
+                h.listen
+            ),
+        ));
+    }
+    Ok(HttpConfig { listen, token })
+}
+
+fn check_name(key: &str, name: &str, seen: &mut HashSet<String>) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(ConfigError::invalid(key, "must not be empty"));
+    }
+    if !seen.insert(name.to_owned()) {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{name:?} is used twice; names must be unique"),
+        ));
+    }
+    Ok(())
+}
+
+fn build_sources(
+    raw: &[SourceSection],
+    base_dir: &Path,
+    env: &dyn Env,
+) -> Result<Vec<SourceConfig>> {
+    if raw.is_empty() {
+        return Err(ConfigError::invalid(
+            "sources",
+            "no [[sources]] configured: add one with name, provider and admin_key_env",
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, s) in raw.iter().enumerate() {
+        let at = format!("sources[{i}]");
+        check_name(&format!("{at}.name"), &s.name, &mut seen)?;
+        if s.provider == super::Provider::Openai {
+            return Err(ConfigError::invalid(
+                format!("{at}.provider"),
+                "\"openai\" is not supported by this version yet; only \"anthropic\" sources can \
+                 be polled",
+            ));
+        }
+        let base = s
+            .base_url
+            .as_deref()
+            .unwrap_or(s.provider.default_base_url());
+        let base_url = reqwest::Url::parse(base)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("{at}.base_url"),
+                    format!("{base:?} is not an http(s) URL"),
+                )
+            })?;
+        let secret = pair(s.admin_key_env.clone(), s.admin_key_file.clone());
+        let admin_key = secret.resolve_required(&format!("{at}.admin_key"), base_dir, env)?;
+        out.push(SourceConfig {
+            name: s.name.clone(),
+            provider: s.provider,
+            admin_key,
+            admin_key_origin: secret.describe(),
+            base_url,
+        });
+    }
+    Ok(out)
+}
+
+fn build_budgets(raw: &[BudgetSection]) -> Result<Vec<Budget>> {
+    let mut seen = HashSet::new();
+    raw.iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let at = format!("budgets[{i}]");
+            check_name(&format!("{at}.name"), &b.name, &mut seen)?;
+            let scope = match (&b.key_id, &b.key_name, &b.workspace_id) {
+                (None, None, None) => BudgetScope::Organisation,
+                (Some(id), None, None) => BudgetScope::Key(id.clone()),
+                (None, Some(glob), None) => {
+                    BudgetScope::KeyName(glob::Pattern::new(glob).map_err(|e| {
+                        ConfigError::invalid(
+                            format!("{at}.key_name"),
+                            format!("{glob:?} is not a valid glob: {e}"),
+                        )
+                    })?)
+                }
+                (None, None, Some(ws)) => BudgetScope::Workspace(ws.clone()),
+                _ => {
+                    return Err(ConfigError::invalid(
+                        &at,
+                        "give at most one scope: key_id, key_name or workspace_id (none = the \
+                         whole organisation)",
+                    ))
+                }
+            };
+            if b.daily_usd.is_none() && b.monthly_usd.is_none() {
+                return Err(ConfigError::invalid(
+                    &at,
+                    "give daily_usd, monthly_usd or both",
+                ));
+            }
+            for (key, v) in [("daily_usd", b.daily_usd), ("monthly_usd", b.monthly_usd)] {
+                if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.{key}"),
+                        format!("must be an amount in USD above 0, got {v}"),
+                    ));
+                }
+            }
+            let mut thresholds = b.thresholds.clone();
+            thresholds.sort_unstable();
+            thresholds.dedup();
+            if thresholds.is_empty()
+                || thresholds.len() != b.thresholds.len()
+                || thresholds.iter().any(|t| !(1..=1000).contains(t))
+            {
+                return Err(ConfigError::invalid(
+                    format!("{at}.thresholds"),
+                    "must be distinct percentages between 1 and 1000, e.g. [50, 75, 90, 100]",
+                ));
+            }
+            let timezone: Tz = b.timezone.parse().map_err(|_| {
+                ConfigError::invalid(
+                    format!("{at}.timezone"),
+                    format!(
+                        "unknown time zone {:?}: use an IANA name such as \"Europe/Berlin\" or \"UTC\"",
+                        b.timezone
+                    ),
+                )
+            })?;
+            Ok(Budget {
+                name: b.name.clone(),
+                scope,
+                daily_usd: b.daily_usd,
+                monthly_usd: b.monthly_usd,
+                thresholds,
+                timezone,
+            })
+        })
+        .collect()
+}
+
+fn build_notifiers(
+    raw: &[NotifierSection],
+    base_dir: &Path,
+    env: &dyn Env,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Notifier>> {
+    let mut seen = HashSet::new();
+    raw.iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let at = format!("notifiers[{i}]");
+            check_name(&format!("{at}.name"), n.name(), &mut seen)?;
+            Ok(match n {
+                NotifierSection::Email(e) => {
+                    Notifier::Email(build_email(e, &at, base_dir, env, warnings)?)
+                }
+                NotifierSection::Webhook(w) => {
+                    Notifier::Webhook(build_webhook(w, &at, base_dir, env)?)
+                }
+            })
+        })
+        .collect()
+}
+
+fn looks_like_address(a: &str) -> bool {
+    let a = a.rsplit('<').next().unwrap_or(a).trim_end_matches('>');
+    matches!(a.split_once('@'), Some((l, d)) if !l.is_empty() && d.contains('.') && !a.contains(' '))
+}
+
+fn build_email(
+    e: &EmailSection,
+    at: &str,
+    base_dir: &Path,
+    env: &dyn Env,
+    warnings: &mut Vec<String>,
+) -> Result<EmailNotifier> {
+    if e.smtp_host.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{at}.smtp_host"),
+            "must not be empty",
+        ));
+    }
+    if !looks_like_address(&e.from) {
+        return Err(ConfigError::invalid(
+            format!("{at}.from"),
+            format!("{:?} is not an email address", e.from),
+        ));
+    }
+    if e.to.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{at}.to"),
+            "name at least one recipient",
+        ));
+    }
+    if let Some(bad) = e.to.iter().find(|a| !looks_like_address(a)) {
+        return Err(ConfigError::invalid(
+            format!("{at}.to"),
+            format!("{bad:?} is not an email address"),
+        ));
+    }
+    let username = pair(e.username_env.clone(), e.username_file.clone()).resolve(
+        &format!("{at}.username"),
+        base_dir,
+        env,
+    )?;
+    let password = pair(e.password_env.clone(), e.password_file.clone()).resolve(
+        &format!("{at}.password"),
+        base_dir,
+        env,
+    )?;
+    if username.is_some() != password.is_some() {
+        return Err(ConfigError::invalid(
+            format!("{at}.password_env"),
+            "SMTP authentication needs both username_env/_file and password_env/_file",
+        ));
+    }
+    if e.tls == TlsMode::None && password.is_some() {
+        warnings.push(format!(
+            "{at} ({}) sends its SMTP password without TLS (tls = \"none\")",
+            e.name
+        ));
+    }
+    let smtp_port = e.smtp_port.unwrap_or(match e.tls {
+        TlsMode::None => 25,
+        TlsMode::Starttls => 587,
+        TlsMode::Tls => 465,
+    });
+    if smtp_port == 0 {
+        return Err(ConfigError::invalid(
+            format!("{at}.smtp_port"),
+            "must not be 0",
+        ));
+    }
+    Ok(EmailNotifier {
+        name: e.name.clone(),
+        smtp_host: e.smtp_host.clone(),
+        smtp_port,
+        tls: e.tls,
+        username,
+        password,
+        from: e.from.clone(),
+        to: e.to.clone(),
+        min_severity: e.min_severity,
+    })
+}
+
+fn build_webhook(
+    w: &WebhookSection,
+    at: &str,
+    base_dir: &Path,
+    env: &dyn Env,
+) -> Result<WebhookNotifier> {
+    let from_secret = pair(w.url_env.clone(), w.url_file.clone());
+    let (url, url_display) = match (&w.url, from_secret.is_set()) {
+        (Some(u), false) => (SecretString::from(u.clone()), u.clone()),
+        (None, true) => (
+            from_secret.resolve_required(&format!("{at}.url"), base_dir, env)?,
+            format!("from {}", from_secret.describe()),
+        ),
+        _ => {
+            return Err(ConfigError::invalid(
+                format!("{at}.url"),
+                "give exactly one of url, url_env or url_file",
+            ))
+        }
+    };
+    let parsed = reqwest::Url::parse(url.expose_secret()).ok();
+    if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+        return Err(ConfigError::invalid(
+            format!("{at}.url"),
+            format!("{url_display:?} is not an http(s) URL"),
+        ));
+    }
+    let secret = pair(w.secret_env.clone(), w.secret_file.clone()).resolve(
+        &format!("{at}.secret"),
+        base_dir,
+        env,
+    )?;
+    let routing_key = pair(w.routing_key_env.clone(), w.routing_key_file.clone()).resolve(
+        &format!("{at}.routing_key"),
+        base_dir,
+        env,
+    )?;
+    match w.format {
+        WebhookFormat::Json => match &secret {
+            None => {
+                return Err(ConfigError::invalid(
+                    format!("{at}.secret_env"),
+                    "json webhooks are signed (Standard Webhooks): set secret_env or secret_file \
+                     to a \"whsec_…\" secret",
+                ))
+            }
+            Some(s) if !s.expose_secret().starts_with("whsec_") => {
+                return Err(ConfigError::invalid(
+                    format!("{at}.secret_env"),
+                    "the signing secret must be a Standard Webhooks secret starting with \"whsec_\"",
+                ))
+            }
+            Some(_) => {}
+        },
+        WebhookFormat::Pagerduty if routing_key.is_none() => {
+            return Err(ConfigError::invalid(
+                format!("{at}.routing_key_env"),
+                "pagerduty webhooks need the integration's routing key: set routing_key_env or \
+                 routing_key_file",
+            ))
+        }
+        _ => {}
+    }
+    Ok(WebhookNotifier {
+        name: w.name.clone(),
+        url,
+        url_display,
+        format: w.format,
+        secret,
+        routing_key,
+        min_severity: w.min_severity,
+    })
+}

@@ -1,0 +1,260 @@
+//! The configuration: a strict TOML file (`schema`), sense-checked (`check`), with secrets
+//! resolved from the environment or files (`secret`). Errors name the key and exit with 78.
+
+mod check;
+mod schema;
+pub mod secret;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use secrecy::SecretString;
+
+pub use schema::{
+    BucketWidth, HumanDuration, PollSection as PollConfig, Provider,
+    RotationSection as RotationConfig, Severity, TlsMode, WebhookFormat,
+};
+pub use secret::{Env, ProcessEnv};
+
+use crate::detect::SpikeConfig;
+use crate::prices::PriceTable;
+
+/// A configuration problem. Every variant names the key (or file) so the operator knows what to
+/// change; the process exits with code 78 (EX_CONFIG).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source} (give the path with --config or $KEYWATCH_CONFIG)")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The validated configuration, secrets resolved.
+#[derive(Debug)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    /// The SQLite database file.
+    pub database: PathBuf,
+    pub poll: PollConfig,
+    pub http: Option<HttpConfig>,
+    pub sources: Vec<SourceConfig>,
+    pub prices: PriceTable,
+    pub spike: SpikeConfig,
+    pub rotation: RotationConfig,
+    pub budgets: Vec<Budget>,
+    pub notifiers: Vec<Notifier>,
+    /// Values that parse and are allowed but are probably not what the operator meant.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub token: Option<SecretString>,
+}
+
+/// One provider account to poll.
+#[derive(Debug)]
+pub struct SourceConfig {
+    /// Unique; appears in alerts and in the store.
+    pub name: String,
+    pub provider: Provider,
+    /// The organisation admin key. Exposed only where the request header is built.
+    pub admin_key: SecretString,
+    /// Where the admin key comes from (`env $X` / `file P`), for summaries.
+    pub admin_key_origin: String,
+    pub base_url: reqwest::Url,
+}
+
+#[derive(Debug, Clone)]
+pub enum BudgetScope {
+    Organisation,
+    Key(String),
+    KeyName(glob::Pattern),
+    Workspace(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Budget {
+    pub name: String,
+    pub scope: BudgetScope,
+    pub daily_usd: Option<f64>,
+    pub monthly_usd: Option<f64>,
+    /// Percentages, ascending.
+    pub thresholds: Vec<u32>,
+    pub timezone: Tz,
+}
+
+#[derive(Debug)]
+pub enum Notifier {
+    Email(EmailNotifier),
+    Webhook(WebhookNotifier),
+}
+
+impl Notifier {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Email(e) => &e.name,
+            Self::Webhook(w) => &w.name,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct EmailNotifier {
+    pub name: String,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub tls: TlsMode,
+    pub username: Option<SecretString>,
+    pub password: Option<SecretString>,
+    pub from: String,
+    pub to: Vec<String>,
+    pub min_severity: Severity,
+}
+
+#[derive(Debug)]
+pub struct WebhookNotifier {
+    pub name: String,
+    /// Secret because Slack-style URLs embed a token.
+    pub url: SecretString,
+    /// What summaries print for the URL: the literal URL, or where it comes from.
+    pub url_display: String,
+    pub format: WebhookFormat,
+    pub secret: Option<SecretString>,
+    pub routing_key: Option<SecretString>,
+    pub min_severity: Severity,
+}
+
+impl Config {
+    /// Reads, parses and checks the file at `path`, resolving secrets from the process
+    /// environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::from_str(&text, path, &ProcessEnv)?;
+        if let Some(w) = world_writable_warning(path) {
+            config.warnings.push(w);
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks config text as if read from `path` (relative paths resolve against
+    /// its folder), resolving secrets through `env`.
+    pub fn from_str(text: &str, path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
+        let raw = parse(text, path)?;
+        let base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        check::build(raw, path, &base_dir, env)
+    }
+}
+
+/// Step one: TOML to the raw schema. Literal secrets are refused before serde sees them, so the
+/// message can say what to write instead.
+fn parse(text: &str, path: &Path) -> Result<schema::RawConfig, ConfigError> {
+    let parse_error = |message: String| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message,
+    };
+    let value: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| parse_error(describe_toml_error(text, &e, None)))?;
+    if let Some(key) = find_literal_secret(&value, "") {
+        let name = key.rsplit('.').next().unwrap_or(&key).to_owned();
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "secrets are never written in the config file; use {name}_env = \"VARIABLE\" \
+                 (an environment variable) or {name}_file = \"/path\" (a file, e.g. a systemd \
+                 credential) instead"
+            ),
+        ));
+    }
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        parse_error(describe_toml_error(text, e.inner(), Some(&key)))
+    })
+}
+
+/// One line: `line N: key: message`, without toml's multi-line source excerpt.
+fn describe_toml_error(text: &str, e: &toml::de::Error, key: Option<&str>) -> String {
+    let mut out = String::new();
+    if let Some(span) = e.span() {
+        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        out.push_str(&format!("line {line}: "));
+    }
+    if let Some(key) = key.filter(|k| !k.is_empty() && *k != ".") {
+        out.push_str(key);
+        out.push_str(": ");
+    }
+    out.push_str(e.message().trim());
+    out
+}
+
+fn find_literal_secret(table: &toml::Table, prefix: &str) -> Option<String> {
+    for (k, v) in table {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if secret::LITERAL_SECRET_KEYS.contains(&k.as_str()) && !v.is_table() {
+            return Some(path);
+        }
+        let found = match v {
+            toml::Value::Table(t) => find_literal_secret(t, &path),
+            toml::Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                item.as_table()
+                    .and_then(|t| find_literal_secret(t, &format!("{path}[{i}]")))
+            }),
+            _ => None,
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+#[cfg(unix)]
+fn world_writable_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o002 != 0).then(|| {
+        format!(
+            "{} is writable by every user: anyone on this machine can redirect alerts (chmod o-w)",
+            path.display()
+        )
+    })
+}
+
+#[cfg(not(unix))]
+fn world_writable_warning(_: &Path) -> Option<String> {
+    None
+}
+
+#[cfg(test)]
+mod tests;

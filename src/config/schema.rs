@@ -1,0 +1,323 @@
+//! The TOML schema of interface.md, as strict serde structs: unknown keys are errors, defaults
+//! live in code. Parsing is step one; `super::check` sense-checks the parsed values.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::detect::SpikeConfig;
+
+/// A humantime duration such as `"90s"`, `"5m"` or `"7d"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {text:?} ({e}); write e.g. \"90s\", \"5m\", \"1h\" or \"7d\""
+                ))
+            })
+    }
+}
+
+/// The resolution usage is stored and judged at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+pub enum BucketWidth {
+    #[serde(rename = "1m")]
+    Minute,
+    #[serde(rename = "1h")]
+    Hour,
+    #[serde(rename = "1d")]
+    Day,
+}
+
+impl BucketWidth {
+    pub fn seconds(self) -> i64 {
+        match self {
+            Self::Minute => 60,
+            Self::Hour => 3_600,
+            Self::Day => 86_400,
+        }
+    }
+
+    /// The provider's spelling, e.g. `1h`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Minute => "1m",
+            Self::Hour => "1h",
+            Self::Day => "1d",
+        }
+    }
+
+    /// The largest page the providers accept for this width (buckets per page).
+    pub fn max_page(self) -> u32 {
+        match self {
+            Self::Minute => 1_440,
+            Self::Hour => 168,
+            Self::Day => 31,
+        }
+    }
+
+    pub fn from_seconds(secs: i64) -> Option<Self> {
+        match secs {
+            60 => Some(Self::Minute),
+            3_600 => Some(Self::Hour),
+            86_400 => Some(Self::Day),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub poll: PollSection,
+    pub http: Option<HttpSection>,
+    #[serde(default)]
+    pub sources: Vec<SourceSection>,
+    #[serde(default)]
+    pub prices: BTreeMap<String, PriceSection>,
+    #[serde(default)]
+    pub detect: DetectSection,
+    #[serde(default)]
+    pub rotation: RotationSection,
+    #[serde(default)]
+    pub budgets: Vec<BudgetSection>,
+    #[serde(default)]
+    pub notifiers: Vec<NotifierSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// `sqlite://PATH`; relative paths resolve against the config file's folder. Default:
+    /// `keywatch.db` in `$STATE_DIRECTORY` (systemd `StateDirectory=`) or beside the config.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollSection {
+    pub interval: HumanDuration,
+    pub bucket_width: BucketWidth,
+    pub lookback: HumanDuration,
+    pub settle: HumanDuration,
+    /// Extension: the timeout of one HTTP request to a provider.
+    pub timeout: HumanDuration,
+    /// Extension: retries of one failing request within a poll (429, 5xx, timeouts, bad bodies).
+    pub retries: u32,
+    /// Extension: the first retry's delay; doubled on each further retry, with jitter.
+    pub retry_backoff: HumanDuration,
+}
+
+impl Default for PollSection {
+    fn default() -> Self {
+        Self {
+            interval: HumanDuration(Duration::from_secs(120)),
+            bucket_width: BucketWidth::Hour,
+            lookback: HumanDuration(Duration::from_secs(8 * 86_400)),
+            settle: HumanDuration(Duration::from_secs(600)),
+            timeout: HumanDuration(Duration::from_secs(30)),
+            retries: 3,
+            retry_backoff: HumanDuration(Duration::from_secs(1)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    pub listen: String,
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Anthropic,
+    Openai,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anthropic => "anthropic",
+            Self::Openai => "openai",
+        }
+    }
+
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            Self::Anthropic => "https://api.anthropic.com",
+            Self::Openai => "https://api.openai.com",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    pub name: String,
+    pub provider: Provider,
+    pub admin_key_env: Option<String>,
+    pub admin_key_file: Option<PathBuf>,
+    pub base_url: Option<String>,
+}
+
+/// USD per million tokens. `input` and `output` are required; the cache classes default to
+/// Anthropic's multipliers of the input price (5-minute write 1.25x, 1-hour write 2x, read 0.1x).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceSection {
+    pub input: f64,
+    pub output: f64,
+    pub cache_write_5m: Option<f64>,
+    pub cache_write_1h: Option<f64>,
+    pub cache_read: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectSection {
+    #[serde(default)]
+    pub spike: SpikeConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RotationSection {
+    /// Active keys older than this many days alert once. 1 to 3650; default 90.
+    pub max_key_age_days: u32,
+}
+
+impl Default for RotationSection {
+    fn default() -> Self {
+        Self {
+            max_key_age_days: 90,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSection {
+    pub name: String,
+    pub key_id: Option<String>,
+    pub key_name: Option<String>,
+    pub workspace_id: Option<String>,
+    pub daily_usd: Option<f64>,
+    pub monthly_usd: Option<f64>,
+    #[serde(default = "default_thresholds")]
+    pub thresholds: Vec<u32>,
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+}
+
+fn default_thresholds() -> Vec<u32> {
+    vec![50, 75, 90, 100]
+}
+
+fn default_timezone() -> String {
+    "UTC".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    #[default]
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    None,
+    #[default]
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    #[default]
+    Json,
+    Slack,
+    Pagerduty,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NotifierSection {
+    Email(EmailSection),
+    Webhook(WebhookSection),
+}
+
+impl NotifierSection {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Email(e) => &e.name,
+            Self::Webhook(w) => &w.name,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSection {
+    pub name: String,
+    pub smtp_host: String,
+    /// Default by `tls`: 587 for starttls, 465 for tls, 25 for none.
+    pub smtp_port: Option<u16>,
+    #[serde(default)]
+    pub tls: TlsMode,
+    pub username_env: Option<String>,
+    pub username_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub from: String,
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub min_severity: Severity,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    pub name: String,
+    /// The receiver. Extension: `url_env`/`url_file` instead, for URLs that embed a token
+    /// (Slack incoming webhooks).
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub url_file: Option<PathBuf>,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub routing_key_env: Option<String>,
+    pub routing_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub min_severity: Severity,
+}

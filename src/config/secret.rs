@@ -1,0 +1,205 @@
+//! Where secrets come from: an environment variable (`<name>_env`) or a file (`<name>_file`),
+//! never the config file itself.
+
+use std::path::{Path, PathBuf};
+
+use super::ConfigError;
+use secrecy::SecretString;
+
+/// Looks up environment variables; a seam so tests can resolve secrets without touching the
+/// process environment.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<S: std::hash::BuildHasher> Env for std::collections::HashMap<String, String, S> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// The pair of keys that names one secret's origin, e.g. `admin_key_env` / `admin_key_file`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretRef {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+impl SecretRef {
+    pub fn is_set(&self) -> bool {
+        self.env.is_some() || self.file.is_some()
+    }
+
+    /// Resolves the secret. `key` is the config path of the secret without its suffix
+    /// (e.g. `sources[0].admin_key`), used in every error message.
+    ///
+    /// Relative `_file` paths resolve against `$CREDENTIALS_DIRECTORY` when systemd sets it
+    /// (`LoadCredential=`), else against the config file's folder.
+    pub fn resolve(
+        &self,
+        key: &str,
+        base_dir: &Path,
+        env: &dyn Env,
+    ) -> Result<Option<SecretString>, ConfigError> {
+        let value = match (&self.env, &self.file) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::invalid(
+                    format!("{key}_env"),
+                    format!("give either {key}_env or {key}_file, not both"),
+                ))
+            }
+            (Some(var), None) => {
+                if var.trim().is_empty() {
+                    return Err(ConfigError::invalid(
+                        format!("{key}_env"),
+                        "is empty: name the environment variable that holds the secret",
+                    ));
+                }
+                env.var(var).ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("{key}_env"),
+                        format!(
+                            "environment variable {var} is not set: export it, or use {key}_file"
+                        ),
+                    )
+                })?
+            }
+            (None, Some(file)) => {
+                let path = resolve_credential_path(file, base_dir, env);
+                std::fs::read_to_string(&path).map_err(|e| {
+                    ConfigError::invalid(
+                        format!("{key}_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?
+            }
+        };
+        let trimmed = value.trim_end_matches(['\r', '\n']);
+        if trimmed.trim().is_empty() {
+            let which = if self.env.is_some() { "_env" } else { "_file" };
+            return Err(ConfigError::invalid(
+                format!("{key}{which}"),
+                "the secret it points to is empty",
+            ));
+        }
+        Ok(Some(SecretString::from(trimmed.to_owned())))
+    }
+
+    /// Resolves a secret that must be present.
+    pub fn resolve_required(
+        &self,
+        key: &str,
+        base_dir: &Path,
+        env: &dyn Env,
+    ) -> Result<SecretString, ConfigError> {
+        self.resolve(key, base_dir, env)?.ok_or_else(|| {
+            ConfigError::invalid(
+                format!("{key}_env"),
+                format!("is required: set {key}_env (an environment variable) or {key}_file"),
+            )
+        })
+    }
+
+    /// A short description for summaries: where the secret comes from, never its value.
+    pub fn describe(&self) -> String {
+        match (&self.env, &self.file) {
+            (Some(var), _) => format!("env ${var}"),
+            (None, Some(file)) => format!("file {}", file.display()),
+            (None, None) => "none".to_owned(),
+        }
+    }
+}
+
+fn resolve_credential_path(file: &Path, base_dir: &Path, env: &dyn Env) -> PathBuf {
+    if file.is_absolute() {
+        return file.to_path_buf();
+    }
+    match env.var("CREDENTIALS_DIRECTORY") {
+        Some(dir) if !dir.is_empty() => Path::new(&dir).join(file),
+        _ => base_dir.join(file),
+    }
+}
+
+/// Builds a reference from a section's `<name>_env` and `<name>_file` fields.
+pub fn pair(env: Option<String>, file: Option<PathBuf>) -> SecretRef {
+    SecretRef { env, file }
+}
+
+/// Keys that would hold a secret's value. Any of them in the file is refused with a hint.
+pub const LITERAL_SECRET_KEYS: &[&str] = &[
+    "admin_key",
+    "api_key",
+    "password",
+    "secret",
+    "routing_key",
+    "token",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn reads_env_var() {
+        let r = pair(Some("K".into()), None);
+        let s = r
+            .resolve_required("x.admin_key", Path::new("/"), &env(&[("K", "v1")]))
+            .unwrap();
+        assert_eq!(s.expose_secret(), "v1");
+    }
+
+    #[test]
+    fn missing_env_var_names_key_and_var() {
+        let r = pair(Some("NOPE".into()), None);
+        let e = r
+            .resolve("sources[0].admin_key", Path::new("/"), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sources[0].admin_key_env"), "{e}");
+        assert!(e.contains("NOPE"), "{e}");
+    }
+
+    #[test]
+    fn file_is_trimmed_and_relative_to_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("k"), "s3cret\n").unwrap();
+        let r = pair(None, Some("k".into()));
+        let e = env(&[("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())]);
+        let s = r.resolve_required("a", Path::new("/nowhere"), &e).unwrap();
+        assert_eq!(s.expose_secret(), "s3cret");
+    }
+
+    #[test]
+    fn both_given_is_an_error() {
+        let r = pair(Some("K".into()), Some("f".into()));
+        assert!(r.resolve("a", Path::new("/"), &env(&[("K", "v")])).is_err());
+    }
+
+    #[test]
+    fn empty_secret_is_an_error() {
+        let r = pair(Some("K".into()), None);
+        let e = r
+            .resolve("a", Path::new("/"), &env(&[("K", "\n")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("empty"));
+    }
+}

@@ -1,0 +1,17 @@
+//! keywatch: watches each LLM API key's usage and spend, and alerts on leaks, spikes and budgets.
+//!
+//! Data flows one way: `providers` → `store` → `detect` → `alerts` → `notify`, with `config`,
+//! `cli` and `telemetry` beside them. `app` is the one entry point that builds and runs it.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod detect;
+pub mod exit;
+pub mod poller;
+pub mod prices;
+pub mod providers;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,33 @@
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use keywatch::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors; a bad argument is exit 1 (interface.md).
+            return ExitCode::from(if e.use_stderr() {
+                keywatch::exit::FAILURE
+            } else {
+                0
+            });
+        }
+    };
+    keywatch::telemetry::init("info");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keywatch: cannot start the async runtime: {e}");
+            return ExitCode::from(keywatch::exit::FAILURE);
+        }
+    };
+    ExitCode::from(runtime.block_on(keywatch::commands::execute(cli)))
+}

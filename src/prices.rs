@@ -1,0 +1,259 @@
+//! Model prices in USD per million tokens, and the cost of a bucket's token classes.
+//!
+//! The built-in table covers current Claude models; `[prices."model"]` in the config overrides
+//! or extends it. A model without a price is never priced at 0: its cost is `None`, the bucket is
+//! flagged, and `check-config` and `history` report it.
+
+use std::collections::BTreeMap;
+
+/// When the built-in table was last compared with Anthropic's published pricing page.
+pub const PRICES_CHECKED: &str = "2026-11-26";
+
+/// USD per million tokens for each token class.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    pub cache_write_5m: f64,
+    pub cache_write_1h: f64,
+    pub cache_read: f64,
+}
+
+impl Price {
+    /// A price with Anthropic's usual cache multipliers (write 5m 1.25x, write 1h 2x, read 0.1x).
+    const fn standard(input: f64, output: f64) -> Self {
+        Self {
+            input,
+            output,
+            cache_write_5m: input * 1.25,
+            cache_write_1h: input * 2.0,
+            cache_read: input * 0.1,
+        }
+    }
+
+    /// The first field that is negative or not a number, if any.
+    pub fn invalid_field(&self) -> Option<(&'static str, f64)> {
+        [
+            ("input", self.input),
+            ("output", self.output),
+            ("cache_write_5m", self.cache_write_5m),
+            ("cache_write_1h", self.cache_write_1h),
+            ("cache_read", self.cache_read),
+        ]
+        .into_iter()
+        .find(|(_, v)| !(v.is_finite() && *v >= 0.0))
+    }
+
+    /// The cost in USD of these token counts.
+    pub fn cost(&self, t: &TokenCounts) -> f64 {
+        let per_token = |count: i64, usd_per_million: f64| count as f64 * usd_per_million / 1e6;
+        per_token(t.uncached_input, self.input)
+            + per_token(t.output, self.output)
+            + per_token(t.cache_write_5m, self.cache_write_5m)
+            + per_token(t.cache_write_1h, self.cache_write_1h)
+            + per_token(t.cache_read, self.cache_read)
+    }
+}
+
+/// Token counts of one usage row, by price class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    pub uncached_input: i64,
+    pub cache_read: i64,
+    pub cache_write_5m: i64,
+    pub cache_write_1h: i64,
+    pub output: i64,
+}
+
+impl TokenCounts {
+    pub fn total(&self) -> i64 {
+        self.uncached_input
+            + self.cache_read
+            + self.cache_write_5m
+            + self.cache_write_1h
+            + self.output
+    }
+}
+
+/// Built-in prices (Anthropic list prices, standard tier). Batch (50 % off), priority tier,
+/// long-context surcharges and Haiku 5.5's long-prompt band are not visible per bucket in the
+/// usage report and are not modelled.
+const BUILTIN: &[(&str, Price)] = &[
+    (
+        "claude-fable-5-1",
+        Price {
+            cache_read: 0.25,
+            ..Price::standard(10.0, 50.0)
+        },
+    ),
+    (
+        "claude-mythos-5-1",
+        Price {
+            cache_read: 0.25,
+            ..Price::standard(10.0, 50.0)
+        },
+    ),
+    (
+        "claude-fable-5",
+        Price {
+            cache_read: 1.0,
+            ..Price::standard(10.0, 50.0)
+        },
+    ),
+    (
+        "claude-mythos-5",
+        Price {
+            cache_read: 1.0,
+            ..Price::standard(10.0, 50.0)
+        },
+    ),
+    (
+        "claude-opus-5-5",
+        Price {
+            cache_read: 0.20,
+            ..Price::standard(4.0, 20.0)
+        },
+    ),
+    ("claude-opus-5", Price::standard(5.0, 25.0)),
+    ("claude-opus-4-8", Price::standard(5.0, 25.0)),
+    ("claude-opus-4-7", Price::standard(5.0, 25.0)),
+    ("claude-opus-4-6", Price::standard(5.0, 25.0)),
+    ("claude-opus-4-5", Price::standard(5.0, 25.0)),
+    ("claude-opus-4-1", Price::standard(15.0, 75.0)),
+    ("claude-opus-4-0", Price::standard(15.0, 75.0)),
+    ("claude-opus-4", Price::standard(15.0, 75.0)),
+    (
+        "claude-sonnet-5-5",
+        Price {
+            cache_read: 0.10,
+            ..Price::standard(2.0, 10.0)
+        },
+    ),
+    ("claude-sonnet-5", Price::standard(2.0, 10.0)),
+    ("claude-sonnet-4-6", Price::standard(3.0, 15.0)),
+    ("claude-sonnet-4-5", Price::standard(3.0, 15.0)),
+    ("claude-sonnet-4-0", Price::standard(3.0, 15.0)),
+    ("claude-sonnet-4", Price::standard(3.0, 15.0)),
+    ("claude-3-7-sonnet", Price::standard(3.0, 15.0)),
+    ("claude-3-5-sonnet", Price::standard(3.0, 15.0)),
+    ("claude-haiku-5-5", Price::standard(0.10, 0.50)),
+    ("claude-haiku-4-5", Price::standard(1.0, 5.0)),
+    (
+        "claude-3-5-haiku",
+        Price {
+            cache_write_5m: 1.0,
+            cache_write_1h: 1.6,
+            ..Price::standard(0.80, 4.0)
+        },
+    ),
+    ("claude-3-opus", Price::standard(15.0, 75.0)),
+    (
+        "claude-3-haiku",
+        Price {
+            cache_write_5m: 0.30,
+            cache_write_1h: 0.50,
+            ..Price::standard(0.25, 1.25)
+        },
+    ),
+];
+
+/// Prices by model id.
+#[derive(Debug, Clone)]
+pub struct PriceTable {
+    entries: BTreeMap<String, Price>,
+    overridden: Vec<String>,
+}
+
+impl PriceTable {
+    pub fn builtin() -> Self {
+        Self {
+            entries: BUILTIN.iter().map(|(m, p)| ((*m).to_owned(), *p)).collect(),
+            overridden: Vec::new(),
+        }
+    }
+
+    /// Sets (overrides or adds) the price of `model`.
+    pub fn set(&mut self, model: &str, price: Price) {
+        self.entries.insert(model.to_owned(), price);
+        self.overridden.push(model.to_owned());
+    }
+
+    /// Models whose price came from the config file.
+    pub fn overridden(&self) -> &[String] {
+        &self.overridden
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The price of `model`: an exact entry, else the entry it is a dated snapshot of
+    /// (`claude-sonnet-4-5-20250929` takes `claude-sonnet-4-5`). No looser matching: an unknown
+    /// model is better reported as unpriced than priced as its older sibling.
+    pub fn lookup(&self, model: &str) -> Option<Price> {
+        if let Some(p) = self.entries.get(model) {
+            return Some(*p);
+        }
+        let (alias, suffix) = model.rsplit_once('-')?;
+        let dated = suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_digit());
+        dated.then(|| self.entries.get(alias).copied()).flatten()
+    }
+
+    /// The cost of `tokens` on `model`, or `None` when the model has no price.
+    pub fn cost(&self, model: &str, tokens: &TokenCounts) -> Option<f64> {
+        self.lookup(model).map(|p| p.cost(tokens))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dated_snapshot_takes_alias_price() {
+        let t = PriceTable::builtin();
+        assert_eq!(
+            t.lookup("claude-sonnet-4-20250514"),
+            t.lookup("claude-sonnet-4")
+        );
+        assert_eq!(t.lookup("claude-opus-4-5-20251101").unwrap().input, 5.0);
+        assert_eq!(t.lookup("claude-opus-4-1-20250805").unwrap().input, 15.0);
+    }
+
+    #[test]
+    fn unknown_model_is_unpriced_not_sibling_priced() {
+        let t = PriceTable::builtin();
+        assert_eq!(t.lookup("claude-opus-4-9"), None);
+        assert_eq!(t.lookup("claude-sonnet-4-5-preview"), None);
+        assert_eq!(t.cost("gpt-4o", &TokenCounts::default()), None);
+    }
+
+    #[test]
+    fn cost_prices_each_class() {
+        let t = PriceTable::builtin();
+        let tokens = TokenCounts {
+            uncached_input: 1_000_000,
+            cache_read: 1_000_000,
+            cache_write_5m: 1_000_000,
+            cache_write_1h: 1_000_000,
+            output: 1_000_000,
+        };
+        let cost = t.cost("claude-sonnet-4-20250514", &tokens).unwrap();
+        assert!(
+            (cost - (3.0 + 0.30 + 3.75 + 6.0 + 15.0)).abs() < 1e-9,
+            "{cost}"
+        );
+    }
+
+    #[test]
+    fn config_override_wins() {
+        let mut t = PriceTable::builtin();
+        t.set("claude-sonnet-4", Price::standard(1.0, 2.0));
+        assert_eq!(t.lookup("claude-sonnet-4-20250514").unwrap().output, 2.0);
+        assert_eq!(t.overridden(), ["claude-sonnet-4".to_owned()]);
+    }
+}

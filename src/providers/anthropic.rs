@@ -1,0 +1,364 @@
+//! The Anthropic Admin API: the key listing and the messages usage report
+//! (`../shared/docs/provider-apis.md` §1). Lenient parsing: unknown fields are ignored,
+//! dimensions are nullable, missing counters are 0.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::http::{ErrorBody, HttpClient, PollError, RetryPolicy};
+use super::{ApiKey, UsageBucket, UsagePage, UsageRow, UNKNOWN_MODEL, WORKBENCH_KEY_ID};
+use crate::config::{BucketWidth, SourceConfig};
+use crate::prices::TokenCounts;
+
+const API_VERSION: &str = "2023-06-01";
+const KEYS_ENDPOINT: &str = "/v1/organizations/api_keys";
+const USAGE_ENDPOINT: &str = "/v1/organizations/usage_report/messages";
+/// Keys per listing page (the API allows 1 to 1000).
+const KEYS_PAGE_LIMIT: u32 = 500;
+/// A listing longer than this many pages is treated as a paging bug, not followed forever.
+const MAX_PAGES: usize = 10_000;
+
+/// A client for one Anthropic organisation.
+#[derive(Debug, Clone)]
+pub struct AnthropicClient {
+    http: HttpClient,
+    base_url: reqwest::Url,
+}
+
+impl AnthropicClient {
+    pub fn new(
+        source: &SourceConfig,
+        timeout: std::time::Duration,
+        retry: RetryPolicy,
+    ) -> Result<Self, PollError> {
+        let mut headers = HeaderMap::new();
+        let mut key = HeaderValue::from_str(source.admin_key.expose_secret()).map_err(|_| {
+            PollError::Transport {
+                endpoint: "config".to_owned(),
+                message: format!(
+                    "the admin key of source {:?} contains characters that cannot be sent in a header",
+                    source.name
+                ),
+            }
+        })?;
+        key.set_sensitive(true);
+        headers.insert("x-api-key", key);
+        headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
+        let http = HttpClient::new(headers, timeout, retry).map_err(|e| PollError::Transport {
+            endpoint: "config".to_owned(),
+            message: super::http::error_chain(&e),
+        })?;
+        Ok(Self {
+            http,
+            base_url: source.base_url.clone(),
+        })
+    }
+
+    fn url(&self, path: &str) -> reqwest::Url {
+        let mut url = self.base_url.clone();
+        let base = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base}{path}"));
+        url
+    }
+
+    /// Every key of the organisation, all pages.
+    pub async fn list_keys(&self, cancel: &CancellationToken) -> Result<Vec<ApiKey>, PollError> {
+        let url = self.url(KEYS_ENDPOINT);
+        let mut keys = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let page: KeyList = self
+                .http
+                .get_json(
+                    KEYS_ENDPOINT,
+                    || {
+                        let mut q = vec![("limit", KEYS_PAGE_LIMIT.to_string())];
+                        if let Some(a) = &after {
+                            q.push(("after_id", a.clone()));
+                        }
+                        self.http.client().get(url.clone()).query(&q)
+                    },
+                    parse_error,
+                    cancel,
+                )
+                .await?;
+            keys.extend(page.data.into_iter().map(ApiKey::from));
+            match (page.has_more, page.last_id) {
+                (true, Some(last)) if after.as_ref() != Some(&last) => after = Some(last),
+                (true, _) => {
+                    return Err(PollError::Paging {
+                        endpoint: KEYS_ENDPOINT.to_owned(),
+                        message: "has_more is true but last_id is missing or repeats".to_owned(),
+                    })
+                }
+                (false, _) => return Ok(keys),
+            }
+        }
+        Err(PollError::Paging {
+            endpoint: KEYS_ENDPOINT.to_owned(),
+            message: format!("more than {MAX_PAGES} pages"),
+        })
+    }
+
+    /// One page of the usage report from `starting_at`, grouped by key and model.
+    pub async fn usage_page(
+        &self,
+        starting_at: DateTime<Utc>,
+        width: BucketWidth,
+        page: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<UsagePage, PollError> {
+        let url = self.url(USAGE_ENDPOINT);
+        let start = starting_at.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let report: UsageReport = self
+            .http
+            .get_json(
+                USAGE_ENDPOINT,
+                || {
+                    // Array parameters need the literal `[]` suffix; a bare `group_by` is a 400.
+                    let mut q = vec![
+                        ("starting_at", start.clone()),
+                        ("bucket_width", width.as_str().to_owned()),
+                        ("limit", width.max_page().to_string()),
+                        ("group_by[]", "api_key_id".to_owned()),
+                        ("group_by[]", "model".to_owned()),
+                    ];
+                    if let Some(p) = page {
+                        q.push(("page", p.to_owned()));
+                    }
+                    self.http.client().get(url.clone()).query(&q)
+                },
+                parse_error,
+                cancel,
+            )
+            .await?;
+        report.into_page()
+    }
+}
+
+/// Anthropic's error envelope: `{"type":"error","error":{"type","message"},"request_id"}`.
+fn parse_error(body: &[u8]) -> Option<ErrorBody> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        error: Inner,
+        request_id: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        message: Option<String>,
+    }
+    let e: Envelope = serde_json::from_slice(body).ok()?;
+    Some(ErrorBody {
+        kind: e.error.kind,
+        message: e.error.message.unwrap_or_else(|| "(no message)".to_owned()),
+        request_id: e.request_id,
+    })
+}
+
+#[derive(Deserialize)]
+struct KeyList {
+    data: Vec<KeyJson>,
+    #[serde(default)]
+    has_more: bool,
+    last_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct KeyJson {
+    id: String,
+    name: Option<String>,
+    status: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    partial_key_hint: Option<String>,
+    /// Older shape.
+    workspace_id: Option<String>,
+    /// Newer shape: `{"type": "workspace", "workspace_id": …}` or `{"type": "organization"}`.
+    scope: Option<KeyScope>,
+}
+
+#[derive(Deserialize)]
+struct KeyScope {
+    workspace_id: Option<String>,
+}
+
+impl From<KeyJson> for ApiKey {
+    fn from(k: KeyJson) -> Self {
+        Self {
+            workspace_id: k.workspace_id.or(k.scope.and_then(|s| s.workspace_id)),
+            id: k.id,
+            name: k.name,
+            status: k.status.unwrap_or_else(|| "unknown".to_owned()),
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            partial_key_hint: k.partial_key_hint,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct UsageReport {
+    data: Vec<BucketJson>,
+    #[serde(default)]
+    has_more: bool,
+    next_page: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BucketJson {
+    starting_at: DateTime<Utc>,
+    ending_at: DateTime<Utc>,
+    #[serde(default)]
+    results: Vec<RowJson>,
+}
+
+#[derive(Deserialize)]
+struct RowJson {
+    api_key_id: Option<String>,
+    model: Option<String>,
+    #[serde(default)]
+    uncached_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation: Option<CacheCreation>,
+    #[serde(default)]
+    server_tool_use: Option<ServerToolUse>,
+}
+
+#[derive(Deserialize, Default)]
+struct CacheCreation {
+    #[serde(default)]
+    ephemeral_5m_input_tokens: Option<u64>,
+    #[serde(default)]
+    ephemeral_1h_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct ServerToolUse {
+    #[serde(default)]
+    web_search_requests: Option<u64>,
+}
+
+fn count(v: Option<u64>) -> Result<i64, PollError> {
+    i64::try_from(v.unwrap_or(0)).map_err(|_| PollError::Decode {
+        endpoint: USAGE_ENDPOINT.to_owned(),
+        message: "a token counter is out of range".to_owned(),
+    })
+}
+
+impl UsageReport {
+    fn into_page(self) -> Result<UsagePage, PollError> {
+        let mut buckets = Vec::with_capacity(self.data.len());
+        for b in self.data {
+            if b.ending_at <= b.starting_at {
+                return Err(PollError::Decode {
+                    endpoint: USAGE_ENDPOINT.to_owned(),
+                    message: format!(
+                        "bucket ends ({}) before it starts ({})",
+                        b.ending_at, b.starting_at
+                    ),
+                });
+            }
+            let mut rows = Vec::with_capacity(b.results.len());
+            for r in b.results {
+                let cache = r.cache_creation.unwrap_or_default();
+                rows.push(UsageRow {
+                    key_id: r.api_key_id.unwrap_or_else(|| WORKBENCH_KEY_ID.to_owned()),
+                    model: r.model.unwrap_or_else(|| UNKNOWN_MODEL.to_owned()),
+                    tokens: TokenCounts {
+                        uncached_input: count(r.uncached_input_tokens)?,
+                        cache_read: count(r.cache_read_input_tokens)?,
+                        cache_write_5m: count(cache.ephemeral_5m_input_tokens)?,
+                        cache_write_1h: count(cache.ephemeral_1h_input_tokens)?,
+                        output: count(r.output_tokens)?,
+                    },
+                    web_search_requests: count(
+                        r.server_tool_use.unwrap_or_default().web_search_requests,
+                    )?,
+                    requests: None,
+                });
+            }
+            buckets.push(UsageBucket {
+                start: b.starting_at,
+                end: b.ending_at,
+                rows,
+            });
+        }
+        // `has_more` without a token cannot be followed; treat the page as the last.
+        let next_page = self.next_page.filter(|_| self.has_more);
+        Ok(UsagePage { buckets, next_page })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_documented_usage_page_with_null_key_and_empty_bucket() {
+        let body = r#"{"data": [
+          {"starting_at": "2026-05-01T10:00:00Z", "ending_at": "2026-05-01T11:00:00Z", "results": [
+            {"api_key_id": "apikey_01Rj2N8SVvo6BePZj99NhmiT", "workspace_id": null, "model": "claude-sonnet-4-20250514",
+             "service_tier": null, "context_window": null, "inference_geo": null,
+             "uncached_input_tokens": 1200, "cache_read_input_tokens": 16549, "output_tokens": 448,
+             "cache_creation": {"ephemeral_5m_input_tokens": 17355, "ephemeral_1h_input_tokens": 0},
+             "server_tool_use": {"web_search_requests": 0}},
+            {"api_key_id": null, "workspace_id": null, "model": "claude-3-5-haiku-20241022", "service_tier": null,
+             "context_window": null, "inference_geo": null, "uncached_input_tokens": 50, "cache_read_input_tokens": 0,
+             "output_tokens": 20, "cache_creation": null,
+             "server_tool_use": {"web_search_requests": 0}}]},
+          {"starting_at": "2026-05-01T11:00:00Z", "ending_at": "2026-05-01T12:00:00Z", "results": []}],
+         "has_more": true, "next_page": "page_MjAyNi0wNS0wMVQxMjowMDowMFo="}"#;
+        let report: UsageReport = serde_json::from_str(body).unwrap();
+        let page = report.into_page().unwrap();
+        assert_eq!(page.buckets.len(), 2);
+        assert_eq!(page.buckets[0].rows[0].tokens.cache_write_5m, 17355);
+        assert_eq!(page.buckets[0].rows[1].key_id, WORKBENCH_KEY_ID);
+        assert_eq!(page.buckets[0].rows[1].tokens.cache_write_5m, 0);
+        assert!(page.buckets[1].rows.is_empty());
+        assert_eq!(
+            page.next_page.as_deref(),
+            Some("page_MjAyNi0wNS0wMVQxMjowMDowMFo=")
+        );
+    }
+
+    #[test]
+    fn negative_counter_is_a_decode_error() {
+        let body = r#"{"data":[{"starting_at":"2026-05-01T10:00:00Z","ending_at":"2026-05-01T11:00:00Z",
+            "results":[{"api_key_id":"k","model":"m","output_tokens":-5}]}],"has_more":false,"next_page":null}"#;
+        assert!(serde_json::from_str::<UsageReport>(body).is_err());
+    }
+
+    #[test]
+    fn both_key_shapes_give_the_workspace() {
+        let old: KeyJson = serde_json::from_str(
+            r#"{"id":"apikey_1","type":"api_key","name":"ci","status":"active",
+                "workspace_id":"wrkspc_1","created_at":"2026-05-01T00:00:00Z","expires_at":null}"#,
+        )
+        .unwrap();
+        let new: KeyJson = serde_json::from_str(
+            r#"{"id":"apikey_2","type":"api_key","name":"ci","status":"active","principal":null,
+                "scope":{"type":"workspace","workspace_id":"wrkspc_2"},"created_at":"2026-05-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(ApiKey::from(old).workspace_id.as_deref(), Some("wrkspc_1"));
+        assert_eq!(ApiKey::from(new).workspace_id.as_deref(), Some("wrkspc_2"));
+    }
+
+    #[test]
+    fn error_envelope_is_parsed() {
+        let body = br#"{"type":"error","error":{"type":"permission_error","message":"not admin"},"request_id":null}"#;
+        let e = parse_error(body).unwrap();
+        assert_eq!(e.kind.as_deref(), Some("permission_error"));
+        assert_eq!(e.message, "not admin");
+        assert_eq!(e.request_id, None);
+    }
+}

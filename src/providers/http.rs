@@ -1,0 +1,267 @@
+//! The HTTP plumbing every provider client shares: one `reqwest::Client`, retries with
+//! exponential back-off and jitter, `retry-after`, a cap on body size, and typed errors.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
+use reqwest::{RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+/// The largest response body read; a larger one is an error, so a hostile or broken server
+/// cannot exhaust memory.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// A `retry-after` longer than this is not waited out within a poll: the poll fails and the
+/// next cycle tries again.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// What a provider's error body says: its error type, message and request id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub kind: Option<String>,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+/// Reads a provider's error envelope; `None` when the body is not one.
+pub type ErrorParser = fn(&[u8]) -> Option<ErrorBody>;
+
+/// Why a provider request failed. Messages are for operators and never contain a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// The provider answered with an error status.
+    #[error("{endpoint}: HTTP {status}{kind}: {message}{hint}",
+        kind = kind.as_deref().map(|k| format!(" {k}")).unwrap_or_default(),
+        hint = status_hint(*status))]
+    Api {
+        endpoint: String,
+        status: u16,
+        /// The provider's error type, e.g. `permission_error`.
+        kind: Option<String>,
+        message: String,
+        request_id: Option<String>,
+    },
+    #[error("{endpoint}: no answer within {timeout:?} (the provider is slow or unreachable; poll.timeout sets the limit)")]
+    Timeout { endpoint: String, timeout: Duration },
+    #[error("{endpoint}: {message}")]
+    Transport { endpoint: String, message: String },
+    #[error("{endpoint}: unexpected response body: {message}")]
+    Decode { endpoint: String, message: String },
+    #[error("{endpoint}: response body larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge { endpoint: String },
+    #[error("{endpoint}: paging did not end: {message}")]
+    Paging { endpoint: String, message: String },
+    #[error("cancelled by shutdown")]
+    Cancelled,
+}
+
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        401 => {
+            " (the admin key is wrong, revoked or expired: check the source's admin_key_env/_file)"
+        }
+        402 => " (a billing problem on the provider account)",
+        403 => " (the key is not an organisation admin key, or lacks permission)",
+        404 => " (check the source's base_url)",
+        429 => " (rate limited)",
+        _ => "",
+    }
+}
+
+impl PollError {
+    /// Whether a retry within the same poll may help.
+    fn retryable(&self) -> bool {
+        match self {
+            Self::Api { status, .. } => *status == 429 || *status >= 500,
+            Self::Timeout { .. } | Self::Transport { .. } | Self::Decode { .. } => true,
+            Self::TooLarge { .. } | Self::Paging { .. } | Self::Cancelled => false,
+        }
+    }
+}
+
+/// How failing requests are retried within one poll.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// The first retry's delay; doubled for each further retry, then jittered.
+    pub backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `n` (0-based): `backoff x 2^n`, with "equal jitter"
+    /// (half fixed, half random) so many clients do not retry in step.
+    pub fn delay(&self, n: u32) -> Duration {
+        let full = self.backoff.saturating_mul(1u32 << n.min(16));
+        let half = full / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+}
+
+/// A provider-neutral HTTP client.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    timeout: Duration,
+    retry: RetryPolicy,
+}
+
+impl HttpClient {
+    /// `headers` are sent with every request; mark secret ones sensitive before passing them.
+    pub fn new(
+        mut headers: HeaderMap,
+        timeout: Duration,
+        retry: RetryPolicy,
+    ) -> Result<Self, reqwest::Error> {
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("keywatch/", env!("CARGO_PKG_VERSION"))),
+        );
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self {
+            client,
+            timeout,
+            retry,
+        })
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends the request `build()` makes, retrying per the policy, and decodes a 2xx body as
+    /// JSON. `parse_error` reads the provider's error envelope.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        build: impl Fn() -> RequestBuilder,
+        parse_error: ErrorParser,
+        cancel: &CancellationToken,
+    ) -> Result<T, PollError> {
+        let mut attempt = 0;
+        loop {
+            let (result, retry_after) = self.attempt(endpoint, build(), parse_error).await;
+            let err = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if !err.retryable() || attempt >= self.retry.retries {
+                return Err(err);
+            }
+            let delay = match retry_after {
+                Some(d) if d > MAX_RETRY_AFTER => return Err(err),
+                Some(d) => d,
+                None => self.retry.delay(attempt),
+            };
+            tracing::warn!(endpoint, error = %err, retry_in = ?delay, attempt = attempt + 1,
+                "provider request failed; retrying");
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(PollError::Cancelled),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            attempt += 1;
+        }
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        request: RequestBuilder,
+        parse_error: ErrorParser,
+    ) -> (Result<T, PollError>, Option<Duration>) {
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                PollError::Timeout {
+                    endpoint: endpoint.to_owned(),
+                    timeout: self.timeout,
+                }
+            } else {
+                PollError::Transport {
+                    endpoint: endpoint.to_owned(),
+                    message: error_chain(&e),
+                }
+            }
+        };
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return (Err(transport(e)), None),
+        };
+        let status = response.status();
+        let retry_after = (status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| parse_retry_after(response.headers().get(RETRY_AFTER)))
+            .flatten();
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_BODY_BYTES {
+                        let err = PollError::TooLarge {
+                            endpoint: endpoint.to_owned(),
+                        };
+                        return (Err(err), None);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return (Err(transport(e)), None),
+            }
+        }
+        if !status.is_success() {
+            let parsed = parse_error(&body).unwrap_or_else(|| ErrorBody {
+                kind: None,
+                message: describe_body(&body),
+                request_id: None,
+            });
+            let err = PollError::Api {
+                endpoint: endpoint.to_owned(),
+                status: status.as_u16(),
+                kind: parsed.kind,
+                message: parsed.message,
+                request_id: parsed.request_id,
+            };
+            return (Err(err), retry_after);
+        }
+        let decoded = serde_json::from_slice(&body).map_err(|e| PollError::Decode {
+            endpoint: endpoint.to_owned(),
+            message: e.to_string(),
+        });
+        (decoded, None)
+    }
+}
+
+/// `retry-after` in whole seconds (the HTTP-date form is rare from APIs and treated as absent).
+fn parse_retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
+    let secs: f64 = value?.to_str().ok()?.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3_600.0)))
+}
+
+/// A short, printable description of an unexpected error body (e.g. an HTML error page).
+fn describe_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &flat[..i]),
+        None if flat.is_empty() => "(empty body)".to_owned(),
+        None => flat,
+    }
+}
+
+/// The error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,135 @@
+//! The key inventory.
+
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+
+use super::{Store, StoreError};
+use crate::providers::ApiKey;
+
+/// A key as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredKey {
+    pub source: String,
+    pub key_id: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub created_at: Option<i64>,
+    pub workspace_id: Option<String>,
+    pub partial_key_hint: Option<String>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub in_inventory: bool,
+}
+
+impl Store {
+    /// Replaces the source's inventory with a complete listing: listed keys are upserted, keys
+    /// missing from it are kept (their history matters) but marked as no longer listed.
+    pub async fn store_inventory(
+        &self,
+        source: &str,
+        keys: &[ApiKey],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in keys.chunks(100) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO api_keys (source, key_id, name, status, created_at, expires_at,
+                    workspace_id, partial_key_hint, first_seen, last_seen, in_inventory) ",
+            );
+            qb.push_values(chunk, |mut b, k| {
+                b.push_bind(source)
+                    .push_bind(&k.id)
+                    .push_bind(&k.name)
+                    .push_bind(&k.status)
+                    .push_bind(k.created_at.map(|t| t.timestamp()))
+                    .push_bind(k.expires_at.map(|t| t.timestamp()))
+                    .push_bind(&k.workspace_id)
+                    .push_bind(&k.partial_key_hint)
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(1);
+            });
+            qb.push(
+                " ON CONFLICT (source, key_id) DO UPDATE SET
+                    name = excluded.name, status = excluded.status,
+                    created_at = excluded.created_at, expires_at = excluded.expires_at,
+                    workspace_id = excluded.workspace_id,
+                    partial_key_hint = excluded.partial_key_hint,
+                    last_seen = excluded.last_seen, in_inventory = 1",
+            );
+            qb.build().execute(&mut *tx).await?;
+        }
+        sqlx::query("UPDATE api_keys SET in_inventory = 0 WHERE source = ? AND last_seen < ?")
+            .bind(source)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The stored keys with this id (one per source that has it).
+    pub async fn keys_by_id(&self, key_id: &str) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT source, key_id, name, status, created_at, workspace_id, partial_key_hint,
+                    first_seen, last_seen, in_inventory
+             FROM api_keys WHERE key_id = ? ORDER BY source",
+        )
+        .bind(key_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(stored_key).collect())
+    }
+
+    /// Every stored key, by source and id.
+    pub async fn all_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT source, key_id, name, status, created_at, workspace_id, partial_key_hint,
+                    first_seen, last_seen, in_inventory
+             FROM api_keys ORDER BY source, key_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(stored_key).collect())
+    }
+}
+
+fn stored_key(r: sqlx::sqlite::SqliteRow) -> StoredKey {
+    StoredKey {
+        source: r.get(0),
+        key_id: r.get(1),
+        name: r.get(2),
+        status: r.get(3),
+        created_at: r.get(4),
+        workspace_id: r.get(5),
+        partial_key_hint: r.get(6),
+        first_seen: r.get(7),
+        last_seen: r.get(8),
+        in_inventory: r.get::<i64, _>(9) != 0,
+    }
+}
+
+/// Records key ids seen in usage that the inventory does not know yet (status `unknown`), so a
+/// key created between two listings is never invisible.
+pub(super) async fn note_usage_keys(
+    tx: &mut Transaction<'_, Sqlite>,
+    source: &str,
+    key_ids: &[&str],
+    now: i64,
+) -> Result<(), StoreError> {
+    for chunk in key_ids.chunks(200) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO api_keys (source, key_id, status, first_seen, last_seen, in_inventory) ",
+        );
+        qb.push_values(chunk, |mut b, id| {
+            b.push_bind(source)
+                .push_bind(*id)
+                .push_bind("unknown")
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(0);
+        });
+        qb.push(" ON CONFLICT (source, key_id) DO NOTHING");
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}

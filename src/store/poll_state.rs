@@ -1,0 +1,88 @@
+//! Per-source poll state: the usage cursor and the health of recent polls.
+
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::usage::usage_stream;
+use super::{Store, StoreError};
+
+/// What is known about one source's usage polling.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PollState {
+    /// Unix seconds: the next poll re-reads usage from here. `None` before the first poll.
+    pub cursor: Option<i64>,
+    pub last_attempt_at: Option<i64>,
+    pub last_success_at: Option<i64>,
+    pub consecutive_failures: i64,
+    pub last_error: Option<String>,
+}
+
+impl Store {
+    pub async fn usage_poll_state(
+        &self,
+        source: &str,
+        width_secs: i64,
+    ) -> Result<PollState, StoreError> {
+        let row = sqlx::query(
+            "SELECT cursor, last_attempt_at, last_success_at, consecutive_failures, last_error
+             FROM poll_state WHERE source = ? AND stream = ?",
+        )
+        .bind(source)
+        .bind(usage_stream(width_secs))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row
+            .map(|r| PollState {
+                cursor: r.get(0),
+                last_attempt_at: r.get(1),
+                last_success_at: r.get(2),
+                consecutive_failures: r.get(3),
+                last_error: r.get(4),
+            })
+            .unwrap_or_default())
+    }
+
+    /// Records how a usage poll ended. `error` is an operator-facing message (never a secret).
+    pub async fn record_usage_poll(
+        &self,
+        source: &str,
+        width_secs: i64,
+        now: i64,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO poll_state (source, stream, last_attempt_at, last_success_at,
+                                     consecutive_failures, last_error)
+             VALUES (?1, ?2, ?3, CASE WHEN ?4 IS NULL THEN ?3 END, CASE WHEN ?4 IS NULL THEN 0 ELSE 1 END, ?4)
+             ON CONFLICT (source, stream) DO UPDATE SET
+                last_attempt_at = excluded.last_attempt_at,
+                last_success_at = COALESCE(excluded.last_success_at, last_success_at),
+                consecutive_failures = CASE WHEN ?4 IS NULL THEN 0 ELSE consecutive_failures + 1 END,
+                last_error = excluded.last_error",
+        )
+        .bind(source)
+        .bind(usage_stream(width_secs))
+        .bind(now)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+pub(super) async fn set_cursor(
+    tx: &mut Transaction<'_, Sqlite>,
+    source: &str,
+    stream: &str,
+    cursor: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO poll_state (source, stream, cursor) VALUES (?, ?, ?)
+         ON CONFLICT (source, stream) DO UPDATE SET cursor = excluded.cursor",
+    )
+    .bind(source)
+    .bind(stream)
+    .bind(cursor)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

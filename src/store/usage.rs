@@ -1,0 +1,214 @@
+//! Usage buckets: batched idempotent upserts and the reads behind `history`.
+
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+
+use super::{Store, StoreError};
+use crate::prices::TokenCounts;
+use crate::providers::WORKBENCH_KEY_ID;
+
+/// Rows per INSERT statement. Plain `?` placeholders (see perf-notes.md): 14 binds a row.
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// One usage row ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRecord {
+    pub key_id: String,
+    pub model: String,
+    /// Bucket start, Unix seconds UTC.
+    pub bucket_start: i64,
+    pub tokens: TokenCounts,
+    pub web_search_requests: i64,
+    pub requests: Option<i64>,
+    /// `None` when the model has no price.
+    pub cost_usd: Option<f64>,
+}
+
+/// One stored bucket row, as `history` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRow {
+    pub source: String,
+    pub bucket_start: i64,
+    pub bucket_width: i64,
+    pub model: String,
+    pub tokens: TokenCounts,
+    pub web_search_requests: i64,
+    pub requests: Option<i64>,
+    pub cost_usd: Option<f64>,
+}
+
+/// A model seen in usage that has no price.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnpricedModel {
+    pub source: String,
+    pub model: String,
+    pub rows: i64,
+    pub tokens: i64,
+}
+
+impl Store {
+    /// Upserts `rows` of one source and bucket width, records keys first seen in usage, and
+    /// moves the source's cursor to `cursor`, all in one transaction: either all of it is
+    /// stored or none. Returns how many rows were new or changed.
+    pub async fn store_usage(
+        &self,
+        source: &str,
+        width_secs: i64,
+        rows: &[UsageRecord],
+        cursor: Option<i64>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let changed = upsert_rows(&mut tx, source, width_secs, rows, now).await?;
+        let mut key_ids: Vec<&str> = rows
+            .iter()
+            .map(|r| r.key_id.as_str())
+            .filter(|k| *k != WORKBENCH_KEY_ID)
+            .collect();
+        key_ids.sort_unstable();
+        key_ids.dedup();
+        super::keys::note_usage_keys(&mut tx, source, &key_ids, now).await?;
+        if let Some(cursor) = cursor {
+            super::poll_state::set_cursor(&mut tx, source, &usage_stream(width_secs), cursor)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// A key's stored buckets in `[since, until)`, oldest first; all sources unless one is named.
+    pub async fn history(
+        &self,
+        key_id: &str,
+        source: Option<&str>,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT source, bucket_start, bucket_width, model, uncached_input_tokens,
+                    cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+                    output_tokens, web_search_requests, requests, cost_usd
+             FROM usage_buckets
+             WHERE key_id = ? AND (? IS NULL OR source = ?)
+               AND bucket_start >= ? AND bucket_start < ?
+             ORDER BY bucket_start, bucket_width, source, model",
+        )
+        .bind(key_id)
+        .bind(source)
+        .bind(source)
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| HistoryRow {
+                source: r.get(0),
+                bucket_start: r.get(1),
+                bucket_width: r.get(2),
+                model: r.get(3),
+                tokens: TokenCounts {
+                    uncached_input: r.get(4),
+                    cache_read: r.get(5),
+                    cache_write_5m: r.get(6),
+                    cache_write_1h: r.get(7),
+                    output: r.get(8),
+                },
+                web_search_requests: r.get(9),
+                requests: r.get(10),
+                cost_usd: r.get(11),
+            })
+            .collect())
+    }
+
+    /// Models stored without a price, with how much usage they carry.
+    pub async fn unpriced_models(&self) -> Result<Vec<UnpricedModel>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT source, model, COUNT(*),
+                    SUM(uncached_input_tokens + cache_read_input_tokens + cache_write_5m_tokens
+                        + cache_write_1h_tokens + output_tokens)
+             FROM usage_buckets WHERE cost_usd IS NULL
+             GROUP BY source, model ORDER BY source, model",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UnpricedModel {
+                source: r.get(0),
+                model: r.get(1),
+                rows: r.get(2),
+                tokens: r.get(3),
+            })
+            .collect())
+    }
+
+    /// Total number of stored usage rows.
+    pub async fn usage_row_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM usage_buckets")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
+
+/// The poll-state stream name for usage at a bucket width.
+pub(super) fn usage_stream(width_secs: i64) -> String {
+    format!("usage:{width_secs}")
+}
+
+async fn upsert_rows(
+    tx: &mut Transaction<'_, Sqlite>,
+    source: &str,
+    width_secs: i64,
+    rows: &[UsageRecord],
+    now: i64,
+) -> Result<u64, StoreError> {
+    let mut changed = 0;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO usage_buckets (source, key_id, bucket_width, bucket_start, model,
+                uncached_input_tokens, cache_read_input_tokens, cache_write_5m_tokens,
+                cache_write_1h_tokens, output_tokens, web_search_requests, requests, cost_usd,
+                updated_at) ",
+        );
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(source)
+                .push_bind(&r.key_id)
+                .push_bind(width_secs)
+                .push_bind(r.bucket_start)
+                .push_bind(&r.model)
+                .push_bind(r.tokens.uncached_input)
+                .push_bind(r.tokens.cache_read)
+                .push_bind(r.tokens.cache_write_5m)
+                .push_bind(r.tokens.cache_write_1h)
+                .push_bind(r.tokens.output)
+                .push_bind(r.web_search_requests)
+                .push_bind(r.requests)
+                .push_bind(r.cost_usd)
+                .push_bind(now);
+        });
+        // Overwrite, never add: a re-read bucket replaces what was stored. Unchanged rows are
+        // left alone, so a re-poll of settled data writes nothing.
+        qb.push(
+            " ON CONFLICT (source, key_id, bucket_width, bucket_start, model) DO UPDATE SET
+                uncached_input_tokens = excluded.uncached_input_tokens,
+                cache_read_input_tokens = excluded.cache_read_input_tokens,
+                cache_write_5m_tokens = excluded.cache_write_5m_tokens,
+                cache_write_1h_tokens = excluded.cache_write_1h_tokens,
+                output_tokens = excluded.output_tokens,
+                web_search_requests = excluded.web_search_requests,
+                requests = excluded.requests,
+                cost_usd = excluded.cost_usd,
+                updated_at = excluded.updated_at
+             WHERE uncached_input_tokens IS NOT excluded.uncached_input_tokens
+                OR cache_read_input_tokens IS NOT excluded.cache_read_input_tokens
+                OR cache_write_5m_tokens IS NOT excluded.cache_write_5m_tokens
+                OR cache_write_1h_tokens IS NOT excluded.cache_write_1h_tokens
+                OR output_tokens IS NOT excluded.output_tokens
+                OR web_search_requests IS NOT excluded.web_search_requests
+                OR requests IS NOT excluded.requests
+                OR cost_usd IS NOT excluded.cost_usd",
+        );
+        changed += qb.build().execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(changed)
+}
