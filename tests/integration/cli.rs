@@ -1,0 +1,188 @@
+//! The real binary, as an operator runs it.
+
+use std::time::Duration;
+
+use crate::fake_anthropic::key_old_shape;
+use crate::helpers::{row, spawn_app, this_hour, HOUR};
+
+#[tokio::test]
+async fn run_once_then_history_csv_shows_the_buckets_with_costs() {
+    let app = spawn_app().await;
+    app.fake.add_key(key_old_shape(
+        "apikey_01A",
+        "prod-rag",
+        "active",
+        "2026-05-01T00:00:00Z",
+        None,
+    ));
+    let t = this_hour() - 5 * HOUR;
+    // 1M uncached input, 0.5M cache read, 0.25M 5m write, 0.25M 1h write... see row().
+    app.fake.add_usage(
+        t,
+        row(
+            Some("apikey_01A"),
+            "claude-sonnet-4-20250514",
+            1_000_000,
+            100_000,
+        ),
+    );
+    app.fake
+        .add_usage(t, row(Some("apikey_01A"), "claude-nova-9", 10, 1));
+
+    let run = app.cli(&["run", "--once"], &[]).await;
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let out = app
+        .cli(
+            &[
+                "history",
+                "--key",
+                "apikey_01A",
+                "--since",
+                "1d",
+                "--format",
+                "csv",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].starts_with("source,key_id,bucket_start,bucket_end,model,"),
+        "{csv}"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    // 1M input x $3 + 3M cache read x $0.30 + 0.5M 5m write x $3.75 + 0.25M 1h write x $6
+    // + 0.1M output x $15 = 3 + 0.9 + 1.875 + 1.5 + 1.5 = $8.775
+    let sonnet = lines
+        .iter()
+        .find(|l| l.contains("claude-sonnet-4"))
+        .unwrap();
+    assert!(sonnet.ends_with(",8.775000,true"), "{sonnet}");
+    let nova = lines.iter().find(|l| l.contains("claude-nova-9")).unwrap();
+    assert!(
+        nova.ends_with(",,false"),
+        "unpriced rows have an empty cost: {nova}"
+    );
+
+    let table = app
+        .cli(&["history", "--key", "apikey_01A", "--since", "1d"], &[])
+        .await;
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.contains("prod-rag"), "{table}");
+    assert!(table.contains("unpriced"), "{table}");
+    assert!(table.contains("[prices.\"claude-nova-9\"]"), "{table}");
+
+    let json = app
+        .cli(
+            &[
+                "history",
+                "--key",
+                "apikey_01A",
+                "--since",
+                "1d",
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .await;
+    let items: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(items.as_array().unwrap().len(), 2);
+
+    let check = app.cli(&["check-config"], &[]).await;
+    let check = String::from_utf8(check.stdout).unwrap();
+    assert!(check.contains("unpriced  claude-nova-9"), "{check}");
+}
+
+#[tokio::test]
+async fn history_of_an_unknown_key_says_so_and_fails() {
+    let app = spawn_app().await;
+    app.cli(&["run", "--once"], &[]).await;
+
+    let out = app.cli(&["history", "--key", "apikey_nope"], &[]).await;
+
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no key \"apikey_nope\""));
+}
+
+#[tokio::test]
+async fn bad_cli_arguments_exit_1_with_a_message() {
+    let app = spawn_app().await;
+    let out = app
+        .cli(&["history", "--key", "k", "--since", "last tuesday"], &[])
+        .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("last tuesday"));
+}
+
+#[tokio::test]
+async fn run_once_exits_75_when_the_provider_rejects_the_admin_key() {
+    let mut app = spawn_app().await;
+    app.env.insert(
+        "TEST_ANTHROPIC_ADMIN_KEY".into(),
+        "sk-ant-admin01-WRONG".into(),
+    );
+
+    let out = app.cli(&["run", "--once"], &[]).await;
+
+    assert_eq!(out.status.code(), Some(75));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("401") && log.contains("authentication_error"),
+        "{log}"
+    );
+    assert!(log.contains("wrong, revoked or expired"), "{log}");
+}
+
+#[tokio::test]
+async fn the_daemon_stops_cleanly_on_sigterm() {
+    let app = spawn_app().await;
+    app.fake.add_usage(
+        this_hour() - HOUR,
+        row(Some("apikey_01A"), "claude-sonnet-4-20250514", 10, 1),
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"))
+        .arg("--config")
+        .arg(&app.config_path)
+        .arg("run")
+        .envs(&app.env)
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Ready once the first poll has stored its data.
+    let mut stored = false;
+    for _ in 0..100 {
+        if app.db_path().exists() && !app.stored_rows().await.is_empty() {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stored, "the daemon never stored the served usage");
+
+    let pid = child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits within 10 s of SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

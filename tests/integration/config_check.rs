@@ -1,0 +1,68 @@
+//! `check-config` on the shipped example and on a broken file.
+
+use std::path::Path;
+
+fn keywatch(config: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_keywatch"));
+    cmd.arg("--config").arg(config).arg("check-config");
+    cmd.env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+const EXAMPLE_ENV: &[(&str, &str)] = &[
+    ("ANTHROPIC_ADMIN_KEY", "sk-ant-admin01-EXAMPLE-secret-value"),
+    ("KEYWATCH_SMTP_USER", "smtp-user-secret-value"),
+    ("KEYWATCH_SMTP_PASSWORD", "smtp-password-secret-value"),
+    (
+        "KEYWATCH_WEBHOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    ),
+];
+
+#[test]
+fn the_shipped_example_config_passes_and_its_summary_holds_no_secret() {
+    let out = keywatch(Path::new("config.example.toml"), EXAMPLE_ENV);
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("source    anthropic-prod"), "{stdout}");
+    assert!(stdout.contains("env $ANTHROPIC_ADMIN_KEY"), "{stdout}");
+    for (_, secret) in EXAMPLE_ENV {
+        assert!(!stdout.contains(secret), "check-config printed a secret");
+    }
+}
+
+#[test]
+fn the_example_config_without_its_secrets_names_the_missing_variable() {
+    let out = keywatch(Path::new("config.example.toml"), &[]);
+
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sources[0].admin_key_env"), "{stderr}");
+    assert!(stderr.contains("ANTHROPIC_ADMIN_KEY"), "{stderr}");
+}
+
+#[test]
+fn an_invalid_config_exits_78_and_names_the_key() {
+    let out = keywatch(Path::new("tests/data/invalid.toml"), &[]);
+
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("poll.intervall"), "{stderr}");
+}
+
+#[test]
+fn a_missing_config_file_exits_78_and_says_how_to_point_at_one() {
+    let out = keywatch(Path::new("/nonexistent/keywatch.toml"), &[]);
+
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+}

@@ -1,0 +1,284 @@
+//! A fake Anthropic Admin API on wiremock that serves the documented shapes
+//! (`../shared/docs/provider-apis.md` §1): paged key listings in both item shapes, and a paged
+//! usage report with empty buckets and `api_key_id: null` rows. It enforces what the real API
+//! enforces: the admin key, `anthropic-version`, and the `group_by[]` array form.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub const ADMIN_KEY: &str = "sk-ant-admin01-TESTKEY-do-not-log-7f3a9c";
+pub const KEYS_PATH: &str = "/v1/organizations/api_keys";
+pub const USAGE_PATH: &str = "/v1/organizations/usage_report/messages";
+
+/// Token counts of one fake usage row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tokens {
+    pub uncached: i64,
+    pub cache_read: i64,
+    pub cache_5m: i64,
+    pub cache_1h: i64,
+    pub output: i64,
+}
+
+/// One served row: key (None = Workbench), model, tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeRow {
+    pub key: Option<String>,
+    pub model: String,
+    pub tokens: Tokens,
+}
+
+#[derive(Default)]
+pub struct FakeData {
+    /// Key listing items, as JSON (either shape).
+    pub keys: Vec<Value>,
+    /// Usage rows by hourly bucket start (Unix seconds).
+    pub usage: BTreeMap<i64, Vec<FakeRow>>,
+    /// Buckets per usage page (at most the request's `limit`).
+    pub usage_page_size: usize,
+    /// Keys per listing page (at most the request's `limit`).
+    pub keys_page_size: usize,
+    /// Usage requests answered so far.
+    pub usage_requests: usize,
+}
+
+pub struct FakeAnthropic {
+    pub server: MockServer,
+    pub data: Arc<Mutex<FakeData>>,
+}
+
+impl FakeAnthropic {
+    pub async fn start() -> Self {
+        let server = MockServer::start().await;
+        let data = Arc::new(Mutex::new(FakeData {
+            usage_page_size: 24,
+            keys_page_size: 2,
+            ..FakeData::default()
+        }));
+        Mock::given(method("GET"))
+            .and(path(KEYS_PATH))
+            .respond_with(KeysResponder(Arc::clone(&data)))
+            .with_priority(10)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(USAGE_PATH))
+            .respond_with(UsageResponder(Arc::clone(&data)))
+            .with_priority(10)
+            .mount(&server)
+            .await;
+        Self { server, data }
+    }
+
+    pub fn uri(&self) -> String {
+        self.server.uri()
+    }
+
+    pub fn add_key(&self, item: Value) {
+        self.data.lock().unwrap().keys.push(item);
+    }
+
+    pub fn add_usage(&self, bucket_start: i64, row: FakeRow) {
+        self.data
+            .lock()
+            .unwrap()
+            .usage
+            .entry(bucket_start)
+            .or_default()
+            .push(row);
+    }
+
+    /// Every row the fake serves for buckets starting at or after `since`.
+    pub fn served_since(&self, since: i64) -> Vec<(i64, FakeRow)> {
+        let data = self.data.lock().unwrap();
+        data.usage
+            .range(since..)
+            .flat_map(|(t, rows)| rows.iter().map(move |r| (*t, r.clone())))
+            .collect()
+    }
+}
+
+/// A key in the older item shape (top-level `workspace_id`).
+pub fn key_old_shape(id: &str, name: &str, status: &str, created: &str, ws: Option<&str>) -> Value {
+    json!({"id": id, "type": "api_key", "name": name, "partial_key_hint": "sk-ant-api03-R2D...igAA",
+           "status": status, "workspace_id": ws,
+           "created_by": {"id": "user_01WCz1FkmYMm4gnmykNKUu3Q", "type": "user"},
+           "created_at": created, "expires_at": null})
+}
+
+/// A key in the newer item shape (`scope` and `principal`, no `workspace_id`).
+pub fn key_new_shape(id: &str, name: &str, status: &str, created: &str, ws: Option<&str>) -> Value {
+    let scope = match ws {
+        Some(ws) => json!({"type": "workspace", "workspace_id": ws}),
+        None => json!({"type": "organization"}),
+    };
+    json!({"id": id, "type": "api_key", "name": name, "partial_key_hint": null, "status": status,
+           "scope": scope, "principal": null, "created_at": created, "expires_at": null})
+}
+
+fn error(status: u16, kind: &str, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({
+        "type": "error", "error": {"type": kind, "message": message},
+        "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy"}))
+}
+
+fn check_auth(req: &Request) -> Option<ResponseTemplate> {
+    let key = req.headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    if key != Some(ADMIN_KEY) {
+        return Some(error(401, "authentication_error", "invalid x-api-key"));
+    }
+    if req.headers.get("anthropic-version").is_none() {
+        return Some(error(
+            400,
+            "invalid_request_error",
+            "anthropic-version header is required",
+        ));
+    }
+    None
+}
+
+fn query(req: &Request) -> Vec<(String, String)> {
+    req.url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn first<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+struct KeysResponder(Arc<Mutex<FakeData>>);
+
+impl Respond for KeysResponder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        if let Some(e) = check_auth(req) {
+            return e;
+        }
+        let q = query(req);
+        let data = self.0.lock().unwrap();
+        let limit: usize = first(&q, "limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(20);
+        let start = match first(&q, "after_id") {
+            Some(after) => match data.keys.iter().position(|k| k["id"] == after) {
+                Some(i) => i + 1,
+                None => return error(400, "invalid_request_error", "unknown after_id"),
+            },
+            None => 0,
+        };
+        let end = (start + limit.min(data.keys_page_size)).min(data.keys.len());
+        let page = &data.keys[start..end];
+        ResponseTemplate::new(200).set_body_json(json!({
+            "data": page,
+            "has_more": end < data.keys.len(),
+            "first_id": page.first().map(|k| k["id"].clone()),
+            "last_id": page.last().map(|k| k["id"].clone()),
+        }))
+    }
+}
+
+struct UsageResponder(Arc<Mutex<FakeData>>);
+
+fn rfc3339(ts: i64) -> String {
+    DateTime::<Utc>::from_timestamp(ts, 0)
+        .unwrap()
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl Respond for UsageResponder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        if let Some(e) = check_auth(req) {
+            return e;
+        }
+        let q = query(req);
+        if q.iter().any(|(k, _)| k == "group_by") {
+            return error(
+                400,
+                "invalid_request_error",
+                "group_by must be sent as group_by[]",
+            );
+        }
+        let groups: Vec<&str> = q
+            .iter()
+            .filter(|(k, _)| k == "group_by[]")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if !(groups.contains(&"api_key_id") && groups.contains(&"model")) {
+            return error(
+                400,
+                "invalid_request_error",
+                "this fake expects group_by[]=api_key_id and model",
+            );
+        }
+        if first(&q, "bucket_width") != Some("1h") {
+            return error(
+                400,
+                "invalid_request_error",
+                "this fake serves bucket_width=1h",
+            );
+        }
+        let limit: usize = first(&q, "limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(24);
+        if limit > 168 {
+            return error(
+                400,
+                "invalid_request_error",
+                "limit must be at most 168 for 1h",
+            );
+        }
+        let Some(starting_at) =
+            first(&q, "starting_at").and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        else {
+            return error(400, "invalid_request_error", "starting_at is required");
+        };
+        // The page token is opaque to clients: here, the next bucket start.
+        let start = match first(&q, "page") {
+            Some(p) => match p.strip_prefix("page_").and_then(|t| t.parse::<i64>().ok()) {
+                Some(t) => t,
+                None => return error(400, "invalid_request_error", "bad page token"),
+            },
+            None => starting_at.timestamp().div_euclid(3600) * 3600,
+        };
+        let now = Utc::now().timestamp();
+        let end_exclusive = now.div_euclid(3600) * 3600 + 3600; // includes the current bucket
+        let mut data = self.0.lock().unwrap();
+        data.usage_requests += 1;
+        let per_page = limit.min(data.usage_page_size) as i64;
+        let mut buckets = Vec::new();
+        let mut t = start;
+        while t < end_exclusive && (buckets.len() as i64) < per_page {
+            let rows: Vec<Value> = data
+                .usage
+                .get(&t)
+                .map(|rows| rows.iter().map(row_json).collect())
+                .unwrap_or_default();
+            buckets.push(
+                json!({"starting_at": rfc3339(t), "ending_at": rfc3339(t + 3600), "results": rows}),
+            );
+            t += 3600;
+        }
+        let has_more = t < end_exclusive;
+        ResponseTemplate::new(200).set_body_json(json!({
+            "data": buckets,
+            "has_more": has_more,
+            "next_page": if has_more { Value::String(format!("page_{t}")) } else { Value::Null },
+        }))
+    }
+}
+
+fn row_json(r: &FakeRow) -> Value {
+    json!({"api_key_id": r.key, "workspace_id": null, "model": r.model, "service_tier": null,
+           "context_window": null, "inference_geo": null,
+           "uncached_input_tokens": r.tokens.uncached, "cache_read_input_tokens": r.tokens.cache_read,
+           "output_tokens": r.tokens.output,
+           "cache_creation": {"ephemeral_5m_input_tokens": r.tokens.cache_5m,
+                              "ephemeral_1h_input_tokens": r.tokens.cache_1h},
+           "server_tool_use": {"web_search_requests": 0}})
+}

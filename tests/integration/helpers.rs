@@ -1,0 +1,209 @@
+//! `spawn_app()`: a fake provider, a temp dir with a config and a fresh SQLite file, and typed
+//! helpers to run keywatch in-process or as the real binary.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::Once;
+
+use keywatch::app::{App, CycleReport};
+use keywatch::config::Config;
+use sqlx::Row;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+use crate::fake_anthropic::{FakeAnthropic, FakeRow, Tokens, ADMIN_KEY};
+
+pub const HOUR: i64 = 3600;
+
+/// Logs from the library under test, visible only with TEST_LOG=1.
+pub fn init_test_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            keywatch::telemetry::init("debug");
+        }
+    });
+}
+
+pub struct TestApp {
+    pub dir: TempDir,
+    pub config_path: PathBuf,
+    pub fake: FakeAnthropic,
+    pub env: HashMap<String, String>,
+}
+
+/// One stored usage row, as compared in tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRow {
+    pub key_id: String,
+    pub bucket_start: i64,
+    pub model: String,
+    pub tokens: Tokens,
+    pub cost_usd: Option<f64>,
+    pub updated_at: i64,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with("").await
+}
+
+/// A test app whose config gets `extra` appended (more TOML tables).
+pub async fn spawn_app_with(extra: &str) -> TestApp {
+    init_test_logging();
+    let fake = FakeAnthropic::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("keywatch.toml");
+    let text = format!(
+        r#"
+[storage]
+url = "sqlite://keywatch.db"
+
+[poll]
+interval = "1m"
+bucket_width = "1h"
+lookback = "2d"
+settle = "3h"
+timeout = "2s"
+retries = 3
+retry_backoff = "10ms"
+
+[[sources]]
+name = "anthropic-test"
+provider = "anthropic"
+admin_key_env = "TEST_ANTHROPIC_ADMIN_KEY"
+base_url = "{}"
+{extra}"#,
+        fake.uri()
+    );
+    std::fs::write(&config_path, text).unwrap();
+    let env = HashMap::from([("TEST_ANTHROPIC_ADMIN_KEY".to_owned(), ADMIN_KEY.to_owned())]);
+    TestApp {
+        dir,
+        config_path,
+        fake,
+        env,
+    }
+}
+
+/// The current hour's start, Unix seconds.
+pub fn this_hour() -> i64 {
+    chrono::Utc::now().timestamp().div_euclid(HOUR) * HOUR
+}
+
+pub fn row(key: Option<&str>, model: &str, uncached: i64, output: i64) -> FakeRow {
+    FakeRow {
+        key: key.map(str::to_owned),
+        model: model.to_owned(),
+        tokens: Tokens {
+            uncached,
+            cache_read: uncached * 3,
+            cache_5m: uncached / 2,
+            cache_1h: uncached / 4,
+            output,
+        },
+    }
+}
+
+impl TestApp {
+    pub fn config(&self) -> Config {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        Config::from_str(&text, &self.config_path, &self.env).expect("test config is valid")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("keywatch.db")
+    }
+
+    /// `run --once`, in-process.
+    pub async fn run_once(&self) -> CycleReport {
+        let app = App::build(&self.config()).await.expect("app builds");
+        let report = app.run_once(&CancellationToken::new()).await;
+        app.store().close().await;
+        report
+    }
+
+    /// Runs the real binary with this app's config and environment.
+    pub async fn cli(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"));
+        cmd.arg("--config").arg(&self.config_path).args(args);
+        cmd.env_remove("RUST_LOG").env_remove("KEYWATCH_CONFIG");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().await.expect("the keywatch binary runs")
+    }
+
+    /// Every stored usage row, ordered.
+    pub async fn stored_rows(&self) -> Vec<StoredRow> {
+        let store = keywatch::store::Store::open_existing(&self.db_path())
+            .await
+            .unwrap();
+        let rows = sqlx::query(
+            "SELECT key_id, bucket_start, model, uncached_input_tokens, cache_read_input_tokens,
+                    cache_write_5m_tokens, cache_write_1h_tokens, output_tokens, cost_usd, updated_at
+             FROM usage_buckets ORDER BY bucket_start, key_id, model",
+        )
+        .fetch_all(store.pool_ref())
+        .await
+        .unwrap();
+        store.close().await;
+        rows.into_iter()
+            .map(|r| StoredRow {
+                key_id: r.get(0),
+                bucket_start: r.get(1),
+                model: r.get(2),
+                tokens: Tokens {
+                    uncached: r.get(3),
+                    cache_read: r.get(4),
+                    cache_5m: r.get(5),
+                    cache_1h: r.get(6),
+                    output: r.get(7),
+                },
+                cost_usd: r.get(8),
+                updated_at: r.get(9),
+            })
+            .collect()
+    }
+
+    /// What the fake served since the lookback start, in the shape of [`StoredRow`] (without
+    /// cost and update time), ordered like `stored_rows`.
+    pub fn expected_rows(&self, since: i64) -> Vec<(String, i64, String, Tokens)> {
+        let mut rows: Vec<_> = self
+            .fake
+            .served_since(since)
+            .into_iter()
+            .map(|(t, r)| {
+                (
+                    r.key.unwrap_or_else(|| "workbench".to_owned()),
+                    t,
+                    r.model,
+                    r.tokens,
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| (a.1, &a.0, &a.2).cmp(&(b.1, &b.0, &b.2)));
+        rows
+    }
+
+    pub async fn cursor(&self) -> Option<i64> {
+        let store = keywatch::store::Store::open_existing(&self.db_path())
+            .await
+            .unwrap();
+        let state = store
+            .usage_poll_state("anthropic-test", HOUR)
+            .await
+            .unwrap();
+        store.close().await;
+        state.cursor
+    }
+}
+
+pub fn without_cost(rows: &[StoredRow]) -> Vec<(String, i64, String, Tokens)> {
+    rows.iter()
+        .map(|r| (r.key_id.clone(), r.bucket_start, r.model.clone(), r.tokens))
+        .collect()
+}

@@ -1,0 +1,9 @@
+//! Integration tests: one binary, one module per behaviour.
+
+mod fake_anthropic;
+mod helpers;
+
+mod cli;
+mod config_check;
+mod poll;
+mod secrets;
