@@ -16,7 +16,10 @@ const MIGRATION: &str =
     include_str!("../migrations/20261126140000_create_inventory_usage_poll_state.sql");
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn record(key: usize, hour: usize, salt: i64) -> UsageRecord {
@@ -135,7 +138,10 @@ fn main() {
         .build()
         .unwrap();
     println!("ingest: {keys} keys x {hours} hourly buckets = {rows} rows, 1,000-row transactions");
-    println!("{:<40} {:>12} {:>12} {:>8}", "case", "keywatch/s", "rusqlite/s", "ratio");
+    println!(
+        "{:<40} {:>12} {:>12} {:>8}",
+        "case", "keywatch/s", "rusqlite/s", "ratio"
+    );
     for (label, time_order) in [("key order", false), ("time order", true)] {
         let inserts = batches(keys, hours, time_order, 0);
         let updates = batches(keys, hours, time_order, 1);

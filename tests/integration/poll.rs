@@ -56,6 +56,35 @@ fn lookback_start() -> i64 {
     this_hour() - 48 * HOUR
 }
 
+async fn assert_everything_served_is_stored(app: &TestApp) {
+    assert_eq!(
+        without_cost(&app.stored_rows().await),
+        app.expected_rows(lookback_start())
+    );
+}
+
+/// Answers usage requests with `response`, `times` times (and expects exactly that many), ahead
+/// of the fake's normal answers.
+async fn usage_fault(app: &TestApp, response: ResponseTemplate, times: u64, priority: u8) {
+    usage_fault_on(app, Mock::given(method("GET")), response, times, priority).await;
+}
+
+async fn usage_fault_on(
+    app: &TestApp,
+    mock: wiremock::MockBuilder,
+    response: ResponseTemplate,
+    times: u64,
+    priority: u8,
+) {
+    mock.and(path(USAGE_PATH))
+        .respond_with(response)
+        .up_to_n_times(times)
+        .expect(times)
+        .with_priority(priority)
+        .mount(&app.fake.server)
+        .await;
+}
+
 #[tokio::test]
 async fn run_once_stores_exactly_the_served_usage_with_costs() {
     let app = spawn_app().await;
@@ -65,7 +94,7 @@ async fn run_once_stores_exactly_the_served_usage_with_costs() {
 
     assert!(report.failed_sources.is_empty(), "{report:?}");
     let stored = app.stored_rows().await;
-    assert_eq!(without_cost(&stored), app.expected_rows(lookback_start()));
+    assert_everything_served_is_stored(&app).await;
     assert!(stored.iter().any(|r| r.key_id == "workbench"));
     // Each row is priced from its token classes (Sonnet 4: 3 / 15 / 3.75 / 6 / 0.30 per MTok).
     for r in stored.iter().filter(|r| r.model == SONNET) {
@@ -146,7 +175,7 @@ async fn a_late_row_in_an_already_stored_bucket_is_picked_up() {
     app.run_once().await;
 
     let stored = app.stored_rows().await;
-    assert_eq!(without_cost(&stored), app.expected_rows(lookback_start()));
+    assert_everything_served_is_stored(&app).await;
     assert!(stored
         .iter()
         .any(|r| r.key_id == "apikey_01B" && r.tokens.uncached == 777));
@@ -156,37 +185,23 @@ async fn a_late_row_in_an_already_stored_bucket_is_picked_up() {
 async fn rate_limit_then_server_error_are_retried_within_the_poll() {
     let app = spawn_app().await;
     seed(&app);
-    Mock::given(method("GET"))
-        .and(path(USAGE_PATH))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("retry-after", "1")
-                .set_body_json(serde_json::json!({"type": "error",
-                    "error": {"type": "rate_limit_error", "message": "slow down"}, "request_id": null})),
-        )
-        .up_to_n_times(1)
-        .expect(1)
-        .with_priority(1)
-        .mount(&app.fake.server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(USAGE_PATH))
-        .respond_with(
-            ResponseTemplate::new(500).set_body_string("<html>Internal Server Error</html>"),
-        )
-        .up_to_n_times(1)
-        .expect(1)
-        .with_priority(2)
-        .mount(&app.fake.server)
-        .await;
+    let rate_limited = ResponseTemplate::new(429)
+        .insert_header("retry-after", "1")
+        .set_body_json(serde_json::json!({"type": "error",
+            "error": {"type": "rate_limit_error", "message": "slow down"}, "request_id": null}));
+    usage_fault(&app, rate_limited, 1, 1).await;
+    usage_fault(
+        &app,
+        ResponseTemplate::new(500).set_body_string("<html>Internal Server Error</html>"),
+        1,
+        2,
+    )
+    .await;
 
     let report = app.run_once().await;
 
     assert!(report.failed_sources.is_empty(), "{report:?}");
-    assert_eq!(
-        without_cost(&app.stored_rows().await),
-        app.expected_rows(lookback_start())
-    );
+    assert_everything_served_is_stored(&app).await;
 }
 
 #[tokio::test]
@@ -194,14 +209,13 @@ async fn a_malformed_body_is_retried_then_left_for_the_next_run() {
     let app = spawn_app().await;
     seed(&app);
     // retries = 3: four attempts, all malformed.
-    Mock::given(method("GET"))
-        .and(path(USAGE_PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"data": [{"starting_at": 12"#))
-        .up_to_n_times(4)
-        .expect(4)
-        .with_priority(1)
-        .mount(&app.fake.server)
-        .await;
+    usage_fault(
+        &app,
+        ResponseTemplate::new(200).set_body_string(r#"{"data": [{"starting_at": 12"#),
+        4,
+        1,
+    )
+    .await;
 
     let report = app.run_once().await;
 
@@ -211,10 +225,7 @@ async fn a_malformed_body_is_retried_then_left_for_the_next_run() {
 
     let report = app.run_once().await;
     assert!(report.failed_sources.is_empty());
-    assert_eq!(
-        without_cost(&app.stored_rows().await),
-        app.expected_rows(lookback_start())
-    );
+    assert_everything_served_is_stored(&app).await;
 }
 
 #[tokio::test]
@@ -223,15 +234,9 @@ async fn a_failing_page_keeps_earlier_pages_and_never_advances_the_cursor_past_t
     seed(&app);
     // Pages hold 24 buckets: the second page starts 24 hours after the lookback start.
     let second_page = lookback_start() + 24 * HOUR;
-    Mock::given(method("GET"))
-        .and(path(USAGE_PATH))
-        .and(query_param("page", format!("page_{second_page}")))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(4)
-        .expect(4)
-        .with_priority(1)
-        .mount(&app.fake.server)
-        .await;
+    let on_second_page =
+        Mock::given(method("GET")).and(query_param("page", format!("page_{second_page}")));
+    usage_fault_on(&app, on_second_page, ResponseTemplate::new(503), 4, 1).await;
 
     let report = app.run_once().await;
 
@@ -248,10 +253,7 @@ async fn a_failing_page_keeps_earlier_pages_and_never_advances_the_cursor_past_t
     // The next run resumes from the cursor and completes the history.
     let report = app.run_once().await;
     assert!(report.failed_sources.is_empty());
-    assert_eq!(
-        without_cost(&app.stored_rows().await),
-        app.expected_rows(lookback_start())
-    );
+    assert_everything_served_is_stored(&app).await;
 }
 
 #[tokio::test]
