@@ -1,9 +1,12 @@
 //! Detection: pure functions from samples and configuration to verdicts.
 //!
-//! Nothing in here does I/O or knows about tokio, sqlx or reqwest; the daemon loads samples from
-//! the store and hands them over. The rules themselves arrive with the detection issue; this
-//! module already owns their tunables so the config format is settled once.
+//! Nothing in here does I/O or knows about tokio, sqlx or reqwest; `crate::alerts` loads the
+//! samples from the store, calls these, and turns verdicts into alert state. This is the only
+//! user of statrs.
 
+pub mod budget;
 mod config;
+pub mod hygiene;
+pub mod spike;
 
 pub use config::{SpikeConfig, SpikeMetric};

@@ -50,6 +50,8 @@ impl Store {
             });
             qb.push(
                 " ON CONFLICT (source, key_id) DO UPDATE SET
+                    status_changed_at = CASE WHEN api_keys.status != excluded.status
+                        AND api_keys.status != 'unknown' THEN excluded.last_seen ELSE api_keys.status_changed_at END,
                     name = excluded.name, status = excluded.status,
                     created_at = excluded.created_at, expires_at = excluded.expires_at,
                     workspace_id = excluded.workspace_id,

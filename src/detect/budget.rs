@@ -1,0 +1,150 @@
+//! The budget rule: spend of a scope in the current day and month of a time zone, against
+//! percentage thresholds of its limits.
+
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use crate::config::Severity;
+
+/// Which budget period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeriodKind {
+    Day,
+    Month,
+}
+
+impl PeriodKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Day => "daily",
+            Self::Month => "monthly",
+        }
+    }
+}
+
+/// One budget period, as UTC instants bounding the local day or month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Period {
+    pub kind: PeriodKind,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// The local date (`2026-11-26`) or month (`2026-11`).
+    pub label: String,
+}
+
+/// The UTC instant of local midnight starting `date` in `tz`. Where midnight does not exist
+/// (a DST gap at midnight), the first instant of the day that does.
+fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
+    let mut t = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+    for _ in 0..4 {
+        match tz.from_local_datetime(&t) {
+            LocalResult::Single(d) => return d.with_timezone(&Utc),
+            LocalResult::Ambiguous(first, _) => return first.with_timezone(&Utc),
+            LocalResult::None => t += Duration::minutes(30),
+        }
+    }
+    Utc.from_utc_datetime(&t)
+}
+
+/// The day and the month containing `now` in `tz`.
+pub fn current_periods(tz: Tz, now: DateTime<Utc>) -> [Period; 2] {
+    let today = now.with_timezone(&tz).date_naive();
+    let tomorrow = today.succ_opt().unwrap_or(today);
+    let month_start = today.with_day(1).unwrap_or(today);
+    let next_month = if month_start.month() == 12 {
+        NaiveDate::from_ymd_opt(month_start.year() + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(month_start.year(), month_start.month() + 1, 1)
+    }
+    .unwrap_or(tomorrow);
+    [
+        Period {
+            kind: PeriodKind::Day,
+            start: local_midnight(tz, today),
+            end: local_midnight(tz, tomorrow),
+            label: today.format("%Y-%m-%d").to_string(),
+        },
+        Period {
+            kind: PeriodKind::Month,
+            start: local_midnight(tz, month_start),
+            end: local_midnight(tz, next_month),
+            label: month_start.format("%Y-%m").to_string(),
+        },
+    ]
+}
+
+/// Every threshold (percent) that `spent` has reached of `limit`, ascending.
+pub fn crossed(spent: f64, limit: f64, thresholds: &[u32]) -> Vec<u32> {
+    thresholds
+        .iter()
+        .copied()
+        .filter(|t| spent >= limit * f64::from(*t) / 100.0)
+        .collect()
+}
+
+/// Below 75 % info, 75-99 % warning, 100 % and above critical.
+pub fn severity(threshold: u32) -> Severity {
+    match threshold {
+        0..=74 => Severity::Info,
+        75..=99 => Severity::Warning,
+        _ => Severity::Critical,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn crossing_50_and_75_in_one_poll_fires_both() {
+        assert_eq!(crossed(80.0, 100.0, &[50, 75, 90, 100]), [50, 75]);
+        assert_eq!(crossed(49.99, 100.0, &[50, 75, 90, 100]), Vec::<u32>::new());
+        assert_eq!(crossed(100.0, 100.0, &[50, 75, 90, 100]), [50, 75, 90, 100]);
+        assert_eq!(
+            (severity(50), severity(75), severity(90), severity(100)),
+            (
+                Severity::Info,
+                Severity::Warning,
+                Severity::Warning,
+                Severity::Critical
+            )
+        );
+    }
+
+    #[test]
+    fn berlin_day_across_the_october_dst_change_is_25_hours() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        // 2026-10-25: clocks go back at 03:00 CEST.
+        let [day, month] = current_periods(tz, utc("2026-10-25T12:00:00Z"));
+        assert_eq!(day.label, "2026-10-25");
+        assert_eq!(day.start, utc("2026-10-24T22:00:00Z"));
+        assert_eq!(day.end, utc("2026-10-25T23:00:00Z"));
+        assert_eq!(month.start, utc("2026-09-30T22:00:00Z"));
+        assert_eq!(month.end, utc("2026-10-31T23:00:00Z"));
+    }
+
+    #[test]
+    fn local_midnight_is_the_boundary_not_utc_midnight() {
+        let tz: Tz = "America/New_York".parse().unwrap();
+        // 03:30 UTC on the 1st is still the previous day (and month) in New York.
+        let [day, month] = current_periods(tz, utc("2026-12-01T03:30:00Z"));
+        assert_eq!(day.label, "2026-11-30");
+        assert_eq!(month.label, "2026-11");
+        assert_eq!(month.end, utc("2026-12-01T05:00:00Z"));
+    }
+
+    #[test]
+    fn a_dst_gap_at_midnight_starts_the_day_at_the_first_real_instant() {
+        // America/Santiago springs forward at 24:00 -> 01:00 (2026-09-06).
+        let tz: Tz = "America/Santiago".parse().unwrap();
+        let [day, _] = current_periods(tz, utc("2026-09-06T12:00:00Z"));
+        assert_eq!(
+            day.start.with_timezone(&tz).format("%H:%M").to_string(),
+            "01:00"
+        );
+    }
+}
