@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alerts::evaluate;
 use crate::config::Config;
 use crate::poller::{next_delay, PollOutcome, Poller};
 use crate::store::Store;
@@ -19,6 +21,7 @@ use crate::store::Store;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 pub struct App {
+    config: Arc<Config>,
     store: Store,
     pollers: Vec<Arc<Poller>>,
     interval: Duration,
@@ -29,11 +32,15 @@ pub struct App {
 pub struct CycleReport {
     /// Sources whose poll failed and was left for the next run.
     pub failed_sources: Vec<String>,
+    /// Alert state changes recorded by detection.
+    pub alert_changes: usize,
+    /// Detection could not run (a storage error); retried on the next run.
+    pub detection_failed: bool,
 }
 
 impl App {
     /// Opens the database (running migrations) and prepares a poller per source.
-    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+    pub async fn build(config: Arc<Config>) -> anyhow::Result<Self> {
         if let Some(dir) = config
             .database
             .parent()
@@ -59,9 +66,10 @@ impl App {
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
+            interval: config.poll.interval.0,
+            config,
             store,
             pollers,
-            interval: config.poll.interval.0,
         })
     }
 
@@ -69,8 +77,7 @@ impl App {
         &self.store
     }
 
-    /// One full cycle: poll every source (concurrently). Detection and delivery join this cycle
-    /// as they arrive.
+    /// One full cycle: poll every source (concurrently), then detect.
     pub async fn run_once(&self, cancel: &CancellationToken) -> CycleReport {
         let now = Utc::now();
         let mut polls = tokio::task::JoinSet::new();
@@ -93,6 +100,13 @@ impl App {
             }
         }
         report.failed_sources.sort();
+        match evaluate(&self.store, &self.config, Utc::now()).await {
+            Ok(r) => report.alert_changes = r.changes.len(),
+            Err(e) => {
+                tracing::error!(error = %e, "detection failed");
+                report.detection_failed = true;
+            }
+        }
         report
     }
 
@@ -100,11 +114,19 @@ impl App {
     /// step finishes, the tasks are awaited (under a deadline) and the pool is closed last.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let tracker = TaskTracker::new();
+        let polled = Arc::new(Notify::new());
         for poller in &self.pollers {
             let poller = Arc::clone(poller);
             let cancel = cancel.clone();
             let interval = self.interval;
-            tracker.spawn(async move { poll_loop(&poller, interval, &cancel).await });
+            let polled = Arc::clone(&polled);
+            tracker.spawn(async move { poll_loop(&poller, interval, &polled, &cancel).await });
+        }
+        {
+            let store = self.store.clone();
+            let config = Arc::clone(&self.config);
+            let cancel = cancel.clone();
+            tracker.spawn(async move { detect_loop(&store, &config, &polled, &cancel).await });
         }
         tracker.close();
         cancel.cancelled().await;
@@ -121,7 +143,7 @@ impl App {
     }
 }
 
-async fn poll_loop(poller: &Poller, interval: Duration, cancel: &CancellationToken) {
+async fn poll_loop(poller: &Poller, interval: Duration, polled: &Notify, cancel: &CancellationToken) {
     let mut failures = 0u32;
     loop {
         match poller.poll_once(Utc::now(), cancel).await {
@@ -129,6 +151,8 @@ async fn poll_loop(poller: &Poller, interval: Duration, cancel: &CancellationTok
             PollOutcome::Failed(_) => failures = failures.saturating_add(1),
             PollOutcome::Cancelled => return,
         }
+        // Detection runs after every poll, failed ones too (source health is a rule).
+        polled.notify_one();
         let delay = next_delay(interval, failures);
         if failures > 0 {
             tracing::info!(source = poller.source(), failures, retry_in = ?delay, "backing off after failed poll");
@@ -136,6 +160,19 @@ async fn poll_loop(poller: &Poller, interval: Duration, cancel: &CancellationTok
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Runs detection each time a poll finishes; a failing pass is retried after the next poll.
+async fn detect_loop(store: &Store, config: &Config, polled: &Notify, cancel: &CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = polled.notified() => {}
+        }
+        if let Err(e) = evaluate(store, config, Utc::now()).await {
+            tracing::error!(error = %e, "detection failed; it runs again after the next poll");
         }
     }
 }

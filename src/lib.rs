@@ -4,6 +4,7 @@
 //! `cli` and `telemetry` beside them. `app` is the one entry point that builds and runs it.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod app;
 pub mod cli;
 pub mod commands;

@@ -50,13 +50,14 @@ async fn run(config: Config, once: bool) -> anyhow::Result<u8> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let app = App::build(&config).await?;
+    let config = std::sync::Arc::new(config);
+    let app = App::build(std::sync::Arc::clone(&config)).await?;
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
     if once {
         let report = app.run_once(&cancel).await;
         app.store().close().await;
-        if report.failed_sources.is_empty() {
+        if report.failed_sources.is_empty() && !report.detection_failed {
             return Ok(exit::OK);
         }
         tracing::warn!(sources = ?report.failed_sources, "some polls failed; they are retried on the next run");

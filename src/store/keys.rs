@@ -18,6 +18,8 @@ pub struct StoredKey {
     pub first_seen: i64,
     pub last_seen: i64,
     pub in_inventory: bool,
+    /// When keywatch saw the status change; `None` when it had this status when first listed.
+    pub status_changed_at: Option<i64>,
 }
 
 impl Store {
@@ -73,7 +75,7 @@ impl Store {
     pub async fn keys_by_id(&self, key_id: &str) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query(
             "SELECT source, key_id, name, status, created_at, workspace_id, partial_key_hint,
-                    first_seen, last_seen, in_inventory
+                    first_seen, last_seen, in_inventory, status_changed_at
              FROM api_keys WHERE key_id = ? ORDER BY source",
         )
         .bind(key_id)
@@ -86,7 +88,7 @@ impl Store {
     pub async fn all_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query(
             "SELECT source, key_id, name, status, created_at, workspace_id, partial_key_hint,
-                    first_seen, last_seen, in_inventory
+                    first_seen, last_seen, in_inventory, status_changed_at
              FROM api_keys ORDER BY source, key_id",
         )
         .fetch_all(&self.pool)
@@ -107,6 +109,7 @@ fn stored_key(r: sqlx::sqlite::SqliteRow) -> StoredKey {
         first_seen: r.get(7),
         last_seen: r.get(8),
         in_inventory: r.get::<i64, _>(9) != 0,
+        status_changed_at: r.get(10),
     }
 }
 

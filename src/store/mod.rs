@@ -1,8 +1,10 @@
 //! SQLite storage through sqlx: pool setup, embedded migrations, and one file per table group.
 //! Writes are batched in transactions and upserts are idempotent.
 
+mod alerts;
 mod keys;
 mod poll_state;
+mod samples;
 mod usage;
 
 use std::path::{Path, PathBuf};
@@ -12,7 +14,9 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+pub use alerts::{AlertChange, Silence, StateChange};
 pub use keys::StoredKey;
+pub use samples::KeySeries;
 pub use poll_state::PollState;
 pub use usage::{HistoryRow, UnpricedModel, UsageRecord};
 

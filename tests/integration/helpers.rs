@@ -117,7 +117,7 @@ impl TestApp {
 
     /// `run --once`, in-process.
     pub async fn run_once(&self) -> CycleReport {
-        let app = App::build(&self.config()).await.expect("app builds");
+        let app = App::build(std::sync::Arc::new(self.config())).await.expect("app builds");
         let report = app.run_once(&CancellationToken::new()).await;
         app.store().close().await;
         report

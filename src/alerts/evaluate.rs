@@ -1,0 +1,372 @@
+//! One detection pass: load samples from the store, judge them with `detect`, and apply the
+//! verdicts to alert state. Runs after every poll, on settled buckets.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::{alert_id, Alert, AlertStatus, Rule};
+use crate::config::{Budget, BudgetScope, Config, Severity};
+use crate::detect::budget::{crossed, current_periods, severity as budget_severity, Period};
+use crate::detect::hygiene::{age_days, is_deactivated, over_age};
+use crate::detect::spike::{judge, SpikeVerdict};
+use crate::detect::SpikeMetric;
+use crate::providers::WORKBENCH_KEY_ID;
+use crate::store::{AlertChange, KeySeries, StateChange, Store, StoreError, StoredKey};
+
+const DAY: i64 = 86_400;
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub struct EvalReport {
+    pub changes: Vec<StateChange>,
+}
+
+/// Inputs of a pass that do not change between rules.
+struct Pass<'a> {
+    config: &'a Config,
+    now: i64,
+    width: i64,
+    /// Start of the latest settled bucket.
+    judged: i64,
+    keys: HashMap<(String, String), StoredKey>,
+    open: HashMap<String, Alert>,
+    changes: Vec<AlertChange>,
+}
+
+/// Runs every rule once and records the resulting state changes.
+pub async fn evaluate(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<EvalReport, StoreError> {
+    let now = now.timestamp();
+    let width = config.poll.bucket_width.seconds();
+    let settle = config.poll.settle.0.as_secs() as i64;
+    let judged = (now - settle).div_euclid(width) * width - width;
+    let keys = store
+        .all_keys()
+        .await?
+        .into_iter()
+        .map(|k| ((k.source.clone(), k.key_id.clone()), k))
+        .collect();
+    let open = store
+        .alerts(false)
+        .await?
+        .into_iter()
+        .map(|a| (a.scope.clone(), a))
+        .collect();
+    let mut pass = Pass { config, now, width, judged, keys, open, changes: Vec::new() };
+    let window = (config.spike.baseline_window.0.as_secs() as i64).max(7 * DAY);
+    let series = store.usage_series(width, judged - window, judged).await?;
+    pass.spikes_and_inactive_usage(&series);
+    pass.key_ages();
+    pass.budgets(store).await?;
+    pass.source_health(store).await?;
+    let changes = store.apply_alert_changes(&pass.changes, now).await?;
+    for c in &changes {
+        tracing::info!(alert = %c.alert_id, status = c.status.as_str(), silenced = c.silenced, "alert state changed");
+    }
+    Ok(EvalReport { changes })
+}
+
+fn money(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("${v:.0}")
+    } else {
+        format!("${v:.2}")
+    }
+}
+
+fn hhmm(ts: i64) -> String {
+    DateTime::<Utc>::from_timestamp(ts, 0).map(|t| t.format("%H:%M UTC").to_string()).unwrap_or_default()
+}
+
+impl Pass<'_> {
+    fn key_name(&self, source: &str, key_id: &str) -> Option<String> {
+        if key_id == WORKBENCH_KEY_ID {
+            return Some("Console Workbench (no API key)".to_owned());
+        }
+        self.keys.get(&(source.to_owned(), key_id.to_owned())).and_then(|k| k.name.clone())
+    }
+
+    fn label(&self, source: &str, key_id: &str) -> String {
+        self.key_name(source, key_id).unwrap_or_else(|| key_id.to_owned())
+    }
+
+    fn base_alert(&self, rule: Rule, scope: String, episode: &str, severity: Severity) -> Alert {
+        Alert {
+            id: alert_id(rule, &scope, episode),
+            scope,
+            rule,
+            severity,
+            status: AlertStatus::Firing,
+            source: None,
+            key_id: None,
+            key_name: None,
+            budget: None,
+            summary: String::new(),
+            observed: None,
+            baseline: None,
+            threshold: None,
+            unit: String::new(),
+            period: None,
+            starts_at: self.now,
+            ends_at: None,
+        }
+    }
+
+    fn resolve(&mut self, scope: &str, at: i64) {
+        if let Some(a) = self.open.get(scope) {
+            self.changes.push(AlertChange::Resolve { id: a.id.clone(), at });
+        }
+    }
+
+    /// Spike and inactive-key usage both judge the latest settled bucket of each key.
+    fn spikes_and_inactive_usage(&mut self, series: &[KeySeries]) {
+        let cfg = self.config.spike.clone();
+        let (w, judged) = (self.width, self.judged);
+        let mut seen = std::collections::HashSet::new();
+        for s in series {
+            let first = s.points.first().map_or(judged, |p| p.0);
+            let n = ((judged - first) / w + 1).max(1) as usize;
+            let mut values = vec![0.0; n];
+            for &(start, cost, tokens) in &s.points {
+                let i = ((start - first) / w) as usize;
+                if i < n {
+                    values[i] = match cfg.metric {
+                        SpikeMetric::Cost => cost,
+                        SpikeMetric::Tokens => tokens as f64,
+                    };
+                }
+            }
+            let observed = if s.points.last().is_some_and(|p| p.0 == judged) { values[n - 1] } else { 0.0 };
+            let history = if s.points.last().is_some_and(|p| p.0 == judged) { &values[..n - 1] } else { &values[..] };
+            let key = self.keys.get(&(s.source.clone(), s.key_id.clone()));
+            let known_since = key.and_then(|k| k.created_at).map_or(first, |c| c.min(first));
+            let scope = format!("spike/{}/{}", s.source, s.key_id);
+            seen.insert(scope.clone());
+            let open_level = self
+                .open
+                .get(&scope)
+                .and_then(|a| Some(a.baseline? * a.threshold?));
+            match judge(&cfg, w, history, judged - known_since, observed, open_level) {
+                SpikeVerdict::Fire { baseline, .. } => {
+                    let unit = match cfg.metric {
+                        SpikeMetric::Cost => "usd",
+                        SpikeMetric::Tokens => "tokens",
+                    };
+                    let fmt = |v: f64| match cfg.metric {
+                        SpikeMetric::Cost => money(v),
+                        SpikeMetric::Tokens => format!("{v:.0} tokens"),
+                    };
+                    let per = self.config.poll.bucket_width.as_str().trim_start_matches('1');
+                    let mut a = self.base_alert(Rule::Spike, scope, &judged.to_string(), Severity::Critical);
+                    a.summary = format!(
+                        "{} ({}) used {} in the {} from {}, {:.1}x its normal {}/{per} (alert at {}x): check for a leaked key and consider deactivating it",
+                        self.label(&s.source, &s.key_id),
+                        s.source,
+                        fmt(observed),
+                        match per { "m" => "minute", "d" => "day", _ => "hour" },
+                        hhmm(judged),
+                        observed / baseline.value,
+                        fmt(baseline.value),
+                        cfg.factor,
+                    );
+                    a.source = Some(s.source.clone());
+                    a.key_id = Some(s.key_id.clone());
+                    a.key_name = self.key_name(&s.source, &s.key_id);
+                    a.observed = Some(observed);
+                    a.baseline = Some(baseline.value);
+                    a.threshold = Some(cfg.factor);
+                    a.unit = unit.to_owned();
+                    a.period = Some((judged, judged + w));
+                    a.starts_at = judged;
+                    self.changes.push(AlertChange::Fire(a));
+                }
+                SpikeVerdict::Continue => {
+                    if let Some(mut a) = self.open.get(&scope).cloned() {
+                        a.observed = Some(a.observed.unwrap_or(0.0).max(observed));
+                        self.changes.push(AlertChange::Fire(a));
+                    }
+                }
+                SpikeVerdict::Resolve => self.resolve(&scope, judged),
+                SpikeVerdict::Quiet { .. } => {}
+            }
+            self.inactive_usage(s);
+        }
+        // Open spikes of keys with no usage at all in the window have fallen back to zero.
+        let stale: Vec<String> = self
+            .open
+            .keys()
+            .filter(|scope| scope.starts_with("spike/") && !seen.contains(*scope))
+            .cloned()
+            .collect();
+        for scope in stale {
+            self.resolve(&scope, judged);
+        }
+    }
+
+    fn inactive_usage(&mut self, s: &KeySeries) {
+        let judged = self.judged;
+        let Some(key) = self.keys.get(&(s.source.clone(), s.key_id.clone())) else { return };
+        let scope = format!("inactive_key_usage/{}/{}", s.source, s.key_id);
+        let used = s.points.last().filter(|p| p.0 == judged).map(|p| (p.1, p.2));
+        // Usage counts only in buckets that started after keywatch saw the key deactivated;
+        // a key that was already deactivated when first listed counts from any bucket.
+        let after_change = key.status_changed_at.is_none_or(|t| judged >= t);
+        match used {
+            Some((cost, tokens)) if is_deactivated(&key.status) && after_change && tokens > 0 => {
+                if let Some(mut a) = self.open.get(&scope).cloned() {
+                    a.observed = Some(cost);
+                    self.changes.push(AlertChange::Fire(a));
+                    return;
+                }
+                let mut a = self.base_alert(Rule::InactiveKeyUsage, scope, &judged.to_string(), Severity::Critical);
+                a.summary = format!(
+                    "{} ({}) is {} but was used in the hour from {}: {} tokens, {}. Something still holds this key: find it, and make sure the key cannot be re-enabled",
+                    self.label(&s.source, &s.key_id), s.source, key.status, hhmm(judged), tokens, money(cost)
+                );
+                a.source = Some(s.source.clone());
+                a.key_id = Some(s.key_id.clone());
+                a.key_name = key.name.clone();
+                a.observed = Some(cost);
+                a.unit = "usd".to_owned();
+                a.period = Some((judged, judged + self.width));
+                a.starts_at = judged;
+                self.changes.push(AlertChange::Fire(a));
+            }
+            _ => self.resolve(&scope, judged),
+        }
+    }
+
+    fn key_ages(&mut self) {
+        let max = self.config.rotation.max_key_age_days;
+        let keys: Vec<StoredKey> = self.keys.values().cloned().collect();
+        for k in keys {
+            let scope = format!("key_age/{}/{}", k.source, k.key_id);
+            if !over_age(&k.status, k.created_at, self.now, max) {
+                self.resolve(&scope, self.now);
+                continue;
+            }
+            let created = k.created_at.unwrap_or(self.now);
+            let age = age_days(created, self.now);
+            let mut a = self.base_alert(Rule::KeyAge, scope, &created.to_string(), Severity::Warning);
+            a.summary = format!(
+                "{} ({}) is {age} days old, older than the {max}-day rotation policy: rotate it (create a new key, move its users, deactivate this one)",
+                self.label(&k.source, &k.key_id), k.source
+            );
+            a.source = Some(k.source.clone());
+            a.key_id = Some(k.key_id.clone());
+            a.key_name = k.name.clone();
+            a.observed = Some(age as f64);
+            a.threshold = Some(f64::from(max));
+            a.unit = "days".to_owned();
+            a.starts_at = created + i64::from(max) * DAY;
+            self.changes.push(AlertChange::Fire(a));
+        }
+    }
+
+    fn in_scope(&self, budget: &Budget, source: &str, key_id: &str) -> bool {
+        let key = self.keys.get(&(source.to_owned(), key_id.to_owned()));
+        match &budget.scope {
+            BudgetScope::Organisation => true,
+            BudgetScope::Key(id) => key_id == id,
+            BudgetScope::KeyName(glob) => key.and_then(|k| k.name.as_deref()).is_some_and(|n| glob.matches(n)),
+            BudgetScope::Workspace(ws) => key.and_then(|k| k.workspace_id.as_deref()) == Some(ws.as_str()),
+        }
+    }
+
+    async fn budgets(&mut self, store: &Store) -> Result<(), StoreError> {
+        let now = DateTime::<Utc>::from_timestamp(self.now, 0).unwrap_or_default();
+        let budgets = self.config.budgets.clone();
+        for b in &budgets {
+            for period in current_periods(b.timezone, now) {
+                let limit = match period.kind {
+                    crate::detect::budget::PeriodKind::Day => b.daily_usd,
+                    crate::detect::budget::PeriodKind::Month => b.monthly_usd,
+                };
+                let Some(limit) = limit else { continue };
+                // Money spent is spent: unsettled recent buckets count too.
+                let spent: f64 = store
+                    .spend_by_key(self.width, period.start.timestamp(), period.end.timestamp())
+                    .await?
+                    .into_iter()
+                    .filter(|(s, k, _)| self.in_scope(b, s, k))
+                    .map(|(_, _, c)| c)
+                    .sum();
+                for t in crossed(spent, limit, &b.thresholds) {
+                    self.budget_alert(b, &period, limit, spent, t);
+                }
+            }
+        }
+        // A budget alert ends with its period.
+        let ended: Vec<(String, i64)> = self
+            .open
+            .values()
+            .filter(|a| a.rule == Rule::Budget)
+            .filter_map(|a| a.period.filter(|p| p.1 <= self.now).map(|p| (a.scope.clone(), p.1)))
+            .collect();
+        for (scope, end) in ended {
+            self.resolve(&scope, end);
+        }
+        Ok(())
+    }
+
+    fn budget_alert(&mut self, b: &Budget, period: &Period, limit: f64, spent: f64, threshold: u32) {
+        let scope = format!("budget/{}/{}/{}/{threshold}", b.name, period.kind.as_str(), period.label);
+        let mut a = self.base_alert(Rule::Budget, scope, "", budget_severity(threshold));
+        let pct = spent / limit * 100.0;
+        a.summary = format!(
+            "Budget {}: {} spent of the {} {} limit ({pct:.0}%, crossed {threshold}%) for {} ({}): review the keys driving it{}",
+            b.name, money(spent), money(limit), period.kind.as_str(), period.label, b.timezone,
+            if threshold >= 100 { " and consider deactivating them" } else { "" }
+        );
+        a.budget = Some(b.name.clone());
+        if let BudgetScope::Key(id) = &b.scope {
+            a.key_id = Some(id.clone());
+            a.key_name = self.keys.iter().find(|((_, k), _)| k == id).and_then(|(_, k)| k.name.clone());
+        }
+        a.observed = Some(spent);
+        a.baseline = Some(limit);
+        a.threshold = Some(f64::from(threshold));
+        a.unit = "usd".to_owned();
+        a.period = Some((period.start.timestamp(), period.end.timestamp()));
+        a.starts_at = self.now;
+        if let Some(open) = self.open.get(&a.scope) {
+            a.starts_at = open.starts_at;
+        }
+        self.changes.push(AlertChange::Fire(a));
+    }
+
+    async fn source_health(&mut self, store: &Store) -> Result<(), StoreError> {
+        let interval = self.config.poll.interval.0.as_secs() as i64;
+        for source in &self.config.sources {
+            let state = store.usage_poll_state(&source.name, self.width).await?;
+            let scope = format!("source_unhealthy/{}", source.name);
+            let since = state.last_success_at.unwrap_or(0);
+            let stale = state.consecutive_failures >= 3 && self.now - since > 3 * interval;
+            if !stale {
+                self.resolve(&scope, self.now);
+                continue;
+            }
+            let mut a = self.base_alert(Rule::SourceUnhealthy, scope, &since.to_string(), Severity::Warning);
+            let last = state.last_error.as_deref().unwrap_or("unknown error");
+            a.summary = match state.last_success_at {
+                Some(t) => format!(
+                    "Source {} has not been polled successfully since {} ({} failed polls): keywatch is blind to it. Last error: {last}",
+                    source.name, super::rfc3339(t), state.consecutive_failures
+                ),
+                None => format!(
+                    "Source {} has never been polled successfully ({} failed polls): keywatch is blind to it. Last error: {last}",
+                    source.name, state.consecutive_failures
+                ),
+            };
+            a.source = Some(source.name.clone());
+            a.observed = Some((self.now - since) as f64);
+            a.unit = "seconds".to_owned();
+            a.starts_at = state.last_success_at.unwrap_or(self.now);
+            if let Some(open) = self.open.get(&a.scope) {
+                a.starts_at = open.starts_at;
+            }
+            self.changes.push(AlertChange::Fire(a));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,288 @@
+//! Alerts, their state changes, and silences.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{Store, StoreError};
+use crate::alerts::{Alert, AlertStatus, Rule};
+use crate::config::Severity;
+
+/// What detection decided about one alert.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertChange {
+    /// The condition holds: open the alert if it is new, else refresh its numbers.
+    Fire(Alert),
+    /// The condition no longer holds: resolve the open alert `id` at `at`.
+    Resolve { id: String, at: i64 },
+}
+
+/// A state change that was recorded (and will be notified unless silenced).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub alert_id: String,
+    pub status: AlertStatus,
+    pub silenced: bool,
+}
+
+/// An operator silence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Silence {
+    pub id: String,
+    pub key_id: Option<String>,
+    pub rule: Option<String>,
+    pub reason: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub removed_at: Option<i64>,
+}
+
+const ALERT_COLUMNS: &str = "id, scope, rule, severity, status, source, key_id, key_name, budget,
+    summary, observed, baseline, threshold, unit, period_start, period_end, starts_at, ends_at";
+
+fn severity(s: &str) -> Severity {
+    match s {
+        "critical" => Severity::Critical,
+        "warning" => Severity::Warning,
+        _ => Severity::Info,
+    }
+}
+
+fn alert_from_row(r: &SqliteRow) -> Alert {
+    let period_start: Option<i64> = r.get(14);
+    let period_end: Option<i64> = r.get(15);
+    Alert {
+        id: r.get(0),
+        scope: r.get(1),
+        rule: Rule::parse(r.get::<&str, _>(2)).unwrap_or(Rule::Spike),
+        severity: severity(r.get(3)),
+        status: if r.get::<&str, _>(4) == "firing" {
+            AlertStatus::Firing
+        } else {
+            AlertStatus::Resolved
+        },
+        source: r.get(5),
+        key_id: r.get(6),
+        key_name: r.get(7),
+        budget: r.get(8),
+        summary: r.get(9),
+        observed: r.get(10),
+        baseline: r.get(11),
+        threshold: r.get(12),
+        unit: r.get(13),
+        period: period_start.zip(period_end),
+        starts_at: r.get(16),
+        ends_at: r.get(17),
+    }
+}
+
+impl Store {
+    /// Firing alerts, or every alert with `all`, newest first.
+    pub async fn alerts(&self, all: bool) -> Result<Vec<Alert>, StoreError> {
+        let sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts {} ORDER BY starts_at DESC, id",
+            if all { "" } else { "WHERE status = 'firing'" }
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(alert_from_row).collect())
+    }
+
+    /// Applies detection's decisions in one transaction and returns the state changes made.
+    pub async fn apply_alert_changes(
+        &self,
+        changes: &[AlertChange],
+        now: i64,
+    ) -> Result<Vec<StateChange>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut made = Vec::new();
+        for change in changes {
+            match change {
+                AlertChange::Fire(a) => {
+                    if insert_alert(&mut tx, a, now).await? {
+                        let silenced = silenced(&mut tx, a, now).await?;
+                        record_event(&mut tx, &a.id, AlertStatus::Firing, now, silenced).await?;
+                        made.push(StateChange {
+                            alert_id: a.id.clone(),
+                            status: AlertStatus::Firing,
+                            silenced,
+                        });
+                    } else {
+                        sqlx::query(
+                            "UPDATE alerts SET observed = ?, summary = ?, last_evaluated_at = ?
+                             WHERE id = ? AND status = 'firing'",
+                        )
+                        .bind(a.observed)
+                        .bind(&a.summary)
+                        .bind(now)
+                        .bind(&a.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                AlertChange::Resolve { id, at } => {
+                    let done = sqlx::query(
+                        "UPDATE alerts SET status = 'resolved', ends_at = ?, last_evaluated_at = ?
+                         WHERE id = ? AND status = 'firing'",
+                    )
+                    .bind(at)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if done > 0 {
+                        let row = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?"))
+                            .bind(id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        let silenced = silenced(&mut tx, &alert_from_row(&row), now).await?;
+                        record_event(&mut tx, id, AlertStatus::Resolved, now, silenced).await?;
+                        made.push(StateChange {
+                            alert_id: id.clone(),
+                            status: AlertStatus::Resolved,
+                            silenced,
+                        });
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(made)
+    }
+
+    /// Adds a silence by key id and/or rule until `expires_at`.
+    pub async fn add_silence(&self, s: &Silence) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO silences (id, key_id, rule, reason, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id)
+        .bind(&s.key_id)
+        .bind(&s.rule)
+        .bind(&s.reason)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every silence ever added, newest first.
+    pub async fn silences(&self) -> Result<Vec<Silence>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, key_id, rule, reason, created_at, expires_at, removed_at
+             FROM silences ORDER BY created_at DESC, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Silence {
+                id: r.get(0),
+                key_id: r.get(1),
+                rule: r.get(2),
+                reason: r.get(3),
+                created_at: r.get(4),
+                expires_at: r.get(5),
+                removed_at: r.get(6),
+            })
+            .collect())
+    }
+
+    /// Ends a silence now; false when no active silence has this id.
+    pub async fn remove_silence(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE silences SET removed_at = ? WHERE id = ? AND removed_at IS NULL AND expires_at > ?",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// The alert state changes recorded so far, oldest first (what notifications are made of).
+    pub async fn alert_events(&self) -> Result<Vec<StateChange>, StoreError> {
+        let rows = sqlx::query("SELECT alert_id, status, silenced FROM alert_events ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StateChange {
+                alert_id: r.get(0),
+                status: if r.get::<&str, _>(1) == "firing" {
+                    AlertStatus::Firing
+                } else {
+                    AlertStatus::Resolved
+                },
+                silenced: r.get::<i64, _>(2) != 0,
+            })
+            .collect())
+    }
+}
+
+/// Inserts a new alert; false when one with this id exists already.
+async fn insert_alert(tx: &mut Transaction<'_, Sqlite>, a: &Alert, now: i64) -> Result<bool, StoreError> {
+    let n = sqlx::query(
+        "INSERT INTO alerts (id, scope, rule, severity, status, source, key_id, key_name, budget,
+            summary, observed, baseline, threshold, unit, period_start, period_end, starts_at,
+            ends_at, first_evaluated_at, last_evaluated_at)
+         VALUES (?, ?, ?, ?, 'firing', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&a.id)
+    .bind(&a.scope)
+    .bind(a.rule.as_str())
+    .bind(a.severity.as_str())
+    .bind(&a.source)
+    .bind(&a.key_id)
+    .bind(&a.key_name)
+    .bind(&a.budget)
+    .bind(&a.summary)
+    .bind(a.observed)
+    .bind(a.baseline)
+    .bind(a.threshold)
+    .bind(&a.unit)
+    .bind(a.period.map(|p| p.0))
+    .bind(a.period.map(|p| p.1))
+    .bind(a.starts_at)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
+}
+
+async fn silenced(tx: &mut Transaction<'_, Sqlite>, a: &Alert, now: i64) -> Result<bool, StoreError> {
+    let hit: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM silences
+         WHERE removed_at IS NULL AND expires_at > ?
+           AND (key_id IS NULL OR key_id = ?) AND (rule IS NULL OR rule = ?)
+         LIMIT 1",
+    )
+    .bind(now)
+    .bind(&a.key_id)
+    .bind(a.rule.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(hit.is_some())
+}
+
+async fn record_event(
+    tx: &mut Transaction<'_, Sqlite>,
+    alert_id: &str,
+    status: AlertStatus,
+    at: i64,
+    silenced: bool,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO alert_events (alert_id, status, at, silenced) VALUES (?, ?, ?, ?)")
+        .bind(alert_id)
+        .bind(status.as_str())
+        .bind(at)
+        .bind(silenced)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
