@@ -143,7 +143,12 @@ impl App {
     }
 }
 
-async fn poll_loop(poller: &Poller, interval: Duration, polled: &Notify, cancel: &CancellationToken) {
+async fn poll_loop(
+    poller: &Poller,
+    interval: Duration,
+    polled: &Notify,
+    cancel: &CancellationToken,
+) {
     let mut failures = 0u32;
     loop {
         match poller.poll_once(Utc::now(), cancel).await {

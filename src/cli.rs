@@ -51,6 +51,68 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Open alerts (all with --all), newest first.
+    Alerts {
+        /// Resolved alerts too.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// Suppress notifications (not detection) for a key or a rule until the silence expires.
+    #[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["key", "rule"])))]
+    Silence {
+        /// The key id to silence.
+        #[arg(long)]
+        key: Option<String>,
+        /// The rule to silence: spike, budget, key_age, inactive_key_usage, source_unhealthy.
+        #[arg(long, value_parser = parse_rule)]
+        rule: Option<String>,
+        /// How long, e.g. "2h", "3d".
+        #[arg(long = "for", default_value = "2h", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Why: recorded with the silence.
+        #[arg(long)]
+        reason: String,
+    },
+    /// List silences, active and past.
+    Silences,
+    /// End a silence now.
+    Unsilence {
+        /// The silence id, as `keywatch silences` shows it.
+        id: String,
+    },
+    /// Replay the spike and inactive-key rules over stored history: what would have fired, when.
+    Backtest {
+        /// How far back to replay: a duration ago or an RFC 3339 time.
+        #[arg(long, default_value = "30d", value_parser = parse_time)]
+        since: TimeArg,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|_| format!("{s:?} is not a duration such as \"2h\" or \"3d\""))
+}
+
+fn parse_rule(s: &str) -> Result<String, String> {
+    crate::alerts::Rule::parse(s)
+        .map(|r| r.as_str().to_owned())
+        .ok_or_else(|| {
+            let names: Vec<&str> = crate::alerts::Rule::ALL
+                .iter()
+                .map(|r| r.as_str())
+                .collect();
+            format!("unknown rule {s:?}: one of {}", names.join(", "))
+        })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

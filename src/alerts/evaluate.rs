@@ -35,7 +35,11 @@ struct Pass<'a> {
 }
 
 /// Runs every rule once and records the resulting state changes.
-pub async fn evaluate(store: &Store, config: &Config, now: DateTime<Utc>) -> Result<EvalReport, StoreError> {
+pub async fn evaluate(
+    store: &Store,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<EvalReport, StoreError> {
     let now = now.timestamp();
     let width = config.poll.bucket_width.seconds();
     let settle = config.poll.settle.0.as_secs() as i64;
@@ -52,7 +56,15 @@ pub async fn evaluate(store: &Store, config: &Config, now: DateTime<Utc>) -> Res
         .into_iter()
         .map(|a| (a.scope.clone(), a))
         .collect();
-    let mut pass = Pass { config, now, width, judged, keys, open, changes: Vec::new() };
+    let mut pass = Pass {
+        config,
+        now,
+        width,
+        judged,
+        keys,
+        open,
+        changes: Vec::new(),
+    };
     let window = (config.spike.baseline_window.0.as_secs() as i64).max(7 * DAY);
     let series = store.usage_series(width, judged - window, judged).await?;
     pass.spikes_and_inactive_usage(&series);
@@ -75,7 +87,9 @@ fn money(v: f64) -> String {
 }
 
 fn hhmm(ts: i64) -> String {
-    DateTime::<Utc>::from_timestamp(ts, 0).map(|t| t.format("%H:%M UTC").to_string()).unwrap_or_default()
+    DateTime::<Utc>::from_timestamp(ts, 0)
+        .map(|t| t.format("%H:%M UTC").to_string())
+        .unwrap_or_default()
 }
 
 impl Pass<'_> {
@@ -83,11 +97,14 @@ impl Pass<'_> {
         if key_id == WORKBENCH_KEY_ID {
             return Some("Console Workbench (no API key)".to_owned());
         }
-        self.keys.get(&(source.to_owned(), key_id.to_owned())).and_then(|k| k.name.clone())
+        self.keys
+            .get(&(source.to_owned(), key_id.to_owned()))
+            .and_then(|k| k.name.clone())
     }
 
     fn label(&self, source: &str, key_id: &str) -> String {
-        self.key_name(source, key_id).unwrap_or_else(|| key_id.to_owned())
+        self.key_name(source, key_id)
+            .unwrap_or_else(|| key_id.to_owned())
     }
 
     fn base_alert(&self, rule: Rule, scope: String, episode: &str, severity: Severity) -> Alert {
@@ -114,7 +131,10 @@ impl Pass<'_> {
 
     fn resolve(&mut self, scope: &str, at: i64) {
         if let Some(a) = self.open.get(scope) {
-            self.changes.push(AlertChange::Resolve { id: a.id.clone(), at });
+            self.changes.push(AlertChange::Resolve {
+                id: a.id.clone(),
+                at,
+            });
         }
     }
 
@@ -125,21 +145,14 @@ impl Pass<'_> {
         let mut seen = std::collections::HashSet::new();
         for s in series {
             let first = s.points.first().map_or(judged, |p| p.0);
-            let n = ((judged - first) / w + 1).max(1) as usize;
-            let mut values = vec![0.0; n];
-            for &(start, cost, tokens) in &s.points {
-                let i = ((start - first) / w) as usize;
-                if i < n {
-                    values[i] = match cfg.metric {
-                        SpikeMetric::Cost => cost,
-                        SpikeMetric::Tokens => tokens as f64,
-                    };
-                }
-            }
-            let observed = if s.points.last().is_some_and(|p| p.0 == judged) { values[n - 1] } else { 0.0 };
-            let history = if s.points.last().is_some_and(|p| p.0 == judged) { &values[..n - 1] } else { &values[..] };
+            let values = super::dense_values(&s.points, first, judged, w, cfg.metric);
+            let Some((&observed, history)) = values.split_last() else {
+                continue;
+            };
             let key = self.keys.get(&(s.source.clone(), s.key_id.clone()));
-            let known_since = key.and_then(|k| k.created_at).map_or(first, |c| c.min(first));
+            let known_since = key
+                .and_then(|k| k.created_at)
+                .map_or(first, |c| c.min(first));
             let scope = format!("spike/{}/{}", s.source, s.key_id);
             seen.insert(scope.clone());
             let open_level = self
@@ -156,8 +169,18 @@ impl Pass<'_> {
                         SpikeMetric::Cost => money(v),
                         SpikeMetric::Tokens => format!("{v:.0} tokens"),
                     };
-                    let per = self.config.poll.bucket_width.as_str().trim_start_matches('1');
-                    let mut a = self.base_alert(Rule::Spike, scope, &judged.to_string(), Severity::Critical);
+                    let per = self
+                        .config
+                        .poll
+                        .bucket_width
+                        .as_str()
+                        .trim_start_matches('1');
+                    let mut a = self.base_alert(
+                        Rule::Spike,
+                        scope,
+                        &judged.to_string(),
+                        Severity::Critical,
+                    );
                     a.summary = format!(
                         "{} ({}) used {} in the {} from {}, {:.1}x its normal {}/{per} (alert at {}x): check for a leaked key and consider deactivating it",
                         self.label(&s.source, &s.key_id),
@@ -205,9 +228,15 @@ impl Pass<'_> {
 
     fn inactive_usage(&mut self, s: &KeySeries) {
         let judged = self.judged;
-        let Some(key) = self.keys.get(&(s.source.clone(), s.key_id.clone())) else { return };
+        let Some(key) = self.keys.get(&(s.source.clone(), s.key_id.clone())) else {
+            return;
+        };
         let scope = format!("inactive_key_usage/{}/{}", s.source, s.key_id);
-        let used = s.points.last().filter(|p| p.0 == judged).map(|p| (p.1, p.2));
+        let used = s
+            .points
+            .last()
+            .filter(|p| p.0 == judged)
+            .map(|p| (p.1, p.2));
         // Usage counts only in buckets that started after keywatch saw the key deactivated;
         // a key that was already deactivated when first listed counts from any bucket.
         let after_change = key.status_changed_at.is_none_or(|t| judged >= t);
@@ -218,7 +247,12 @@ impl Pass<'_> {
                     self.changes.push(AlertChange::Fire(a));
                     return;
                 }
-                let mut a = self.base_alert(Rule::InactiveKeyUsage, scope, &judged.to_string(), Severity::Critical);
+                let mut a = self.base_alert(
+                    Rule::InactiveKeyUsage,
+                    scope,
+                    &judged.to_string(),
+                    Severity::Critical,
+                );
                 a.summary = format!(
                     "{} ({}) is {} but was used in the hour from {}: {} tokens, {}. Something still holds this key: find it, and make sure the key cannot be re-enabled",
                     self.label(&s.source, &s.key_id), s.source, key.status, hhmm(judged), tokens, money(cost)
@@ -247,7 +281,8 @@ impl Pass<'_> {
             }
             let created = k.created_at.unwrap_or(self.now);
             let age = age_days(created, self.now);
-            let mut a = self.base_alert(Rule::KeyAge, scope, &created.to_string(), Severity::Warning);
+            let mut a =
+                self.base_alert(Rule::KeyAge, scope, &created.to_string(), Severity::Warning);
             a.summary = format!(
                 "{} ({}) is {age} days old, older than the {max}-day rotation policy: rotate it (create a new key, move its users, deactivate this one)",
                 self.label(&k.source, &k.key_id), k.source
@@ -268,8 +303,12 @@ impl Pass<'_> {
         match &budget.scope {
             BudgetScope::Organisation => true,
             BudgetScope::Key(id) => key_id == id,
-            BudgetScope::KeyName(glob) => key.and_then(|k| k.name.as_deref()).is_some_and(|n| glob.matches(n)),
-            BudgetScope::Workspace(ws) => key.and_then(|k| k.workspace_id.as_deref()) == Some(ws.as_str()),
+            BudgetScope::KeyName(glob) => key
+                .and_then(|k| k.name.as_deref())
+                .is_some_and(|n| glob.matches(n)),
+            BudgetScope::Workspace(ws) => {
+                key.and_then(|k| k.workspace_id.as_deref()) == Some(ws.as_str())
+            }
         }
     }
 
@@ -301,7 +340,11 @@ impl Pass<'_> {
             .open
             .values()
             .filter(|a| a.rule == Rule::Budget)
-            .filter_map(|a| a.period.filter(|p| p.1 <= self.now).map(|p| (a.scope.clone(), p.1)))
+            .filter_map(|a| {
+                a.period
+                    .filter(|p| p.1 <= self.now)
+                    .map(|p| (a.scope.clone(), p.1))
+            })
             .collect();
         for (scope, end) in ended {
             self.resolve(&scope, end);
@@ -309,8 +352,20 @@ impl Pass<'_> {
         Ok(())
     }
 
-    fn budget_alert(&mut self, b: &Budget, period: &Period, limit: f64, spent: f64, threshold: u32) {
-        let scope = format!("budget/{}/{}/{}/{threshold}", b.name, period.kind.as_str(), period.label);
+    fn budget_alert(
+        &mut self,
+        b: &Budget,
+        period: &Period,
+        limit: f64,
+        spent: f64,
+        threshold: u32,
+    ) {
+        let scope = format!(
+            "budget/{}/{}/{}/{threshold}",
+            b.name,
+            period.kind.as_str(),
+            period.label
+        );
         let mut a = self.base_alert(Rule::Budget, scope, "", budget_severity(threshold));
         let pct = spent / limit * 100.0;
         a.summary = format!(
@@ -321,7 +376,10 @@ impl Pass<'_> {
         a.budget = Some(b.name.clone());
         if let BudgetScope::Key(id) = &b.scope {
             a.key_id = Some(id.clone());
-            a.key_name = self.keys.iter().find(|((_, k), _)| k == id).and_then(|(_, k)| k.name.clone());
+            if let Some(((source, _), key)) = self.keys.iter().find(|((_, k), _)| k == id) {
+                a.source = Some(source.clone());
+                a.key_name.clone_from(&key.name);
+            }
         }
         a.observed = Some(spent);
         a.baseline = Some(limit);
@@ -346,7 +404,12 @@ impl Pass<'_> {
                 self.resolve(&scope, self.now);
                 continue;
             }
-            let mut a = self.base_alert(Rule::SourceUnhealthy, scope, &since.to_string(), Severity::Warning);
+            let mut a = self.base_alert(
+                Rule::SourceUnhealthy,
+                scope,
+                &since.to_string(),
+                Severity::Warning,
+            );
             let last = state.last_error.as_deref().unwrap_or("unknown error");
             a.summary = match state.last_success_at {
                 Some(t) => format!(

@@ -103,6 +103,33 @@ pub fn alert_id(rule: Rule, scope: &str, episode: &str) -> String {
     format!("kw_{hash:016x}")
 }
 
+/// A key's series as a dense vector of the metric from bucket `from` to `to` inclusive (idle
+/// buckets 0), for the pure rules.
+pub fn dense_values(
+    points: &[(i64, f64, i64)],
+    from: i64,
+    to: i64,
+    width: i64,
+    metric: crate::detect::SpikeMetric,
+) -> Vec<f64> {
+    let n = if to >= from {
+        ((to - from) / width + 1) as usize
+    } else {
+        0
+    };
+    let mut values = vec![0.0; n];
+    for &(start, cost, tokens) in points {
+        if start < from || start > to {
+            continue;
+        }
+        values[((start - from) / width) as usize] = match metric {
+            crate::detect::SpikeMetric::Cost => cost,
+            crate::detect::SpikeMetric::Tokens => tokens as f64,
+        };
+    }
+    values
+}
+
 pub fn rfc3339(ts: i64) -> String {
     DateTime::<Utc>::from_timestamp(ts, 0)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))

@@ -1,5 +1,7 @@
 //! What each subcommand does, and how its result maps to an exit code.
 
+mod alerts;
+mod backtest;
 mod check_config;
 mod history;
 
@@ -29,6 +31,16 @@ pub async fn execute(cli: Cli) -> u8 {
             until,
             format,
         } => history::print(&config, &key, source.as_deref(), since, until, format).await,
+        Command::Alerts { all, format } => alerts::list(&config, all, format).await,
+        Command::Silence {
+            key,
+            rule,
+            duration,
+            reason,
+        } => alerts::silence(&config, key, rule, duration, reason).await,
+        Command::Silences => alerts::silences(&config).await,
+        Command::Unsilence { id } => alerts::unsilence(&config, &id).await,
+        Command::Backtest { since, format } => backtest::run(&config, since, format).await,
     };
     result.unwrap_or_else(|e| {
         tracing::error!(error = %format!("{e:#}"), "command failed");

@@ -103,6 +103,66 @@ pub fn judge(
     }
 }
 
+/// One spike as a replay saw it: bucket indexes into the replayed series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Episode {
+    /// The first bucket at or above the level: where the alert fires.
+    pub start: usize,
+    /// The first bucket back under the level (`None`: still open at the end).
+    pub end: Option<usize>,
+    /// The value of the first bucket.
+    pub observed: f64,
+    /// The largest bucket of the episode.
+    pub peak: f64,
+    pub baseline: Baseline,
+    pub level: f64,
+}
+
+/// Replays the rule bucket by bucket over `values` from index `from`, as the daemon would have
+/// judged each bucket once it settled. `history_age(i)` is the key's age at bucket `i`.
+pub fn replay(
+    cfg: &SpikeConfig,
+    width_secs: i64,
+    values: &[f64],
+    from: usize,
+    history_age: impl Fn(usize) -> i64,
+) -> Vec<Episode> {
+    let mut episodes: Vec<Episode> = Vec::new();
+    for t in from..values.len() {
+        let open = episodes.last_mut().filter(|e| e.end.is_none());
+        let open_level = open.as_ref().map(|e| e.level);
+        match judge(
+            cfg,
+            width_secs,
+            &values[..t],
+            history_age(t),
+            values[t],
+            open_level,
+        ) {
+            SpikeVerdict::Fire { baseline, level } => episodes.push(Episode {
+                start: t,
+                end: None,
+                observed: values[t],
+                peak: values[t],
+                baseline,
+                level,
+            }),
+            SpikeVerdict::Continue => {
+                if let Some(e) = open {
+                    e.peak = e.peak.max(values[t]);
+                }
+            }
+            SpikeVerdict::Resolve => {
+                if let Some(e) = open {
+                    e.end = Some(t);
+                }
+            }
+            SpikeVerdict::Quiet { .. } => {}
+        }
+    }
+    episodes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +281,24 @@ mod tests {
             judge(&no_seasonal, H, at_3am, 30 * 86_400, 6.5, None),
             SpikeVerdict::Fire { .. }
         ));
+    }
+
+    #[test]
+    fn replay_finds_one_episode_per_spike() {
+        let cfg = SpikeConfig::default();
+        let mut series = diurnal(10);
+        for h in [8 * 24 + 5, 8 * 24 + 6, 9 * 24 + 2] {
+            series[h] = 40.0;
+        }
+        let episodes = replay(&cfg, H, &series, 7 * 24, |_| 30 * 86_400);
+        let spans: Vec<_> = episodes.iter().map(|e| (e.start, e.end)).collect();
+        assert_eq!(
+            spans,
+            [
+                (8 * 24 + 5, Some(8 * 24 + 7)),
+                (9 * 24 + 2, Some(9 * 24 + 3))
+            ]
+        );
     }
 
     #[test]

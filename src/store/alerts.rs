@@ -130,10 +130,12 @@ impl Store {
                     .await?
                     .rows_affected();
                     if done > 0 {
-                        let row = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?"))
-                            .bind(id)
-                            .fetch_one(&mut *tx)
-                            .await?;
+                        let row = sqlx::query(&format!(
+                            "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?"
+                        ))
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
                         let silenced = silenced(&mut tx, &alert_from_row(&row), now).await?;
                         record_event(&mut tx, id, AlertStatus::Resolved, now, silenced).await?;
                         made.push(StateChange {
@@ -223,7 +225,11 @@ impl Store {
 }
 
 /// Inserts a new alert; false when one with this id exists already.
-async fn insert_alert(tx: &mut Transaction<'_, Sqlite>, a: &Alert, now: i64) -> Result<bool, StoreError> {
+async fn insert_alert(
+    tx: &mut Transaction<'_, Sqlite>,
+    a: &Alert,
+    now: i64,
+) -> Result<bool, StoreError> {
     let n = sqlx::query(
         "INSERT INTO alerts (id, scope, rule, severity, status, source, key_id, key_name, budget,
             summary, observed, baseline, threshold, unit, period_start, period_end, starts_at,
@@ -255,7 +261,11 @@ async fn insert_alert(tx: &mut Transaction<'_, Sqlite>, a: &Alert, now: i64) -> 
     Ok(n > 0)
 }
 
-async fn silenced(tx: &mut Transaction<'_, Sqlite>, a: &Alert, now: i64) -> Result<bool, StoreError> {
+async fn silenced(
+    tx: &mut Transaction<'_, Sqlite>,
+    a: &Alert,
+    now: i64,
+) -> Result<bool, StoreError> {
     let hit: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM silences
          WHERE removed_at IS NULL AND expires_at > ?

@@ -16,8 +16,8 @@ use sqlx::SqlitePool;
 
 pub use alerts::{AlertChange, Silence, StateChange};
 pub use keys::StoredKey;
-pub use samples::KeySeries;
 pub use poll_state::PollState;
+pub use samples::KeySeries;
 pub use usage::{HistoryRow, UnpricedModel, UsageRecord};
 
 /// A storage failure; callers branch on whether the database could be opened at all.

@@ -185,7 +185,7 @@ impl Respond for KeysResponder {
 
 struct UsageResponder(Arc<Mutex<FakeData>>);
 
-fn rfc3339(ts: i64) -> String {
+pub fn rfc3339(ts: i64) -> String {
     DateTime::<Utc>::from_timestamp(ts, 0)
         .unwrap()
         .to_rfc3339_opts(SecondsFormat::Secs, true)

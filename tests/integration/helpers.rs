@@ -50,6 +50,11 @@ pub async fn spawn_app() -> TestApp {
 
 /// A test app whose config gets `extra` appended (more TOML tables).
 pub async fn spawn_app_with(extra: &str) -> TestApp {
+    spawn_app_with_lookback("2d", extra).await
+}
+
+/// A test app backfilling `lookback` on first start, with `extra` appended to its config.
+pub async fn spawn_app_with_lookback(lookback: &str, extra: &str) -> TestApp {
     init_test_logging();
     let fake = FakeAnthropic::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -62,7 +67,7 @@ url = "sqlite://keywatch.db"
 [poll]
 interval = "1m"
 bucket_width = "1h"
-lookback = "2d"
+lookback = "{lookback}"
 settle = "3h"
 timeout = "2s"
 retries = 3
@@ -117,7 +122,9 @@ impl TestApp {
 
     /// `run --once`, in-process.
     pub async fn run_once(&self) -> CycleReport {
-        let app = App::build(std::sync::Arc::new(self.config())).await.expect("app builds");
+        let app = App::build(std::sync::Arc::new(self.config()))
+            .await
+            .expect("app builds");
         let report = app.run_once(&CancellationToken::new()).await;
         app.store().close().await;
         report

@@ -5,5 +5,6 @@ mod helpers;
 
 mod cli;
 mod config_check;
+mod detection;
 mod poll;
 mod secrets;

@@ -1,0 +1,232 @@
+//! Detection end to end: a week of traffic with one of each problem, `run --once`, then
+//! `keywatch alerts --format json` as an operator would read it.
+
+use serde_json::Value;
+
+use crate::fake_anthropic::key_old_shape;
+use crate::helpers::{row, spawn_app_with_lookback, this_hour, TestApp, HOUR};
+
+const SONNET: &str = "claude-sonnet-4-20250514";
+const DAY: i64 = 86_400;
+
+/// USD of a `row(…, uncached, output)` on Sonnet 4 (see helpers::row for the cache classes).
+fn cost(uncached: i64, output: i64) -> f64 {
+    (uncached as f64 * (3.0 + 0.3 * 3.0 + 3.75 / 2.0 + 6.0 / 4.0) + output as f64 * 15.0) / 1e6
+}
+
+/// A smooth daily curve: quiet at night, busiest mid-afternoon UTC.
+fn diurnal(t: i64) -> i64 {
+    let hour = (t.rem_euclid(DAY) / HOUR) as f64;
+    20_000 + (60_000.0 * (-(hour - 15.0).powi(2) / 18.0).exp()) as i64
+}
+
+fn created(days_ago: i64) -> String {
+    crate::fake_anthropic::rfc3339(chrono::Utc::now().timestamp() - days_ago * DAY)
+}
+
+/// Returns the daily limit that puts the budgeted key at 80 % today.
+fn seed(app: &TestApp) -> f64 {
+    let f = &app.fake;
+    for (id, name, status, age) in [
+        ("apikey_normal1", "web-frontend", "active", 30),
+        ("apikey_normal2", "gateway-prod", "active", 30),
+        ("apikey_spiky", "prod-rag-service", "active", 30),
+        ("apikey_old", "legacy-batch", "active", 209),
+        ("apikey_inactive", "retired-bot", "inactive", 60),
+    ] {
+        f.add_key(key_old_shape(id, name, status, &created(age), None));
+    }
+    let now = this_hour();
+    let today = now.div_euclid(DAY) * DAY;
+    let mut budget_spend = 0.0;
+    for h in 0..(8 * 24) {
+        let t = now - h * HOUR;
+        let u = diurnal(t);
+        for key in [
+            "apikey_normal1",
+            "apikey_normal2",
+            "apikey_old",
+            "apikey_spiky",
+        ] {
+            let u = if key == "apikey_spiky" && (h == 4 || h == 5) {
+                40 * 80_000
+            } else {
+                u
+            };
+            f.add_usage(t, row(Some(key), SONNET, u, u / 10));
+        }
+        f.add_usage(t, row(Some("apikey_inactive"), SONNET, 5_000, 500));
+        if t >= today {
+            budget_spend += cost(u, u / 10);
+        }
+    }
+    budget_spend / 0.8
+}
+
+async fn alerts_json(app: &TestApp) -> Vec<Value> {
+    let out = app.cli(&["alerts", "--format", "json"], &[]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn find<'a>(alerts: &'a [Value], rule: &str, key: &str) -> Vec<&'a Value> {
+    alerts
+        .iter()
+        .filter(|a| a["rule"] == rule && a["key_id"] == key)
+        .collect()
+}
+
+#[tokio::test]
+async fn one_alert_per_condition_and_none_for_normal_keys_and_a_second_run_adds_nothing() {
+    let probe = spawn_app_with_lookback("8d", "").await;
+    let limit = seed(&probe);
+    drop(probe);
+    let app = spawn_app_with_lookback(
+        "8d",
+        &format!(
+            "[[budgets]]\nname = \"gateway\"\nkey_id = \"apikey_normal2\"\ndaily_usd = {limit}\n"
+        ),
+    )
+    .await;
+    seed(&app);
+
+    let run = app.cli(&["run", "--once"], &[]).await;
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let alerts = alerts_json(&app).await;
+
+    let spike = find(&alerts, "spike", "apikey_spiky");
+    assert_eq!(spike.len(), 1, "{alerts:#?}");
+    assert_eq!(spike[0]["severity"], "critical");
+    assert_eq!(spike[0]["key_name"], "prod-rag-service");
+    assert_eq!(spike[0]["threshold"], 10.0);
+    assert!(spike[0]["observed"].as_f64().unwrap() > 20.0 * spike[0]["baseline"].as_f64().unwrap());
+    assert!(spike[0]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("prod-rag-service"));
+
+    let budget = find(&alerts, "budget", "apikey_normal2");
+    let mut crossed: Vec<f64> = budget
+        .iter()
+        .map(|a| a["threshold"].as_f64().unwrap())
+        .collect();
+    crossed.sort_by(f64::total_cmp);
+    assert_eq!(
+        crossed,
+        [50.0, 75.0],
+        "80 % crosses 50 and 75, each once: {alerts:#?}"
+    );
+    assert!(budget.iter().all(|a| a["budget"] == "gateway"));
+    assert_eq!(
+        budget.iter().find(|a| a["threshold"] == 75.0).unwrap()["severity"],
+        "warning"
+    );
+
+    let age = find(&alerts, "key_age", "apikey_old");
+    assert_eq!(age.len(), 1);
+    assert_eq!(age[0]["observed"], 209.0);
+    assert_eq!(age[0]["unit"], "days");
+
+    let inactive = find(&alerts, "inactive_key_usage", "apikey_inactive");
+    assert_eq!(inactive.len(), 1);
+    assert_eq!(inactive[0]["severity"], "critical");
+
+    assert_eq!(alerts.len(), 5, "nothing for the normal keys: {alerts:#?}");
+    for a in &alerts {
+        assert_eq!(a["version"], 1);
+        assert_eq!(a["status"], "firing");
+        assert_eq!(a["source"], "anthropic-test");
+    }
+
+    let again = app.cli(&["run", "--once"], &[]).await;
+    assert_eq!(again.status.code(), Some(0));
+    let after = alerts_json(&app).await;
+    let ids = |v: &[Value]| {
+        let mut ids: Vec<String> = v
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&after), ids(&alerts), "a second run adds nothing");
+    let store = keywatch::store::Store::open_existing(&app.db_path())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.alert_events().await.unwrap().len(),
+        5,
+        "no new state changes"
+    );
+    store.close().await;
+
+    let table = app.cli(&["alerts"], &[]).await;
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.lines().all(|l| l.chars().count() <= 80),
+        "fits 80 columns:\n{table}"
+    );
+    assert!(table.contains("CRITICAL"), "{table}");
+}
+
+#[tokio::test]
+async fn a_silenced_key_still_alerts_but_its_state_change_is_marked_silenced() {
+    let app = spawn_app_with_lookback("8d", "").await;
+    seed(&app);
+    let out = app
+        .cli(
+            &[
+                "silence",
+                "--key",
+                "apikey_spiky",
+                "--for",
+                "1h",
+                "--reason",
+                "load test",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    app.cli(&["run", "--once"], &[]).await;
+
+    let store = keywatch::store::Store::open_existing(&app.db_path())
+        .await
+        .unwrap();
+    let alerts = store.alerts(false).await.unwrap();
+    let spike = alerts
+        .iter()
+        .find(|a| a.key_id.as_deref() == Some("apikey_spiky"))
+        .unwrap();
+    let events = store.alert_events().await.unwrap();
+    let spike_event = events.iter().find(|e| e.alert_id == spike.id).unwrap();
+    assert!(spike_event.silenced);
+    assert!(events
+        .iter()
+        .filter(|e| e.alert_id != spike.id)
+        .all(|e| !e.silenced));
+    store.close().await;
+
+    let list = app.cli(&["silences"], &[]).await;
+    assert!(String::from_utf8_lossy(&list.stdout).contains("load test"));
+}
