@@ -201,12 +201,12 @@ impl Pass<'_> {
                     a.unit = unit.to_owned();
                     a.period = Some((judged, judged + w));
                     a.starts_at = judged;
-                    self.changes.push(AlertChange::Fire(a));
+                    self.changes.push(AlertChange::Fire(Box::new(a)));
                 }
                 SpikeVerdict::Continue => {
                     if let Some(mut a) = self.open.get(&scope).cloned() {
                         a.observed = Some(a.observed.unwrap_or(0.0).max(observed));
-                        self.changes.push(AlertChange::Fire(a));
+                        self.changes.push(AlertChange::Fire(Box::new(a)));
                     }
                 }
                 SpikeVerdict::Resolve => self.resolve(&scope, judged),
@@ -244,7 +244,7 @@ impl Pass<'_> {
             Some((cost, tokens)) if is_deactivated(&key.status) && after_change && tokens > 0 => {
                 if let Some(mut a) = self.open.get(&scope).cloned() {
                     a.observed = Some(cost);
-                    self.changes.push(AlertChange::Fire(a));
+                    self.changes.push(AlertChange::Fire(Box::new(a)));
                     return;
                 }
                 let mut a = self.base_alert(
@@ -264,7 +264,7 @@ impl Pass<'_> {
                 a.unit = "usd".to_owned();
                 a.period = Some((judged, judged + self.width));
                 a.starts_at = judged;
-                self.changes.push(AlertChange::Fire(a));
+                self.changes.push(AlertChange::Fire(Box::new(a)));
             }
             _ => self.resolve(&scope, judged),
         }
@@ -294,7 +294,7 @@ impl Pass<'_> {
             a.threshold = Some(f64::from(max));
             a.unit = "days".to_owned();
             a.starts_at = created + i64::from(max) * DAY;
-            self.changes.push(AlertChange::Fire(a));
+            self.changes.push(AlertChange::Fire(Box::new(a)));
         }
     }
 
@@ -390,7 +390,7 @@ impl Pass<'_> {
         if let Some(open) = self.open.get(&a.scope) {
             a.starts_at = open.starts_at;
         }
-        self.changes.push(AlertChange::Fire(a));
+        self.changes.push(AlertChange::Fire(Box::new(a)));
     }
 
     async fn source_health(&mut self, store: &Store) -> Result<(), StoreError> {
@@ -428,7 +428,7 @@ impl Pass<'_> {
             if let Some(open) = self.open.get(&a.scope) {
                 a.starts_at = open.starts_at;
             }
-            self.changes.push(AlertChange::Fire(a));
+            self.changes.push(AlertChange::Fire(Box::new(a)));
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use crate::config::Severity;
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlertChange {
     /// The condition holds: open the alert if it is new, else refresh its numbers.
-    Fire(Alert),
+    Fire(Box<Alert>),
     /// The condition no longer holds: resolve the open alert `id` at `at`.
     Resolve { id: String, at: i64 },
 }
