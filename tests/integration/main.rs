@@ -7,4 +7,5 @@ mod cli;
 mod config_check;
 mod detection;
 mod poll;
+mod quality;
 mod secrets;
