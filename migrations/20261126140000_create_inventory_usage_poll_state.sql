@@ -19,7 +19,8 @@ CREATE TABLE api_keys (
 
 -- Usage per key, model and bucket. The primary key is the bucket's natural key: re-polling a
 -- bucket overwrites its counters (never adds to them). Usage without an API key (Console
--- Workbench) is stored under key_id 'workbench'.
+-- Workbench) is stored under key_id 'workbench'. WITHOUT ROWID: the primary key is the table, so
+-- a key's history and the detector's scan read it in order without a second lookup.
 CREATE TABLE usage_buckets (
     source                  TEXT    NOT NULL,
     key_id                  TEXT    NOT NULL,
@@ -36,7 +37,7 @@ CREATE TABLE usage_buckets (
     cost_usd                REAL,              -- NULL when the model has no price
     updated_at              INTEGER NOT NULL,
     PRIMARY KEY (source, key_id, bucket_width, bucket_start, model)
-);
+) WITHOUT ROWID;
 
 -- Per source and stream (e.g. 'usage:3600'): where the next poll re-reads from. The cursor is
 -- written in the same transaction as the data it covers, so it never passes unstored data.

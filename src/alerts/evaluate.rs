@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 
 use super::{alert_id, Alert, AlertStatus, Rule};
 use crate::config::{Budget, BudgetScope, Config, Severity};
-use crate::detect::budget::{crossed, current_periods, severity as budget_severity, Period};
+use crate::detect::budget::{
+    crossed, current_periods, severity as budget_severity, Period, PeriodKind,
+};
 use crate::detect::hygiene::{age_days, is_deactivated, over_age};
 use crate::detect::spike::{judge, SpikeVerdict};
 use crate::detect::SpikeMetric;
@@ -66,16 +68,52 @@ pub async fn evaluate(
         changes: Vec::new(),
     };
     let window = (config.spike.baseline_window.0.as_secs() as i64).max(7 * DAY);
-    let series = store.usage_series(width, judged - window, judged).await?;
-    pass.spikes_and_inactive_usage(&series);
+    // Independent reads run side by side (WAL readers do not block each other).
+    let (series, deactivated, spends) = tokio::try_join!(
+        store.usage_series(width, judged - window, judged, config.spike.metric),
+        store.deactivated_key_usage(width, judged),
+        budget_spends(store, config, width, now),
+    )?;
+    pass.spikes(&series);
+    pass.inactive_usage(&deactivated);
     pass.key_ages();
-    pass.budgets(store).await?;
+    pass.budgets(&spends);
     pass.source_health(store).await?;
     let changes = store.apply_alert_changes(&pass.changes, now).await?;
     for c in &changes {
         tracing::info!(alert = %c.alert_id, status = c.status.as_str(), silenced = c.silenced, "alert state changed");
     }
     Ok(EvalReport { changes })
+}
+
+/// Spend per (source, key) for each distinct budget period, keyed by (start, end).
+type Spends = HashMap<(i64, i64), Vec<(String, String, f64)>>;
+
+fn limit_for(b: &Budget, period: &Period) -> Option<f64> {
+    match period.kind {
+        PeriodKind::Day => b.daily_usd,
+        PeriodKind::Month => b.monthly_usd,
+    }
+}
+
+/// Money spent is spent: the periods' unsettled recent buckets count too.
+async fn budget_spends(
+    store: &Store,
+    config: &Config,
+    width: i64,
+    now: i64,
+) -> Result<Spends, StoreError> {
+    let now = DateTime::<Utc>::from_timestamp(now, 0).unwrap_or_default();
+    let mut spends = Spends::new();
+    for b in &config.budgets {
+        for period in current_periods(b.timezone, now) {
+            let span = (period.start.timestamp(), period.end.timestamp());
+            if limit_for(b, &period).is_some() && !spends.contains_key(&span) {
+                spends.insert(span, store.spend_by_key(width, span.0, span.1).await?);
+            }
+        }
+    }
+    Ok(spends)
 }
 
 fn money(v: f64) -> String {
@@ -138,14 +176,14 @@ impl Pass<'_> {
         }
     }
 
-    /// Spike and inactive-key usage both judge the latest settled bucket of each key.
-    fn spikes_and_inactive_usage(&mut self, series: &[KeySeries]) {
+    /// The spike rule on the latest settled bucket of each key.
+    fn spikes(&mut self, series: &[KeySeries]) {
         let cfg = self.config.spike.clone();
         let (w, judged) = (self.width, self.judged);
         let mut seen = std::collections::HashSet::new();
         for s in series {
             let first = s.points.first().map_or(judged, |p| p.0);
-            let values = super::dense_values(&s.points, first, judged, w, cfg.metric);
+            let values = super::dense_values(&s.points, first, judged, w);
             let Some((&observed, history)) = values.split_last() else {
                 continue;
             };
@@ -212,7 +250,6 @@ impl Pass<'_> {
                 SpikeVerdict::Resolve => self.resolve(&scope, judged),
                 SpikeVerdict::Quiet { .. } => {}
             }
-            self.inactive_usage(s);
         }
         // Open spikes of keys with no usage at all in the window have fallen back to zero.
         let stale: Vec<String> = self
@@ -226,47 +263,57 @@ impl Pass<'_> {
         }
     }
 
-    fn inactive_usage(&mut self, s: &KeySeries) {
+    /// Usage in the latest settled bucket on keys that are deactivated. Usage counts only in
+    /// buckets that started after keywatch saw the key deactivated; a key that was already
+    /// deactivated when first listed counts from any bucket.
+    fn inactive_usage(&mut self, used: &[(String, String, f64, i64)]) {
         let judged = self.judged;
-        let Some(key) = self.keys.get(&(s.source.clone(), s.key_id.clone())) else {
-            return;
-        };
-        let scope = format!("inactive_key_usage/{}/{}", s.source, s.key_id);
-        let used = s
-            .points
-            .last()
-            .filter(|p| p.0 == judged)
-            .map(|p| (p.1, p.2));
-        // Usage counts only in buckets that started after keywatch saw the key deactivated;
-        // a key that was already deactivated when first listed counts from any bucket.
-        let after_change = key.status_changed_at.is_none_or(|t| judged >= t);
-        match used {
-            Some((cost, tokens)) if is_deactivated(&key.status) && after_change && tokens > 0 => {
-                if let Some(mut a) = self.open.get(&scope).cloned() {
-                    a.observed = Some(cost);
-                    self.changes.push(AlertChange::Fire(Box::new(a)));
-                    return;
-                }
-                let mut a = self.base_alert(
-                    Rule::InactiveKeyUsage,
-                    scope,
-                    &judged.to_string(),
-                    Severity::Critical,
-                );
-                a.summary = format!(
-                    "{} ({}) is {} but was used in the hour from {}: {} tokens, {}. Something still holds this key: find it, and make sure the key cannot be re-enabled",
-                    self.label(&s.source, &s.key_id), s.source, key.status, hhmm(judged), tokens, money(cost)
-                );
-                a.source = Some(s.source.clone());
-                a.key_id = Some(s.key_id.clone());
-                a.key_name = key.name.clone();
-                a.observed = Some(cost);
-                a.unit = "usd".to_owned();
-                a.period = Some((judged, judged + self.width));
-                a.starts_at = judged;
-                self.changes.push(AlertChange::Fire(Box::new(a)));
+        let mut firing = std::collections::HashSet::new();
+        for (source, key_id, cost, tokens) in used {
+            let Some(key) = self.keys.get(&(source.clone(), key_id.clone())) else {
+                continue;
+            };
+            let after_change = key.status_changed_at.is_none_or(|t| judged >= t);
+            if !(is_deactivated(&key.status) && after_change && *tokens > 0) {
+                continue;
             }
-            _ => self.resolve(&scope, judged),
+            let scope = format!("inactive_key_usage/{source}/{key_id}");
+            firing.insert(scope.clone());
+            if let Some(mut a) = self.open.get(&scope).cloned() {
+                a.observed = Some(*cost);
+                self.changes.push(AlertChange::Fire(Box::new(a)));
+                continue;
+            }
+            let mut a = self.base_alert(
+                Rule::InactiveKeyUsage,
+                scope,
+                &judged.to_string(),
+                Severity::Critical,
+            );
+            a.summary = format!(
+                "{} ({source}) is {} but was used in the hour from {}: {tokens} tokens, {}. Something still holds this key: find it, and make sure the key cannot be re-enabled",
+                self.label(source, key_id),
+                key.status,
+                hhmm(judged),
+                money(*cost)
+            );
+            a.source = Some(source.clone());
+            a.key_id = Some(key_id.clone());
+            a.key_name = key.name.clone();
+            a.observed = Some(*cost);
+            a.unit = "usd".to_owned();
+            a.period = Some((judged, judged + self.width));
+            a.starts_at = judged;
+            self.changes.push(AlertChange::Fire(Box::new(a)));
+        }
+        let quiet: Vec<String> = self
+            .open
+            .keys()
+            .filter(|scope| scope.starts_with("inactive_key_usage/") && !firing.contains(*scope))
+            .cloned()
+            .collect();
+        for scope in quiet {
+            self.resolve(&scope, judged);
         }
     }
 
@@ -312,21 +359,18 @@ impl Pass<'_> {
         }
     }
 
-    async fn budgets(&mut self, store: &Store) -> Result<(), StoreError> {
+    fn budgets(&mut self, spends: &Spends) {
         let now = DateTime::<Utc>::from_timestamp(self.now, 0).unwrap_or_default();
         let budgets = self.config.budgets.clone();
         for b in &budgets {
             for period in current_periods(b.timezone, now) {
-                let limit = match period.kind {
-                    crate::detect::budget::PeriodKind::Day => b.daily_usd,
-                    crate::detect::budget::PeriodKind::Month => b.monthly_usd,
+                let Some(limit) = limit_for(b, &period) else {
+                    continue;
                 };
-                let Some(limit) = limit else { continue };
-                // Money spent is spent: unsettled recent buckets count too.
-                let spent: f64 = store
-                    .spend_by_key(self.width, period.start.timestamp(), period.end.timestamp())
-                    .await?
+                let spent: f64 = spends
+                    .get(&(period.start.timestamp(), period.end.timestamp()))
                     .into_iter()
+                    .flatten()
                     .filter(|(s, k, _)| self.in_scope(b, s, k))
                     .map(|(_, _, c)| c)
                     .sum();
@@ -349,7 +393,6 @@ impl Pass<'_> {
         for (scope, end) in ended {
             self.resolve(&scope, end);
         }
-        Ok(())
     }
 
     fn budget_alert(

@@ -103,29 +103,19 @@ pub fn alert_id(rule: Rule, scope: &str, episode: &str) -> String {
     format!("kw_{hash:016x}")
 }
 
-/// A key's series as a dense vector of the metric from bucket `from` to `to` inclusive (idle
-/// buckets 0), for the pure rules.
-pub fn dense_values(
-    points: &[(i64, f64, i64)],
-    from: i64,
-    to: i64,
-    width: i64,
-    metric: crate::detect::SpikeMetric,
-) -> Vec<f64> {
+/// A key's series as a dense vector from bucket `from` to `to` inclusive (idle buckets 0), for
+/// the pure rules.
+pub fn dense_values(points: &[(i64, f64)], from: i64, to: i64, width: i64) -> Vec<f64> {
     let n = if to >= from {
         ((to - from) / width + 1) as usize
     } else {
         0
     };
     let mut values = vec![0.0; n];
-    for &(start, cost, tokens) in points {
-        if start < from || start > to {
-            continue;
+    for &(start, value) in points {
+        if (from..=to).contains(&start) {
+            values[((start - from) / width) as usize] = value;
         }
-        values[((start - from) / width) as usize] = match metric {
-            crate::detect::SpikeMetric::Cost => cost,
-            crate::detect::SpikeMetric::Tokens => tokens as f64,
-        };
     }
     values
 }

@@ -27,15 +27,17 @@ pub async fn run(config: &Config, since: TimeArg, format: ListFormat) -> anyhow:
         .into_iter()
         .map(|k| ((k.source.clone(), k.key_id.clone()), k))
         .collect();
-    let series = store.usage_series(width, since - window, last).await?;
-    store.close().await;
     let cfg = &config.spike;
+    let series = store
+        .usage_series(width, since - window, last, cfg.metric)
+        .await?;
+    store.close().await;
     let mut rows = Vec::new();
     for s in &series {
         let Some(first) = s.points.first().map(|p| p.0) else {
             continue;
         };
-        let values = dense_values(&s.points, first, last, width, cfg.metric);
+        let values = dense_values(&s.points, first, last, width);
         let key = keys.get(&(s.source.clone(), s.key_id.clone()));
         let known_since = key
             .and_then(|k| k.created_at)

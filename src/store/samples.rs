@@ -4,53 +4,91 @@ use futures_util::TryStreamExt;
 use sqlx::Row;
 
 use super::{Store, StoreError};
+use crate::detect::SpikeMetric;
 
-/// One key's buckets, oldest first: (bucket start, cost in USD, total tokens). Unpriced rows
-/// count 0 USD here.
+/// One key's buckets, oldest first: (bucket start, value of the metric). Unpriced rows count
+/// 0 USD for the cost metric.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeySeries {
     pub source: String,
     pub key_id: String,
-    pub points: Vec<(i64, f64, i64)>,
+    pub points: Vec<(i64, f64)>,
 }
 
 impl Store {
-    /// Every key's buckets of `width_secs` starting in `[from, to]`, summed over models, in one
-    /// ordered scan (one query for all keys, streamed).
+    /// Every key's buckets of `width_secs` starting in `[from, to]`, summed over models.
+    ///
+    /// One scan in primary-key order, grouped by key without a sort, returning one row per key
+    /// with its buckets packed as text (`start,cost,tokens;…`): moving 1.7 million rows one by
+    /// one through sqlx's worker thread costs several seconds, one row per key a few
+    /// milliseconds. Rows of several models in one bucket are added up while unpacking.
+    ///
+    /// Cost travels as whole nano-dollars: integers print and parse faster than floats.
     pub async fn usage_series(
         &self,
         width_secs: i64,
         from: i64,
         to: i64,
+        metric: SpikeMetric,
     ) -> Result<Vec<KeySeries>, StoreError> {
-        let mut rows = sqlx::query(
-            "SELECT source, key_id, bucket_start, SUM(COALESCE(cost_usd, 0.0)),
-                    SUM(uncached_input_tokens + cache_read_input_tokens + cache_write_5m_tokens
-                        + cache_write_1h_tokens + output_tokens)
+        let value = match metric {
+            SpikeMetric::Cost => "CAST(ROUND(COALESCE(cost_usd, 0.0) * 1e9) AS INTEGER)",
+            SpikeMetric::Tokens => {
+                "uncached_input_tokens + cache_read_input_tokens + cache_write_5m_tokens
+                 + cache_write_1h_tokens + output_tokens"
+            }
+        };
+        let scale = match metric {
+            SpikeMetric::Cost => 1e-9,
+            SpikeMetric::Tokens => 1.0,
+        };
+        let sql = format!(
+            "SELECT source, key_id, group_concat(bucket_start || ',' || ({value}), ';')
              FROM usage_buckets
              WHERE bucket_width = ? AND bucket_start >= ? AND bucket_start <= ?
-             GROUP BY source, key_id, bucket_start
-             ORDER BY source, key_id, bucket_start",
-        )
-        .bind(width_secs)
-        .bind(from)
-        .bind(to)
-        .fetch(&self.pool);
-        let mut out: Vec<KeySeries> = Vec::new();
+             GROUP BY source, key_id
+             ORDER BY source, key_id"
+        );
+        let mut rows = sqlx::query(&sql)
+            .bind(width_secs)
+            .bind(from)
+            .bind(to)
+            .fetch(&self.pool);
+        let mut out = Vec::new();
         while let Some(r) = rows.try_next().await? {
-            let source: &str = r.get(0);
-            let key_id: &str = r.get(1);
-            let point = (r.get(2), r.get(3), r.get(4));
-            match out.last_mut() {
-                Some(s) if s.key_id == key_id && s.source == source => s.points.push(point),
-                _ => out.push(KeySeries {
-                    source: source.to_owned(),
-                    key_id: key_id.to_owned(),
-                    points: vec![point],
-                }),
-            }
+            out.push(KeySeries {
+                source: r.get(0),
+                key_id: r.get(1),
+                points: unpack(r.get(2), scale),
+            });
         }
         Ok(out)
+    }
+
+    /// Usage in the bucket at `start` of keys whose status is deactivated:
+    /// (source, key id, cost in USD, tokens).
+    pub async fn deactivated_key_usage(
+        &self,
+        width_secs: i64,
+        start: i64,
+    ) -> Result<Vec<(String, String, f64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.source, u.key_id, SUM(COALESCE(u.cost_usd, 0.0)),
+                    SUM(u.uncached_input_tokens + u.cache_read_input_tokens
+                        + u.cache_write_5m_tokens + u.cache_write_1h_tokens + u.output_tokens)
+             FROM usage_buckets u JOIN api_keys k ON k.source = u.source AND k.key_id = u.key_id
+             WHERE k.status IN ('inactive', 'archived', 'expired', 'deleted')
+               AND u.bucket_width = ? AND u.bucket_start = ?
+             GROUP BY u.source, u.key_id",
+        )
+        .bind(width_secs)
+        .bind(start)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
     }
 
     /// Estimated spend per (source, key) of buckets starting in `[from, to)`.
@@ -74,5 +112,42 @@ impl Store {
             .into_iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect())
+    }
+}
+
+/// Parses `start,value;…` into points sorted by start (values times `scale`), adding up rows
+/// of one bucket (several models).
+fn unpack(packed: &str, scale: f64) -> Vec<(i64, f64)> {
+    let mut points: Vec<(i64, f64)> = packed
+        .split(';')
+        .filter_map(|p| {
+            let (start, value) = p.split_once(',')?;
+            Some((
+                start.parse().ok()?,
+                value.parse::<i64>().ok()? as f64 * scale,
+            ))
+        })
+        .collect();
+    points.sort_by_key(|p| p.0);
+    points.dedup_by(|later, first| {
+        if later.0 != first.0 {
+            return false;
+        }
+        first.1 += later.1;
+        true
+    });
+    points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unpack;
+
+    #[test]
+    fn unpack_sorts_and_adds_models_of_one_bucket() {
+        assert_eq!(
+            unpack("7200,10;3600,5;7200,30", 0.5),
+            [(3600, 2.5), (7200, 20.0)]
+        );
     }
 }

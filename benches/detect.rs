@@ -1,0 +1,157 @@
+//! Detection throughput: one pass (load from SQLite + judge every rule + record alerts) over N
+//! keys with 7 days of hourly history. Reports time and peak memory for 1,000, 5,000 and
+//! 10,000 keys, to show that the cost grows linearly with keys.
+//!
+//! Run: `cargo bench --bench detect` (KEYWATCH_BENCH_KEYS=10000 runs one size only).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use keywatch::alerts::evaluate;
+use keywatch::config::Config;
+use keywatch::detect::SpikeMetric;
+use keywatch::prices::TokenCounts;
+use keywatch::providers::ApiKey;
+use keywatch::store::{Store, UsageRecord};
+
+const H: i64 = 3_600;
+const NOW: i64 = 1_780_000_000 / H * H + 20 * 60;
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+async fn seed(store: &Store, keys: usize) {
+    let inventory: Vec<ApiKey> = (0..keys)
+        .map(|k| ApiKey {
+            id: format!("apikey_{k:06}"),
+            name: Some(format!("service-{k}")),
+            status: "active".to_owned(),
+            created_at: DateTime::<Utc>::from_timestamp(NOW - 30 * 86_400, 0),
+            expires_at: None,
+            workspace_id: None,
+            partial_key_hint: None,
+        })
+        .collect();
+    store
+        .store_inventory("bench", &inventory, NOW)
+        .await
+        .unwrap();
+    let last = NOW / H * H - H;
+    let mut batch = Vec::with_capacity(1_000);
+    for k in 0..keys {
+        for h in 0..168 {
+            let n = ((k * 7 + h * 13) % 100) as i64;
+            batch.push(UsageRecord {
+                key_id: format!("apikey_{k:06}"),
+                model: "claude-sonnet-4-20250514".to_owned(),
+                bucket_start: last - (167 - h as i64) * H,
+                tokens: TokenCounts {
+                    uncached_input: 1_000 + n,
+                    output: 100,
+                    ..TokenCounts::default()
+                },
+                web_search_requests: 0,
+                requests: None,
+                cost_usd: Some(0.5 + n as f64 / 100.0),
+            });
+            if batch.len() == 1_000 {
+                store
+                    .store_usage("bench", H, &batch, None, NOW)
+                    .await
+                    .unwrap();
+                batch.clear();
+            }
+        }
+    }
+    store
+        .store_usage("bench", H, &batch, None, NOW)
+        .await
+        .unwrap();
+}
+
+fn config(dir: &Path) -> Config {
+    let text = "[[sources]]\nname = \"bench\"\nprovider = \"anthropic\"\nadmin_key_env = \"K\"\n\
+                [[budgets]]\nname = \"org\"\nmonthly_usd = 1000000.0\n";
+    let env = HashMap::from([("K".to_owned(), "sk-ant-admin01-BENCH".to_owned())]);
+    Config::from_str(text, &dir.join("keywatch.toml"), &env).unwrap()
+}
+
+fn main() {
+    let sizes: Vec<usize> = match std::env::var("KEYWATCH_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) => vec![n],
+        None => vec![1_000, 5_000, 10_000],
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("detect: one pass over N keys x 168 hourly buckets (file-backed SQLite)");
+    println!(
+        "{:>8} {:>10} {:>12} {:>12} {:>14} {:>14}",
+        "keys", "rows", "load ms", "pass ms", "µs per key", "peak RSS MiB"
+    );
+    for keys in sizes {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        runtime.block_on(async {
+            let store = Store::open(&cfg.database).await.unwrap();
+            seed(&store, keys).await;
+            let now = DateTime::<Utc>::from_timestamp(NOW, 0).unwrap();
+            // Warm the page cache and the statement cache, as a running daemon has them.
+            evaluate(&store, &cfg, now).await.unwrap();
+            let before = rss_kib();
+            let _ = std::fs::write("/proc/self/clear_refs", "5"); // reset the peak (Linux)
+            let started = Instant::now();
+            let series = store
+                .usage_series(
+                    H,
+                    NOW / H * H - H - 7 * 86_400,
+                    NOW / H * H - H,
+                    SpikeMetric::Cost,
+                )
+                .await
+                .unwrap();
+            let load = started.elapsed();
+            drop(series);
+            let started = Instant::now();
+            evaluate(&store, &cfg, now).await.unwrap();
+            let pass = started.elapsed();
+            let peak = peak_rss_kib().max(before);
+            println!(
+                "{:>8} {:>10} {:>12.0} {:>12.0} {:>14.1} {:>14.1}",
+                keys,
+                keys * 168,
+                load.as_secs_f64() * 1e3,
+                pass.as_secs_f64() * 1e3,
+                pass.as_secs_f64() * 1e6 / keys as f64,
+                peak as f64 / 1024.0
+            );
+            store.close().await;
+        });
+    }
+}
