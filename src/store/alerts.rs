@@ -76,10 +76,13 @@ fn alert_from_row(r: &SqliteRow) -> Alert {
 }
 
 impl Store {
-    /// Firing alerts, or every alert with `all`, newest first.
+    /// Firing alerts, or every alert with `all`: firing first, then by severity, newest first.
     pub async fn alerts(&self, all: bool) -> Result<Vec<Alert>, StoreError> {
         let sql = format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts {} ORDER BY starts_at DESC, id",
+            "SELECT {ALERT_COLUMNS} FROM alerts {}
+             ORDER BY status = 'firing' DESC,
+                      CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
+                      starts_at DESC, id",
             if all { "" } else { "WHERE status = 'firing'" }
         );
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
