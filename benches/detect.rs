@@ -19,23 +19,13 @@ use keywatch::store::{Store, UsageRecord};
 const H: i64 = 3_600;
 const NOW: i64 = 1_780_000_000 / H * H + 20 * 60;
 
-fn peak_rss_kib() -> u64 {
+/// A memory figure of this process from /proc/self/status, in KiB (0 where unavailable).
+fn proc_status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
@@ -124,7 +114,7 @@ fn main() {
             let now = DateTime::<Utc>::from_timestamp(NOW, 0).unwrap();
             // Warm the page cache and the statement cache, as a running daemon has them.
             evaluate(&store, &cfg, now).await.unwrap();
-            let before = rss_kib();
+            let before = proc_status_kib("VmRSS:");
             let _ = std::fs::write("/proc/self/clear_refs", "5"); // reset the peak (Linux)
             let started = Instant::now();
             let series = store
@@ -141,7 +131,7 @@ fn main() {
             let started = Instant::now();
             evaluate(&store, &cfg, now).await.unwrap();
             let pass = started.elapsed();
-            let peak = peak_rss_kib().max(before);
+            let peak = proc_status_kib("VmHWM:").max(before);
             println!(
                 "{:>8} {:>10} {:>12.0} {:>12.0} {:>14.1} {:>14.1}",
                 keys,

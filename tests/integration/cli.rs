@@ -29,35 +29,19 @@ async fn run_once_then_history_csv_shows_the_buckets_with_costs() {
     app.fake
         .add_usage(t, row(Some("apikey_01A"), "claude-nova-9", 10, 1));
 
-    let run = app.cli(&["run", "--once"], &[]).await;
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    app.cli_ok(&["run", "--once"]).await;
 
-    let out = app
-        .cli(
-            &[
-                "history",
-                "--key",
-                "apikey_01A",
-                "--since",
-                "1d",
-                "--format",
-                "csv",
-            ],
-            &[],
-        )
+    let csv = app
+        .cli_ok(&[
+            "history",
+            "--key",
+            "apikey_01A",
+            "--since",
+            "1d",
+            "--format",
+            "csv",
+        ])
         .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let csv = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert!(
         lines[0].starts_with("source,key_id,bucket_start,bucket_end,model,"),
@@ -78,32 +62,27 @@ async fn run_once_then_history_csv_shows_the_buckets_with_costs() {
     );
 
     let table = app
-        .cli(&["history", "--key", "apikey_01A", "--since", "1d"], &[])
+        .cli_ok(&["history", "--key", "apikey_01A", "--since", "1d"])
         .await;
-    let table = String::from_utf8(table.stdout).unwrap();
     assert!(table.contains("prod-rag"), "{table}");
     assert!(table.contains("unpriced"), "{table}");
     assert!(table.contains("[prices.\"claude-nova-9\"]"), "{table}");
 
     let json = app
-        .cli(
-            &[
-                "history",
-                "--key",
-                "apikey_01A",
-                "--since",
-                "1d",
-                "--format",
-                "json",
-            ],
-            &[],
-        )
+        .cli_ok(&[
+            "history",
+            "--key",
+            "apikey_01A",
+            "--since",
+            "1d",
+            "--format",
+            "json",
+        ])
         .await;
-    let items: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let items: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(items.as_array().unwrap().len(), 2);
 
-    let check = app.cli(&["check-config"], &[]).await;
-    let check = String::from_utf8(check.stdout).unwrap();
+    let check = app.cli_ok(&["check-config"]).await;
     assert!(check.contains("unpriced  claude-nova-9"), "{check}");
 }
 

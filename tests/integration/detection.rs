@@ -64,14 +64,8 @@ fn seed(app: &TestApp) -> f64 {
 }
 
 async fn alerts_json(app: &TestApp) -> Vec<Value> {
-    let out = app.cli(&["alerts", "--format", "json"], &[]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice::<Value>(&out.stdout)
+    let out = app.cli_ok(&["alerts", "--format", "json"]).await;
+    serde_json::from_str::<Value>(&out)
         .unwrap()
         .as_array()
         .unwrap()
@@ -99,13 +93,7 @@ async fn one_alert_per_condition_and_none_for_normal_keys_and_a_second_run_adds_
     .await;
     seed(&app);
 
-    let run = app.cli(&["run", "--once"], &[]).await;
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    app.cli_ok(&["run", "--once"]).await;
     let alerts = alerts_json(&app).await;
 
     let spike = find(&alerts, "spike", "apikey_spiky");
@@ -174,8 +162,7 @@ async fn one_alert_per_condition_and_none_for_normal_keys_and_a_second_run_adds_
     );
     store.close().await;
 
-    let table = app.cli(&["alerts"], &[]).await;
-    let table = String::from_utf8(table.stdout).unwrap();
+    let table = app.cli_ok(&["alerts"]).await;
     assert!(
         table.lines().all(|l| l.chars().count() <= 80),
         "fits 80 columns:\n{table}"

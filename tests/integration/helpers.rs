@@ -144,6 +144,18 @@ impl TestApp {
         cmd.output().await.expect("the keywatch binary runs")
     }
 
+    /// Runs the real binary, expects exit 0, and returns its standard output.
+    pub async fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args, &[]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "keywatch {args:?} failed: {stderr}"
+        );
+        String::from_utf8(out.stdout).expect("output is UTF-8")
+    }
+
     /// Every stored usage row, ordered.
     pub async fn stored_rows(&self) -> Vec<StoredRow> {
         let store = keywatch::store::Store::open_existing(&self.db_path())
