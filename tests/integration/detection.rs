@@ -214,6 +214,83 @@ async fn a_silenced_key_still_alerts_but_its_state_change_is_marked_silenced() {
         .all(|e| !e.silenced));
     store.close().await;
 
-    let list = app.cli(&["silences"], &[]).await;
-    assert!(String::from_utf8_lossy(&list.stdout).contains("load test"));
+    let list = app.cli_ok(&["silences"]).await;
+    assert!(
+        list.contains("load test") && list.contains("active until"),
+        "{list}"
+    );
+    let id = list.split_whitespace().next().unwrap();
+    assert!(app.cli_ok(&["unsilence", id]).await.contains("removed"));
+    assert!(app.cli_ok(&["silences"]).await.contains("removed"));
+    assert_eq!(
+        app.cli(&["unsilence", id], &[]).await.status.code(),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn backtest_replays_the_spike_rule_over_stored_history() {
+    let app = spawn_app_with_lookback("8d", "").await;
+    seed(&app);
+    app.cli_ok(&["run", "--once"]).await;
+
+    let out = app
+        .cli_ok(&["backtest", "--since", "3d", "--format", "json"])
+        .await;
+
+    let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.len(), 1, "only the injected spike: {rows:#?}");
+    assert_eq!(rows[0]["key_id"], "apikey_spiky");
+    // The spike covers the buckets 5 and 4 hours ago; with settle = 3h the bucket 4 hours ago
+    // is the last settled one, so the replay sees it start 5 hours ago and still open.
+    let five_hours_ago = crate::fake_anthropic::rfc3339(this_hour() - 5 * HOUR);
+    assert_eq!(rows[0]["fires_at"], five_hours_ago);
+    assert_eq!(rows[0]["resolves_at"], Value::Null);
+    let table = app.cli_ok(&["backtest", "--since", "3d"]).await;
+    assert!(
+        table.contains("prod-rag-service") && table.contains("1 spike alerts"),
+        "{table}"
+    );
+}
+
+#[tokio::test]
+async fn a_source_that_keeps_failing_raises_source_unhealthy_and_resolves_on_recovery() {
+    let mut app = spawn_app_with_lookback("8d", "").await;
+    seed(&app);
+    let good = app.env["TEST_ANTHROPIC_ADMIN_KEY"].clone();
+    app.env.insert(
+        "TEST_ANTHROPIC_ADMIN_KEY".into(),
+        "sk-ant-admin01-REVOKED".into(),
+    );
+    for _ in 0..3 {
+        let out = app.cli(&["run", "--once"], &[]).await;
+        assert_eq!(out.status.code(), Some(75));
+    }
+    let alerts = alerts_json(&app).await;
+    let unhealthy: Vec<_> = alerts
+        .iter()
+        .filter(|a| a["rule"] == "source_unhealthy")
+        .collect();
+    assert_eq!(unhealthy.len(), 1, "{alerts:#?}");
+    let summary = unhealthy[0]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("never been polled successfully") && summary.contains("401"),
+        "{summary}"
+    );
+
+    app.env.insert("TEST_ANTHROPIC_ADMIN_KEY".into(), good);
+    app.cli_ok(&["run", "--once"]).await;
+    let alerts = alerts_json(&app).await;
+    assert!(
+        alerts.iter().all(|a| a["rule"] != "source_unhealthy"),
+        "{alerts:#?}"
+    );
+    let all = app.cli_ok(&["alerts", "--all", "--format", "json"]).await;
+    let all: Vec<Value> = serde_json::from_str(&all).unwrap();
+    let resolved = all
+        .iter()
+        .find(|a| a["rule"] == "source_unhealthy")
+        .unwrap();
+    assert_eq!(resolved["status"], "resolved");
+    assert!(resolved["ends_at"].is_string());
 }
