@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::alerts::evaluate;
 use crate::config::Config;
+use crate::notify::{Mode, Outbox};
 use crate::poller::{next_delay, PollOutcome, Poller};
 use crate::store::Store;
 
@@ -36,7 +37,23 @@ pub struct CycleReport {
     pub alert_changes: usize,
     /// Detection could not run (a storage error); retried on the next run.
     pub detection_failed: bool,
+    /// Notifications still pending after the run's attempts; retried on the next run.
+    pub undelivered: i64,
 }
+
+impl CycleReport {
+    /// Whether everything succeeded (exit 0) or something was kept for the next run (exit 75).
+    pub fn all_done(&self) -> bool {
+        self.failed_sources.is_empty() && !self.detection_failed && self.undelivered == 0
+    }
+}
+
+/// Pauses between the quick delivery retries of `run --once`.
+const QUICK_RETRIES: [Duration; 3] = [
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+    Duration::ZERO,
+];
 
 impl App {
     /// Opens the database (running migrations) and prepares a poller per source.
@@ -107,6 +124,26 @@ impl App {
                 report.detection_failed = true;
             }
         }
+        // Every pending delivery, due or not, with a few quick retries within this run.
+        let outbox = Outbox::new(Arc::clone(&self.config));
+        for pause in QUICK_RETRIES {
+            match outbox.deliver(&self.store, Mode::All).await {
+                Ok(r) if r.failed == 0 => break,
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "the outbox could not be read"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        report.undelivered = match self.store.outbox_counts().await {
+            Ok(c) => c.pending,
+            Err(e) => {
+                tracing::error!(error = %e, "the outbox could not be read");
+                1
+            }
+        };
         report
     }
 
@@ -122,11 +159,21 @@ impl App {
             let polled = Arc::clone(&polled);
             tracker.spawn(async move { poll_loop(&poller, interval, &polled, &cancel).await });
         }
+        let detected = Arc::new(Notify::new());
         {
             let store = self.store.clone();
             let config = Arc::clone(&self.config);
             let cancel = cancel.clone();
-            tracker.spawn(async move { detect_loop(&store, &config, &polled, &cancel).await });
+            let detected = Arc::clone(&detected);
+            tracker.spawn(async move {
+                detect_loop(&store, &config, &polled, &detected, &cancel).await
+            });
+        }
+        {
+            let store = self.store.clone();
+            let outbox = Outbox::new(Arc::clone(&self.config));
+            let cancel = cancel.clone();
+            tracker.spawn(async move { delivery_loop(&store, &outbox, &detected, &cancel).await });
         }
         tracker.close();
         cancel.cancelled().await;
@@ -170,17 +217,56 @@ async fn poll_loop(
 }
 
 /// Runs detection each time a poll finishes; a failing pass is retried after the next poll.
-async fn detect_loop(store: &Store, config: &Config, polled: &Notify, cancel: &CancellationToken) {
+async fn detect_loop(
+    store: &Store,
+    config: &Config,
+    polled: &Notify,
+    detected: &Notify,
+    cancel: &CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = polled.notified() => {}
         }
-        if let Err(e) = evaluate(store, config, Utc::now()).await {
-            tracing::error!(error = %e, "detection failed; it runs again after the next poll");
+        match evaluate(store, config, Utc::now()).await {
+            Ok(r) if !r.changes.is_empty() => detected.notify_one(),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "detection failed; it runs again after the next poll")
+            }
         }
     }
 }
+
+/// Delivers due notifications right after detection records state changes, and every
+/// `DELIVERY_TICK` for retries that come due.
+async fn delivery_loop(
+    store: &Store,
+    outbox: &Outbox,
+    detected: &Notify,
+    cancel: &CancellationToken,
+) {
+    let mut failures = 0u32;
+    loop {
+        match outbox.deliver(store, Mode::Due).await {
+            Ok(_) => failures = 0,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::error!(error = %e, "the outbox could not be read");
+            }
+        }
+        let pause = next_delay(DELIVERY_TICK, failures);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = detected.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// How often the daemon looks for deliveries whose retry came due.
+const DELIVERY_TICK: Duration = Duration::from_secs(15);
 
 /// Resolves when SIGTERM or SIGINT arrives, then cancels `cancel`.
 pub async fn cancel_on_signal(cancel: CancellationToken) {

@@ -82,6 +82,12 @@ pub enum Command {
         /// The silence id, as `keywatch silences` shows it.
         id: String,
     },
+    /// Send a clearly marked test alert through each notifier and report what happened.
+    TestNotify {
+        /// Only this notifier.
+        #[arg(long)]
+        notifier: Option<String>,
+    },
     /// Replay the spike and inactive-key rules over stored history: what would have fired, when.
     Backtest {
         /// How far back to replay: a duration ago or an RFC 3339 time.

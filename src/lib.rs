@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod detect;
 pub mod exit;
+pub mod notify;
 pub mod poller;
 pub mod prices;
 pub mod providers;

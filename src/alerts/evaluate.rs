@@ -14,7 +14,7 @@ use crate::detect::hygiene::{age_days, is_deactivated, over_age};
 use crate::detect::spike::{judge, SpikeVerdict};
 use crate::detect::SpikeMetric;
 use crate::providers::WORKBENCH_KEY_ID;
-use crate::store::{AlertChange, KeySeries, StateChange, Store, StoreError, StoredKey};
+use crate::store::{AlertChange, KeySeries, Route, StateChange, Store, StoreError, StoredKey};
 
 const DAY: i64 = 86_400;
 
@@ -79,7 +79,17 @@ pub async fn evaluate(
     pass.key_ages();
     pass.budgets(&spends);
     pass.source_health(store).await?;
-    let changes = store.apply_alert_changes(&pass.changes, now).await?;
+    let routes: Vec<Route> = config
+        .notifiers
+        .iter()
+        .map(|n| Route {
+            notifier: n.name().to_owned(),
+            min_severity: n.min_severity(),
+        })
+        .collect();
+    let changes = store
+        .apply_alert_changes(&pass.changes, &routes, now)
+        .await?;
     for c in &changes {
         tracing::info!(alert = %c.alert_id, status = c.status.as_str(), silenced = c.silenced, "alert state changed");
     }

@@ -85,22 +85,20 @@ pub struct Alert {
     pub ends_at: Option<i64>,
 }
 
-/// A stable alert id: the same rule, scope and episode always give the same id (FNV-1a 64,
-/// written out here so it never changes with a library or compiler version).
+/// A stable alert id: the same rule, scope and episode always give the same id.
 pub fn alert_id(rule: Rule, scope: &str, episode: &str) -> String {
+    format!("kw_{:016x}", stable_hash(&[rule.as_str(), scope, episode]))
+}
+
+/// FNV-1a 64 over the parts (each followed by a 0 byte), written out here so ids never change
+/// with a library or compiler version.
+pub fn stable_hash(parts: &[&str]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in rule
-        .as_str()
-        .bytes()
-        .chain([0])
-        .chain(scope.bytes())
-        .chain([0])
-        .chain(episode.bytes())
-    {
+    for byte in parts.iter().flat_map(|p| p.bytes().chain([0])) {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("kw_{hash:016x}")
+    hash
 }
 
 /// A key's series as a dense vector from bucket `from` to `to` inclusive (idle buckets 0), for

@@ -41,6 +41,7 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Silences => alerts::silences(&config).await,
         Command::Unsilence { id } => alerts::unsilence(&config, &id).await,
         Command::Backtest { since, format } => backtest::run(&config, since, format).await,
+        Command::TestNotify { notifier } => test_notify(config, notifier.as_deref()).await,
     };
     result.unwrap_or_else(|e| {
         tracing::error!(error = %format!("{e:#}"), "command failed");
@@ -69,13 +70,47 @@ async fn run(config: Config, once: bool) -> anyhow::Result<u8> {
     if once {
         let report = app.run_once(&cancel).await;
         app.store().close().await;
-        if report.failed_sources.is_empty() && !report.detection_failed {
+        if report.all_done() {
             return Ok(exit::OK);
         }
-        tracing::warn!(sources = ?report.failed_sources, "some polls failed; they are retried on the next run");
+        tracing::warn!(sources = ?report.failed_sources, undelivered = report.undelivered,
+            "something failed and was kept; it is retried on the next run");
         return Ok(exit::TEMPFAIL);
     }
     tracing::info!(sources = config.sources.len(), interval = %humantime::format_duration(config.poll.interval.0), "keywatch running");
     app.run_until_stopped(cancel).await?;
     Ok(exit::OK)
+}
+
+async fn test_notify(config: Config, only: Option<&str>) -> anyhow::Result<u8> {
+    let config = std::sync::Arc::new(config);
+    let outbox = crate::notify::Outbox::new(std::sync::Arc::clone(&config));
+    let chosen: Vec<_> = config
+        .notifiers
+        .iter()
+        .filter(|n| only.is_none_or(|o| n.name() == o))
+        .collect();
+    if chosen.is_empty() {
+        let names: Vec<&str> = config.notifiers.iter().map(|n| n.name()).collect();
+        anyhow::bail!(
+            "no notifier {} in the config (configured: {})",
+            only.map(|o| format!("{o:?}")).unwrap_or_default(),
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+    }
+    let mut failed = 0;
+    for n in chosen {
+        match outbox.send_test(n).await {
+            Ok(answer) => println!("{}: ok ({answer})", n.name()),
+            Err(e) => {
+                failed += 1;
+                println!("{}: FAILED: {e}", n.name());
+            }
+        }
+    }
+    Ok(if failed == 0 { exit::OK } else { exit::FAILURE })
 }

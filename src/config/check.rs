@@ -71,6 +71,13 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
     }
     let budgets = build_budgets(&raw.budgets)?;
     let notifiers = build_notifiers(&raw.notifiers, base_dir, env, &mut warnings)?;
+    let expire = raw.delivery.expire_after.0.as_secs();
+    if !(60..=30 * 86_400).contains(&expire) {
+        return Err(ConfigError::invalid(
+            "delivery.expire_after",
+            "must be between 1m and 30d",
+        ));
+    }
     Ok(Config {
         path: path.to_path_buf(),
         database,
@@ -82,6 +89,7 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
         rotation: raw.rotation,
         budgets,
         notifiers,
+        delivery: raw.delivery,
         warnings,
     })
 }

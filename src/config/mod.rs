@@ -12,8 +12,8 @@ use chrono_tz::Tz;
 use secrecy::SecretString;
 
 pub use schema::{
-    BucketWidth, HumanDuration, PollSection as PollConfig, Provider,
-    RotationSection as RotationConfig, Severity, TlsMode, WebhookFormat,
+    BucketWidth, DeliverySection as DeliveryConfig, HumanDuration, PollSection as PollConfig,
+    Provider, RotationSection as RotationConfig, Severity, TlsMode, WebhookFormat,
 };
 pub use secret::{Env, ProcessEnv};
 
@@ -60,6 +60,7 @@ pub struct Config {
     pub rotation: RotationConfig,
     pub budgets: Vec<Budget>,
     pub notifiers: Vec<Notifier>,
+    pub delivery: DeliveryConfig,
     /// Values that parse and are allowed but are probably not what the operator meant.
     pub warnings: Vec<String>,
 }
@@ -113,6 +114,13 @@ impl Notifier {
         match self {
             Self::Email(e) => &e.name,
             Self::Webhook(w) => &w.name,
+        }
+    }
+
+    pub fn min_severity(&self) -> Severity {
+        match self {
+            Self::Email(e) => e.min_severity,
+            Self::Webhook(w) => w.min_severity,
         }
     }
 }

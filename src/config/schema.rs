@@ -94,6 +94,25 @@ pub struct RawConfig {
     pub budgets: Vec<BudgetSection>,
     #[serde(default)]
     pub notifiers: Vec<NotifierSection>,
+    #[serde(default)]
+    pub delivery: DeliverySection,
+}
+
+/// Extension: `[delivery]`, how long the outbox keeps trying.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySection {
+    /// A notification not delivered within this age is given up (logged at error). 1m to 30d;
+    /// default 24h.
+    pub expire_after: HumanDuration,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        Self {
+            expire_after: HumanDuration(Duration::from_secs(86_400)),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

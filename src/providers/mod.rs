@@ -6,7 +6,7 @@ mod http;
 
 use chrono::{DateTime, Utc};
 
-pub use http::{HttpClient, PollError, RetryPolicy};
+pub use http::{error_chain, HttpClient, PollError, RetryPolicy};
 
 use crate::prices::TokenCounts;
 

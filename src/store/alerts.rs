@@ -3,6 +3,7 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
+use super::deliveries::{enqueue, Route};
 use super::{Store, StoreError};
 use crate::alerts::{Alert, AlertStatus, Rule};
 use crate::config::Severity;
@@ -90,9 +91,13 @@ impl Store {
     }
 
     /// Applies detection's decisions in one transaction and returns the state changes made.
+    ///
+    /// Each state change that is not silenced is queued in the outbox for every route whose
+    /// minimum severity it meets, in the same transaction.
     pub async fn apply_alert_changes(
         &self,
         changes: &[AlertChange],
+        routes: &[Route],
         now: i64,
     ) -> Result<Vec<StateChange>, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -102,7 +107,13 @@ impl Store {
                 AlertChange::Fire(a) => {
                     if insert_alert(&mut tx, a, now).await? {
                         let silenced = silenced(&mut tx, a, now).await?;
-                        record_event(&mut tx, &a.id, AlertStatus::Firing, now, silenced).await?;
+                        let seq = record_event(&mut tx, &a.id, AlertStatus::Firing, now, silenced)
+                            .await?;
+                        if !silenced {
+                            let mut firing = (**a).clone();
+                            firing.status = AlertStatus::Firing;
+                            enqueue(&mut tx, seq, &firing, routes, now).await?;
+                        }
                         made.push(StateChange {
                             alert_id: a.id.clone(),
                             status: AlertStatus::Firing,
@@ -139,8 +150,13 @@ impl Store {
                         .bind(id)
                         .fetch_one(&mut *tx)
                         .await?;
-                        let silenced = silenced(&mut tx, &alert_from_row(&row), now).await?;
-                        record_event(&mut tx, id, AlertStatus::Resolved, now, silenced).await?;
+                        let resolved = alert_from_row(&row);
+                        let silenced = silenced(&mut tx, &resolved, now).await?;
+                        let seq =
+                            record_event(&mut tx, id, AlertStatus::Resolved, now, silenced).await?;
+                        if !silenced {
+                            enqueue(&mut tx, seq, &resolved, routes, now).await?;
+                        }
                         made.push(StateChange {
                             alert_id: id.clone(),
                             status: AlertStatus::Resolved,
@@ -283,19 +299,23 @@ async fn silenced(
     Ok(hit.is_some())
 }
 
+/// Records a state change; returns its sequence number.
 async fn record_event(
     tx: &mut Transaction<'_, Sqlite>,
     alert_id: &str,
     status: AlertStatus,
     at: i64,
     silenced: bool,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO alert_events (alert_id, status, at, silenced) VALUES (?, ?, ?, ?)")
-        .bind(alert_id)
-        .bind(status.as_str())
-        .bind(at)
-        .bind(silenced)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+) -> Result<i64, StoreError> {
+    let seq = sqlx::query_scalar(
+        "INSERT INTO alert_events (alert_id, status, at, silenced) VALUES (?, ?, ?, ?)
+         RETURNING seq",
+    )
+    .bind(alert_id)
+    .bind(status.as_str())
+    .bind(at)
+    .bind(silenced)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(seq)
 }

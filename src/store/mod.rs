@@ -2,6 +2,7 @@
 //! Writes are batched in transactions and upserts are idempotent.
 
 mod alerts;
+mod deliveries;
 mod keys;
 mod poll_state;
 mod samples;
@@ -15,6 +16,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 pub use alerts::{AlertChange, Silence, StateChange};
+pub use deliveries::{Delivery, OutboxCounts, Route};
 pub use keys::StoredKey;
 pub use poll_state::PollState;
 pub use samples::KeySeries;

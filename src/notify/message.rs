@@ -1,0 +1,283 @@
+//! What a person reads: subjects, bodies and chat messages made from alert objects.
+
+use serde_json::{json, Value};
+
+/// The fields of an alert object (interface.md) that messages use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertView {
+    pub json: Value,
+}
+
+impl AlertView {
+    pub fn parse(payload: &str) -> Option<Self> {
+        let json: Value = serde_json::from_str(payload).ok()?;
+        json.is_object().then_some(Self { json })
+    }
+
+    fn str(&self, field: &str) -> Option<&str> {
+        self.json[field].as_str()
+    }
+
+    pub fn id(&self) -> &str {
+        self.str("id").unwrap_or_default()
+    }
+
+    pub fn rule(&self) -> &str {
+        self.str("rule").unwrap_or_default()
+    }
+
+    pub fn severity(&self) -> &str {
+        self.str("severity").unwrap_or("info")
+    }
+
+    pub fn resolved(&self) -> bool {
+        self.str("status") == Some("resolved")
+    }
+
+    pub fn summary(&self) -> &str {
+        self.str("summary").unwrap_or_default()
+    }
+
+    /// Who or what the alert is about: the key's name, its id, the budget or the source.
+    pub fn subject(&self) -> String {
+        if let Some(b) = self.str("budget") {
+            return format!("budget {b}");
+        }
+        self.str("key_name")
+            .or_else(|| self.str("key_id"))
+            .or_else(|| self.str("source"))
+            .unwrap_or("keywatch")
+            .to_owned()
+    }
+
+    /// The key numbers in a few words, e.g. `$7.41 vs $0.49 baseline`.
+    pub fn numbers(&self) -> Option<String> {
+        let observed = self.json["observed"].as_f64()?;
+        let unit = self.str("unit").unwrap_or_default();
+        let value = |v: f64| match unit {
+            "usd" => format!("${v:.2}"),
+            "days" => format!("{v:.0} days"),
+            "tokens" => format!("{v:.0} tokens"),
+            "seconds" => {
+                humantime::format_duration(std::time::Duration::from_secs(v.max(0.0) as u64))
+                    .to_string()
+            }
+            _ => format!("{v}"),
+        };
+        Some(
+            match (
+                self.rule(),
+                self.json["baseline"].as_f64(),
+                self.json["threshold"].as_f64(),
+            ) {
+                ("spike", Some(b), _) => format!("{} vs {} baseline", value(observed), value(b)),
+                ("budget", Some(limit), Some(t)) => {
+                    format!("{} of {} ({t:.0}% crossed)", value(observed), value(limit))
+                }
+                ("key_age", _, Some(t)) => format!("{} old, policy {t:.0} days", value(observed)),
+                _ => value(observed),
+            },
+        )
+    }
+
+    /// One line: `[keywatch] CRITICAL spike: prod-rag-service — $7.41 vs $0.49 baseline`.
+    pub fn title(&self) -> String {
+        let state = if self.resolved() {
+            "RESOLVED".to_owned()
+        } else {
+            self.severity().to_uppercase()
+        };
+        let numbers = self
+            .numbers()
+            .map(|n| format!(" — {n}"))
+            .unwrap_or_default();
+        format!(
+            "[keywatch] {state} {}: {}{numbers}",
+            self.rule(),
+            self.subject()
+        )
+    }
+
+    /// What the person on call should do.
+    pub fn advice(&self) -> &'static str {
+        if self.resolved() {
+            return "Nothing to do: the condition no longer holds. Check that the cause is understood.";
+        }
+        match self.rule() {
+            "spike" => "Check for a leaked key: see where the key is used and what changed. If the traffic is not yours, deactivate the key in the provider's console now, then rotate it.",
+            "budget" => "Review the keys driving the spend (keywatch history --key ID) and whether the budget still fits; deactivate keys that should not be spending.",
+            "key_age" => "Rotate the key: create a new one, move its users to it, then deactivate this one.",
+            "inactive_key_usage" => "Something still holds a deactivated key: find the caller, keep the key deactivated, and rotate any key the same caller could hold.",
+            "source_unhealthy" => "Check the source's admin key and network access to the provider: until polling recovers keywatch cannot see this source's keys.",
+            _ => "Review the alert.",
+        }
+    }
+
+    /// A plain-text section for one alert.
+    pub fn text(&self) -> String {
+        let mut t = format!("{}\n\n{}\n", self.title(), self.summary());
+        let j = &self.json;
+        for (label, field) in [
+            ("Status", "status"),
+            ("Rule", "rule"),
+            ("Severity", "severity"),
+            ("Source", "source"),
+            ("Key id", "key_id"),
+            ("Key name", "key_name"),
+            ("Budget", "budget"),
+            ("Period", "period"),
+            ("Started", "starts_at"),
+            ("Ended", "ends_at"),
+        ] {
+            if let Some(v) = j[field].as_str() {
+                t.push_str(&format!("{label:<10} {v}\n"));
+            }
+        }
+        for (label, field) in [
+            ("Observed", "observed"),
+            ("Baseline", "baseline"),
+            ("Threshold", "threshold"),
+        ] {
+            if let Some(v) = j[field].as_f64() {
+                t.push_str(&format!(
+                    "{label:<10} {v} {}\n",
+                    if field == "threshold" {
+                        ""
+                    } else {
+                        j["unit"].as_str().unwrap_or_default()
+                    }
+                ));
+            }
+        }
+        t.push_str(&format!(
+            "\nWhat to do: {}\n\nAlert id: {}\n",
+            self.advice(),
+            self.id()
+        ));
+        t
+    }
+}
+
+/// Subject and body of one email for one or several alerts.
+pub fn email(alerts: &[AlertView]) -> (String, String) {
+    if let [one] = alerts {
+        return (one.title(), one.text() + FOOTER);
+    }
+    let firing = alerts.iter().filter(|a| !a.resolved()).count();
+    let subject = format!(
+        "[keywatch] {} alerts: {firing} firing, {} resolved",
+        alerts.len(),
+        alerts.len() - firing
+    );
+    let mut body = String::new();
+    for a in alerts {
+        body.push_str(&format!("• {}\n", a.title()));
+    }
+    for a in alerts {
+        body.push_str("\n----------------------------------------------------------------\n\n");
+        body.push_str(&a.text());
+    }
+    (subject, body + FOOTER)
+}
+
+const FOOTER: &str = "\n--\nSent by keywatch. List open alerts with `keywatch alerts`; silence with `keywatch silence`.\n";
+
+/// A Slack incoming-webhook message: text for notifications, blocks for reading.
+pub fn slack(a: &AlertView) -> Value {
+    let emoji = match (a.resolved(), a.severity()) {
+        (true, _) => ":white_check_mark:",
+        (_, "critical") => ":rotating_light:",
+        (_, "warning") => ":warning:",
+        _ => ":information_source:",
+    };
+    let title = a.title();
+    json!({
+        "text": title,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!("{emoji} *{}*\n{}", title.trim_start_matches("[keywatch] "), a.summary())}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!("*What to do:* {}", a.advice())}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": format!("alert `{}` · source {} · key `{}`",
+                a.id(), a.json["source"].as_str().unwrap_or("-"), a.json["key_id"].as_str().unwrap_or("-"))}]}
+        ]
+    })
+}
+
+/// A PagerDuty Events API v2 event. The routing key is added by the caller.
+pub fn pagerduty(a: &AlertView) -> Value {
+    let mut summary = format!(
+        "{} — {}",
+        a.title().trim_start_matches("[keywatch] "),
+        a.summary()
+    );
+    if summary.len() > 1024 {
+        let cut = (0..=1020)
+            .rev()
+            .find(|i| summary.is_char_boundary(*i))
+            .unwrap_or(0);
+        summary.truncate(cut);
+        summary.push('…');
+    }
+    json!({
+        "event_action": if a.resolved() { "resolve" } else { "trigger" },
+        "dedup_key": a.id(),
+        "payload": {
+            "summary": summary,
+            "severity": a.severity(),
+            "source": format!("keywatch/{}", a.json["source"].as_str().unwrap_or("keywatch")),
+            "component": a.json["key_id"],
+            "class": a.rule(),
+            "custom_details": a.json,
+        },
+        "client": "keywatch",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spike() -> AlertView {
+        AlertView::parse(r#"{"version":1,"id":"kw_1","status":"firing","rule":"spike","severity":"critical",
+            "source":"anthropic-prod","key_id":"apikey_01","key_name":"prod-rag-service","budget":null,
+            "summary":"prod-rag-service used $7.41","observed":7.41,"baseline":0.49,"threshold":10.0,
+            "unit":"usd","period":"2026-11-26T14:00:00Z/2026-11-26T15:00:00Z","starts_at":"2026-11-26T14:00:00Z","ends_at":null}"#).unwrap()
+    }
+
+    #[test]
+    fn title_names_severity_rule_key_and_numbers() {
+        assert_eq!(
+            spike().title(),
+            "[keywatch] CRITICAL spike: prod-rag-service — $7.41 vs $0.49 baseline"
+        );
+    }
+
+    #[test]
+    fn body_has_numbers_advice_and_id() {
+        let (subject, body) = email(&[spike()]);
+        assert!(subject.contains("CRITICAL spike"));
+        for needle in [
+            "apikey_01",
+            "anthropic-prod",
+            "7.41",
+            "deactivate the key",
+            "Alert id: kw_1",
+        ] {
+            assert!(body.contains(needle), "{needle} missing from\n{body}");
+        }
+    }
+
+    #[test]
+    fn several_alerts_make_one_listed_email() {
+        let (subject, body) = email(&[spike(), spike()]);
+        assert_eq!(subject, "[keywatch] 2 alerts: 2 firing, 0 resolved");
+        assert_eq!(body.matches("• [keywatch]").count(), 2);
+    }
+
+    #[test]
+    fn pagerduty_event_dedups_on_the_alert_id() {
+        let e = pagerduty(&spike());
+        assert_eq!(e["event_action"], "trigger");
+        assert_eq!(e["dedup_key"], "kw_1");
+        assert_eq!(e["payload"]["severity"], "critical");
+    }
+}

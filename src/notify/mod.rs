@@ -1,0 +1,190 @@
+//! Notification: the outbox worker that delivers alert state changes to email and webhook
+//! notifiers, with retries and back-off across restarts.
+
+mod email;
+pub mod message;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+
+use crate::config::{Config, Notifier};
+use crate::store::{Delivery, Store, StoreError};
+use message::AlertView;
+
+/// Why a delivery attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The notifier is misconfigured (a retry will not help until the config changes).
+    #[error("{0}")]
+    Config(String),
+    #[error("no answer in time")]
+    Timeout,
+    /// Could not talk to the receiver.
+    #[error("{0}")]
+    Transport(String),
+    /// The receiver answered, but not with success.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// Whether a pass delivers only what is due (the daemon) or everything pending (`run --once`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Due,
+    All,
+}
+
+/// What one outbox pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OutboxReport {
+    pub delivered: usize,
+    pub failed: usize,
+    pub expired: usize,
+}
+
+/// Delivers from the outbox to the configured notifiers.
+pub struct Outbox {
+    config: Arc<Config>,
+    client: reqwest::Client,
+}
+
+/// The delay before attempt `attempts + 1`: 1 minute doubling to 1 hour, with jitter.
+pub fn retry_delay(attempts: i64) -> Duration {
+    let secs = (60u64 << attempts.clamp(0, 6)).min(3_600);
+    Duration::from_secs(secs).mul_f64(0.75 + 0.5 * fastrand::f64())
+}
+
+impl Outbox {
+    pub fn new(config: Arc<Config>) -> Self {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("keywatch/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self { config, client }
+    }
+
+    /// One pass over the pending deliveries.
+    pub async fn deliver(&self, store: &Store, mode: Mode) -> Result<OutboxReport, StoreError> {
+        let now = Utc::now().timestamp();
+        let pending = store.pending_deliveries(now, mode == Mode::Due).await?;
+        let mut by_notifier: BTreeMap<&str, Vec<&Delivery>> = BTreeMap::new();
+        for d in &pending {
+            by_notifier.entry(d.notifier.as_str()).or_default().push(d);
+        }
+        let mut report = OutboxReport::default();
+        let expire_after = self.config.delivery.expire_after.0.as_secs() as i64;
+        for (name, deliveries) in by_notifier {
+            let (expired, live): (Vec<&Delivery>, Vec<&Delivery>) = deliveries
+                .into_iter()
+                .partition(|d| now - d.created_at >= expire_after);
+            for d in expired {
+                tracing::error!(delivery = %d.id, alert = %d.alert_id, notifier = name, attempts = d.attempts,
+                    "giving up on a notification that could not be delivered within delivery.expire_after");
+                store
+                    .mark_expired(&d.id, "expired: not delivered within delivery.expire_after")
+                    .await?;
+                report.expired += 1;
+            }
+            if live.is_empty() {
+                continue;
+            }
+            let Some(notifier) = self.config.notifiers.iter().find(|n| n.name() == name) else {
+                for d in live {
+                    store
+                        .mark_expired(&d.id, "the notifier is no longer configured")
+                        .await?;
+                    report.expired += 1;
+                }
+                continue;
+            };
+            let results = self.send(notifier, &live, now).await;
+            for (d, result) in live.iter().zip(results) {
+                match result {
+                    Ok(answer) => {
+                        store.mark_delivered(&d.id, now, &answer).await?;
+                        tracing::info!(delivery = %d.id, alert = %d.alert_id, notifier = name, answer, "notification delivered");
+                        report.delivered += 1;
+                    }
+                    Err(e) => {
+                        let next = now + retry_delay(d.attempts).as_secs() as i64;
+                        tracing::warn!(delivery = %d.id, alert = %d.alert_id, notifier = name, error = %e,
+                            attempts = d.attempts + 1, "notification failed; will retry");
+                        store.mark_failed(&d.id, next, &e.to_string()).await?;
+                        report.failed += 1;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Sends deliveries to one notifier: one email listing them all, or one POST each.
+    async fn send(
+        &self,
+        notifier: &Notifier,
+        deliveries: &[&Delivery],
+        now: i64,
+    ) -> Vec<Result<String, NotifyError>> {
+        match notifier {
+            Notifier::Email(mail) => {
+                let views: Option<Vec<AlertView>> = deliveries
+                    .iter()
+                    .map(|d| AlertView::parse(&d.payload))
+                    .collect();
+                let result = match views {
+                    Some(views) => email::send(mail, &views).await,
+                    None => Err(NotifyError::Config(
+                        "a stored payload is not an alert object".to_owned(),
+                    )),
+                };
+                let shared = result.map_err(|e| e.to_string());
+                deliveries
+                    .iter()
+                    .map(|_| shared.clone().map_err(NotifyError::Rejected))
+                    .collect()
+            }
+            Notifier::Webhook(hook) => {
+                let mut out = Vec::with_capacity(deliveries.len());
+                for d in deliveries {
+                    out.push(webhook::send(&self.client, hook, d, now).await);
+                }
+                out
+            }
+        }
+    }
+
+    /// Sends a clearly marked test alert through `notifier`, bypassing the outbox.
+    pub async fn send_test(&self, notifier: &Notifier) -> Result<String, NotifyError> {
+        let now = Utc::now();
+        let payload = json!({
+            "version": 1,
+            "id": format!("kw_test_{}", now.timestamp()),
+            "status": "firing",
+            "rule": "test",
+            "severity": "info",
+            "source": null, "key_id": null, "key_name": "test alert", "budget": null,
+            "summary": format!("This is a test alert from keywatch to the notifier {:?}: if you can read it, the wiring works. No action needed.", notifier.name()),
+            "observed": null, "baseline": null, "threshold": null, "unit": "none", "period": null,
+            "starts_at": now.format("%Y-%m-%dT%H:%M:%SZ").to_string(), "ends_at": null,
+        })
+        .to_string();
+        let delivery = Delivery {
+            id: format!("msg_test_{}", now.timestamp_nanos_opt().unwrap_or_default()),
+            alert_id: "test".to_owned(),
+            notifier: notifier.name().to_owned(),
+            payload,
+            attempts: 0,
+            created_at: now.timestamp(),
+        };
+        self.send(notifier, &[&delivery], now.timestamp())
+            .await
+            .remove(0)
+    }
+}

@@ -1,0 +1,154 @@
+//! The notification outbox.
+
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{Store, StoreError};
+use crate::alerts::{stable_hash, Alert};
+use crate::config::Severity;
+
+/// Which notifier receives which severities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub notifier: String,
+    pub min_severity: Severity,
+}
+
+/// One pending delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// Stable across retries; sent as `webhook-id`.
+    pub id: String,
+    pub alert_id: String,
+    pub notifier: String,
+    /// The alert object (JSON) as it was at the state change.
+    pub payload: String,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+/// How many deliveries are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    pub pending: i64,
+    pub delivered: i64,
+    pub expired: i64,
+}
+
+/// Queues the state change `seq` of `alert` for every route whose minimum severity it meets.
+pub(super) async fn enqueue(
+    tx: &mut Transaction<'_, Sqlite>,
+    seq: i64,
+    alert: &Alert,
+    routes: &[Route],
+    now: i64,
+) -> Result<(), StoreError> {
+    let payload = alert.to_json().to_string();
+    for route in routes.iter().filter(|r| alert.severity >= r.min_severity) {
+        // Deterministic: an alert fires once and resolves once per notifier.
+        let hash = stable_hash(&[&alert.id, alert.status.as_str(), &route.notifier]);
+        let id = format!("msg_{hash:016x}");
+        sqlx::query(
+            "INSERT INTO deliveries (id, event_seq, alert_id, notifier, payload, severity, state,
+                                     created_at, next_attempt_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&id)
+        .bind(seq)
+        .bind(&alert.id)
+        .bind(&route.notifier)
+        .bind(&payload)
+        .bind(alert.severity.as_str())
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Pending deliveries, oldest first: only those due at `now`, or all with `due_only = false`.
+    pub async fn pending_deliveries(
+        &self,
+        now: i64,
+        due_only: bool,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, alert_id, notifier, payload, attempts, created_at FROM deliveries
+             WHERE state = 'pending' AND (? = 0 OR next_attempt_at <= ?)
+             ORDER BY created_at, id",
+        )
+        .bind(due_only)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Delivery {
+                id: r.get(0),
+                alert_id: r.get(1),
+                notifier: r.get(2),
+                payload: r.get(3),
+                attempts: r.get(4),
+                created_at: r.get(5),
+            })
+            .collect())
+    }
+
+    pub async fn mark_delivered(&self, id: &str, now: i64, result: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET state = 'delivered', delivered_at = ?, attempts = attempts + 1,
+                last_result = ? WHERE id = ? AND state = 'pending'",
+        )
+        .bind(now)
+        .bind(result)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt; the next one is due at `next_attempt_at`.
+    pub async fn mark_failed(
+        &self,
+        id: &str,
+        next_attempt_at: i64,
+        result: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?, last_result = ?
+             WHERE id = ? AND state = 'pending'",
+        )
+        .bind(next_attempt_at)
+        .bind(result)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives up on a delivery that stayed undeliverable past its maximum age.
+    pub async fn mark_expired(&self, id: &str, result: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE deliveries SET state = 'expired', last_result = ? WHERE id = ? AND state = 'pending'")
+            .bind(result)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'delivered'), 0),
+                    COALESCE(SUM(state = 'expired'), 0) FROM deliveries",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(OutboxCounts {
+            pending: row.get(0),
+            delivered: row.get(1),
+            expired: row.get(2),
+        })
+    }
+}
