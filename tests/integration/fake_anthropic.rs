@@ -83,6 +83,17 @@ impl FakeAnthropic {
         self.data.lock().unwrap().keys.push(item);
     }
 
+    /// Changes a listed key's status, as an admin deactivating it would.
+    pub fn set_key_status(&self, id: &str, status: &str) {
+        let mut data = self.data.lock().unwrap();
+        let key = data
+            .keys
+            .iter_mut()
+            .find(|k| k["id"] == id)
+            .expect("known key");
+        key["status"] = status.into();
+    }
+
     pub fn add_usage(&self, bucket_start: i64, row: FakeRow) {
         self.data
             .lock()

@@ -82,7 +82,17 @@ base_url = "{}"
         fake.uri()
     );
     std::fs::write(&config_path, text).unwrap();
-    let env = HashMap::from([("TEST_ANTHROPIC_ADMIN_KEY".to_owned(), ADMIN_KEY.to_owned())]);
+    let env = HashMap::from([
+        ("TEST_ANTHROPIC_ADMIN_KEY".to_owned(), ADMIN_KEY.to_owned()),
+        (
+            "TEST_WEBHOOK_SECRET".to_owned(),
+            crate::receivers::WEBHOOK_SECRET.to_owned(),
+        ),
+        (
+            "TEST_PD_ROUTING_KEY".to_owned(),
+            "R0UT1NGKEY-test".to_owned(),
+        ),
+    ]);
     TestApp {
         dir,
         config_path,

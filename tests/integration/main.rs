@@ -2,10 +2,12 @@
 
 mod fake_anthropic;
 mod helpers;
+mod receivers;
 
 mod cli;
 mod config_check;
 mod detection;
+mod notify;
 mod poll;
 mod quality;
 mod secrets;
