@@ -50,7 +50,7 @@ impl AlertView {
             .to_owned()
     }
 
-    /// The key numbers in a few words, e.g. `$7.41 vs $0.49 baseline`.
+    /// The key numbers in a few words, e.g. `$7.41/h vs $0.49/h baseline`.
     pub fn numbers(&self) -> Option<String> {
         let observed = self.json["observed"].as_f64()?;
         let unit = self.str("unit").unwrap_or_default();
@@ -70,7 +70,10 @@ impl AlertView {
                 self.json["baseline"].as_f64(),
                 self.json["threshold"].as_f64(),
             ) {
-                ("spike", Some(b), _) => format!("{} vs {} baseline", value(observed), value(b)),
+                ("spike", Some(b), _) => {
+                    let per = self.per_bucket();
+                    format!("{}{per} vs {}{per} baseline", value(observed), value(b))
+                }
                 ("budget", Some(limit), Some(t)) => {
                     format!("{} of {} ({t:.0}% crossed)", value(observed), value(limit))
                 }
@@ -80,7 +83,25 @@ impl AlertView {
         )
     }
 
-    /// One line: `[keywatch] CRITICAL spike: prod-rag-service — $7.41 vs $0.49 baseline`.
+    /// `/h`, `/min` or `/d` from the length of the alert's period.
+    fn per_bucket(&self) -> &'static str {
+        let seconds = self
+            .str("period")
+            .and_then(|p| p.split_once('/'))
+            .and_then(|(a, b)| {
+                let a = chrono::DateTime::parse_from_rfc3339(a).ok()?;
+                let b = chrono::DateTime::parse_from_rfc3339(b).ok()?;
+                Some((b - a).num_seconds())
+            });
+        match seconds {
+            Some(60) => "/min",
+            Some(3_600) => "/h",
+            Some(86_400) => "/d",
+            _ => "",
+        }
+    }
+
+    /// One line: `[keywatch] CRITICAL spike: prod-rag-service — $7.41/h vs $0.49/h baseline`.
     pub fn title(&self) -> String {
         let state = if self.resolved() {
             "RESOLVED".to_owned()
@@ -247,7 +268,7 @@ mod tests {
     fn title_names_severity_rule_key_and_numbers() {
         assert_eq!(
             spike().title(),
-            "[keywatch] CRITICAL spike: prod-rag-service — $7.41 vs $0.49 baseline"
+            "[keywatch] CRITICAL spike: prod-rag-service — $7.41/h vs $0.49/h baseline"
         );
     }
 

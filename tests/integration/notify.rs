@@ -120,6 +120,7 @@ async fn a_receiver_outage_is_retried_across_runs_with_the_same_webhook_id_and_n
     seed(&app);
     hook.fail_next(3);
 
+    // Each run is a separate process: what is pending survives the restart in SQLite.
     assert_eq!(run_once(&app).await, 75, "a delivery is still pending");
     assert_eq!(hook.accepted().len(), 0);
     assert_eq!(
@@ -332,4 +333,47 @@ async fn a_notification_undeliverable_past_its_maximum_age_is_expired_and_logged
         (counts.pending, counts.delivered, counts.expired),
         (0, 0, 1)
     );
+}
+
+#[tokio::test]
+async fn with_the_receiver_down_for_the_first_cycle_mail_goes_first_webhooks_next_and_nothing_twice(
+) {
+    let smtp = SmtpServer::start(false);
+    let hook = WebhookReceiver::start().await;
+    let app = spawn_app_with(&format!(
+        "{}{}",
+        email("mail", smtp.port),
+        webhook("hook", &hook.url(), "json", "info")
+    ))
+    .await;
+    seed(&app);
+    hook.fail_next(usize::MAX); // down: every attempt of the first run answers 503
+
+    assert_eq!(run_once(&app).await, 75, "webhooks are still pending");
+    hook.fail_next(0); // back up
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].data.contains("legacy-batch") && mails[0].data.contains("retired-bot"));
+    assert!(hook.accepted().is_empty());
+
+    assert_eq!(run_once(&app).await, 0);
+    let accepted = hook.accepted();
+    assert_eq!(
+        accepted.len(),
+        2,
+        "every alert's webhook, once: {accepted:#?}"
+    );
+    assert!(accepted.iter().all(|r| r.signed));
+    let mut rules: Vec<_> = accepted
+        .iter()
+        .map(|r| r.body["rule"].as_str().unwrap())
+        .collect();
+    rules.sort();
+    assert_eq!(rules, ["inactive_key_usage", "key_age"]);
+    assert_eq!(smtp.mails().len(), 1, "no duplicate mail");
+
+    let before = hook.received().len();
+    assert_eq!(run_once(&app).await, 0);
+    assert_eq!(hook.received().len(), before, "a third run sends nothing");
+    assert_eq!(smtp.mails().len(), 1);
 }

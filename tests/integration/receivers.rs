@@ -24,7 +24,7 @@ pub struct Received {
 #[derive(Default)]
 struct HookState {
     received: Vec<Received>,
-    /// Answer 500 to this many more requests.
+    /// Answer 503 to this many more requests.
     fail_next: usize,
 }
 
@@ -42,7 +42,7 @@ impl Respond for Recorder {
         let mut state = self.0.lock().unwrap();
         let status = if state.fail_next > 0 {
             state.fail_next -= 1;
-            500
+            503
         } else {
             200
         };

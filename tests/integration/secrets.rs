@@ -71,3 +71,78 @@ async fn debug_output_of_the_config_redacts_the_admin_key() {
     assert!(!debug.contains(ADMIN_KEY));
     assert!(debug.contains("admin_key"));
 }
+
+#[tokio::test]
+async fn notifier_secrets_never_appear_in_logs_output_or_the_database() {
+    const SMTP_PASSWORD: &str = "smtp-pa55word-TESTONLY";
+    let smtp = crate::receivers::SmtpServer::start(false);
+    let hook = crate::receivers::WebhookReceiver::start().await;
+    let pd = crate::receivers::WebhookReceiver::start().await;
+    let mut app = crate::helpers::spawn_app_with(&format!(
+        "[[notifiers]]\nname = \"mail\"\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\n\
+         tls = \"none\"\nusername_env = \"TEST_SMTP_USER\"\npassword_env = \"TEST_SMTP_PASSWORD\"\n\
+         from = \"keywatch@example.com\"\nto = [\"oncall@example.com\"]\n\
+         [[notifiers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\nsecret_env = \"TEST_WEBHOOK_SECRET\"\n\
+         [[notifiers]]\nname = \"pd\"\nkind = \"webhook\"\nurl = \"{}\"\nformat = \"pagerduty\"\n\
+         routing_key_env = \"TEST_PD_ROUTING_KEY\"\n",
+        smtp.port,
+        hook.url(),
+        pd.url()
+    ))
+    .await;
+    app.env.insert("TEST_SMTP_USER".into(), "smtp-user".into());
+    app.env
+        .insert("TEST_SMTP_PASSWORD".into(), SMTP_PASSWORD.into());
+    app.fake.add_key(key_old_shape(
+        "apikey_old",
+        "legacy",
+        "active",
+        "2025-01-01T00:00:00Z",
+        None,
+    ));
+
+    let outputs = [
+        app.cli(&["run", "--once"], &[("RUST_LOG", "trace")]).await,
+        app.cli(&["test-notify"], &[("RUST_LOG", "trace")]).await,
+        app.cli(&["check-config"], &[("RUST_LOG", "trace")]).await,
+    ];
+
+    assert!(
+        !pd.received().is_empty(),
+        "the PagerDuty receiver got the event"
+    );
+    let secrets = [
+        SMTP_PASSWORD,
+        crate::receivers::WEBHOOK_SECRET,
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "R0UT1NGKEY-test",
+    ];
+    for out in &outputs {
+        for stream in [&out.stdout, &out.stderr] {
+            let text = String::from_utf8_lossy(stream);
+            for secret in secrets {
+                assert!(
+                    !text.contains(secret),
+                    "a notifier secret leaked into output"
+                );
+            }
+        }
+    }
+    for entry in std::fs::read_dir(app.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_string_lossy().contains("keywatch.db") {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        for secret in secrets {
+            let needle = secret.as_bytes();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "a notifier secret is stored in {}",
+                path.display()
+            );
+        }
+    }
+}
