@@ -1,7 +1,44 @@
-//! The admin key never reaches logs, command output, Debug output or the database.
+//! Secrets never reach logs, command output, Debug output or the database.
+
+use std::path::Path;
+use std::process::Output;
 
 use crate::fake_anthropic::{key_old_shape, ADMIN_KEY};
 use crate::helpers::{row, spawn_app, this_hour, HOUR};
+
+/// Fails when any of `secrets` appears in the commands' stdout or stderr.
+fn assert_not_in_output(outputs: &[&Output], secrets: &[&str]) {
+    for out in outputs {
+        for stream in [&out.stdout, &out.stderr] {
+            let text = String::from_utf8_lossy(stream);
+            for secret in secrets {
+                assert!(!text.contains(secret), "a secret leaked into output");
+            }
+        }
+    }
+}
+
+/// Fails when any of `secrets` is in the database files (main, -wal, -shm) in `dir`.
+fn assert_not_stored(dir: &Path, secrets: &[&str]) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_string_lossy().contains("keywatch.db") {
+            continue;
+        }
+        // The -wal and -shm files may vanish as the last connection closes.
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        for secret in secrets {
+            let needle = secret.as_bytes();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "a secret is stored in {}",
+                path.display()
+            );
+        }
+    }
+}
 
 #[tokio::test]
 async fn the_admin_key_never_appears_in_logs_output_or_the_database() {
@@ -30,38 +67,12 @@ async fn the_admin_key_never_appears_in_logs_output_or_the_database() {
 
     assert_eq!(run.status.code(), Some(0));
     assert!(!app.stored_rows().await.is_empty(), "the run stored data");
-    for out in [&run, &check, &history] {
-        for stream in [&out.stdout, &out.stderr] {
-            let text = String::from_utf8_lossy(stream);
-            assert!(
-                !text.contains(ADMIN_KEY),
-                "the admin key leaked into output"
-            );
-            assert!(
-                !text.contains("TESTKEY"),
-                "part of the admin key leaked into output"
-            );
-        }
-    }
     assert!(
         !String::from_utf8_lossy(&run.stderr).is_empty(),
         "trace logging produced output"
     );
-    for entry in std::fs::read_dir(app.dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.to_string_lossy().contains("keywatch.db") {
-            // The -wal and -shm files may vanish as the last connection closes.
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            let needle = ADMIN_KEY.as_bytes();
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle),
-                "the admin key is stored in {}",
-                path.display()
-            );
-        }
-    }
+    assert_not_in_output(&[&run, &check, &history], &[ADMIN_KEY, "TESTKEY"]);
+    assert_not_stored(app.dir.path(), &[ADMIN_KEY]);
 }
 
 #[tokio::test]
@@ -117,32 +128,6 @@ async fn notifier_secrets_never_appear_in_logs_output_or_the_database() {
         "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         "R0UT1NGKEY-test",
     ];
-    for out in &outputs {
-        for stream in [&out.stdout, &out.stderr] {
-            let text = String::from_utf8_lossy(stream);
-            for secret in secrets {
-                assert!(
-                    !text.contains(secret),
-                    "a notifier secret leaked into output"
-                );
-            }
-        }
-    }
-    for entry in std::fs::read_dir(app.dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if !path.to_string_lossy().contains("keywatch.db") {
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
-        };
-        for secret in secrets {
-            let needle = secret.as_bytes();
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle),
-                "a notifier secret is stored in {}",
-                path.display()
-            );
-        }
-    }
+    assert_not_in_output(&outputs.iter().collect::<Vec<_>>(), &secrets);
+    assert_not_stored(app.dir.path(), &secrets);
 }
