@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::http::{ErrorBody, HttpClient, PollError, RetryPolicy};
+use super::http::{HttpClient, PollError, RetryPolicy};
 use super::{ApiKey, UsageBucket, UsagePage, UsageRow, UNKNOWN_MODEL, WORKBENCH_KEY_ID};
 use crate::config::{BucketWidth, SourceConfig};
 use crate::prices::TokenCounts;
@@ -25,7 +25,6 @@ const MAX_PAGES: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct AnthropicClient {
     http: HttpClient,
-    base_url: reqwest::Url,
 }
 
 impl AnthropicClient {
@@ -47,26 +46,18 @@ impl AnthropicClient {
         key.set_sensitive(true);
         headers.insert("x-api-key", key);
         headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
-        let http = HttpClient::new(headers, timeout, retry).map_err(|e| PollError::Transport {
-            endpoint: "config".to_owned(),
-            message: super::http::error_chain(&e),
-        })?;
-        Ok(Self {
-            http,
-            base_url: source.base_url.clone(),
-        })
-    }
-
-    fn url(&self, path: &str) -> reqwest::Url {
-        let mut url = self.base_url.clone();
-        let base = url.path().trim_end_matches('/').to_owned();
-        url.set_path(&format!("{base}{path}"));
-        url
+        let http =
+            HttpClient::new(source.base_url.clone(), headers, timeout, retry).map_err(|e| {
+                PollError::Transport {
+                    endpoint: "config".to_owned(),
+                    message: super::http::error_chain(&e),
+                }
+            })?;
+        Ok(Self { http })
     }
 
     /// Every key of the organisation, all pages.
     pub async fn list_keys(&self, cancel: &CancellationToken) -> Result<Vec<ApiKey>, PollError> {
-        let url = self.url(KEYS_ENDPOINT);
         let mut keys = Vec::new();
         let mut after: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -79,9 +70,8 @@ impl AnthropicClient {
                         if let Some(a) = &after {
                             q.push(("after_id", a.clone()));
                         }
-                        self.http.client().get(url.clone()).query(&q)
+                        self.http.get(KEYS_ENDPOINT).query(&q)
                     },
-                    parse_error,
                     cancel,
                 )
                 .await?;
@@ -111,7 +101,6 @@ impl AnthropicClient {
         page: Option<&str>,
         cancel: &CancellationToken,
     ) -> Result<UsagePage, PollError> {
-        let url = self.url(USAGE_ENDPOINT);
         let start = starting_at.to_rfc3339_opts(SecondsFormat::Secs, true);
         let report: UsageReport = self
             .http
@@ -129,35 +118,13 @@ impl AnthropicClient {
                     if let Some(p) = page {
                         q.push(("page", p.to_owned()));
                     }
-                    self.http.client().get(url.clone()).query(&q)
+                    self.http.get(USAGE_ENDPOINT).query(&q)
                 },
-                parse_error,
                 cancel,
             )
             .await?;
         report.into_page()
     }
-}
-
-/// Anthropic's error envelope: `{"type":"error","error":{"type","message"},"request_id"}`.
-fn parse_error(body: &[u8]) -> Option<ErrorBody> {
-    #[derive(Deserialize)]
-    struct Envelope {
-        error: Inner,
-        request_id: Option<String>,
-    }
-    #[derive(Deserialize)]
-    struct Inner {
-        #[serde(rename = "type")]
-        kind: Option<String>,
-        message: Option<String>,
-    }
-    let e: Envelope = serde_json::from_slice(body).ok()?;
-    Some(ErrorBody {
-        kind: e.error.kind,
-        message: e.error.message.unwrap_or_else(|| "(no message)".to_owned()),
-        request_id: e.request_id,
-    })
 }
 
 #[derive(Deserialize)]
@@ -351,14 +318,5 @@ mod tests {
         .unwrap();
         assert_eq!(ApiKey::from(old).workspace_id.as_deref(), Some("wrkspc_1"));
         assert_eq!(ApiKey::from(new).workspace_id.as_deref(), Some("wrkspc_2"));
-    }
-
-    #[test]
-    fn error_envelope_is_parsed() {
-        let body = br#"{"type":"error","error":{"type":"permission_error","message":"not admin"},"request_id":null}"#;
-        let e = parse_error(body).unwrap();
-        assert_eq!(e.kind.as_deref(), Some("permission_error"));
-        assert_eq!(e.message, "not admin");
-        assert_eq!(e.request_id, None);
     }
 }

@@ -23,8 +23,30 @@ pub struct ErrorBody {
     pub request_id: Option<String>,
 }
 
-/// Reads a provider's error envelope; `None` when the body is not one.
-pub type ErrorParser = fn(&[u8]) -> Option<ErrorBody>;
+/// Reads a provider's error envelope; `None` when the body is not one. Both providers nest
+/// `{"type", "message"}` under `error` (Anthropic adds a top-level `type` and `request_id`,
+/// OpenAI `param` and `code`), so one reader serves both and keeps the provider's message.
+pub fn parse_error(body: &[u8]) -> Option<ErrorBody> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: Inner,
+        request_id: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        code: Option<serde_json::Value>,
+        message: Option<String>,
+    }
+    let e: Envelope = serde_json::from_slice(body).ok()?;
+    let code = e.error.code.and_then(|c| c.as_str().map(str::to_owned));
+    Some(ErrorBody {
+        kind: e.error.kind.or(code),
+        message: e.error.message.unwrap_or_else(|| "(no message)".to_owned()),
+        request_id: e.request_id,
+    })
+}
 
 /// Why a provider request failed. Messages are for operators and never contain a secret.
 #[derive(Debug, thiserror::Error)]
@@ -98,10 +120,11 @@ impl RetryPolicy {
     }
 }
 
-/// A provider-neutral HTTP client.
+/// A provider-neutral HTTP client for one API base URL.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
+    base_url: reqwest::Url,
     timeout: Duration,
     retry: RetryPolicy,
 }
@@ -109,13 +132,18 @@ pub struct HttpClient {
 impl HttpClient {
     /// `headers` are sent with every request; mark secret ones sensitive before passing them.
     pub fn new(
+        base_url: reqwest::Url,
         mut headers: HeaderMap,
         timeout: Duration,
         retry: RetryPolicy,
     ) -> Result<Self, reqwest::Error> {
         headers.insert(
             USER_AGENT,
-            HeaderValue::from_static(concat!("keywatch/", env!("CARGO_PKG_VERSION"))),
+            HeaderValue::from_static(concat!(
+                "keywatch/",
+                env!("CARGO_PKG_VERSION"),
+                " (+https://github.com/keywatch/keywatch)"
+            )),
         );
         let client = reqwest::Client::builder()
             .default_headers(headers)
@@ -125,27 +153,31 @@ impl HttpClient {
             .build()?;
         Ok(Self {
             client,
+            base_url,
             timeout,
             retry,
         })
     }
 
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
+    /// A GET request for `path` below the base URL (which may itself have a path, e.g. a proxy).
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        let mut url = self.base_url.clone();
+        let base = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base}{path}"));
+        self.client.get(url)
     }
 
     /// Sends the request `build()` makes, retrying per the policy, and decodes a 2xx body as
-    /// JSON. `parse_error` reads the provider's error envelope.
+    /// JSON.
     pub async fn get_json<T: DeserializeOwned>(
         &self,
         endpoint: &str,
         build: impl Fn() -> RequestBuilder,
-        parse_error: ErrorParser,
         cancel: &CancellationToken,
     ) -> Result<T, PollError> {
         let mut attempt = 0;
         loop {
-            let (result, retry_after) = self.attempt(endpoint, build(), parse_error).await;
+            let (result, retry_after) = self.attempt(endpoint, build()).await;
             let err = match result {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
@@ -172,7 +204,6 @@ impl HttpClient {
         &self,
         endpoint: &str,
         request: RequestBuilder,
-        parse_error: ErrorParser,
     ) -> (Result<T, PollError>, Option<Duration>) {
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
@@ -264,4 +295,43 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_error_envelopes_give_the_same_typed_error() {
+        let anthropic = br#"{"type":"error","error":{"type":"permission_error","message":"not admin"},"request_id":"req_1"}"#;
+        let openai = br#"{"error":{"message":"bad key","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+        let a = parse_error(anthropic).unwrap();
+        assert_eq!(
+            (
+                a.kind.as_deref(),
+                a.message.as_str(),
+                a.request_id.as_deref()
+            ),
+            (Some("permission_error"), "not admin", Some("req_1"))
+        );
+        let o = parse_error(openai).unwrap();
+        assert_eq!(
+            (o.kind.as_deref(), o.message.as_str()),
+            (Some("invalid_request_error"), "bad key")
+        );
+        assert!(parse_error(b"<html>502</html>").is_none());
+    }
+
+    #[test]
+    fn retry_delays_grow_with_jitter() {
+        let p = RetryPolicy {
+            retries: 3,
+            backoff: Duration::from_secs(1),
+        };
+        for n in 0..4 {
+            let d = p.delay(n);
+            let full = Duration::from_secs(1 << n);
+            assert!(d >= full / 2 && d <= full, "{n}: {d:?}");
+        }
+    }
 }
