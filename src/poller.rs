@@ -11,8 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{PollConfig, SourceConfig};
 use crate::prices::PriceTable;
-use crate::providers::anthropic::AnthropicClient;
-use crate::providers::{PollError, RetryPolicy, UsagePage};
+use crate::providers::{PollError, ProviderClient, RetryPolicy, UsagePage};
 use crate::store::{Store, StoreError, UsageRecord};
 
 /// Why one poll did not complete.
@@ -56,7 +55,7 @@ pub enum PollOutcome {
 /// Polls one source into the store.
 pub struct Poller {
     source_name: String,
-    client: AnthropicClient,
+    client: ProviderClient,
     store: Store,
     prices: PriceTable,
     poll: PollConfig,
@@ -77,7 +76,7 @@ impl Poller {
         };
         Ok(Self {
             source_name: source.name.clone(),
-            client: AnthropicClient::new(source, poll.timeout.0, retry)?,
+            client: ProviderClient::new(source, poll.timeout.0, retry)?,
             store,
             prices,
             poll: poll.clone(),
@@ -99,7 +98,12 @@ impl Poller {
                 tracing::error!(error = %e, "key inventory poll failed; usage is still polled");
             }
         }
-        let usage = self.poll_usage(now, cancel).await;
+        let mut usage = self.poll_usage(now, cancel).await;
+        if usage.is_ok() && self.client.bills_per_key() {
+            if let Err(e) = self.poll_billed(now, cancel).await {
+                usage = Err(e);
+            }
+        }
         let outcome = match (usage, inventory) {
             (Err(e), _) | (Ok(_), Err(e)) if e.is_cancelled() => return PollOutcome::Cancelled,
             (Err(e), _) | (Ok(_), Err(e)) => PollOutcome::Failed(e),
@@ -182,7 +186,8 @@ impl Poller {
                 .await?;
             let records = self.records(&page);
             for b in &page.buckets {
-                cursor.see(b.start.timestamp(), b.end.timestamp(), settle_cutoff);
+                let start = floor_to(b.start.timestamp(), width_secs);
+                cursor.see(start, b.end.timestamp(), settle_cutoff);
             }
             stats.changed += self
                 .store
@@ -228,7 +233,65 @@ impl Poller {
         }
     }
 
+    /// Daily billed cost per key (providers that report it): from the cost cursor, or the
+    /// lookback on first start, to now. The last two days are re-read on every poll until the
+    /// provider has closed them.
+    async fn poll_billed(
+        &self,
+        now: DateTime<Utc>,
+        cancel: &CancellationToken,
+    ) -> Result<(), PollFailure> {
+        const DAY: i64 = 86_400;
+        let lookback = i64::try_from(self.poll.lookback.0.as_secs()).unwrap_or(i64::MAX / 2);
+        let oldest = floor_to(now.timestamp() - lookback, DAY);
+        let yesterday = floor_to(now.timestamp(), DAY) - DAY;
+        let stored = self.store.billed_cursor(&self.source_name).await?;
+        let from = stored.unwrap_or(oldest).clamp(oldest, yesterday);
+        let from_time = Utc.timestamp_opt(from, 0).single().unwrap_or(now);
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .cost_page(from_time, token.as_deref(), cancel)
+                .await?;
+            let days: Vec<(i64, Vec<(String, f64)>)> = page
+                .buckets
+                .iter()
+                .map(|b| (floor_to(b.start.timestamp(), DAY), b.rows.clone()))
+                .collect();
+            let last_end = page
+                .buckets
+                .iter()
+                .map(|b| b.end.timestamp())
+                .max()
+                .unwrap_or(from);
+            self.store
+                .store_billed(
+                    &self.source_name,
+                    &days,
+                    last_end.min(yesterday).max(from),
+                    now.timestamp(),
+                )
+                .await?;
+            match page.next_page {
+                Some(next) if token.as_ref() != Some(&next) => token = Some(next),
+                Some(_) => {
+                    return Err(PollError::Paging {
+                        endpoint: "costs".to_owned(),
+                        message: "next_page repeats the current page".to_owned(),
+                    }
+                    .into())
+                }
+                None => return Ok(()),
+            }
+            if cancel.is_cancelled() {
+                return Err(PollError::Cancelled.into());
+            }
+        }
+    }
+
     fn records(&self, page: &UsagePage) -> Vec<UsageRecord> {
+        let width = self.poll.bucket_width.seconds();
         let mut out = Vec::new();
         for bucket in &page.buckets {
             for row in &bucket.rows {
@@ -239,7 +302,8 @@ impl Poller {
                 out.push(UsageRecord {
                     key_id: row.key_id.clone(),
                     model: row.model.clone(),
-                    bucket_start: bucket.start.timestamp(),
+                    // Snapped: a provider may start the first bucket at the raw start time.
+                    bucket_start: floor_to(bucket.start.timestamp(), width),
                     tokens: row.tokens,
                     web_search_requests: row.web_search_requests,
                     requests: row.requests,

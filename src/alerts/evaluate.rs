@@ -119,7 +119,11 @@ async fn budget_spends(
         for period in current_periods(b.timezone, now) {
             let span = (period.start.timestamp(), period.end.timestamp());
             if limit_for(b, &period).is_some() && !spends.contains_key(&span) {
-                spends.insert(span, store.spend_by_key(width, span.0, span.1).await?);
+                let today = now.timestamp().div_euclid(DAY) * DAY;
+                spends.insert(
+                    span,
+                    store.spend_by_key(width, span.0, span.1, today).await?,
+                );
             }
         }
     }

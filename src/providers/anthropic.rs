@@ -9,7 +9,9 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::http::{HttpClient, PollError, RetryPolicy};
-use super::{ApiKey, UsageBucket, UsagePage, UsageRow, UNKNOWN_MODEL, WORKBENCH_KEY_ID};
+use super::{
+    collect_pages, ApiKey, UsageBucket, UsagePage, UsageRow, UNKNOWN_MODEL, WORKBENCH_KEY_ID,
+};
 use crate::config::{BucketWidth, SourceConfig};
 use crate::prices::TokenCounts;
 
@@ -18,8 +20,6 @@ const KEYS_ENDPOINT: &str = "/v1/organizations/api_keys";
 const USAGE_ENDPOINT: &str = "/v1/organizations/usage_report/messages";
 /// Keys per listing page (the API allows 1 to 1000).
 const KEYS_PAGE_LIMIT: u32 = 500;
-/// A listing longer than this many pages is treated as a paging bug, not followed forever.
-const MAX_PAGES: usize = 10_000;
 
 /// A client for one Anthropic organisation.
 #[derive(Debug, Clone)]
@@ -58,9 +58,7 @@ impl AnthropicClient {
 
     /// Every key of the organisation, all pages.
     pub async fn list_keys(&self, cancel: &CancellationToken) -> Result<Vec<ApiKey>, PollError> {
-        let mut keys = Vec::new();
-        let mut after: Option<String> = None;
-        for _ in 0..MAX_PAGES {
+        let keys: Vec<KeyJson> = collect_pages(KEYS_ENDPOINT, |after| async move {
             let page: KeyList = self
                 .http
                 .get_json(
@@ -75,22 +73,10 @@ impl AnthropicClient {
                     cancel,
                 )
                 .await?;
-            keys.extend(page.data.into_iter().map(ApiKey::from));
-            match (page.has_more, page.last_id) {
-                (true, Some(last)) if after.as_ref() != Some(&last) => after = Some(last),
-                (true, _) => {
-                    return Err(PollError::Paging {
-                        endpoint: KEYS_ENDPOINT.to_owned(),
-                        message: "has_more is true but last_id is missing or repeats".to_owned(),
-                    })
-                }
-                (false, _) => return Ok(keys),
-            }
-        }
-        Err(PollError::Paging {
-            endpoint: KEYS_ENDPOINT.to_owned(),
-            message: format!("more than {MAX_PAGES} pages"),
+            Ok((page.data, page.last_id.filter(|_| page.has_more)))
         })
+        .await?;
+        Ok(keys.into_iter().map(ApiKey::from).collect())
     }
 
     /// One page of the usage report from `starting_at`, grouped by key and model.

@@ -3,15 +3,25 @@
 
 pub mod anthropic;
 mod http;
+pub mod openai;
+
+use std::future::Future;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
-pub use http::{error_chain, HttpClient, PollError, RetryPolicy};
+pub use http::{error_chain, parse_error, ErrorBody, HttpClient, PollError, RetryPolicy};
 
+use crate::config::{BucketWidth, Provider, SourceConfig};
 use crate::prices::TokenCounts;
 
 /// The key id usage without an API key (Console Workbench) is stored under.
 pub const WORKBENCH_KEY_ID: &str = "workbench";
+/// The key id for usage or cost a provider attributes to no key.
+pub const UNATTRIBUTED_KEY_ID: &str = "unattributed";
+/// A listing longer than this many pages is treated as a paging bug, not followed forever.
+const MAX_PAGES: usize = 10_000;
 /// The model name stored when a row names none.
 pub const UNKNOWN_MODEL: &str = "unknown";
 
@@ -55,4 +65,116 @@ pub struct UsagePage {
     pub buckets: Vec<UsageBucket>,
     /// The token for the next page; `None` on the last page.
     pub next_page: Option<String>,
+}
+
+/// One day of billed cost: USD per key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostBucket {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub rows: Vec<(String, f64)>,
+}
+
+/// One page of a billed-cost report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostPage {
+    pub buckets: Vec<CostBucket>,
+    pub next_page: Option<String>,
+}
+
+/// Follows a cursor-paged listing to its end: `fetch(cursor)` returns a page's items and the
+/// next cursor (`None` on the last page). A cursor that repeats, or more than `MAX_PAGES`
+/// pages, is an error rather than an endless loop.
+pub async fn collect_pages<T, F, Fut>(endpoint: &str, mut fetch: F) -> Result<Vec<T>, PollError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), PollError>>,
+{
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let (page, next) = fetch(cursor.clone()).await?;
+        items.extend(page);
+        match next {
+            None => return Ok(items),
+            Some(n) if cursor.as_ref() == Some(&n) => {
+                return Err(PollError::Paging {
+                    endpoint: endpoint.to_owned(),
+                    message: "the next-page cursor repeats".to_owned(),
+                })
+            }
+            Some(n) => cursor = Some(n),
+        }
+    }
+    Err(PollError::Paging {
+        endpoint: endpoint.to_owned(),
+        message: format!("more than {MAX_PAGES} pages"),
+    })
+}
+
+/// A client for one source, whichever provider it is: the poller, store and detector only
+/// see this and the neutral types above.
+#[derive(Debug, Clone)]
+pub enum ProviderClient {
+    Anthropic(anthropic::AnthropicClient),
+    Openai(openai::OpenAiClient),
+}
+
+impl ProviderClient {
+    pub fn new(
+        source: &SourceConfig,
+        timeout: Duration,
+        retry: RetryPolicy,
+    ) -> Result<Self, PollError> {
+        Ok(match source.provider {
+            Provider::Anthropic => {
+                Self::Anthropic(anthropic::AnthropicClient::new(source, timeout, retry)?)
+            }
+            Provider::Openai => Self::Openai(openai::OpenAiClient::new(source, timeout, retry)?),
+        })
+    }
+
+    /// Every key of the organisation.
+    pub async fn list_keys(&self, cancel: &CancellationToken) -> Result<Vec<ApiKey>, PollError> {
+        match self {
+            Self::Anthropic(c) => c.list_keys(cancel).await,
+            Self::Openai(c) => c.list_keys(cancel).await,
+        }
+    }
+
+    /// One page of usage per key and model from `start`.
+    pub async fn usage_page(
+        &self,
+        start: DateTime<Utc>,
+        width: BucketWidth,
+        page: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<UsagePage, PollError> {
+        match self {
+            Self::Anthropic(c) => c.usage_page(start, width, page, cancel).await,
+            Self::Openai(c) => c.usage_page(start, width, page, cancel).await,
+        }
+    }
+
+    /// Whether the provider reports billed cost per key (OpenAI does; Anthropic's cost report
+    /// has no per-key grouping).
+    pub fn bills_per_key(&self) -> bool {
+        matches!(self, Self::Openai(_))
+    }
+
+    /// One page of daily billed cost per key from `start`; empty where not available.
+    pub async fn cost_page(
+        &self,
+        start: DateTime<Utc>,
+        page: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<CostPage, PollError> {
+        match self {
+            Self::Anthropic(_) => Ok(CostPage {
+                buckets: Vec::new(),
+                next_page: None,
+            }),
+            Self::Openai(c) => c.cost_page(start, page, cancel).await,
+        }
+    }
 }

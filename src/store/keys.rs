@@ -23,8 +23,10 @@ pub struct StoredKey {
 }
 
 impl Store {
-    /// Replaces the source's inventory with a complete listing: listed keys are upserted, keys
-    /// missing from it are kept (their history matters) but marked as no longer listed.
+    /// Replaces the source's inventory with a complete listing: listed keys are upserted. A key
+    /// that was listed before and is missing now is kept (its history matters) but marked
+    /// `deleted` as of now, so usage on it afterwards is `inactive_key_usage`. An empty listing
+    /// for a source that had keys deletes nothing: it is more likely a provider glitch.
     pub async fn store_inventory(
         &self,
         source: &str,
@@ -62,11 +64,19 @@ impl Store {
             );
             qb.build().execute(&mut *tx).await?;
         }
-        sqlx::query("UPDATE api_keys SET in_inventory = 0 WHERE source = ? AND last_seen < ?")
+        if keys.is_empty() {
+            tracing::warn!(source, "the key listing is empty; no key is marked deleted");
+        } else {
+            sqlx::query(
+                "UPDATE api_keys SET status = 'deleted', status_changed_at = ?, in_inventory = 0
+                 WHERE source = ? AND in_inventory = 1 AND last_seen < ?",
+            )
+            .bind(now)
             .bind(source)
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! Writes are batched in transactions and upserts are idempotent.
 
 mod alerts;
+mod billing;
 mod deliveries;
 mod keys;
 mod poll_state;

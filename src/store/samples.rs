@@ -90,29 +90,6 @@ impl Store {
             .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
             .collect())
     }
-
-    /// Estimated spend per (source, key) of buckets starting in `[from, to)`.
-    pub async fn spend_by_key(
-        &self,
-        width_secs: i64,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<(String, String, f64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT source, key_id, SUM(COALESCE(cost_usd, 0.0)) FROM usage_buckets
-             WHERE bucket_width = ? AND bucket_start >= ? AND bucket_start < ?
-             GROUP BY source, key_id",
-        )
-        .bind(width_secs)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
-    }
 }
 
 /// Parses `start,value;…` into points sorted by start (values times `scale`), adding up rows

@@ -1,0 +1,430 @@
+//! The OpenAI Administration API: projects and their API keys, the completions usage report and
+//! per-key billed costs (`../shared/docs/provider-apis.md` §2). Lenient parsing: unknown fields
+//! are ignored, dimensions are nullable, newer optional token fields may be absent.
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::http::{HttpClient, PollError, RetryPolicy};
+use super::{
+    collect_pages, ApiKey, CostBucket, CostPage, UsageBucket, UsagePage, UsageRow,
+    UNATTRIBUTED_KEY_ID, UNKNOWN_MODEL,
+};
+use crate::config::{BucketWidth, SourceConfig};
+use crate::prices::TokenCounts;
+
+const PROJECTS_ENDPOINT: &str = "/v1/organization/projects";
+const USAGE_ENDPOINT: &str = "/v1/organization/usage/completions";
+const COSTS_ENDPOINT: &str = "/v1/organization/costs";
+/// Items per listing page (the API allows 1 to 100).
+const LIST_LIMIT: u32 = 100;
+/// Daily cost buckets per page (the API allows 1 to 180).
+const COSTS_LIMIT: u32 = 31;
+
+#[derive(Debug, Clone)]
+pub struct OpenAiClient {
+    http: HttpClient,
+}
+
+impl OpenAiClient {
+    pub fn new(
+        source: &SourceConfig,
+        timeout: std::time::Duration,
+        retry: RetryPolicy,
+    ) -> Result<Self, PollError> {
+        let config_error = |message: String| PollError::Transport {
+            endpoint: "config".to_owned(),
+            message,
+        };
+        let mut auth = HeaderValue::from_str(&format!(
+            "Bearer {}",
+            source.admin_key.expose_secret()
+        ))
+        .map_err(|_| {
+            config_error(format!(
+                "the admin key of source {:?} contains characters that cannot be sent in a header",
+                source.name
+            ))
+        })?;
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, auth);
+        let http = HttpClient::new(source.base_url.clone(), headers, timeout, retry)
+            .map_err(|e| config_error(super::http::error_chain(&e)))?;
+        Ok(Self { http })
+    }
+
+    /// Every API key of every project (archived projects too), all pages. A key of an archived
+    /// project counts as archived; its project stands in for the workspace.
+    pub async fn list_keys(&self, cancel: &CancellationToken) -> Result<Vec<ApiKey>, PollError> {
+        let projects: Vec<ProjectJson> = collect_pages(PROJECTS_ENDPOINT, |after| async move {
+            let page: List<ProjectJson> = self
+                .http
+                .get_json(
+                    PROJECTS_ENDPOINT,
+                    || {
+                        let mut q = vec![
+                            ("limit", LIST_LIMIT.to_string()),
+                            ("include_archived", "true".to_owned()),
+                        ];
+                        if let Some(a) = &after {
+                            q.push(("after", a.clone()));
+                        }
+                        self.http.get(PROJECTS_ENDPOINT).query(&q)
+                    },
+                    cancel,
+                )
+                .await?;
+            Ok(page.into_parts())
+        })
+        .await?;
+        let mut keys = Vec::new();
+        for project in projects {
+            let path = format!("{PROJECTS_ENDPOINT}/{}/api_keys", project.id);
+            let path = path.as_str();
+            let project_keys: Vec<KeyJson> = collect_pages(path, |after| async move {
+                let page: List<KeyJson> = self
+                    .http
+                    .get_json(
+                        path,
+                        || {
+                            // Without owner_project_access=any the listing hides keys by the
+                            // caller's project membership, including enabled ones.
+                            let mut q = vec![
+                                ("limit", LIST_LIMIT.to_string()),
+                                ("owner_project_access", "any".to_owned()),
+                            ];
+                            if let Some(a) = &after {
+                                q.push(("after", a.clone()));
+                            }
+                            self.http.get(path).query(&q)
+                        },
+                        cancel,
+                    )
+                    .await?;
+                Ok(page.into_parts())
+            })
+            .await?;
+            let archived =
+                project.status.as_deref() == Some("archived") || project.archived_at.is_some();
+            keys.extend(
+                project_keys
+                    .into_iter()
+                    .map(|k| k.into_api_key(&project.id, archived)),
+            );
+        }
+        Ok(keys)
+    }
+
+    /// One page of the completions usage report from `start`, grouped by key and model.
+    pub async fn usage_page(
+        &self,
+        start: DateTime<Utc>,
+        width: BucketWidth,
+        page: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<UsagePage, PollError> {
+        let report: Report<UsageResult> = self
+            .http
+            .get_json(
+                USAGE_ENDPOINT,
+                || {
+                    // Repeated bare keys: the OpenAPI default style for array parameters.
+                    let mut q = vec![
+                        ("start_time", start.timestamp().to_string()),
+                        ("bucket_width", width.as_str().to_owned()),
+                        ("limit", width.max_page().to_string()),
+                        ("group_by", "api_key_id".to_owned()),
+                        ("group_by", "model".to_owned()),
+                    ];
+                    if let Some(p) = page {
+                        q.push(("page", p.to_owned()));
+                    }
+                    self.http.get(USAGE_ENDPOINT).query(&q)
+                },
+                cancel,
+            )
+            .await?;
+        let next_page = report.next();
+        let mut buckets = Vec::with_capacity(report.data.len());
+        for b in report.data {
+            let (start, end) = b.times(USAGE_ENDPOINT)?;
+            let rows = b
+                .results
+                .into_iter()
+                .map(UsageResult::into_row)
+                .collect::<Result<_, _>>()?;
+            buckets.push(UsageBucket { start, end, rows });
+        }
+        Ok(UsagePage { buckets, next_page })
+    }
+
+    /// One page of daily billed costs per key from `start` (a UTC midnight).
+    pub async fn cost_page(
+        &self,
+        start: DateTime<Utc>,
+        page: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<CostPage, PollError> {
+        let report: Report<CostResult> = self
+            .http
+            .get_json(
+                COSTS_ENDPOINT,
+                || {
+                    let mut q = vec![
+                        ("start_time", start.timestamp().to_string()),
+                        ("bucket_width", "1d".to_owned()),
+                        ("limit", COSTS_LIMIT.to_string()),
+                        ("group_by", "api_key_id".to_owned()),
+                    ];
+                    if let Some(p) = page {
+                        q.push(("page", p.to_owned()));
+                    }
+                    self.http.get(COSTS_ENDPOINT).query(&q)
+                },
+                cancel,
+            )
+            .await?;
+        let next_page = report.next();
+        let mut buckets = Vec::with_capacity(report.data.len());
+        for b in report.data {
+            let (start, end) = b.times(COSTS_ENDPOINT)?;
+            let mut rows: Vec<(String, f64)> = Vec::new();
+            for r in b.results {
+                let Some(amount) = r.amount else { continue };
+                let currency = amount.currency.as_deref().unwrap_or("usd");
+                if !currency.eq_ignore_ascii_case("usd") {
+                    return Err(PollError::Decode {
+                        endpoint: COSTS_ENDPOINT.to_owned(),
+                        message: format!("cost in {currency:?}; keywatch budgets are in USD"),
+                    });
+                }
+                let value = amount.value.unwrap_or(0.0);
+                if !value.is_finite() {
+                    return Err(PollError::Decode {
+                        endpoint: COSTS_ENDPOINT.to_owned(),
+                        message: "a cost amount is not a number".to_owned(),
+                    });
+                }
+                let key = r
+                    .api_key_id
+                    .unwrap_or_else(|| UNATTRIBUTED_KEY_ID.to_owned());
+                match rows.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, sum)) => *sum += value,
+                    None => rows.push((key, value)),
+                }
+            }
+            buckets.push(CostBucket { start, end, rows });
+        }
+        Ok(CostPage { buckets, next_page })
+    }
+}
+
+#[derive(Deserialize)]
+struct List<T> {
+    data: Vec<T>,
+    #[serde(default)]
+    has_more: bool,
+    last_id: Option<String>,
+}
+
+impl<T> List<T> {
+    fn into_parts(self) -> (Vec<T>, Option<String>) {
+        let next = self.last_id.filter(|_| self.has_more);
+        (self.data, next)
+    }
+}
+
+#[derive(Deserialize)]
+struct ProjectJson {
+    id: String,
+    status: Option<String>,
+    archived_at: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct KeyJson {
+    id: String,
+    name: Option<String>,
+    redacted_value: Option<String>,
+    created_at: Option<i64>,
+    owner_project_access: Option<String>,
+    status: Option<String>,
+    expires_at: Option<i64>,
+}
+
+impl KeyJson {
+    fn into_api_key(self, project_id: &str, project_archived: bool) -> ApiKey {
+        let status = if project_archived {
+            "archived".to_owned()
+        } else if let Some(s) = self.status {
+            s
+        } else if self.owner_project_access.as_deref() == Some("inactive") {
+            "inactive".to_owned()
+        } else {
+            "active".to_owned()
+        };
+        ApiKey {
+            id: self.id,
+            name: self.name,
+            status,
+            created_at: self.created_at.and_then(|t| DateTime::from_timestamp(t, 0)),
+            expires_at: self.expires_at.and_then(|t| DateTime::from_timestamp(t, 0)),
+            workspace_id: Some(project_id.to_owned()),
+            partial_key_hint: self.redacted_value,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Report<R> {
+    data: Vec<Bucket<R>>,
+    #[serde(default)]
+    has_more: bool,
+    next_page: Option<String>,
+}
+
+impl<R> Report<R> {
+    fn next(&self) -> Option<String> {
+        self.next_page.clone().filter(|_| self.has_more)
+    }
+}
+
+#[derive(Deserialize)]
+struct Bucket<R> {
+    start_time: i64,
+    end_time: i64,
+    #[serde(default = "Vec::new")]
+    results: Vec<R>,
+}
+
+impl<R> Bucket<R> {
+    fn times(&self, endpoint: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), PollError> {
+        let bad = |message: String| PollError::Decode {
+            endpoint: endpoint.to_owned(),
+            message,
+        };
+        let start = DateTime::from_timestamp(self.start_time, 0)
+            .ok_or_else(|| bad("start_time out of range".to_owned()))?;
+        let end = DateTime::from_timestamp(self.end_time, 0)
+            .ok_or_else(|| bad("end_time out of range".to_owned()))?;
+        if end <= start {
+            return Err(bad(format!(
+                "bucket ends ({end}) before it starts ({start})"
+            )));
+        }
+        Ok((start, end))
+    }
+}
+
+#[derive(Deserialize)]
+struct UsageResult {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    num_model_requests: Option<u64>,
+    #[serde(default)]
+    input_cached_tokens: Option<u64>,
+    #[serde(default)]
+    input_cache_write_tokens: Option<u64>,
+    #[serde(default)]
+    input_uncached_tokens: Option<u64>,
+    api_key_id: Option<String>,
+    model: Option<String>,
+}
+
+fn count(v: u64) -> Result<i64, PollError> {
+    i64::try_from(v).map_err(|_| PollError::Decode {
+        endpoint: USAGE_ENDPOINT.to_owned(),
+        message: "a token counter is out of range".to_owned(),
+    })
+}
+
+impl UsageResult {
+    /// `input_tokens` already includes cached and cache-write tokens: they are stored apart so
+    /// each is priced at its own rate.
+    fn into_row(self) -> Result<UsageRow, PollError> {
+        let input = self.input_tokens.unwrap_or(0);
+        let cached = self.input_cached_tokens.unwrap_or(0);
+        let written = self.input_cache_write_tokens.unwrap_or(0);
+        let uncached = self
+            .input_uncached_tokens
+            .unwrap_or_else(|| input.saturating_sub(cached).saturating_sub(written));
+        Ok(UsageRow {
+            key_id: self
+                .api_key_id
+                .unwrap_or_else(|| UNATTRIBUTED_KEY_ID.to_owned()),
+            model: self.model.unwrap_or_else(|| UNKNOWN_MODEL.to_owned()),
+            tokens: TokenCounts {
+                uncached_input: count(uncached)?,
+                cache_read: count(cached)?,
+                cache_write_5m: count(written)?,
+                cache_write_1h: 0,
+                output: count(self.output_tokens.unwrap_or(0))?,
+            },
+            web_search_requests: 0,
+            requests: Some(count(self.num_model_requests.unwrap_or(0))?),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct CostResult {
+    amount: Option<Amount>,
+    api_key_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Amount {
+    value: Option<f64>,
+    currency: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_tokens_are_split_out_of_input_tokens() {
+        let with: UsageResult = serde_json::from_str(
+            r#"{"object":"organization.usage.completions.result","input_tokens":1000,"input_cached_tokens":400,
+               "input_cache_write_tokens":100,"input_uncached_tokens":500,"output_tokens":500,"num_model_requests":5,
+               "project_id":"proj_abc","user_id":null,"api_key_id":"key_abc","model":"gpt-4o-mini-2024-07-18","batch":null,"service_tier":null}"#,
+        )
+        .unwrap();
+        let row = with.into_row().unwrap();
+        assert_eq!(
+            (
+                row.tokens.uncached_input,
+                row.tokens.cache_read,
+                row.tokens.cache_write_5m
+            ),
+            (500, 400, 100)
+        );
+        assert_eq!(row.requests, Some(5));
+        // An older response without the optional fields: uncached = input - cached.
+        let without: UsageResult = serde_json::from_str(
+            r#"{"input_tokens":1000,"input_cached_tokens":300,"output_tokens":5,"num_model_requests":1,"api_key_id":"key_abc","model":"gpt-4o"}"#,
+        )
+        .unwrap();
+        assert_eq!(without.into_row().unwrap().tokens.uncached_input, 700);
+    }
+
+    #[test]
+    fn keys_of_archived_projects_are_archived() {
+        let k: KeyJson = serde_json::from_str(
+            r#"{"object":"organization.project.api_key","id":"key_abc","name":"ci-bot","redacted_value":"sk-abc...def",
+               "created_at":1711471533,"last_used_at":1711471534,"owner_project_access":"active"}"#,
+        )
+        .unwrap();
+        let key = k.into_api_key("proj_1", true);
+        assert_eq!(key.status, "archived");
+        assert_eq!(key.workspace_id.as_deref(), Some("proj_1"));
+        assert_eq!(key.partial_key_hint.as_deref(), Some("sk-abc...def"));
+    }
+}

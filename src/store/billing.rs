@@ -1,0 +1,128 @@
+//! Billed cost per key and day, as the provider reports it.
+
+use std::collections::HashMap;
+
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{Store, StoreError};
+
+impl Store {
+    /// Stores the billed cost of whole days (replacing what was stored for those days) and
+    /// moves the source's cost cursor, in one transaction.
+    pub async fn store_billed(
+        &self,
+        source: &str,
+        days: &[(i64, Vec<(String, f64)>)],
+        cursor: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (day, rows) in days {
+            // A day re-read in full replaces the stored one, so a key whose cost moved to
+            // another key (or vanished) does not linger.
+            sqlx::query("DELETE FROM billed_costs WHERE source = ? AND day_start = ?")
+                .bind(source)
+                .bind(day)
+                .execute(&mut *tx)
+                .await?;
+            for chunk in rows.chunks(100) {
+                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                    "INSERT INTO billed_costs (source, day_start, key_id, amount_usd, updated_at) ",
+                );
+                qb.push_values(chunk, |mut b, (key, usd)| {
+                    b.push_bind(source)
+                        .push_bind(day)
+                        .push_bind(key)
+                        .push_bind(usd)
+                        .push_bind(now);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+        }
+        super::poll_state::set_cursor(&mut tx, source, "costs:86400", cursor).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Where the next cost poll re-reads from.
+    pub async fn billed_cursor(&self, source: &str) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT cursor FROM poll_state WHERE source = ? AND stream = 'costs:86400'",
+        )
+        .bind(source)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten())
+    }
+
+    /// Billed USD of one key per UTC day in `[from, to)`: (day start, amount).
+    pub async fn billed_by_day(
+        &self,
+        source: Option<&str>,
+        key_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(String, i64, f64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT source, day_start, amount_usd FROM billed_costs
+             WHERE key_id = ? AND (? IS NULL OR source = ?) AND day_start + 86400 > ? AND day_start < ?
+             ORDER BY day_start, source",
+        )
+        .bind(key_id)
+        .bind(source)
+        .bind(source)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    /// Spend per (source, key) in `[from, to)`: billed cost for whole UTC days inside the period
+    /// that the provider has closed (ended before `today`, the current UTC midnight) and
+    /// reported, estimated cost for everything else (the current day, the period's partial
+    /// edges, providers without per-key billing).
+    pub async fn spend_by_key(
+        &self,
+        width_secs: i64,
+        from: i64,
+        to: i64,
+        today: i64,
+    ) -> Result<Vec<(String, String, f64)>, StoreError> {
+        let estimated = sqlx::query(
+            "SELECT u.source, u.key_id, SUM(COALESCE(u.cost_usd, 0.0)) FROM usage_buckets u
+             WHERE u.bucket_width = ? AND u.bucket_start >= ? AND u.bucket_start < ?
+               AND NOT EXISTS (
+                   SELECT 1 FROM billed_costs b
+                   WHERE b.source = u.source AND b.day_start = (u.bucket_start / 86400) * 86400
+                     AND b.day_start >= ? AND b.day_start + 86400 <= ? AND b.day_start + 86400 <= ?)
+             GROUP BY u.source, u.key_id",
+        )
+        .bind(width_secs)
+        .bind(from)
+        .bind(to)
+        .bind(from)
+        .bind(to)
+        .bind(today)
+        .fetch_all(&self.pool)
+        .await?;
+        let billed = sqlx::query(
+            "SELECT source, key_id, SUM(amount_usd) FROM billed_costs
+             WHERE day_start >= ? AND day_start + 86400 <= ? AND day_start + 86400 <= ?
+             GROUP BY source, key_id",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(today)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut sums: HashMap<(String, String), f64> = HashMap::with_capacity(estimated.len());
+        for r in estimated.into_iter().chain(billed) {
+            *sums.entry((r.get(0), r.get(1))).or_default() += r.get::<f64, _>(2);
+        }
+        Ok(sums.into_iter().map(|((s, k), usd)| (s, k, usd)).collect())
+    }
+}
