@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-/// When the built-in table was last compared with Anthropic's published pricing page.
+/// When the built-in table was last compared with the providers' published pricing (stored
+/// copies of the pages; verify new model ids against a real account).
 pub const PRICES_CHECKED: &str = "2026-11-26";
 
 /// USD per million tokens for each token class.
@@ -28,6 +29,17 @@ impl Price {
             cache_write_5m: input * 1.25,
             cache_write_1h: input * 2.0,
             cache_read: input * 0.1,
+        }
+    }
+
+    /// An OpenAI price: cached input has its own rate, cache writes cost the input price.
+    const fn openai(input: f64, cached: f64, output: f64) -> Self {
+        Self {
+            input,
+            output,
+            cache_write_5m: input,
+            cache_write_1h: input,
+            cache_read: cached,
         }
     }
 
@@ -75,7 +87,7 @@ impl TokenCounts {
     }
 }
 
-/// Built-in prices (Anthropic list prices, standard tier). Batch (50 % off), priority tier,
+/// Built-in prices (Anthropic and OpenAI list prices, standard tier). Batch (50 % off), priority tier,
 /// long-context surcharges and Haiku 5.5's long-prompt band are not visible per bucket in the
 /// usage report and are not modelled.
 const BUILTIN: &[(&str, Price)] = &[
@@ -155,6 +167,24 @@ const BUILTIN: &[(&str, Price)] = &[
             ..Price::standard(0.25, 1.25)
         },
     ),
+    // OpenAI: (input, cached input, output); cache writes cost the input price.
+    ("gpt-5.5", Price::openai(5.00, 0.50, 30.00)),
+    ("gpt-5.4", Price::openai(2.50, 0.25, 15.00)),
+    ("gpt-5.4-mini", Price::openai(0.75, 0.075, 4.50)),
+    ("gpt-5.4-nano", Price::openai(0.20, 0.02, 1.25)),
+    ("gpt-5.1", Price::openai(1.25, 0.125, 10.00)),
+    ("gpt-5", Price::openai(1.25, 0.125, 10.00)),
+    ("gpt-5-mini", Price::openai(0.25, 0.025, 2.00)),
+    ("gpt-5-nano", Price::openai(0.05, 0.005, 0.40)),
+    ("gpt-4.1", Price::openai(2.00, 0.50, 8.00)),
+    ("gpt-4.1-mini", Price::openai(0.40, 0.10, 1.60)),
+    ("gpt-4.1-nano", Price::openai(0.10, 0.025, 0.40)),
+    ("gpt-4o", Price::openai(2.50, 1.25, 10.00)),
+    ("gpt-4o-mini", Price::openai(0.15, 0.075, 0.60)),
+    ("o1", Price::openai(15.00, 7.50, 60.00)),
+    ("o3", Price::openai(2.00, 0.50, 8.00)),
+    ("o3-mini", Price::openai(1.10, 0.55, 4.40)),
+    ("o4-mini", Price::openai(1.10, 0.275, 4.40)),
 ];
 
 /// Prices by model id.
@@ -192,14 +222,23 @@ impl PriceTable {
     }
 
     /// The price of `model`: an exact entry, else the entry it is a dated snapshot of
-    /// (`claude-sonnet-4-5-20250929` takes `claude-sonnet-4-5`). No looser matching: an unknown
-    /// model is better reported as unpriced than priced as its older sibling.
+    /// (`claude-sonnet-4-5-20250929` takes `claude-sonnet-4-5`, `gpt-4o-mini-2024-07-18` takes
+    /// `gpt-4o-mini`). No looser matching: an unknown model is better reported as unpriced than
+    /// priced as its older sibling.
     pub fn lookup(&self, model: &str) -> Option<Price> {
         if let Some(p) = self.entries.get(model) {
             return Some(*p);
         }
-        let (alias, suffix) = model.rsplit_once('-')?;
-        let dated = suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_digit());
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        if let Some((alias, suffix)) = model.rsplit_once('-') {
+            if digits(suffix, 8) {
+                return self.entries.get(alias).copied();
+            }
+        }
+        let mut parts = model.rsplitn(4, '-');
+        let (day, month, year, alias) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let dated = digits(year, 4) && digits(month, 2) && digits(day, 2);
         dated.then(|| self.entries.get(alias).copied()).flatten()
     }
 
@@ -225,11 +264,19 @@ mod tests {
     }
 
     #[test]
+    fn openai_dated_snapshots_and_cached_input() {
+        let t = PriceTable::builtin();
+        let p = t.lookup("gpt-4o-mini-2024-07-18").unwrap();
+        assert_eq!((p.input, p.cache_read, p.output), (0.15, 0.075, 0.60));
+        assert_eq!(t.lookup("gpt-4o-mini-2024-07"), None);
+    }
+
+    #[test]
     fn unknown_model_is_unpriced_not_sibling_priced() {
         let t = PriceTable::builtin();
         assert_eq!(t.lookup("claude-opus-4-9"), None);
         assert_eq!(t.lookup("claude-sonnet-4-5-preview"), None);
-        assert_eq!(t.cost("gpt-4o", &TokenCounts::default()), None);
+        assert_eq!(t.cost("mistral-large", &TokenCounts::default()), None);
     }
 
     #[test]

@@ -360,6 +360,9 @@ impl Pass<'_> {
     }
 
     fn in_scope(&self, budget: &Budget, source: &str, key_id: &str) -> bool {
+        if budget.source.as_deref().is_some_and(|s| s != source) {
+            return false;
+        }
         let key = self.keys.get(&(source.to_owned(), key_id.to_owned()));
         match &budget.scope {
             BudgetScope::Organisation => true,

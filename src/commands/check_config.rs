@@ -115,6 +115,10 @@ pub fn summary(c: &Config) -> String {
             .filter_map(|(k, v)| v.map(|v| format!("{k} {}", money(v))))
             .collect();
         let thresholds: Vec<String> = b.thresholds.iter().map(u32::to_string).collect();
+        let scope = match &b.source {
+            Some(source) => format!("{scope} on {source}"),
+            None => scope,
+        };
         let _ = writeln!(
             o,
             "budget    {}: {scope}, {}, alerts at {} %, {}",

@@ -69,7 +69,7 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
         }
         prices.set(model, price);
     }
-    let budgets = build_budgets(&raw.budgets)?;
+    let budgets = build_budgets(&raw.budgets, &sources)?;
     let notifiers = build_notifiers(&raw.notifiers, base_dir, env, &mut warnings)?;
     let expire = raw.delivery.expire_after.0.as_secs();
     if !(60..=30 * 86_400).contains(&expire) {
@@ -248,13 +248,6 @@ fn build_sources(
     for (i, s) in raw.iter().enumerate() {
         let at = format!("sources[{i}]");
         check_name(&format!("{at}.name"), &s.name, &mut seen)?;
-        if s.provider == super::Provider::Openai {
-            return Err(ConfigError::invalid(
-                format!("{at}.provider"),
-                "\"openai\" is not supported by this version yet; only \"anthropic\" sources can \
-                 be polled",
-            ));
-        }
         let base = s
             .base_url
             .as_deref()
@@ -281,7 +274,7 @@ fn build_sources(
     Ok(out)
 }
 
-fn build_budgets(raw: &[BudgetSection]) -> Result<Vec<Budget>> {
+fn build_budgets(raw: &[BudgetSection], sources: &[SourceConfig]) -> Result<Vec<Budget>> {
     let mut seen = HashSet::new();
     raw.iter()
         .enumerate()
@@ -334,6 +327,15 @@ fn build_budgets(raw: &[BudgetSection]) -> Result<Vec<Budget>> {
                     "must be distinct percentages between 1 and 1000, e.g. [50, 75, 90, 100]",
                 ));
             }
+            if let Some(source) = &b.source {
+                if !sources.iter().any(|s| &s.name == source) {
+                    let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+                    return Err(ConfigError::invalid(
+                        format!("{at}.source"),
+                        format!("no source named {source:?} (sources: {})", names.join(", ")),
+                    ));
+                }
+            }
             let timezone: Tz = b.timezone.parse().map_err(|_| {
                 ConfigError::invalid(
                     format!("{at}.timezone"),
@@ -345,6 +347,7 @@ fn build_budgets(raw: &[BudgetSection]) -> Result<Vec<Budget>> {
             })?;
             Ok(Budget {
                 name: b.name.clone(),
+                source: b.source.clone(),
                 scope,
                 daily_usd: b.daily_usd,
                 monthly_usd: b.monthly_usd,

@@ -95,6 +95,8 @@ pub enum BudgetScope {
 #[derive(Debug, Clone)]
 pub struct Budget {
     pub name: String,
+    /// Only this source's spend; `None` for every source.
+    pub source: Option<String>,
     pub scope: BudgetScope,
     pub daily_usd: Option<f64>,
     pub monthly_usd: Option<f64>,

@@ -231,6 +231,8 @@ impl Default for RotationSection {
 #[serde(deny_unknown_fields)]
 pub struct BudgetSection {
     pub name: String,
+    /// Extension: only this source's spend (default: every source).
+    pub source: Option<String>,
     pub key_id: Option<String>,
     pub key_name: Option<String>,
     pub workspace_id: Option<String>,

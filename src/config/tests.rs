@@ -136,9 +136,20 @@ fn no_source_is_an_error() {
 }
 
 #[test]
-fn openai_sources_are_refused_until_supported() {
-    let e = error(&SOURCE.replace("\"anthropic\"", "\"openai\""));
-    assert!(e.contains("sources[0].provider"), "{e}");
+fn openai_sources_are_accepted_with_their_default_base_url() {
+    let c = load(&SOURCE.replace("\"anthropic\"", "\"openai\"")).unwrap();
+    assert_eq!(c.sources[0].base_url.as_str(), "https://api.openai.com/");
+}
+
+#[test]
+fn a_budget_scoped_to_an_unknown_source_is_named() {
+    let e = error(&format!(
+        "{SOURCE}[[budgets]]\nname = \"b\"\nsource = \"openai-prod\"\ndaily_usd = 5.0\n"
+    ));
+    assert!(
+        e.contains("budgets[0].source") && e.contains("anthropic-prod"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -39,16 +39,14 @@ impl OpenAiClient {
             endpoint: "config".to_owned(),
             message,
         };
-        let mut auth = HeaderValue::from_str(&format!(
-            "Bearer {}",
-            source.admin_key.expose_secret()
-        ))
-        .map_err(|_| {
-            config_error(format!(
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", source.admin_key.expose_secret()))
+                .map_err(|_| {
+                    config_error(format!(
                 "the admin key of source {:?} contains characters that cannot be sent in a header",
                 source.name
             ))
-        })?;
+                })?;
         auth.set_sensitive(true);
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
