@@ -29,14 +29,19 @@ pub async fn print(
         .history(key, source, since.timestamp(), until.timestamp())
         .await?;
     let known = store.keys_by_id(key).await?;
+    let billed = Billed(
+        store
+            .billed_by_day(source, key, since.timestamp(), until.timestamp())
+            .await?,
+    );
     store.close().await;
     if rows.is_empty() && known.is_empty() {
         eprintln!("keywatch: no key {key:?} in the store (check the id; `keywatch run --once` fetches the inventory)");
         return Ok(exit::FAILURE);
     }
     let text = match format {
-        Format::Csv => csv(key, &rows),
-        Format::Json => json(key, &rows)?,
+        Format::Csv => csv(key, &rows, &billed),
+        Format::Json => json(key, &rows, &billed)?,
         Format::Table => {
             let mut t = String::new();
             for k in &known {
@@ -59,7 +64,7 @@ pub async fn print(
                 time(since.timestamp()),
                 time(until.timestamp())
             );
-            t + &table(&rows)
+            t + &table(&rows) + &billed.table(&rows)
         }
     };
     print!("{text}");
@@ -74,7 +79,7 @@ fn time(ts: i64) -> String {
 
 const CSV_HEADER: &str = "source,key_id,bucket_start,bucket_end,model,uncached_input_tokens,\
 cache_write_5m_tokens,cache_write_1h_tokens,cache_read_input_tokens,output_tokens,\
-web_search_requests,requests,cost_usd,priced";
+web_search_requests,requests,cost_usd,priced,billed_usd_day";
 
 /// Quotes a CSV field when it needs it.
 fn field(s: &str) -> String {
@@ -85,14 +90,55 @@ fn field(s: &str) -> String {
     }
 }
 
-fn csv(key: &str, rows: &[HistoryRow]) -> String {
+/// Billed cost per (source, UTC day) of the key, where the provider reports it.
+struct Billed(Vec<(String, i64, f64)>);
+
+impl Billed {
+    /// The key's billed USD for the UTC day of the bucket starting at `start`.
+    fn day_of(&self, source: &str, start: i64) -> Option<f64> {
+        let day = start.div_euclid(86_400) * 86_400;
+        self.0
+            .iter()
+            .find(|(s, d, _)| s == source && *d == day)
+            .map(|(_, _, usd)| *usd)
+    }
+
+    /// Estimated against billed cost per day, for the table.
+    fn table(&self, rows: &[HistoryRow]) -> String {
+        if self.0.is_empty() {
+            return String::new();
+        }
+        let mut o =
+            String::from("\nper UTC day       source                estimated USD   billed USD\n");
+        for (source, day, usd) in &self.0 {
+            let estimated: f64 = rows
+                .iter()
+                .filter(|r| {
+                    &r.source == source && r.bucket_start.div_euclid(86_400) * 86_400 == *day
+                })
+                .filter_map(|r| r.cost_usd)
+                .sum();
+            let _ = writeln!(
+                o,
+                "{:<17} {:<20} {:>14.4} {:>12.4}",
+                &time(*day)[..10],
+                source,
+                estimated,
+                usd
+            );
+        }
+        o
+    }
+}
+
+fn csv(key: &str, rows: &[HistoryRow], billed: &Billed) -> String {
     let mut o = String::from(CSV_HEADER);
     o.push('\n');
     for r in rows {
         let t = &r.tokens;
         let _ = writeln!(
             o,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             field(&r.source),
             field(key),
             time(r.bucket_start),
@@ -106,13 +152,17 @@ fn csv(key: &str, rows: &[HistoryRow]) -> String {
             r.web_search_requests,
             r.requests.map(|n| n.to_string()).unwrap_or_default(),
             r.cost_usd.map(|c| format!("{c:.6}")).unwrap_or_default(),
-            r.cost_usd.is_some()
+            r.cost_usd.is_some(),
+            billed
+                .day_of(&r.source, r.bucket_start)
+                .map(|c| format!("{c:.6}"))
+                .unwrap_or_default()
         );
     }
     o
 }
 
-fn json(key: &str, rows: &[HistoryRow]) -> anyhow::Result<String> {
+fn json(key: &str, rows: &[HistoryRow], billed: &Billed) -> anyhow::Result<String> {
     let items: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
@@ -131,6 +181,7 @@ fn json(key: &str, rows: &[HistoryRow]) -> anyhow::Result<String> {
                 "requests": r.requests,
                 "cost_usd": r.cost_usd,
                 "priced": r.cost_usd.is_some(),
+                "billed_usd_day": billed.day_of(&r.source, r.bucket_start),
             })
         })
         .collect();
@@ -145,7 +196,7 @@ fn table(rows: &[HistoryRow]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<20}  {:<model_w$}  {:>11}  {:>11}  {:>11}  {:>11}  {:>11}  {:>10}",
+        "{:<20}  {:<model_w$}  {:>11}  {:>11}  {:>11}  {:>11}  {:>11}  {:>8}  {:>10}",
         "start (UTC)",
         "model",
         "input",
@@ -153,6 +204,7 @@ fn table(rows: &[HistoryRow]) -> String {
         "cache wr 1h",
         "cache read",
         "output",
+        "requests",
         "cost USD"
     );
     let mut total = 0.0;
@@ -171,7 +223,7 @@ fn table(rows: &[HistoryRow]) -> String {
         };
         let _ = writeln!(
             o,
-            "{:<20}  {:<model_w$}  {:>11}  {:>11}  {:>11}  {:>11}  {:>11}  {:>10}",
+            "{:<20}  {:<model_w$}  {:>11}  {:>11}  {:>11}  {:>11}  {:>11}  {:>8}  {:>10}",
             time(r.bucket_start),
             r.model,
             t.uncached_input,
@@ -179,6 +231,7 @@ fn table(rows: &[HistoryRow]) -> String {
             t.cache_write_1h,
             t.cache_read,
             t.output,
+            r.requests.map_or_else(|| "-".to_owned(), |n| n.to_string()),
             cost
         );
     }
