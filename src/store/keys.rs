@@ -67,13 +67,16 @@ impl Store {
         if keys.is_empty() {
             tracing::warn!(source, "the key listing is empty; no key is marked deleted");
         } else {
+            let listed =
+                serde_json::Value::from(keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>());
             sqlx::query(
                 "UPDATE api_keys SET status = 'deleted', status_changed_at = ?, in_inventory = 0
-                 WHERE source = ? AND in_inventory = 1 AND last_seen < ?",
+                 WHERE source = ? AND in_inventory = 1
+                   AND key_id NOT IN (SELECT value FROM json_each(?))",
             )
             .bind(now)
             .bind(source)
-            .bind(now)
+            .bind(listed.to_string())
             .execute(&mut *tx)
             .await?;
         }

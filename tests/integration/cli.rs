@@ -54,7 +54,10 @@ async fn run_once_then_history_csv_shows_the_buckets_with_costs() {
         .iter()
         .find(|l| l.contains("claude-sonnet-4"))
         .unwrap();
-    assert!(sonnet.ends_with(",8.775000,true,"), "no billed cost from Anthropic: {sonnet}");
+    assert!(
+        sonnet.ends_with(",8.775000,true,"),
+        "no billed cost from Anthropic: {sonnet}"
+    );
     let nova = lines.iter().find(|l| l.contains("claude-nova-9")).unwrap();
     assert!(
         nova.ends_with(",,false,"),

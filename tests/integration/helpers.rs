@@ -92,6 +92,10 @@ base_url = "{}"
             "TEST_PD_ROUTING_KEY".to_owned(),
             "R0UT1NGKEY-test".to_owned(),
         ),
+        (
+            "TEST_OPENAI_ADMIN_KEY".to_owned(),
+            crate::fake_openai::OPENAI_ADMIN_KEY.to_owned(),
+        ),
     ]);
     TestApp {
         dir,

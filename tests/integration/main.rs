@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per behaviour.
 
 mod fake_anthropic;
+mod fake_openai;
 mod helpers;
 mod receivers;
 
@@ -8,6 +9,7 @@ mod cli;
 mod config_check;
 mod detection;
 mod notify;
+mod openai;
 mod poll;
 mod quality;
 mod secrets;

@@ -1,0 +1,353 @@
+//! A fake OpenAI Administration API on wiremock serving the documented shapes
+//! (`../shared/docs/provider-apis.md` §2): paged projects (archived ones only with
+//! `include_archived=true`), paged project keys (inactive ones hidden without
+//! `owner_project_access=any`), the completions usage report (first bucket starting at the raw
+//! `start_time`, empty buckets, optional token fields present or absent) and daily costs.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub const OPENAI_ADMIN_KEY: &str = "sk-admin-TESTONLY-openai-5d1c";
+pub const USAGE_PATH: &str = "/v1/organization/usage/completions";
+const DAY: i64 = 86_400;
+const HOUR: i64 = 3_600;
+
+/// One usage row: key, model, input (incl. cached), cached, output, requests; `detailed` adds
+/// the newer optional fields.
+#[derive(Debug, Clone)]
+pub struct OaRow {
+    pub key: String,
+    pub model: String,
+    pub input: i64,
+    pub cached: i64,
+    pub output: i64,
+    pub requests: i64,
+    pub detailed: bool,
+}
+
+#[derive(Default)]
+pub struct OaData {
+    pub projects: Vec<Value>,
+    /// (project id, key item).
+    pub keys: Vec<(String, Value)>,
+    pub usage: BTreeMap<i64, Vec<OaRow>>,
+    /// USD per key by UTC day.
+    pub costs: BTreeMap<i64, Vec<(String, f64)>>,
+}
+
+pub struct FakeOpenAi {
+    pub server: MockServer,
+    pub data: Arc<Mutex<OaData>>,
+}
+
+fn error(status: u16, kind: &str, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(
+        json!({"error": {"message": message, "type": kind, "param": null, "code": null}}),
+    )
+}
+
+fn query(req: &Request) -> Vec<(String, String)> {
+    req.url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn first<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn authorised(req: &Request) -> bool {
+    req.headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {OPENAI_ADMIN_KEY}"))
+}
+
+/// A page of `items` after the `after` id, `size` at a time, in the list envelope.
+fn list_page(items: &[Value], after: Option<&str>, size: usize) -> ResponseTemplate {
+    let start = match after {
+        Some(a) => match items.iter().position(|i| i["id"] == a) {
+            Some(i) => i + 1,
+            None => return error(400, "invalid_request_error", "unknown cursor"),
+        },
+        None => 0,
+    };
+    let end = (start + size).min(items.len());
+    let page = &items[start..end];
+    ResponseTemplate::new(200).set_body_json(json!({
+        "object": "list", "data": page,
+        "first_id": page.first().map(|i| i["id"].clone()),
+        "last_id": page.last().map(|i| i["id"].clone()),
+        "has_more": end < items.len(),
+    }))
+}
+
+struct Projects(Arc<Mutex<OaData>>);
+
+impl Respond for Projects {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        if !authorised(req) {
+            return error(401, "invalid_request_error", "Incorrect API key provided");
+        }
+        let q = query(req);
+        let all = first(&q, "include_archived") == Some("true");
+        let data = self.0.lock().unwrap();
+        let shown: Vec<Value> = data
+            .projects
+            .iter()
+            .filter(|p| all || p["status"] != "archived")
+            .cloned()
+            .collect();
+        list_page(&shown, first(&q, "after"), 1)
+    }
+}
+
+struct Keys(Arc<Mutex<OaData>>);
+
+impl Respond for Keys {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        if !authorised(req) {
+            return error(401, "invalid_request_error", "Incorrect API key provided");
+        }
+        let q = query(req);
+        let project = req
+            .url
+            .path()
+            .split('/')
+            .nth(4)
+            .unwrap_or_default()
+            .to_owned();
+        let any = first(&q, "owner_project_access") == Some("any");
+        let data = self.0.lock().unwrap();
+        let shown: Vec<Value> = data
+            .keys
+            .iter()
+            .filter(|(p, k)| *p == project && (any || k["owner_project_access"] != "inactive"))
+            .map(|(_, k)| k.clone())
+            .collect();
+        list_page(&shown, first(&q, "after"), 1)
+    }
+}
+
+/// Serves buckets from `start_time` (the first one starting exactly there, ending at the next
+/// boundary) to now, `per_page` per page, with `page` tokens carrying the next start.
+fn buckets_page(
+    q: &[(String, String)],
+    width: i64,
+    per_page: usize,
+    results: impl Fn(i64) -> Vec<Value>,
+) -> ResponseTemplate {
+    let Some(start_time) = first(q, "start_time").and_then(|s| s.parse::<i64>().ok()) else {
+        return error(400, "invalid_request_error", "start_time is required");
+    };
+    let start = match first(q, "page") {
+        Some(p) => match p.strip_prefix("page_").and_then(|t| t.parse::<i64>().ok()) {
+            Some(t) => t,
+            None => return error(400, "invalid_request_error", "bad page"),
+        },
+        None => start_time,
+    };
+    let now = chrono::Utc::now().timestamp();
+    let mut data = Vec::new();
+    let mut t = start;
+    while t < now && data.len() < per_page {
+        let end = (t.div_euclid(width) + 1) * width;
+        data.push(
+            json!({"object": "bucket", "start_time": t, "end_time": end, "results": results(t)}),
+        );
+        t = end;
+    }
+    let has_more = t < now;
+    ResponseTemplate::new(200).set_body_json(json!({
+        "object": "page", "data": data, "has_more": has_more,
+        "next_page": if has_more { Value::String(format!("page_{t}")) } else { Value::Null },
+    }))
+}
+
+struct Usage(Arc<Mutex<OaData>>);
+
+impl Respond for Usage {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        if !authorised(req) {
+            return error(401, "invalid_request_error", "Incorrect API key provided");
+        }
+        let q = query(req);
+        let groups: Vec<&str> = q
+            .iter()
+            .filter(|(k, _)| k == "group_by" || k == "group_by[]")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if !(groups.contains(&"api_key_id") && groups.contains(&"model"))
+            || first(&q, "bucket_width") != Some("1h")
+        {
+            return error(
+                400,
+                "invalid_request_error",
+                "this fake serves 1h buckets grouped by api_key_id and model",
+            );
+        }
+        let data = self.0.lock().unwrap();
+        buckets_page(&q, HOUR, 24, |t| {
+            data.usage
+                .get(&(t.div_euclid(HOUR) * HOUR))
+                .into_iter()
+                .flatten()
+                .map(row_json)
+                .collect()
+        })
+    }
+}
+
+fn row_json(r: &OaRow) -> Value {
+    let mut v = json!({"object": "organization.usage.completions.result",
+        "input_tokens": r.input, "output_tokens": r.output, "num_model_requests": r.requests,
+        "input_cached_tokens": r.cached, "project_id": null, "user_id": null,
+        "api_key_id": r.key, "model": r.model, "batch": null, "service_tier": null});
+    if r.detailed {
+        v["input_cache_write_tokens"] = json!(0);
+        v["input_uncached_tokens"] = json!(r.input - r.cached);
+    }
+    v
+}
+
+struct Costs(Arc<Mutex<OaData>>);
+
+impl Respond for Costs {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        if !authorised(req) {
+            return error(401, "invalid_request_error", "Incorrect API key provided");
+        }
+        let q = query(req);
+        if first(&q, "bucket_width") != Some("1d") {
+            return error(
+                400,
+                "invalid_request_error",
+                "costs only support bucket_width=1d",
+            );
+        }
+        let data = self.0.lock().unwrap();
+        buckets_page(&q, DAY, 2, |t| {
+            data.costs
+                .get(&(t.div_euclid(DAY) * DAY))
+                .into_iter()
+                .flatten()
+                .map(|(key, usd)| json!({"object": "organization.costs.result",
+                    "amount": {"value": usd, "currency": "usd"}, "line_item": null,
+                    "project_id": "proj_1", "api_key_id": key, "quantity": null, "quantity_unit": null}))
+                .collect()
+        })
+    }
+}
+
+impl FakeOpenAi {
+    pub async fn start() -> Self {
+        let server = MockServer::start().await;
+        let data = Arc::new(Mutex::new(OaData::default()));
+        let mount = |m: Mock| m.with_priority(10);
+        mount(
+            Mock::given(method("GET"))
+                .and(path("/v1/organization/projects"))
+                .respond_with(Projects(Arc::clone(&data))),
+        )
+        .mount(&server)
+        .await;
+        mount(
+            Mock::given(method("GET"))
+                .and(path_regex(r"^/v1/organization/projects/[^/]+/api_keys$"))
+                .respond_with(Keys(Arc::clone(&data))),
+        )
+        .mount(&server)
+        .await;
+        mount(
+            Mock::given(method("GET"))
+                .and(path(USAGE_PATH))
+                .respond_with(Usage(Arc::clone(&data))),
+        )
+        .mount(&server)
+        .await;
+        mount(
+            Mock::given(method("GET"))
+                .and(path("/v1/organization/costs"))
+                .respond_with(Costs(Arc::clone(&data))),
+        )
+        .mount(&server)
+        .await;
+        Self { server, data }
+    }
+
+    pub fn add_project(&self, id: &str, archived: bool) {
+        self.data
+            .lock()
+            .unwrap()
+            .projects
+            .push(json!({"id": id, "object": "organization.project",
+            "name": format!("project {id}"), "created_at": 1_711_471_533,
+            "archived_at": if archived { json!(1_720_000_000) } else { Value::Null },
+            "status": if archived { "archived" } else { "active" }}));
+    }
+
+    pub fn add_key(
+        &self,
+        project: &str,
+        id: &str,
+        name: &str,
+        access: &str,
+        created_days_ago: i64,
+    ) {
+        let created = chrono::Utc::now().timestamp() - created_days_ago * DAY;
+        self.data.lock().unwrap().keys.push((
+            project.to_owned(),
+            json!({
+            "object": "organization.project.api_key", "id": id, "name": name,
+            "redacted_value": "sk-abc...def", "created_at": created, "last_used_at": null,
+            "owner_project_access": access,
+            "owner": {"type": "user", "user": {"id": "user_abc", "name": "First Last",
+                      "email": "user@example.com", "role": "owner", "created_at": 1_711_471_533}}}),
+        ));
+    }
+
+    pub fn remove_key(&self, id: &str) {
+        self.data
+            .lock()
+            .unwrap()
+            .keys
+            .retain(|(_, k)| k["id"] != id);
+    }
+
+    pub fn add_usage(&self, hour: i64, row: OaRow) {
+        self.data
+            .lock()
+            .unwrap()
+            .usage
+            .entry(hour)
+            .or_default()
+            .push(row);
+    }
+
+    pub fn add_cost(&self, day: i64, key: &str, usd: f64) {
+        self.data
+            .lock()
+            .unwrap()
+            .costs
+            .entry(day)
+            .or_default()
+            .push((key.to_owned(), usd));
+    }
+}
+
+pub fn oa_row(key: &str, model: &str, input: i64, output: i64, detailed: bool) -> OaRow {
+    OaRow {
+        key: key.to_owned(),
+        model: model.to_owned(),
+        input,
+        cached: input / 4,
+        output,
+        requests: 1 + input / 1000,
+        detailed,
+    }
+}
