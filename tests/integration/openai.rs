@@ -290,3 +290,54 @@ async fn an_organisation_budget_adds_up_both_sources_and_a_source_budget_only_it
     assert_eq!(budgets[0]["budget"], "org");
     assert_eq!(budgets[0]["threshold"], 50.0);
 }
+
+#[tokio::test]
+async fn a_monthly_budget_counts_billed_cost_for_closed_days_and_the_estimate_for_today() {
+    let now = this_hour();
+    let today = now.div_euclid(DAY) * DAY;
+    let month_start = {
+        use chrono::Datelike;
+        let d = chrono::DateTime::from_timestamp(today, 0)
+            .unwrap()
+            .date_naive()
+            .with_day(1)
+            .unwrap();
+        d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp()
+    };
+    // seed() bills $1.23 + $2.34 for each of the 8 days before today.
+    let billed: f64 = (1..=8)
+        .map(|d| today - d * DAY)
+        .filter(|d| *d >= month_start)
+        .count() as f64
+        * 3.57;
+    let estimated_today: f64 = (0..(8 * 24))
+        .map(|h| now - h * HOUR)
+        .filter(|t| *t >= today)
+        .map(|t| {
+            let u = diurnal(t);
+            let s = if t == now - 4 * HOUR { 40 * 80_000 } else { u };
+            mini_cost(u, u / 10) + mini_cost(s, s / 10)
+        })
+        .sum();
+    let spent = billed + estimated_today;
+    let (app, oa) = spawn_both(&format!(
+        "[[budgets]]\nname = \"openai-month\"\nsource = \"openai-test\"\nmonthly_usd = {}\nthresholds = [50]\n",
+        spent / 0.6
+    ))
+    .await;
+    seed(&app, &oa);
+
+    app.cli_ok(&["run", "--once"]).await;
+
+    let budgets: Vec<Value> = alerts(&app)
+        .await
+        .into_iter()
+        .filter(|a| a["rule"] == "budget")
+        .collect();
+    assert_eq!(budgets.len(), 1, "{budgets:#?}");
+    let observed = budgets[0]["observed"].as_f64().unwrap();
+    assert!(
+        (observed - spent).abs() < 1e-6,
+        "billed {billed} + estimated {estimated_today} != {observed}"
+    );
+}
