@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+use crate::helpers::{first, query};
+
 pub const ADMIN_KEY: &str = "sk-ant-admin01-TESTKEY-do-not-log-7f3a9c";
 pub const KEYS_PATH: &str = "/v1/organizations/api_keys";
 pub const USAGE_PATH: &str = "/v1/organizations/usage_report/messages";
@@ -151,17 +153,6 @@ fn check_auth(req: &Request) -> Option<ResponseTemplate> {
         ));
     }
     None
-}
-
-fn query(req: &Request) -> Vec<(String, String)> {
-    req.url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-fn first<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 struct KeysResponder(Arc<Mutex<FakeData>>);

@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+use crate::helpers::{first, query};
+
 pub const OPENAI_ADMIN_KEY: &str = "sk-admin-TESTONLY-openai-5d1c";
 pub const USAGE_PATH: &str = "/v1/organization/usage/completions";
 const DAY: i64 = 86_400;
@@ -48,17 +50,6 @@ fn error(status: u16, kind: &str, message: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(
         json!({"error": {"message": message, "type": kind, "param": null, "code": null}}),
     )
-}
-
-fn query(req: &Request) -> Vec<(String, String)> {
-    req.url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-fn first<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 fn authorised(req: &Request) -> bool {

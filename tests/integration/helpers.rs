@@ -240,3 +240,16 @@ pub fn without_cost(rows: &[StoredRow]) -> Vec<(String, i64, String, Tokens)> {
         .map(|r| (r.key_id.clone(), r.bucket_start, r.model.clone(), r.tokens))
         .collect()
 }
+
+/// A fake's view of a request's query string, in order (repeated keys kept).
+pub fn query(req: &wiremock::Request) -> Vec<(String, String)> {
+    req.url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The first value of `key` in a query.
+pub fn first<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}

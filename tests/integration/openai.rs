@@ -75,6 +75,15 @@ async fn alerts(app: &TestApp) -> Vec<Value> {
     serde_json::from_str(&app.cli_ok(&["alerts", "--format", "json"]).await).unwrap()
 }
 
+/// The open alerts of one rule.
+async fn alerts_of(app: &TestApp, rule: &str) -> Vec<Value> {
+    alerts(app)
+        .await
+        .into_iter()
+        .filter(|a| a["rule"] == rule)
+        .collect()
+}
+
 #[tokio::test]
 async fn both_providers_are_stored_and_an_openai_key_at_40x_fires_one_spike() {
     let (app, oa) = spawn_both("").await;
@@ -211,11 +220,7 @@ async fn a_key_that_vanishes_from_the_listing_and_is_still_used_fires_inactive_k
 
     app.cli_ok(&["run", "--once"]).await;
 
-    let fired: Vec<Value> = alerts(&app)
-        .await
-        .into_iter()
-        .filter(|a| a["rule"] == "inactive_key_usage")
-        .collect();
+    let fired = alerts_of(&app, "inactive_key_usage").await;
     assert_eq!(fired.len(), 1, "{fired:#?}");
     assert_eq!(fired[0]["key_id"], "key_normal");
     assert!(fired[0]["summary"].as_str().unwrap().contains("deleted"));
@@ -281,11 +286,7 @@ async fn an_organisation_budget_adds_up_both_sources_and_a_source_budget_only_it
 
     app.cli_ok(&["run", "--once"]).await;
 
-    let budgets: Vec<Value> = alerts(&app)
-        .await
-        .into_iter()
-        .filter(|a| a["rule"] == "budget")
-        .collect();
+    let budgets = alerts_of(&app, "budget").await;
     assert_eq!(budgets.len(), 1, "{budgets:#?}");
     assert_eq!(budgets[0]["budget"], "org");
     assert_eq!(budgets[0]["threshold"], 50.0);
@@ -329,11 +330,7 @@ async fn a_monthly_budget_counts_billed_cost_for_closed_days_and_the_estimate_fo
 
     app.cli_ok(&["run", "--once"]).await;
 
-    let budgets: Vec<Value> = alerts(&app)
-        .await
-        .into_iter()
-        .filter(|a| a["rule"] == "budget")
-        .collect();
+    let budgets = alerts_of(&app, "budget").await;
     assert_eq!(budgets.len(), 1, "{budgets:#?}");
     let observed = budgets[0]["observed"].as_f64().unwrap();
     assert!(
