@@ -17,9 +17,9 @@ use crate::notify::{Mode, Outbox};
 use crate::poller::{next_delay, PollOutcome, Poller};
 use crate::store::Store;
 
-/// How long shutdown waits for the tasks to finish their current step; shorter than systemd's
-/// default stop timeout (90 s).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long shutdown waits for the tasks to finish their current step (a poll page's write, a
+/// delivery); well inside the unit's TimeoutStopSec and the 10 s the operator expects.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 pub struct App {
     config: Arc<Config>,
@@ -150,14 +150,52 @@ impl App {
     /// The daemon: each source polls on its own schedule until `cancel` fires; then the current
     /// step finishes, the tasks are awaited (under a deadline) and the pool is closed last.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        crate::metrics::handle();
         let tracker = TaskTracker::new();
+        if let Some(http) = &self.config.http {
+            let listener = tokio::net::TcpListener::bind(http.listen)
+                .await
+                .with_context(|| format!("listening on {} (http.listen)", http.listen))?;
+            tracing::info!(listen = %http.listen, "serving /healthz, /readyz and /metrics");
+            let (store, config, cancel) =
+                (self.store.clone(), Arc::clone(&self.config), cancel.clone());
+            tracker.spawn(async move {
+                if let Err(e) = crate::http::serve(listener, store, config, cancel.clone()).await {
+                    tracing::error!(error = %e, "the HTTP endpoint failed; stopping");
+                    cancel.cancel();
+                }
+            });
+        }
         let polled = Arc::new(Notify::new());
+        let (first_polls, mut first_polls_done) =
+            tokio::sync::mpsc::channel(self.pollers.len().max(1));
         for poller in &self.pollers {
             let poller = Arc::clone(poller);
             let cancel = cancel.clone();
             let interval = self.interval;
             let polled = Arc::clone(&polled);
-            tracker.spawn(async move { poll_loop(&poller, interval, &polled, &cancel).await });
+            let first = first_polls.clone();
+            tracker
+                .spawn(async move { poll_loop(&poller, interval, &polled, first, &cancel).await });
+        }
+        drop(first_polls);
+        // Ready once migrations ran (App::build) and every source's first poll was attempted.
+        let mut attempted = 0;
+        while attempted < self.pollers.len() {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                got = first_polls_done.recv() => match got {
+                    Some(()) => attempted += 1,
+                    None => break,
+                },
+            }
+        }
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            tracing::warn!(error = %e, "could not tell systemd the service is ready");
+        }
+        if let Some(every) = sd_notify::watchdog_enabled() {
+            let cancel = cancel.clone();
+            tracker.spawn(async move { watchdog(every / 2, &cancel).await });
         }
         let detected = Arc::new(Notify::new());
         {
@@ -190,15 +228,23 @@ impl App {
     }
 }
 
+/// Polls one source every `interval` (backing off while it fails); tells `first` once its
+/// first poll was attempted and `polled` after every poll.
 async fn poll_loop(
     poller: &Poller,
     interval: Duration,
     polled: &Notify,
+    first: tokio::sync::mpsc::Sender<()>,
     cancel: &CancellationToken,
 ) {
     let mut failures = 0u32;
+    let mut first = Some(first);
     loop {
-        match poller.poll_once(Utc::now(), cancel).await {
+        let outcome = poller.poll_once(Utc::now(), cancel).await;
+        if let Some(first) = first.take() {
+            let _ = first.send(()).await;
+        }
+        match outcome {
             PollOutcome::Done { .. } => failures = 0,
             PollOutcome::Failed(_) => failures = failures.saturating_add(1),
             PollOutcome::Cancelled => return,
@@ -267,6 +313,20 @@ async fn delivery_loop(
 
 /// How often the daemon looks for deliveries whose retry came due.
 const DELIVERY_TICK: Duration = Duration::from_secs(15);
+
+/// Pings systemd's watchdog while the runtime is responsive. A hung runtime (the thing the
+/// watchdog exists to catch) stops the pings and systemd restarts the service.
+async fn watchdog(every: Duration, cancel: &CancellationToken) {
+    loop {
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
+            tracing::warn!(error = %e, "could not ping the systemd watchdog");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
 
 /// Resolves when SIGTERM or SIGINT arrives, then cancels `cancel`.
 pub async fn cancel_on_signal(cancel: CancellationToken) {

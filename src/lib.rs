@@ -11,6 +11,8 @@ pub mod commands;
 pub mod config;
 pub mod detect;
 pub mod exit;
+pub mod http;
+pub mod metrics;
 pub mod notify;
 pub mod poller;
 pub mod prices;

@@ -18,7 +18,8 @@ fn main() -> ExitCode {
             });
         }
     };
-    keywatch::telemetry::init("info");
+    let json_logs = cli.log_format == keywatch::cli::LogFormat::Json;
+    keywatch::telemetry::init("info", json_logs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

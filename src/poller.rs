@@ -127,6 +127,20 @@ impl Poller {
             tracing::error!(error = %e, "could not record the poll's outcome");
         }
         let took_ms = started.elapsed().as_millis() as u64;
+        if !matches!(outcome, PollOutcome::Cancelled) {
+            let changed = match &outcome {
+                PollOutcome::Done { changed, .. } => *changed,
+                _ => 0,
+            };
+            let ok = matches!(outcome, PollOutcome::Done { .. });
+            crate::metrics::poll_finished(
+                &self.source_name,
+                ok,
+                started.elapsed().as_secs_f64(),
+                changed,
+                now.timestamp(),
+            );
+        }
         match &outcome {
             PollOutcome::Done {
                 pages,

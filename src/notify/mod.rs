@@ -109,6 +109,10 @@ impl Outbox {
                 match result {
                     Ok(answer) => {
                         store.mark_delivered(&d.id, now, &answer).await?;
+                        crate::metrics::delivery_attempted(
+                            name,
+                            Some((now - d.created_at).max(0) as f64),
+                        );
                         tracing::info!(delivery = %d.id, alert = %d.alert_id, notifier = name, answer, "notification delivered");
                         report.delivered += 1;
                     }
@@ -117,6 +121,7 @@ impl Outbox {
                         tracing::warn!(delivery = %d.id, alert = %d.alert_id, notifier = name, error = %e,
                             attempts = d.attempts + 1, "notification failed; will retry");
                         store.mark_failed(&d.id, next, &e.to_string()).await?;
+                        crate::metrics::delivery_attempted(name, None);
                         report.failed += 1;
                     }
                 }

@@ -177,7 +177,11 @@ impl HttpClient {
     ) -> Result<T, PollError> {
         let mut attempt = 0;
         loop {
-            let (result, retry_after) = self.attempt(endpoint, build()).await;
+            // Shutdown abandons a request in flight: nothing of it has been stored yet.
+            let (result, retry_after) = tokio::select! {
+                _ = cancel.cancelled() => return Err(PollError::Cancelled),
+                r = self.attempt(endpoint, build()) => r,
+            };
             let err = match result {
                 Ok(v) => return Ok(v),
                 Err(e) => e,

@@ -319,3 +319,19 @@ async fn record_event(
     .await?;
     Ok(seq)
 }
+
+impl Store {
+    /// Firing alerts per (rule, severity) (for the metrics gauge; zero rows included for every
+    /// pair seen before, so a gauge falls back to 0).
+    pub async fn firing_counts(&self) -> Result<Vec<((String, String), i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT rule, severity, SUM(status = 'firing') FROM alerts GROUP BY rule, severity",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .collect())
+    }
+}

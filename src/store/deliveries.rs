@@ -152,3 +152,15 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Pending deliveries per notifier (for the metrics gauge).
+    pub async fn pending_by_notifier(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT notifier, COUNT(*) FROM deliveries WHERE state = 'pending' GROUP BY notifier",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}

@@ -21,7 +21,7 @@ pub fn init_test_logging() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            keywatch::telemetry::init("debug");
+            keywatch::telemetry::init("debug", false);
         }
     });
 }

@@ -1,0 +1,130 @@
+//! The optional HTTP endpoint (`[http] listen`): `/healthz`, `/readyz` and `/metrics`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::Utc;
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::store::Store;
+
+#[derive(Clone)]
+struct AppState {
+    store: Store,
+    config: Arc<Config>,
+}
+
+/// The router, for the daemon and for tests.
+pub fn router(store: Store, config: Arc<Config>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(AppState { store, config })
+}
+
+/// Serves until `cancel` fires. Binding errors are returned (and end the daemon: a monitor
+/// that cannot be monitored should say so at once).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Store,
+    config: Arc<Config>,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(store, config))
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// With `[http] token_env`, `/readyz` and `/metrics` need `Authorization: Bearer <token>`.
+fn authorised(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = state.config.http.as_ref().and_then(|h| h.token.as_ref()) else {
+        return true;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    same(given.as_bytes(), token.expose_secret().as_bytes())
+}
+
+fn unauthorised() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        "a bearer token is required (http.token_env)\n",
+    )
+        .into_response()
+}
+
+/// 200 when every source was polled successfully within 3 poll intervals, else 503 naming the
+/// stale sources.
+async fn readyz(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !authorised(&state, &headers) {
+        return unauthorised();
+    }
+    let now = Utc::now().timestamp();
+    let interval = state.config.poll.interval.0.as_secs() as i64;
+    let width = state.config.poll.bucket_width.seconds();
+    let mut stale = Vec::new();
+    for source in &state.config.sources {
+        match state.store.usage_poll_state(&source.name, width).await {
+            Ok(s) => match s.last_success_at {
+                Some(t) if now - t <= 3 * interval => {}
+                Some(t) => stale.push(format!(
+                    "{}: last successful poll {}s ago",
+                    source.name,
+                    now - t
+                )),
+                None => stale.push(format!("{}: never polled successfully", source.name)),
+            },
+            Err(e) => stale.push(format!("{}: cannot read poll state: {e}", source.name)),
+        }
+    }
+    if stale.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", stale.join("; ")),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !authorised(&state, &headers) {
+        return unauthorised();
+    }
+    match crate::metrics::render(&state.store).await {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the store: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn token_comparison() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+    }
+}
