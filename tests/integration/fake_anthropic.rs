@@ -47,6 +47,8 @@ pub struct FakeData {
     pub keys_page_size: usize,
     /// Usage requests answered so far.
     pub usage_requests: usize,
+    /// How long each usage page takes to arrive.
+    pub usage_delay: std::time::Duration,
 }
 
 pub struct FakeAnthropic {
@@ -267,7 +269,7 @@ impl Respond for UsageResponder {
             t += 3600;
         }
         let has_more = t < end_exclusive;
-        ResponseTemplate::new(200).set_body_json(json!({
+        ResponseTemplate::new(200).set_delay(data.usage_delay).set_body_json(json!({
             "data": buckets,
             "has_more": has_more,
             "next_page": if has_more { Value::String(format!("page_{t}")) } else { Value::Null },

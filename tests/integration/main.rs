@@ -7,6 +7,7 @@ mod receivers;
 
 mod cli;
 mod config_check;
+mod daemon;
 mod detection;
 mod notify;
 mod openai;
