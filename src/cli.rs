@@ -85,6 +85,12 @@ pub enum Command {
         /// The silence id, as `keywatch silences` shows it.
         id: String,
     },
+    /// Run the whole path against a simulated provider: no account, no network beyond loopback.
+    Demo {
+        /// Print the alerts as the JSON a webhook would receive.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send a clearly marked test alert through each notifier and report what happened.
     TestNotify {
         /// Only this notifier.

@@ -19,7 +19,12 @@ fn main() -> ExitCode {
         }
     };
     let json_logs = cli.log_format == keywatch::cli::LogFormat::Json;
-    keywatch::telemetry::init("info", json_logs);
+    // The demo prints what a person reads; its logs stay quiet unless RUST_LOG asks.
+    let level = match cli.command {
+        keywatch::cli::Command::Demo { .. } => "warn",
+        _ => "info",
+    };
+    keywatch::telemetry::init(level, json_logs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -14,6 +14,12 @@ use crate::exit;
 
 /// Loads the config and runs the command; returns the process exit code.
 pub async fn execute(cli: Cli) -> u8 {
+    if let Command::Demo { json } = cli.command {
+        return crate::demo::run(json).await.unwrap_or_else(|e| {
+            eprintln!("keywatch demo: {e:#}");
+            exit::FAILURE
+        });
+    }
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -42,6 +48,7 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Unsilence { id } => alerts::unsilence(&config, &id).await,
         Command::Backtest { since, format } => backtest::run(&config, since, format).await,
         Command::TestNotify { notifier } => test_notify(config, notifier.as_deref()).await,
+        Command::Demo { .. } => unreachable!("handled before the config is loaded"),
     };
     result.unwrap_or_else(|e| {
         tracing::error!(error = %format!("{e:#}"), "command failed");

@@ -50,11 +50,10 @@ impl AlertView {
             .to_owned()
     }
 
-    /// The key numbers in a few words, e.g. `$7.41/h vs $0.49/h baseline`.
-    pub fn numbers(&self) -> Option<String> {
-        let observed = self.json["observed"].as_f64()?;
-        let unit = self.str("unit").unwrap_or_default();
-        let value = |v: f64| match unit {
+    /// A number in the alert's unit, as a person reads it: `$7.41`, `209 days`, `12m`.
+    fn value(&self, v: f64) -> String {
+        match self.str("unit").unwrap_or_default() {
+            "usd" if v.abs() < 0.1 && v != 0.0 => format!("${v:.4}"),
             "usd" => format!("${v:.2}"),
             "days" => format!("{v:.0} days"),
             "tokens" => format!("{v:.0} tokens"),
@@ -63,7 +62,13 @@ impl AlertView {
                     .to_string()
             }
             _ => format!("{v}"),
-        };
+        }
+    }
+
+    /// The key numbers in a few words, e.g. `$7.41/h vs $0.49/h baseline`.
+    pub fn numbers(&self) -> Option<String> {
+        let observed = self.json["observed"].as_f64()?;
+        let value = |v: f64| self.value(v);
         Some(
             match (
                 self.rule(),
@@ -154,21 +159,25 @@ impl AlertView {
                 t.push_str(&format!("{label:<10} {v}\n"));
             }
         }
-        for (label, field) in [
-            ("Observed", "observed"),
-            ("Baseline", "baseline"),
-            ("Threshold", "threshold"),
-        ] {
-            if let Some(v) = j[field].as_f64() {
-                t.push_str(&format!(
-                    "{label:<10} {v} {}\n",
-                    if field == "threshold" {
-                        ""
-                    } else {
-                        j["unit"].as_str().unwrap_or_default()
-                    }
-                ));
-            }
+        if let Some(v) = j["observed"].as_f64() {
+            t.push_str(&format!("{:<10} {}\n", "Observed", self.value(v)));
+        }
+        if let Some(v) = j["baseline"].as_f64() {
+            let label = if self.rule() == "budget" {
+                "Limit"
+            } else {
+                "Baseline"
+            };
+            t.push_str(&format!("{label:<10} {}\n", self.value(v)));
+        }
+        if let Some(v) = j["threshold"].as_f64() {
+            let threshold = match self.rule() {
+                "spike" => format!("{v}x the baseline"),
+                "budget" => format!("{v:.0}% of the limit"),
+                "key_age" => format!("{v:.0} days"),
+                _ => format!("{v}"),
+            };
+            t.push_str(&format!("{:<10} {threshold}\n", "Threshold"));
         }
         t.push_str(&format!(
             "\nWhat to do: {}\n\nAlert id: {}\n",

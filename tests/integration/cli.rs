@@ -168,3 +168,45 @@ async fn the_daemon_stops_cleanly_on_sigterm() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn the_demo_runs_to_completion_and_prints_a_spike_alert() {
+    let demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"))
+        .arg("demo")
+        .env_remove("RUST_LOG")
+        .env_remove("KEYWATCH_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&demo.stdout);
+    assert_eq!(
+        demo.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    assert!(
+        stdout.contains("CRITICAL spike: prod-rag-service"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("To watch your own organisation"),
+        "{stdout}"
+    );
+
+    let json = tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"))
+        .args(["demo", "--json"])
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap();
+    let alerts: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let alerts = alerts.as_array().unwrap();
+    assert!(alerts
+        .iter()
+        .any(|a| a["rule"] == "spike" && a["key_name"] == "prod-rag-service"));
+    assert!(alerts
+        .iter()
+        .any(|a| a["rule"] == "budget" && a["severity"] == "critical"));
+    assert!(alerts.iter().any(|a| a["rule"] == "key_age"));
+}
