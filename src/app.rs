@@ -208,6 +208,11 @@ impl App {
             });
         }
         {
+            let (store, config, cancel) =
+                (self.store.clone(), Arc::clone(&self.config), cancel.clone());
+            tracker.spawn(async move { crate::retention::run(&store, &config, &cancel).await });
+        }
+        {
             let store = self.store.clone();
             let outbox = Outbox::new(Arc::clone(&self.config));
             let cancel = cancel.clone();

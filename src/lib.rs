@@ -18,5 +18,6 @@ pub mod notify;
 pub mod poller;
 pub mod prices;
 pub mod providers;
+pub mod retention;
 pub mod store;
 pub mod telemetry;

@@ -78,9 +78,29 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
             "must be between 1m and 30d",
         ));
     }
+    if let super::Keep::For(kept) = raw.storage.retention.for_width(raw.poll.bucket_width) {
+        let needed = raw.poll.lookback.0.max(raw.detect.spike.baseline_window.0);
+        if kept < needed {
+            return Err(ConfigError::invalid(
+                format!("storage.retention.\"{}\"", raw.poll.bucket_width.as_str()),
+                format!(
+                    "keeps {} of usage, less than poll.lookback or detect.spike.baseline_window ({}) need",
+                    humantime::format_duration(kept),
+                    humantime::format_duration(needed)
+                ),
+            ));
+        }
+    }
+    if matches!(raw.storage.retention.alerts, super::Keep::For(d) if d.as_secs() < 86_400) {
+        return Err(ConfigError::invalid(
+            "storage.retention.alerts",
+            "must be at least 1d",
+        ));
+    }
     Ok(Config {
         path: path.to_path_buf(),
         database,
+        retention: raw.storage.retention.clone(),
         poll: raw.poll,
         http,
         sources,

@@ -12,8 +12,9 @@ use chrono_tz::Tz;
 use secrecy::SecretString;
 
 pub use schema::{
-    BucketWidth, DeliverySection as DeliveryConfig, HumanDuration, PollSection as PollConfig,
-    Provider, RotationSection as RotationConfig, Severity, TlsMode, WebhookFormat,
+    BucketWidth, DeliverySection as DeliveryConfig, HumanDuration, Keep, PollSection as PollConfig,
+    Provider, RetentionSection as RetentionConfig, RotationSection as RotationConfig, Severity,
+    TlsMode, WebhookFormat,
 };
 pub use secret::{Env, ProcessEnv};
 
@@ -52,6 +53,7 @@ pub struct Config {
     pub path: PathBuf,
     /// The SQLite database file.
     pub database: PathBuf,
+    pub retention: RetentionConfig,
     pub poll: PollConfig,
     pub http: Option<HttpConfig>,
     pub sources: Vec<SourceConfig>,

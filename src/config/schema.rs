@@ -121,6 +121,68 @@ pub struct StorageSection {
     /// `sqlite://PATH`; relative paths resolve against the config file's folder. Default:
     /// `keywatch.db` in `$STATE_DIRECTORY` (systemd `StateDirectory=`) or beside the config.
     pub url: Option<String>,
+    #[serde(default)]
+    pub retention: RetentionSection,
+}
+
+/// How long something is kept: a duration, or `"forever"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    For(Duration),
+    Forever,
+}
+
+impl<'de> Deserialize<'de> for Keep {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "forever" {
+            return Ok(Self::Forever);
+        }
+        humantime::parse_duration(&text)
+            .map(Self::For)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                "invalid retention {text:?} ({e}); write a duration such as \"14d\" or \"forever\""
+            ))
+            })
+    }
+}
+
+/// `[storage.retention]`: how long usage is kept per bucket width, and alerts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    #[serde(rename = "1m")]
+    pub minute: Keep,
+    #[serde(rename = "1h")]
+    pub hour: Keep,
+    #[serde(rename = "1d")]
+    pub day: Keep,
+    /// Resolved alerts, their state changes and finished deliveries.
+    pub alerts: Keep,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        let days = |n: u64| Keep::For(Duration::from_secs(n * 86_400));
+        Self {
+            minute: days(14),
+            hour: days(400),
+            day: Keep::Forever,
+            alerts: days(400),
+        }
+    }
+}
+
+impl RetentionSection {
+    /// How long usage of `width` is kept.
+    pub fn for_width(&self, width: BucketWidth) -> Keep {
+        match width {
+            BucketWidth::Minute => self.minute,
+            BucketWidth::Hour => self.hour,
+            BucketWidth::Day => self.day,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

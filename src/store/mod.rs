@@ -6,6 +6,7 @@ mod billing;
 mod deliveries;
 mod keys;
 mod poll_state;
+mod retention;
 mod samples;
 mod usage;
 
@@ -20,6 +21,7 @@ pub use alerts::{AlertChange, Silence, StateChange};
 pub use deliveries::{Delivery, OutboxCounts, Route};
 pub use keys::StoredKey;
 pub use poll_state::PollState;
+pub use retention::Pruned;
 pub use samples::KeySeries;
 pub use usage::{HistoryRow, UnpricedModel, UsageRecord};
 

@@ -13,4 +13,5 @@ mod notify;
 mod openai;
 mod poll;
 mod quality;
+mod retention;
 mod secrets;
