@@ -130,46 +130,6 @@ async fn run_once_exits_75_when_the_provider_rejects_the_admin_key() {
 }
 
 #[tokio::test]
-async fn the_daemon_stops_cleanly_on_sigterm() {
-    let app = spawn_app().await;
-    app.fake.add_usage(
-        this_hour() - HOUR,
-        row(Some("apikey_01A"), "claude-sonnet-4-20250514", 10, 1),
-    );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"))
-        .arg("--config")
-        .arg(&app.config_path)
-        .arg("run")
-        .envs(&app.env)
-        .env_remove("RUST_LOG")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Ready once the first poll has stored its data.
-    let mut stored = false;
-    for _ in 0..100 {
-        if app.db_path().exists() && !app.stored_rows().await.is_empty() {
-            stored = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(stored, "the daemon never stored the served usage");
-
-    let pid = child.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("exits within 10 s of SIGTERM")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
-}
-
-#[tokio::test]
 async fn the_demo_runs_to_completion_and_prints_a_spike_alert() {
     let demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"))
         .arg("demo")
