@@ -1,7 +1,5 @@
 //! The real binary, as an operator runs it.
 
-use std::time::Duration;
-
 use crate::fake_anthropic::key_old_shape;
 use crate::helpers::{row, spawn_app, this_hour, HOUR};
 
