@@ -85,6 +85,29 @@ pub enum Command {
         /// The silence id, as `keywatch silences` shows it.
         id: String,
     },
+    /// Spend per period, grouped by key, workspace, model and/or source.
+    Report {
+        /// day, week (Monday to Sunday) or month.
+        #[arg(long, value_enum, default_value_t = crate::report::PeriodKind::Day)]
+        period: crate::report::PeriodKind,
+        /// IANA time zone of the period boundaries (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+        /// First period: the one containing this time (a duration ago or RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<TimeArg>,
+        /// End (exclusive): a duration ago or RFC 3339; default now.
+        #[arg(long, value_parser = parse_time)]
+        until: Option<TimeArg>,
+        /// The last N periods up to now (default 7 days, 4 weeks or 3 months).
+        #[arg(long, conflicts_with = "since")]
+        last: Option<u32>,
+        /// Group by any of key, workspace, model, source (comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "key")]
+        by: Vec<crate::report::Dim>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Run the whole path against a simulated provider: no account, no network beyond loopback.
     Demo {
         /// Print the alerts as the JSON a webhook would receive.

@@ -18,6 +18,7 @@ pub mod notify;
 pub mod poller;
 pub mod prices;
 pub mod providers;
+pub mod report;
 pub mod retention;
 pub mod store;
 pub mod telemetry;

@@ -4,6 +4,7 @@ mod alerts;
 mod backtest;
 mod check_config;
 mod history;
+mod report;
 
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +49,26 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Unsilence { id } => alerts::unsilence(&config, &id).await,
         Command::Backtest { since, format } => backtest::run(&config, since, format).await,
         Command::TestNotify { notifier } => test_notify(config, notifier.as_deref()).await,
+        Command::Report {
+            period,
+            timezone,
+            since,
+            until,
+            last,
+            by,
+            format,
+        } => {
+            let args = report::ReportArgs {
+                period,
+                timezone,
+                since,
+                until,
+                last,
+                by,
+                format,
+            };
+            report::run(&config, args).await
+        }
         Command::Demo { .. } => unreachable!("handled before the config is loaded"),
     };
     result.unwrap_or_else(|e| {

@@ -34,7 +34,7 @@ pub struct Period {
 
 /// The UTC instant of local midnight starting `date` in `tz`. Where midnight does not exist
 /// (a DST gap at midnight), the first instant of the day that does.
-fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
+pub fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
     let mut t = date.and_hms_opt(0, 0, 0).unwrap_or_default();
     for _ in 0..4 {
         match tz.from_local_datetime(&t) {

@@ -13,5 +13,6 @@ mod notify;
 mod openai;
 mod poll;
 mod quality;
+mod report;
 mod retention;
 mod secrets;

@@ -1,0 +1,256 @@
+//! `keywatch report`: spend per period and group, as a table, CSV or JSON.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use chrono::{Duration, Utc};
+use chrono_tz::Tz;
+
+use crate::cli::{Format, TimeArg};
+use crate::config::Config;
+use crate::exit;
+use crate::report::{periods, rollup, Dim, KeyFacts, PeriodKind, Row};
+use crate::store::Store;
+
+pub struct ReportArgs {
+    pub period: PeriodKind,
+    pub timezone: Option<String>,
+    pub since: Option<TimeArg>,
+    pub until: Option<TimeArg>,
+    pub last: Option<u32>,
+    pub by: Vec<Dim>,
+    pub format: Format,
+}
+
+pub async fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
+    let tz: Tz = match &args.timezone {
+        Some(name) => name.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "--timezone {name:?} is not an IANA time zone (e.g. \"Europe/Berlin\", \"UTC\")"
+            )
+        })?,
+        None => Tz::UTC,
+    };
+    let now = Utc::now();
+    let until = args.until.map_or(now, |u| u.resolve(now));
+    let last_date = (until - Duration::seconds(1))
+        .with_timezone(&tz)
+        .date_naive();
+    let first_date = match (args.since, args.last) {
+        (Some(s), _) => s.resolve(now).with_timezone(&tz).date_naive(),
+        (None, n) => {
+            let n = i64::from(n.unwrap_or(match args.period {
+                PeriodKind::Day => 7,
+                PeriodKind::Week => 4,
+                PeriodKind::Month => 3,
+            }))
+            .clamp(1, 1000);
+            let back = match args.period {
+                PeriodKind::Day => Duration::days(n - 1),
+                PeriodKind::Week => Duration::days(7 * (n - 1)),
+                PeriodKind::Month => Duration::days(31 * (n - 1)),
+            };
+            let first = last_date - back;
+            if args.period == PeriodKind::Month {
+                crate::report::period_start(PeriodKind::Month, first + Duration::days(27))
+            } else {
+                first
+            }
+        }
+    };
+    anyhow::ensure!(first_date <= last_date, "--since must be before --until");
+    // One more period in front: the baseline of the change column.
+    let before = crate::report::period_start(args.period, first_date) - Duration::days(1);
+    let list = periods(args.period, tz, before, last_date);
+    let spans: Vec<(i64, i64)> = list.iter().map(|p| (p.start, p.end)).collect();
+
+    let store = Store::open_existing(&config.database).await?;
+    let usage = store
+        .usage_by_period(config.poll.bucket_width.seconds(), &spans)
+        .await?;
+    let billed = store.billed_by_period(&spans).await?;
+    let keys: HashMap<(String, String), (Option<String>, Option<String>)> = store
+        .all_keys()
+        .await?
+        .into_iter()
+        .map(|k| ((k.source, k.key_id), (k.name, k.workspace_id)))
+        .collect();
+    store.close().await;
+    let facts = |source: &str, key: &str| {
+        let (name, workspace) = keys
+            .get(&(source.to_owned(), key.to_owned()))
+            .cloned()
+            .unwrap_or_default();
+        KeyFacts { name, workspace }
+    };
+    let mut by = args.by.clone();
+    by.sort();
+    by.dedup();
+    let rows = rollup(&list, &usage, &billed, &by, &facts);
+    let text = match args.format {
+        Format::Csv => csv(&rows, &by),
+        Format::Json => json(&rows)?,
+        Format::Table => table(&rows, &list[1..], tz),
+    };
+    print!("{text}");
+    Ok(exit::OK)
+}
+
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map(|v| format!("{v:.decimals$}")).unwrap_or_default()
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn csv(rows: &[Row], by: &[Dim]) -> String {
+    let mut columns: Vec<&str> = vec!["period"];
+    for d in by {
+        match d {
+            Dim::Source => columns.push("source"),
+            Dim::Workspace => columns.push("workspace_id"),
+            Dim::Key => columns.extend(["key_id", "key_name"]),
+            Dim::Model => columns.push("model"),
+        }
+    }
+    columns.extend([
+        "uncached_input_tokens",
+        "cache_write_5m_tokens",
+        "cache_write_1h_tokens",
+        "cache_read_input_tokens",
+        "output_tokens",
+        "requests",
+        "cost_usd",
+        "billed_usd",
+        "change_usd",
+        "change_pct",
+        "share_pct",
+        "unpriced_tokens",
+    ]);
+    let mut o = columns.join(",") + "\n";
+    for r in rows {
+        let mut f: Vec<String> = vec![r.period.clone()];
+        f.extend(r.group.iter().map(|(_, v)| csv_field(v)));
+        let t = &r.tokens;
+        f.extend([
+            t.uncached_input.to_string(),
+            t.cache_write_5m.to_string(),
+            t.cache_write_1h.to_string(),
+            t.cache_read.to_string(),
+            t.output.to_string(),
+            r.requests.map(|n| n.to_string()).unwrap_or_default(),
+            format!("{:.6}", r.cost_usd),
+            opt(r.billed_usd, 6),
+            opt(r.change_usd, 6),
+            opt(r.change_pct, 2),
+            format!("{:.2}", r.share_pct),
+            r.unpriced_tokens.to_string(),
+        ]);
+        let _ = writeln!(o, "{}", f.join(","));
+    }
+    o
+}
+
+fn json(rows: &[Row]) -> anyhow::Result<String> {
+    let items: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::json!({
+                "period": r.period,
+                "uncached_input_tokens": r.tokens.uncached_input,
+                "cache_write_5m_tokens": r.tokens.cache_write_5m,
+                "cache_write_1h_tokens": r.tokens.cache_write_1h,
+                "cache_read_input_tokens": r.tokens.cache_read,
+                "output_tokens": r.tokens.output,
+                "requests": r.requests,
+                "cost_usd": r.cost_usd,
+                "billed_usd": r.billed_usd,
+                "change_usd": r.change_usd,
+                "change_pct": r.change_pct,
+                "share_pct": r.share_pct,
+                "unpriced_tokens": r.unpriced_tokens,
+            });
+            for (k, val) in &r.group {
+                v[*k] = val.clone().into();
+            }
+            v
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&items)? + "\n")
+}
+
+fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
+}
+
+/// At most 100 columns: period, group, input and output tokens, estimated and billed USD,
+/// change and share; a total row per period.
+fn table(rows: &[Row], periods: &[crate::report::ReportPeriod], tz: Tz) -> String {
+    let mut o = format!("spend per {} period in {tz} (estimated from list prices; billed where the provider reports it)\n",
+        if periods.len() == 1 { "one" } else { "each" });
+    let _ = writeln!(
+        o,
+        "{:<10} {:<26} {:>11} {:>10} {:>10} {:>9} {:>7} {:>6}",
+        "period", "group", "input tok", "output tok", "est. USD", "billed", "change", "share"
+    );
+    for p in periods {
+        let in_period: Vec<&Row> = rows.iter().filter(|r| r.period == p.label).collect();
+        for r in &in_period {
+            let group = r
+                .group
+                .iter()
+                .filter(|(k, v)| *k != "key_name" || !v.is_empty())
+                .filter(|(k, _)| {
+                    *k != "key_id"
+                        || !r
+                            .group
+                            .iter()
+                            .any(|(n, v)| *n == "key_name" && !v.is_empty())
+                })
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+                .join(" / ");
+            let t = &r.tokens;
+            let input = t.uncached_input + t.cache_read + t.cache_write_5m + t.cache_write_1h;
+            let _ = writeln!(
+                o,
+                "{:<10} {:<26} {:>11} {:>10} {:>10.2} {:>9} {:>7} {:>5.1}%",
+                r.period,
+                cut(&group, 26),
+                input,
+                t.output,
+                r.cost_usd,
+                opt(r.billed_usd, 2),
+                r.change_pct
+                    .map(|c| format!("{c:+.0}%"))
+                    .unwrap_or_else(|| "new".to_owned()),
+                r.share_pct
+            );
+        }
+        let total: f64 = in_period.iter().map(|r| r.cost_usd).sum();
+        let billed: Option<f64> = in_period
+            .iter()
+            .filter_map(|r| r.billed_usd)
+            .fold(None, |a, b| Some(a.unwrap_or(0.0) + b));
+        let _ = writeln!(
+            o,
+            "{:<10} {:<26} {:>11} {:>10} {:>10.2} {:>9}\n",
+            p.label,
+            "total",
+            "",
+            "",
+            total,
+            opt(billed, 2)
+        );
+    }
+    o
+}

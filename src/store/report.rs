@@ -1,0 +1,92 @@
+//! The reads behind `keywatch report`: usage summed per period, key and model in SQLite.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+use crate::prices::TokenCounts;
+
+/// Usage of one key and model in one period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeriodUsage {
+    /// Index into the periods passed to [`Store::usage_by_period`].
+    pub period: usize,
+    pub source: String,
+    pub key_id: String,
+    pub model: String,
+    pub tokens: TokenCounts,
+    /// `None` when the provider reports no request counts.
+    pub requests: Option<i64>,
+    /// Estimated USD of priced rows.
+    pub cost_usd: f64,
+    /// Tokens of rows without a price.
+    pub unpriced_tokens: i64,
+}
+
+impl Store {
+    /// Usage of `width_secs` buckets summed per period (`[start, end)` pairs, in order), source,
+    /// key and model, in one query.
+    pub async fn usage_by_period(
+        &self,
+        width_secs: i64,
+        periods: &[(i64, i64)],
+    ) -> Result<Vec<PeriodUsage>, StoreError> {
+        let spans = serde_json::to_string(periods).unwrap_or_else(|_| "[]".to_owned());
+        let rows = sqlx::query(
+            "SELECT p.key, u.source, u.key_id, u.model,
+                    SUM(u.uncached_input_tokens), SUM(u.cache_read_input_tokens),
+                    SUM(u.cache_write_5m_tokens), SUM(u.cache_write_1h_tokens), SUM(u.output_tokens),
+                    SUM(u.requests), SUM(COALESCE(u.cost_usd, 0.0)),
+                    SUM(CASE WHEN u.cost_usd IS NULL THEN u.uncached_input_tokens + u.cache_read_input_tokens
+                        + u.cache_write_5m_tokens + u.cache_write_1h_tokens + u.output_tokens ELSE 0 END)
+             FROM json_each(?) p
+             JOIN usage_buckets u
+               ON u.bucket_width = ? AND u.bucket_start >= p.value ->> 0 AND u.bucket_start < p.value ->> 1
+             GROUP BY p.key, u.source, u.key_id, u.model
+             ORDER BY p.key, u.source, u.key_id, u.model",
+        )
+        .bind(spans)
+        .bind(width_secs)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PeriodUsage {
+                period: r.get::<i64, _>(0) as usize,
+                source: r.get(1),
+                key_id: r.get(2),
+                model: r.get(3),
+                tokens: TokenCounts {
+                    uncached_input: r.get(4),
+                    cache_read: r.get(5),
+                    cache_write_5m: r.get(6),
+                    cache_write_1h: r.get(7),
+                    output: r.get(8),
+                },
+                requests: r.get(9),
+                cost_usd: r.get(10),
+                unpriced_tokens: r.get(11),
+            })
+            .collect())
+    }
+
+    /// Billed USD per period, source and key, for UTC days starting inside each period.
+    pub async fn billed_by_period(
+        &self,
+        periods: &[(i64, i64)],
+    ) -> Result<Vec<(usize, String, String, f64)>, StoreError> {
+        let spans = serde_json::to_string(periods).unwrap_or_else(|_| "[]".to_owned());
+        let rows = sqlx::query(
+            "SELECT p.key, b.source, b.key_id, SUM(b.amount_usd)
+             FROM json_each(?) p
+             JOIN billed_costs b ON b.day_start >= p.value ->> 0 AND b.day_start < p.value ->> 1
+             GROUP BY p.key, b.source, b.key_id",
+        )
+        .bind(spans)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get::<i64, _>(0) as usize, r.get(1), r.get(2), r.get(3)))
+            .collect())
+    }
+}

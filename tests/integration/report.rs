@@ -1,0 +1,172 @@
+//! `keywatch report` against hand-computed totals of what the fake served.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::fake_anthropic::key_old_shape;
+use crate::helpers::{row, spawn_app_with_lookback, this_hour, TestApp, HOUR};
+
+const SONNET: &str = "claude-sonnet-4-20250514";
+
+/// USD of `row(…, uncached, output)` on Sonnet 4 (see helpers::row for the cache classes).
+fn cost(uncached: i64, output: i64) -> f64 {
+    (uncached as f64 * 3.0
+        + (uncached * 3) as f64 * 0.3
+        + (uncached / 2) as f64 * 3.75
+        + (uncached / 4) as f64 * 6.0
+        + output as f64 * 15.0)
+        / 1e6
+}
+
+/// Three days of hourly usage on two keys; returns what was served: (hour, key, usd).
+fn seed(app: &TestApp) -> Vec<(i64, &'static str, f64)> {
+    app.fake.add_key(key_old_shape(
+        "apikey_a",
+        "alpha",
+        "active",
+        "2026-10-01T00:00:00Z",
+        None,
+    ));
+    app.fake.add_key(key_old_shape(
+        "apikey_b",
+        "beta",
+        "active",
+        "2026-10-01T00:00:00Z",
+        Some("wrkspc_b"),
+    ));
+    let mut served = Vec::new();
+    for h in 0..72 {
+        let t = this_hour() - h * HOUR;
+        let (ua, ub) = (1_000 + h * 37, 5_000 + (h % 5) * 999);
+        app.fake
+            .add_usage(t, row(Some("apikey_a"), SONNET, ua, ua / 3));
+        served.push((t, "apikey_a", cost(ua, ua / 3)));
+        if h % 3 == 0 {
+            app.fake
+                .add_usage(t, row(Some("apikey_b"), SONNET, ub, ub / 5));
+            served.push((t, "apikey_b", cost(ub, ub / 5)));
+        }
+    }
+    served
+}
+
+/// Per (local day, key id) → USD, from a `--by key --format csv` report.
+fn csv_totals(csv: &str) -> BTreeMap<(String, String), f64> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no {name} column"))
+    };
+    let (period, key, usd) = (col("period"), col("key_id"), col("cost_usd"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                (f[period].to_owned(), f[key].to_owned()),
+                f[usd].parse::<f64>().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn expected(
+    served: &[(i64, &str, f64)],
+    tz: Tz,
+    since_day: &str,
+) -> BTreeMap<(String, String), f64> {
+    let mut out = BTreeMap::new();
+    for (t, key, usd) in served {
+        let day = DateTime::<Utc>::from_timestamp(*t, 0)
+            .unwrap()
+            .with_timezone(&tz)
+            .format("%Y-%m-%d")
+            .to_string();
+        if day.as_str() >= since_day {
+            *out.entry((day, key.to_string())).or_insert(0.0) += usd;
+        }
+    }
+    out
+}
+
+async fn assert_report_matches(app: &TestApp, served: &[(i64, &str, f64)], tz: &str) {
+    let zone: Tz = tz.parse().unwrap();
+    let csv = app
+        .cli_ok(&[
+            "report",
+            "--period",
+            "day",
+            "--by",
+            "key",
+            "--format",
+            "csv",
+            "--last",
+            "2",
+            "--timezone",
+            tz,
+        ])
+        .await;
+    let got = csv_totals(&csv);
+    let first_day = got.keys().map(|(d, _)| d.clone()).min().expect("rows");
+    let want = expected(served, zone, &first_day);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{csv}"
+    );
+    for (k, usd) in &want {
+        assert!(
+            (got[k] - usd).abs() < 0.005,
+            "{k:?}: report {} vs served {usd} (to the cent)",
+            got[k]
+        );
+    }
+}
+
+#[tokio::test]
+async fn daily_report_by_key_matches_served_usage_times_prices_to_the_cent() {
+    let app = spawn_app_with_lookback("4d", "").await;
+    let served = seed(&app);
+    app.cli_ok(&["run", "--once"]).await;
+
+    assert_report_matches(&app, &served, "UTC").await;
+    assert_report_matches(&app, &served, "America/New_York").await;
+
+    let table = app
+        .cli_ok(&["report", "--by", "key,model", "--last", "2"])
+        .await;
+    assert!(
+        table.lines().all(|l| l.chars().count() <= 100),
+        "fits 100 columns:\n{table}"
+    );
+    assert!(
+        table.contains("alpha") && table.contains("total"),
+        "{table}"
+    );
+    let by_ws = app
+        .cli_ok(&[
+            "report",
+            "--by",
+            "workspace",
+            "--format",
+            "json",
+            "--last",
+            "1",
+        ])
+        .await;
+    let rows: serde_json::Value = serde_json::from_str(&by_ws).unwrap();
+    let shares: f64 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["share_pct"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (shares - 100.0).abs() < 1e-6,
+        "shares add up to 100 %: {rows}"
+    );
+}
