@@ -108,6 +108,25 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Write an evidence folder about one key: inventory record, usage CSV, alerts, summary,
+    /// SHA256SUMS.
+    Export {
+        /// The key id.
+        #[arg(long)]
+        key: String,
+        /// Only this source's records.
+        #[arg(long)]
+        source: Option<String>,
+        /// Start of the window: a duration ago or an RFC 3339 time.
+        #[arg(long, value_parser = parse_time)]
+        since: TimeArg,
+        /// End of the window (exclusive); default now.
+        #[arg(long, value_parser = parse_time)]
+        until: Option<TimeArg>,
+        /// The folder to create (must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Run the whole path against a simulated provider: no account, no network beyond loopback.
     Demo {
         /// Print the alerts as the JSON a webhook would receive.

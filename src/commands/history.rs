@@ -71,7 +71,7 @@ pub async fn print(
     Ok(exit::OK)
 }
 
-fn time(ts: i64) -> String {
+pub(super) fn time(ts: i64) -> String {
     DateTime::<Utc>::from_timestamp(ts, 0)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
         .unwrap_or_else(|| ts.to_string())
@@ -91,7 +91,7 @@ fn field(s: &str) -> String {
 }
 
 /// Billed cost per (source, UTC day) of the key, where the provider reports it.
-struct Billed(Vec<(String, i64, f64)>);
+pub(super) struct Billed(pub(super) Vec<(String, i64, f64)>);
 
 impl Billed {
     /// The key's billed USD for the UTC day of the bucket starting at `start`.
@@ -131,7 +131,7 @@ impl Billed {
     }
 }
 
-fn csv(key: &str, rows: &[HistoryRow], billed: &Billed) -> String {
+pub(super) fn csv(key: &str, rows: &[HistoryRow], billed: &Billed) -> String {
     let mut o = String::from(CSV_HEADER);
     o.push('\n');
     for r in rows {

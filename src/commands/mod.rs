@@ -3,6 +3,7 @@
 mod alerts;
 mod backtest;
 mod check_config;
+mod export;
 mod history;
 mod report;
 
@@ -69,6 +70,13 @@ pub async fn execute(cli: Cli) -> u8 {
             };
             report::run(&config, args).await
         }
+        Command::Export {
+            key,
+            source,
+            since,
+            until,
+            out,
+        } => export::run(&config, &key, source.as_deref(), since, until, &out).await,
         Command::Demo { .. } => unreachable!("handled before the config is loaded"),
     };
     result.unwrap_or_else(|e| {

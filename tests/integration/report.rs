@@ -170,3 +170,77 @@ async fn daily_report_by_key_matches_served_usage_times_prices_to_the_cent() {
         "shares add up to 100 %: {rows}"
     );
 }
+
+#[tokio::test]
+async fn export_writes_an_evidence_folder_that_sha256sum_verifies() {
+    let app = spawn_app_with_lookback("4d", "").await;
+    seed(&app);
+    app.cli_ok(&["run", "--once"]).await;
+    let out = app.dir.path().join("evidence-apikey_a");
+
+    let said = app
+        .cli_ok(&[
+            "export",
+            "--key",
+            "apikey_a",
+            "--since",
+            "3d",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .await;
+
+    assert!(said.contains("sha256sum -c SHA256SUMS"), "{said}");
+    for file in [
+        "key.json",
+        "usage.csv",
+        "alerts.json",
+        "summary.txt",
+        "SHA256SUMS",
+    ] {
+        assert!(out.join(file).exists(), "{file} missing");
+    }
+    let check = std::process::Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&out)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let key: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("key.json")).unwrap()).unwrap();
+    assert_eq!(key[0]["name"], "alpha");
+    assert_eq!(key[0]["partial_key_hint"], "sk-ant-api03-R2D...igAA");
+    let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+    assert!(
+        summary.contains("peak bucket:") && summary.contains("total cost:"),
+        "{summary}"
+    );
+    let usage = std::fs::read_to_string(out.join("usage.csv")).unwrap();
+    assert_eq!(
+        usage.lines().count(),
+        1 + 72,
+        "a header and one row per hour served in 3 days"
+    );
+
+    // Evidence is never overwritten.
+    let again = app
+        .cli(
+            &[
+                "export",
+                "--key",
+                "apikey_a",
+                "--since",
+                "3d",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwritten"));
+}
