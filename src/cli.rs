@@ -102,6 +102,10 @@ pub enum Command {
         /// The last N periods up to now (default 7 days, 4 weeks or 3 months).
         #[arg(long, conflicts_with = "since")]
         last: Option<u32>,
+        /// Per budget: month-to-date spend, limit, month-end projection and when the limit is
+        /// crossed at the current pace (instead of the spend rows).
+        #[arg(long)]
+        forecast: bool,
         /// Group by any of key, workspace, model, source (comma-separated).
         #[arg(long, value_enum, value_delimiter = ',', default_value = "key")]
         by: Vec<crate::report::Dim>,

@@ -78,6 +78,7 @@ pub async fn evaluate(
     pass.inactive_usage(&deactivated);
     pass.key_ages();
     pass.budgets(&spends);
+    pass.forecasts(&spends);
     pass.source_health(store).await?;
     let routes: Vec<Route> = config
         .notifiers
@@ -97,7 +98,28 @@ pub async fn evaluate(
 }
 
 /// Spend per (source, key) for each distinct budget period, keyed by (start, end).
-type Spends = HashMap<(i64, i64), Vec<(String, String, f64)>>;
+pub(super) type Spends = HashMap<(i64, i64), Vec<(String, String, f64)>>;
+
+/// The inventory by (source, key id).
+pub(super) type KeyMap = HashMap<(String, String), StoredKey>;
+
+/// Whether the spend of `key_id` on `source` counts for `budget`.
+pub(super) fn in_scope(keys: &KeyMap, budget: &Budget, source: &str, key_id: &str) -> bool {
+    if budget.source.as_deref().is_some_and(|s| s != source) {
+        return false;
+    }
+    let key = keys.get(&(source.to_owned(), key_id.to_owned()));
+    match &budget.scope {
+        BudgetScope::Organisation => true,
+        BudgetScope::Key(id) => key_id == id,
+        BudgetScope::KeyName(glob) => key
+            .and_then(|k| k.name.as_deref())
+            .is_some_and(|n| glob.matches(n)),
+        BudgetScope::Workspace(ws) => {
+            key.and_then(|k| k.workspace_id.as_deref()) == Some(ws.as_str())
+        }
+    }
+}
 
 fn limit_for(b: &Budget, period: &Period) -> Option<f64> {
     match period.kind {
@@ -107,7 +129,7 @@ fn limit_for(b: &Budget, period: &Period) -> Option<f64> {
 }
 
 /// Money spent is spent: the periods' unsettled recent buckets count too.
-async fn budget_spends(
+pub(super) async fn budget_spends(
     store: &Store,
     config: &Config,
     width: i64,
@@ -115,15 +137,19 @@ async fn budget_spends(
 ) -> Result<Spends, StoreError> {
     let now = DateTime::<Utc>::from_timestamp(now, 0).unwrap_or_default();
     let mut spends = Spends::new();
+    let today = now.timestamp().div_euclid(DAY) * DAY;
     for b in &config.budgets {
-        for period in current_periods(b.timezone, now) {
-            let span = (period.start.timestamp(), period.end.timestamp());
-            if limit_for(b, &period).is_some() && !spends.contains_key(&span) {
-                let today = now.timestamp().div_euclid(DAY) * DAY;
-                spends.insert(
-                    span,
-                    store.spend_by_key(width, span.0, span.1, today).await?,
-                );
+        let mut spans: Vec<(i64, i64)> = current_periods(b.timezone, now)
+            .iter()
+            .filter(|p| limit_for(b, p).is_some())
+            .map(|p| (p.start.timestamp(), p.end.timestamp()))
+            .collect();
+        if b.monthly_usd.is_some() {
+            spans.extend(super::forecast::recent_day_spans(b.timezone, now));
+        }
+        for span in spans {
+            if let std::collections::hash_map::Entry::Vacant(slot) = spends.entry(span) {
+                slot.insert(store.spend_by_key(width, span.0, span.1, today).await?);
             }
         }
     }
@@ -360,19 +386,52 @@ impl Pass<'_> {
     }
 
     fn in_scope(&self, budget: &Budget, source: &str, key_id: &str) -> bool {
-        if budget.source.as_deref().is_some_and(|s| s != source) {
-            return false;
-        }
-        let key = self.keys.get(&(source.to_owned(), key_id.to_owned()));
-        match &budget.scope {
-            BudgetScope::Organisation => true,
-            BudgetScope::Key(id) => key_id == id,
-            BudgetScope::KeyName(glob) => key
-                .and_then(|k| k.name.as_deref())
-                .is_some_and(|n| glob.matches(n)),
-            BudgetScope::Workspace(ws) => {
-                key.and_then(|k| k.workspace_id.as_deref()) == Some(ws.as_str())
+        in_scope(&self.keys, budget, source, key_id)
+    }
+
+    /// The `budget_forecast` rule: once per budget and month, when the month-end projection
+    /// crosses the monthly limit more than three days before the month ends.
+    fn forecasts(&mut self, spends: &Spends) {
+        let now = DateTime::<Utc>::from_timestamp(self.now, 0).unwrap_or_default();
+        for f in super::forecast::compute(self.config, &self.keys, spends, now) {
+            if !crate::detect::forecast::warns(&f.forecast, f.spent, f.limit, f.month_end) {
+                continue;
             }
+            let scope = format!("budget_forecast/{}/{}", f.budget, f.month);
+            let mut a = self.base_alert(Rule::BudgetForecast, scope, "", Severity::Warning);
+            let crosses = f
+                .forecast
+                .crosses_at
+                .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
+                .map(|t| t.with_timezone(&f.timezone).format("%Y-%m-%d").to_string())
+                .unwrap_or_default();
+            a.summary = format!(
+                "Budget {}: {} spent this month; at {}/day (median of the last 7 days) it reaches the {} monthly limit on {crosses} and ends the month near {}: slow the spend or raise the budget",
+                f.budget, money(f.spent), money(f.forecast.daily_rate), money(f.limit), money(f.forecast.projected)
+            );
+            a.budget = Some(f.budget.clone());
+            a.observed = Some(f.forecast.projected);
+            a.baseline = Some(f.limit);
+            a.threshold = Some(100.0);
+            a.unit = "usd".to_owned();
+            a.period = Some((f.month_start, f.month_end));
+            if let Some(open) = self.open.get(&a.scope) {
+                a.starts_at = open.starts_at;
+            }
+            self.changes.push(AlertChange::Fire(Box::new(a)));
+        }
+        let ended: Vec<(String, i64)> = self
+            .open
+            .values()
+            .filter(|a| a.rule == Rule::BudgetForecast)
+            .filter_map(|a| {
+                a.period
+                    .filter(|p| p.1 <= self.now)
+                    .map(|p| (a.scope.clone(), p.1))
+            })
+            .collect();
+        for (scope, end) in ended {
+            self.resolve(&scope, end);
         }
     }
 

@@ -2,6 +2,7 @@
 //! and the alert object of interface.md.
 
 mod evaluate;
+pub mod forecast;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -15,15 +16,17 @@ use crate::config::Severity;
 pub enum Rule {
     Spike,
     Budget,
+    BudgetForecast,
     KeyAge,
     InactiveKeyUsage,
     SourceUnhealthy,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 5] = [
+    pub const ALL: [Rule; 6] = [
         Rule::Spike,
         Rule::Budget,
+        Rule::BudgetForecast,
         Rule::KeyAge,
         Rule::InactiveKeyUsage,
         Rule::SourceUnhealthy,
@@ -33,6 +36,7 @@ impl Rule {
         match self {
             Self::Spike => "spike",
             Self::Budget => "budget",
+            Self::BudgetForecast => "budget_forecast",
             Self::KeyAge => "key_age",
             Self::InactiveKeyUsage => "inactive_key_usage",
             Self::SourceUnhealthy => "source_unhealthy",

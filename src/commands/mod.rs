@@ -51,6 +51,11 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Backtest { since, format } => backtest::run(&config, since, format).await,
         Command::TestNotify { notifier } => test_notify(config, notifier.as_deref()).await,
         Command::Report {
+            forecast: true,
+            format,
+            ..
+        } => report::forecast(&config, format).await,
+        Command::Report {
             period,
             timezone,
             since,
@@ -58,6 +63,7 @@ pub async fn execute(cli: Cli) -> u8 {
             last,
             by,
             format,
+            ..
         } => {
             let args = report::ReportArgs {
                 period,

@@ -254,3 +254,74 @@ fn table(rows: &[Row], periods: &[crate::report::ReportPeriod], tz: Tz) -> Strin
     }
     o
 }
+
+/// `report --forecast`: per budget with a monthly limit, the month-end projection.
+pub async fn forecast(config: &Config, format: Format) -> anyhow::Result<u8> {
+    let store = Store::open_existing(&config.database).await?;
+    let list = crate::alerts::forecast::budget_forecasts(&store, config, Utc::now()).await?;
+    store.close().await;
+    let date = |t: i64, tz: Tz| {
+        chrono::DateTime::<Utc>::from_timestamp(t, 0)
+            .map(|t| t.with_timezone(&tz).format("%Y-%m-%d").to_string())
+            .unwrap_or_default()
+    };
+    let crossing = |f: &crate::alerts::forecast::BudgetForecast| match f.forecast.crosses_at {
+        Some(t) if f.spent >= f.limit => format!("crossed (by {})", date(t, f.timezone)),
+        Some(t) => date(t, f.timezone),
+        None => "not this month".to_owned(),
+    };
+    match format {
+        Format::Json => {
+            let items: Vec<_> = list
+                .iter()
+                .map(|f| serde_json::json!({
+                    "budget": f.budget, "month": f.month, "spent_usd": f.spent, "limit_usd": f.limit,
+                    "daily_rate_usd": f.forecast.daily_rate, "projected_usd": f.forecast.projected,
+                    "crosses_on": f.forecast.crosses_at.map(|t| date(t, f.timezone)),
+                }))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&items)?);
+        }
+        Format::Csv => {
+            println!("budget,month,spent_usd,limit_usd,daily_rate_usd,projected_usd,crosses_on");
+            for f in &list {
+                println!(
+                    "{},{},{:.6},{:.6},{:.6},{:.6},{}",
+                    csv_field(&f.budget),
+                    f.month,
+                    f.spent,
+                    f.limit,
+                    f.forecast.daily_rate,
+                    f.forecast.projected,
+                    f.forecast
+                        .crosses_at
+                        .map(|t| date(t, f.timezone))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        Format::Table => {
+            println!("month-end forecast: month-to-date + median daily spend of the last 7 complete days x days left");
+            if list.is_empty() {
+                println!("no budget has a monthly_usd limit");
+            }
+            println!(
+                "{:<20} {:<8} {:>11} {:>11} {:>10} {:>11}  limit reached",
+                "budget", "month", "spent", "limit", "per day", "projected"
+            );
+            for f in &list {
+                println!(
+                    "{:<20} {:<8} {:>11.2} {:>11.2} {:>10.2} {:>11.2}  {}",
+                    cut(&f.budget, 20),
+                    f.month,
+                    f.spent,
+                    f.limit,
+                    f.forecast.daily_rate,
+                    f.forecast.projected,
+                    crossing(f)
+                );
+            }
+        }
+    }
+    Ok(exit::OK)
+}

@@ -6,6 +6,7 @@
 
 pub mod budget;
 mod config;
+pub mod forecast;
 pub mod hygiene;
 pub mod spike;
 

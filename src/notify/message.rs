@@ -82,6 +82,9 @@ impl AlertView {
                 ("budget", Some(limit), Some(t)) => {
                     format!("{} of {} ({t:.0}% crossed)", value(observed), value(limit))
                 }
+                ("budget_forecast", Some(limit), _) => {
+                    format!("month projected at {} of {}", value(observed), value(limit))
+                }
                 ("key_age", _, Some(t)) => format!("{} old, policy {t:.0} days", value(observed)),
                 _ => value(observed),
             },
@@ -132,6 +135,7 @@ impl AlertView {
         match self.rule() {
             "spike" => "Check for a leaked key: see where the key is used and what changed. If the traffic is not yours, deactivate the key in the provider's console now, then rotate it.",
             "budget" => "Review the keys driving the spend (keywatch history --key ID) and whether the budget still fits; deactivate keys that should not be spending.",
+            "budget_forecast" => "At this pace the month ends over budget: find what raised the run rate (keywatch report --by key --period day), slow it, or raise the budget deliberately.",
             "key_age" => "Rotate the key: create a new one, move its users to it, then deactivate this one.",
             "inactive_key_usage" => "Something still holds a deactivated key: find the caller, keep the key deactivated, and rotate any key the same caller could hold.",
             "source_unhealthy" => "Check the source's admin key and network access to the provider: until polling recovers keywatch cannot see this source's keys.",
@@ -173,7 +177,7 @@ impl AlertView {
         if let Some(v) = j["threshold"].as_f64() {
             let threshold = match self.rule() {
                 "spike" => format!("{v}x the baseline"),
-                "budget" => format!("{v:.0}% of the limit"),
+                "budget" | "budget_forecast" => format!("{v:.0}% of the limit"),
                 "key_age" => format!("{v:.0} days"),
                 _ => format!("{v}"),
             };

@@ -244,3 +244,48 @@ async fn export_writes_an_evidence_folder_that_sha256sum_verifies() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("never overwritten"));
 }
+
+#[tokio::test]
+async fn report_forecast_projects_each_monthly_budget() {
+    let app = crate::helpers::spawn_app_with_lookback(
+        "4d",
+        "[[budgets]]\nname = \"org-month\"\nmonthly_usd = 1000.0\n",
+    )
+    .await;
+    let served = seed(&app);
+    app.cli_ok(&["run", "--once"]).await;
+
+    let json = app
+        .cli_ok(&["report", "--forecast", "--format", "json"])
+        .await;
+    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let f = &rows[0];
+    assert_eq!(f["budget"], "org-month");
+    let month_start = {
+        use chrono::Datelike;
+        Utc::now()
+            .date_naive()
+            .with_day(1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp()
+    };
+    let spent: f64 = served
+        .iter()
+        .filter(|(t, _, _)| *t >= month_start)
+        .map(|(_, _, usd)| usd)
+        .sum();
+    assert!(
+        (f["spent_usd"].as_f64().unwrap() - spent).abs() < 0.005,
+        "{f}"
+    );
+    assert!(f["projected_usd"].as_f64().unwrap() >= f["spent_usd"].as_f64().unwrap());
+    assert!(f["daily_rate_usd"].as_f64().unwrap() >= 0.0);
+    let table = app.cli_ok(&["report", "--forecast"]).await;
+    assert!(
+        table.contains("org-month") && table.contains("median daily spend"),
+        "{table}"
+    );
+}
