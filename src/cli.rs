@@ -106,6 +106,12 @@ pub enum Command {
         /// crossed at the current pace (instead of the spend rows).
         #[arg(long)]
         forecast: bool,
+        /// Per source and UTC day: the estimate against the provider's own billed figures.
+        #[arg(long, conflicts_with = "forecast")]
+        reconcile: bool,
+        /// With --reconcile: flag days whose difference exceeds this many percent.
+        #[arg(long, default_value_t = 5.0)]
+        tolerance: f64,
         /// Group by any of key, workspace, model, source (comma-separated).
         #[arg(long, value_enum, value_delimiter = ',', default_value = "key")]
         by: Vec<crate::report::Dim>,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{PollConfig, SourceConfig};
 use crate::prices::PriceTable;
 use crate::providers::{PollError, ProviderClient, RetryPolicy, UsagePage};
-use crate::store::{Store, StoreError, UsageRecord};
+use crate::store::{CostDay, Store, StoreError, UsageRecord};
 
 /// Why one poll did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +99,7 @@ impl Poller {
             }
         }
         let mut usage = self.poll_usage(now, cancel).await;
-        if usage.is_ok() && self.client.bills_per_key() {
+        if usage.is_ok() {
             if let Err(e) = self.poll_billed(now, cancel).await {
                 usage = Err(e);
             }
@@ -247,9 +247,9 @@ impl Poller {
         }
     }
 
-    /// Daily billed cost per key (providers that report it): from the cost cursor, or the
-    /// lookback on first start, to now. The last two days are re-read on every poll until the
-    /// provider has closed them.
+    /// The provider's daily cost report — per key where it has one (OpenAI), per workspace and
+    /// cost type (Anthropic) — from the cost cursor, or the lookback on first start. The last
+    /// two days are re-read on every poll until the provider has closed them.
     async fn poll_billed(
         &self,
         now: DateTime<Utc>,
@@ -262,16 +262,24 @@ impl Poller {
         let stored = self.store.billed_cursor(&self.source_name).await?;
         let from = stored.unwrap_or(oldest).clamp(oldest, yesterday);
         let from_time = Utc.timestamp_opt(from, 0).single().unwrap_or(now);
+        let today_time = Utc
+            .timestamp_opt(yesterday + DAY, 0)
+            .single()
+            .unwrap_or(now);
         let mut token: Option<String> = None;
         loop {
             let page = self
                 .client
-                .cost_page(from_time, token.as_deref(), cancel)
+                .cost_page(from_time, today_time, token.as_deref(), cancel)
                 .await?;
-            let days: Vec<(i64, Vec<(String, f64)>)> = page
+            let days: Vec<CostDay> = page
                 .buckets
                 .iter()
-                .map(|b| (floor_to(b.start.timestamp(), DAY), b.rows.clone()))
+                .map(|b| CostDay {
+                    day: floor_to(b.start.timestamp(), DAY),
+                    per_key: b.rows.clone(),
+                    lines: b.lines.clone(),
+                })
                 .collect();
             let last_end = page
                 .buckets

@@ -56,6 +56,14 @@ pub async fn execute(cli: Cli) -> u8 {
             ..
         } => report::forecast(&config, format).await,
         Command::Report {
+            reconcile: true,
+            tolerance,
+            since,
+            last,
+            format,
+            ..
+        } => report::reconcile(&config, since, last, tolerance, format).await,
+        Command::Report {
             period,
             timezone,
             since,

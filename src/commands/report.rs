@@ -325,3 +325,128 @@ pub async fn forecast(config: &Config, format: Format) -> anyhow::Result<u8> {
     }
     Ok(exit::OK)
 }
+
+/// Why an estimate and the bill differ, as far as keywatch can tell.
+fn likely_cause(d: &crate::store::ReconcileDay) -> String {
+    let mut causes = Vec::new();
+    for m in &d.unpriced_models {
+        causes.push(format!("no price for model {m} (add [prices.\"{m}\"])"));
+    }
+    for (t, usd) in &d.other_cost_types {
+        causes.push(format!("cost type keywatch does not see: {t} ${usd:.2}"));
+    }
+    if causes.is_empty() {
+        causes.push(match d.billed_usd {
+            Some(b) if d.estimated_usd > b => {
+                "estimate above the bill: batch discounts or outdated prices".to_owned()
+            }
+            _ => {
+                "estimate below the bill: outdated prices, priority tier or long-context surcharges"
+                    .to_owned()
+            }
+        });
+    }
+    causes.join("; ")
+}
+
+/// `report --reconcile`: per source and closed UTC day, estimate against the provider's report.
+pub async fn reconcile(
+    config: &Config,
+    since: Option<TimeArg>,
+    last: Option<u32>,
+    tolerance: f64,
+    format: Format,
+) -> anyhow::Result<u8> {
+    anyhow::ensure!(
+        tolerance.is_finite() && tolerance >= 0.0,
+        "--tolerance must be a percentage, 0 or more"
+    );
+    let now = Utc::now();
+    let today = now.timestamp().div_euclid(86_400) * 86_400;
+    let from = match since {
+        Some(s) => s.resolve(now).timestamp().div_euclid(86_400) * 86_400,
+        None => today - i64::from(last.unwrap_or(7).clamp(1, 400)) * 86_400,
+    };
+    let store = Store::open_existing(&config.database).await?;
+    let days = store
+        .reconcile(config.poll.bucket_width.seconds(), from, today)
+        .await?;
+    store.close().await;
+    let rows: Vec<(crate::store::ReconcileDay, Option<f64>, Option<f64>, bool)> = days
+        .into_iter()
+        .map(|d| {
+            let diff = d.billed_usd.map(|b| d.estimated_usd - b);
+            let pct = d
+                .billed_usd
+                .filter(|b| *b > 0.0)
+                .map(|b| (d.estimated_usd - b) / b * 100.0);
+            let flagged = match (d.billed_usd, pct) {
+                (Some(_), Some(p)) => p.abs() > tolerance,
+                (Some(b), None) => d.estimated_usd > 0.005 && b == 0.0,
+                (None, _) => false,
+            };
+            (d, diff, pct, flagged)
+        })
+        .collect();
+    let day = |t: i64| crate::alerts::rfc3339(t)[..10].to_owned();
+    match format {
+        Format::Csv => {
+            println!("source,day,estimated_usd,billed_usd,difference_usd,difference_pct,flagged,likely_cause");
+            for (d, diff, pct, flagged) in &rows {
+                println!(
+                    "{},{},{:.6},{},{},{},{},{}",
+                    csv_field(&d.source),
+                    day(d.day),
+                    d.estimated_usd,
+                    opt(d.billed_usd, 6),
+                    opt(*diff, 6),
+                    opt(*pct, 2),
+                    flagged,
+                    if *flagged {
+                        csv_field(&likely_cause(d))
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+        Format::Json => {
+            let items: Vec<_> = rows
+                .iter()
+                .map(|(d, diff, pct, flagged)| {
+                    serde_json::json!({
+                        "source": d.source, "day": day(d.day), "estimated_usd": d.estimated_usd,
+                        "billed_usd": d.billed_usd, "difference_usd": diff, "difference_pct": pct,
+                        "flagged": flagged, "likely_cause": flagged.then(|| likely_cause(d)),
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&items)?);
+        }
+        Format::Table => {
+            println!("estimate vs the provider's billed figures per closed UTC day (tolerance {tolerance}%)");
+            println!(
+                "{:<18} {:<10} {:>11} {:>11} {:>10} {:>8}",
+                "source", "day", "estimated", "billed", "diff", "diff %"
+            );
+            for (d, diff, pct, flagged) in &rows {
+                println!(
+                    "{:<18} {:<10} {:>11.2} {:>11} {:>10} {:>8}{}",
+                    cut(&d.source, 18),
+                    day(d.day),
+                    d.estimated_usd,
+                    d.billed_usd
+                        .map_or_else(|| "not yet".to_owned(), |b| format!("{b:.2}")),
+                    opt(*diff, 2),
+                    pct.map(|p| format!("{p:+.1}%")).unwrap_or_default(),
+                    if *flagged {
+                        format!("  FLAG: {}", likely_cause(d))
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+    }
+    Ok(exit::OK)
+}

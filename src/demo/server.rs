@@ -119,6 +119,7 @@ pub fn router(org: Arc<Org>) -> Router {
     Router::new()
         .route("/v1/organizations/api_keys", get(keys))
         .route("/v1/organizations/usage_report/messages", get(usage))
+        .route("/v1/organizations/cost_report", get(costs))
         .with_state(org)
 }
 
@@ -165,4 +166,31 @@ async fn usage(State(org): State<Arc<Org>>, Query(q): Query<Vec<(String, String)
     Json(json!({"data": data, "has_more": has_more,
                 "next_page": if has_more { Value::String(format!("page_{t}")) } else { Value::Null }}))
     .into_response()
+}
+
+/// The organisation's daily cost report: the usage priced at list price, per day.
+async fn costs(State(org): State<Arc<Org>>, Query(q): Query<Vec<(String, String)>>) -> Json<Value> {
+    let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let day = |k: &str| {
+        get(k)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.timestamp())
+    };
+    let start = day("starting_at").unwrap_or(0).div_euclid(DAY) * DAY;
+    let end = day("ending_at").unwrap_or(start + DAY);
+    let mut data = Vec::new();
+    let mut t = start;
+    while t < end && data.len() < 31 {
+        let usd: f64 = org
+            .usage
+            .range(t..t + DAY)
+            .flat_map(|(_, rows)| rows)
+            .map(|r| row_cost(r["uncached_input_tokens"].as_i64().unwrap_or(0)))
+            .sum();
+        data.push(json!({"starting_at": rfc3339(t), "ending_at": rfc3339(t + DAY), "results": [
+            {"currency": "USD", "amount": format!("{:.4}", usd * 100.0), "workspace_id": "wrkspc_demo",
+             "description": "Claude Sonnet 4.5 Usage", "cost_type": "tokens", "model": MODEL}]}));
+        t += DAY;
+    }
+    Json(json!({"data": data, "has_more": false, "next_page": null}))
 }

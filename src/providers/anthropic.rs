@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{HttpClient, PollError, RetryPolicy};
 use super::{
-    collect_pages, ApiKey, UsageBucket, UsagePage, UsageRow, UNKNOWN_MODEL, WORKBENCH_KEY_ID,
+    collect_pages, ApiKey, CostBucket, CostLine, CostPage, UsageBucket, UsagePage, UsageRow,
+    UNKNOWN_MODEL, WORKBENCH_KEY_ID,
 };
 use crate::config::{BucketWidth, SourceConfig};
 use crate::prices::TokenCounts;
@@ -18,6 +19,7 @@ use crate::prices::TokenCounts;
 const API_VERSION: &str = "2023-06-01";
 const KEYS_ENDPOINT: &str = "/v1/organizations/api_keys";
 const USAGE_ENDPOINT: &str = "/v1/organizations/usage_report/messages";
+const COST_ENDPOINT: &str = "/v1/organizations/cost_report";
 /// Keys per listing page (the API allows 1 to 1000).
 const KEYS_PAGE_LIMIT: u32 = 500;
 
@@ -79,6 +81,43 @@ impl AnthropicClient {
         Ok(keys.into_iter().map(ApiKey::from).collect())
     }
 
+    /// One page of the cost report (whole UTC days in `[start, end)`), grouped by workspace and
+    /// description. Amounts arrive as strings in cents.
+    pub async fn cost_page(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        page: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<CostPage, PollError> {
+        let (from, to) = (
+            start.to_rfc3339_opts(SecondsFormat::Secs, true),
+            end.to_rfc3339_opts(SecondsFormat::Secs, true),
+        );
+        let report: CostReport = self
+            .http
+            .get_json(
+                COST_ENDPOINT,
+                || {
+                    let mut q = vec![
+                        ("starting_at", from.clone()),
+                        ("ending_at", to.clone()),
+                        ("bucket_width", "1d".to_owned()),
+                        ("limit", "31".to_owned()),
+                        ("group_by[]", "workspace_id".to_owned()),
+                        ("group_by[]", "description".to_owned()),
+                    ];
+                    if let Some(p) = page {
+                        q.push(("page", p.to_owned()));
+                    }
+                    self.http.get(COST_ENDPOINT).query(&q)
+                },
+                cancel,
+            )
+            .await?;
+        report.into_page()
+    }
+
     /// One page of the usage report from `starting_at`, grouped by key and model.
     pub async fn usage_page(
         &self,
@@ -110,6 +149,87 @@ impl AnthropicClient {
             )
             .await?;
         report.into_page()
+    }
+}
+
+#[derive(Deserialize)]
+struct CostReport {
+    data: Vec<CostBucketJson>,
+    #[serde(default)]
+    has_more: bool,
+    next_page: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CostBucketJson {
+    starting_at: DateTime<Utc>,
+    ending_at: DateTime<Utc>,
+    #[serde(default)]
+    results: Vec<CostRowJson>,
+}
+
+#[derive(Deserialize)]
+struct CostRowJson {
+    currency: Option<String>,
+    /// A decimal string in cents.
+    amount: Option<String>,
+    workspace_id: Option<String>,
+    cost_type: Option<String>,
+    model: Option<String>,
+}
+
+impl CostReport {
+    fn into_page(self) -> Result<CostPage, PollError> {
+        let bad = |message: String| PollError::Decode {
+            endpoint: COST_ENDPOINT.to_owned(),
+            message,
+        };
+        let mut buckets = Vec::with_capacity(self.data.len());
+        for b in self.data {
+            let mut lines: Vec<CostLine> = Vec::new();
+            for r in b.results {
+                let currency = r.currency.as_deref().unwrap_or("USD");
+                if !currency.eq_ignore_ascii_case("usd") {
+                    return Err(bad(format!(
+                        "cost in {currency:?}; keywatch budgets are in USD"
+                    )));
+                }
+                let cents: f64 = match r.amount.as_deref() {
+                    None => 0.0,
+                    Some(a) => a
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad(format!("amount {a:?} is not a number")))?,
+                };
+                if !cents.is_finite() {
+                    return Err(bad("an amount is not finite".to_owned()));
+                }
+                let line = CostLine {
+                    workspace_id: r.workspace_id,
+                    cost_type: r.cost_type.unwrap_or_else(|| "billed".to_owned()),
+                    model: r.model,
+                    usd: cents / 100.0,
+                };
+                match lines.iter_mut().find(|l| {
+                    l.workspace_id == line.workspace_id
+                        && l.cost_type == line.cost_type
+                        && l.model == line.model
+                }) {
+                    Some(l) => l.usd += line.usd,
+                    None => lines.push(line),
+                }
+            }
+            buckets.push(CostBucket {
+                start: b.starting_at,
+                end: b.ending_at,
+                rows: Vec::new(),
+                lines,
+            });
+        }
+        Ok(CostPage {
+            buckets,
+            next_page: self.next_page.filter(|_| self.has_more),
+        })
     }
 }
 
@@ -280,6 +400,27 @@ mod tests {
         assert_eq!(
             page.next_page.as_deref(),
             Some("page_MjAyNi0wNS0wMVQxMjowMDowMFo=")
+        );
+    }
+
+    #[test]
+    fn cost_report_amounts_are_cents_strings() {
+        let body = r#"{"data": [{"starting_at": "2026-05-01T00:00:00Z", "ending_at": "2026-05-02T00:00:00Z", "results": [
+           {"currency": "USD", "amount": "1234.5678", "workspace_id": "wrkspc_01JwQvzr7rXLA5AGx3HKfFUJ",
+            "description": "Claude Sonnet 4 Usage - Input Tokens", "cost_type": "tokens", "model": "claude-sonnet-4-20250514",
+            "service_tier": "standard", "context_window": "0-200k", "token_type": "uncached_input_tokens", "inference_geo": null},
+           {"currency": "USD", "amount": "50", "workspace_id": null, "description": "Web Search Usage", "cost_type": "web_search",
+            "model": null, "service_tier": null, "context_window": null, "token_type": null, "inference_geo": null}]}],
+         "has_more": false, "next_page": null}"#;
+        let page = serde_json::from_str::<CostReport>(body)
+            .unwrap()
+            .into_page()
+            .unwrap();
+        let lines = &page.buckets[0].lines;
+        assert!((lines[0].usd - 12.345678).abs() < 1e-9);
+        assert_eq!(
+            (lines[1].cost_type.as_str(), lines[1].usd),
+            ("web_search", 0.5)
         );
     }
 

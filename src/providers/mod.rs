@@ -67,12 +67,24 @@ pub struct UsagePage {
     pub next_page: Option<String>,
 }
 
-/// One day of billed cost: USD per key.
+/// One line of a provider's cost report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostLine {
+    pub workspace_id: Option<String>,
+    /// `tokens`, `web_search`, `code_execution`, … (`billed` where the provider gives no type).
+    pub cost_type: String,
+    pub model: Option<String>,
+    pub usd: f64,
+}
+
+/// One day of billed cost: USD per key where the provider reports it, and the report's lines.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostBucket {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+    /// USD per key (OpenAI); empty for providers without per-key cost.
     pub rows: Vec<(String, f64)>,
+    pub lines: Vec<CostLine>,
 }
 
 /// One page of a billed-cost report.
@@ -156,24 +168,18 @@ impl ProviderClient {
         }
     }
 
-    /// Whether the provider reports billed cost per key (OpenAI does; Anthropic's cost report
-    /// has no per-key grouping).
-    pub fn bills_per_key(&self) -> bool {
-        matches!(self, Self::Openai(_))
-    }
-
-    /// One page of daily billed cost per key from `start`; empty where not available.
+    /// One page of the provider's daily cost report for complete UTC days from `start` up to
+    /// `end`: per key where the provider has it (OpenAI), per workspace and cost type
+    /// (Anthropic).
     pub async fn cost_page(
         &self,
         start: DateTime<Utc>,
+        end: DateTime<Utc>,
         page: Option<&str>,
         cancel: &CancellationToken,
     ) -> Result<CostPage, PollError> {
         match self {
-            Self::Anthropic(_) => Ok(CostPage {
-                buckets: Vec::new(),
-                next_page: None,
-            }),
+            Self::Anthropic(c) => c.cost_page(start, end, page, cancel).await,
             Self::Openai(c) => c.cost_page(start, page, cancel).await,
         }
     }

@@ -215,7 +215,21 @@ impl OpenAiClient {
                     None => rows.push((key, value)),
                 }
             }
-            buckets.push(CostBucket { start, end, rows });
+            let lines = rows
+                .iter()
+                .map(|(_, usd)| super::CostLine {
+                    workspace_id: None,
+                    cost_type: "billed".to_owned(),
+                    model: None,
+                    usd: *usd,
+                })
+                .collect();
+            buckets.push(CostBucket {
+                start,
+                end,
+                rows,
+                lines,
+            });
         }
         Ok(CostPage { buckets, next_page })
     }

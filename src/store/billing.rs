@@ -5,26 +5,63 @@ use std::collections::HashMap;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{Store, StoreError};
+use crate::providers::CostLine;
+
+/// One day of a provider's cost report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostDay {
+    /// UTC midnight.
+    pub day: i64,
+    /// USD per key, where the provider reports it.
+    pub per_key: Vec<(String, f64)>,
+    pub lines: Vec<CostLine>,
+}
 
 impl Store {
-    /// Stores the billed cost of whole days (replacing what was stored for those days) and
-    /// moves the source's cost cursor, in one transaction.
+    /// Stores whole days of the provider's cost report (replacing what was stored for those
+    /// days) and moves the source's cost cursor, in one transaction.
     pub async fn store_billed(
         &self,
         source: &str,
-        days: &[(i64, Vec<(String, f64)>)],
+        days: &[CostDay],
         cursor: i64,
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for (day, rows) in days {
+        for CostDay {
+            day,
+            per_key: rows,
+            lines,
+        } in days
+        {
             // A day re-read in full replaces the stored one, so a key whose cost moved to
             // another key (or vanished) does not linger.
-            sqlx::query("DELETE FROM billed_costs WHERE source = ? AND day_start = ?")
+            for table in ["billed_costs", "provider_costs"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE source = ? AND day_start = ?"
+                ))
                 .bind(source)
                 .bind(day)
                 .execute(&mut *tx)
                 .await?;
+            }
+            for chunk in lines.chunks(100) {
+                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                    "INSERT INTO provider_costs (source, day_start, workspace_id, cost_type, model,
+                        amount_usd, updated_at) ",
+                );
+                qb.push_values(chunk, |mut b, l| {
+                    b.push_bind(source)
+                        .push_bind(day)
+                        .push_bind(l.workspace_id.clone().unwrap_or_default())
+                        .push_bind(&l.cost_type)
+                        .push_bind(l.model.clone().unwrap_or_default())
+                        .push_bind(l.usd)
+                        .push_bind(now);
+                });
+                qb.push(" ON CONFLICT DO UPDATE SET amount_usd = amount_usd + excluded.amount_usd");
+                qb.build().execute(&mut *tx).await?;
+            }
             for chunk in rows.chunks(100) {
                 let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                     "INSERT INTO billed_costs (source, day_start, key_id, amount_usd, updated_at) ",

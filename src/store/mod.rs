@@ -19,10 +19,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 pub use alerts::{AlertChange, Silence, StateChange};
+pub use billing::CostDay;
 pub use deliveries::{Delivery, OutboxCounts, Route};
 pub use keys::StoredKey;
 pub use poll_state::PollState;
-pub use report::PeriodUsage;
+pub use report::{PeriodUsage, ReconcileDay};
 pub use retention::Pruned;
 pub use samples::KeySeries;
 pub use usage::{HistoryRow, UnpricedModel, UsageRecord};

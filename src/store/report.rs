@@ -90,3 +90,84 @@ impl Store {
             .collect())
     }
 }
+
+/// One source and UTC day: keywatch's estimate against the provider's own cost report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconcileDay {
+    pub source: String,
+    pub day: i64,
+    pub estimated_usd: f64,
+    /// `None` when the provider has reported nothing for the day (yet).
+    pub billed_usd: Option<f64>,
+    /// Models used that day without a price.
+    pub unpriced_models: Vec<String>,
+    /// Billed cost types other than tokens (e.g. `web_search`, `code_execution`) with USD.
+    pub other_cost_types: Vec<(String, f64)>,
+}
+
+impl Store {
+    /// Estimate against billed cost per source and UTC day, for days starting in `[from, to)`.
+    pub async fn reconcile(
+        &self,
+        width_secs: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<ReconcileDay>, StoreError> {
+        let estimated = sqlx::query(
+            "SELECT source, (bucket_start / 86400) * 86400 AS day, SUM(COALESCE(cost_usd, 0.0)),
+                    group_concat(DISTINCT CASE WHEN cost_usd IS NULL THEN model END)
+             FROM usage_buckets WHERE bucket_width = ? AND bucket_start >= ? AND bucket_start < ?
+             GROUP BY source, day",
+        )
+        .bind(width_secs)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        let billed = sqlx::query(
+            "SELECT source, day_start, cost_type, SUM(amount_usd) FROM provider_costs
+             WHERE day_start >= ? AND day_start < ? GROUP BY source, day_start, cost_type",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut days: std::collections::BTreeMap<(String, i64), ReconcileDay> = Default::default();
+        for r in estimated {
+            let (source, day): (String, i64) = (r.get(0), r.get(1));
+            let unpriced: Option<String> = r.get(3);
+            days.insert(
+                (source.clone(), day),
+                ReconcileDay {
+                    source,
+                    day,
+                    estimated_usd: r.get(2),
+                    billed_usd: None,
+                    unpriced_models: unpriced
+                        .map(|m| m.split(',').map(str::to_owned).collect())
+                        .unwrap_or_default(),
+                    other_cost_types: Vec::new(),
+                },
+            );
+        }
+        for r in billed {
+            let (source, day, cost_type, usd): (String, i64, String, f64) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
+            let d = days
+                .entry((source.clone(), day))
+                .or_insert_with(|| ReconcileDay {
+                    source,
+                    day,
+                    estimated_usd: 0.0,
+                    billed_usd: None,
+                    unpriced_models: Vec::new(),
+                    other_cost_types: Vec::new(),
+                });
+            d.billed_usd = Some(d.billed_usd.unwrap_or(0.0) + usd);
+            if !matches!(cost_type.as_str(), "tokens" | "billed") && usd > 0.0 {
+                d.other_cost_types.push((cost_type, usd));
+            }
+        }
+        Ok(days.into_values().collect())
+    }
+}

@@ -16,6 +16,7 @@ use crate::helpers::{first, query};
 pub const ADMIN_KEY: &str = "sk-ant-admin01-TESTKEY-do-not-log-7f3a9c";
 pub const KEYS_PATH: &str = "/v1/organizations/api_keys";
 pub const USAGE_PATH: &str = "/v1/organizations/usage_report/messages";
+pub const COST_PATH: &str = "/v1/organizations/cost_report";
 
 /// Token counts of one fake usage row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,6 +50,8 @@ pub struct FakeData {
     pub usage_requests: usize,
     /// How long each usage page takes to arrive.
     pub usage_delay: std::time::Duration,
+    /// Cost report rows (as JSON, amounts in cents strings) by UTC day.
+    pub costs: BTreeMap<i64, Vec<Value>>,
 }
 
 pub struct FakeAnthropic {
@@ -73,6 +76,12 @@ impl FakeAnthropic {
         Mock::given(method("GET"))
             .and(path(USAGE_PATH))
             .respond_with(UsageResponder(Arc::clone(&data)))
+            .with_priority(10)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(COST_PATH))
+            .respond_with(CostResponder(Arc::clone(&data)))
             .with_priority(10)
             .mount(&server)
             .await;
@@ -116,6 +125,13 @@ impl FakeAnthropic {
             .flat_map(|(t, rows)| rows.iter().map(move |r| (*t, r.clone())))
             .collect()
     }
+}
+
+/// A cost report line: `usd` becomes a cents string, as the API sends it.
+pub fn cost_line(workspace: Option<&str>, cost_type: &str, model: Option<&str>, usd: f64) -> Value {
+    json!({"currency": "USD", "amount": format!("{:.4}", usd * 100.0), "workspace_id": workspace,
+           "description": format!("{cost_type} usage"), "cost_type": cost_type, "model": model,
+           "service_tier": null, "context_window": null, "token_type": null, "inference_geo": null})
 }
 
 /// A key in the older item shape (top-level `workspace_id`).
@@ -274,6 +290,56 @@ impl Respond for UsageResponder {
             "has_more": has_more,
             "next_page": if has_more { Value::String(format!("page_{t}")) } else { Value::Null },
         }))
+    }
+}
+
+struct CostResponder(Arc<Mutex<FakeData>>);
+
+impl Respond for CostResponder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        if let Some(e) = check_auth(req) {
+            return e;
+        }
+        let q = query(req);
+        if first(&q, "bucket_width") != Some("1d") {
+            return error(
+                400,
+                "invalid_request_error",
+                "cost_report only supports bucket_width=1d",
+            );
+        }
+        let day = |key: &str| {
+            first(&q, key)
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.timestamp())
+        };
+        let Some(start) = day("starting_at") else {
+            return error(400, "invalid_request_error", "starting_at is required");
+        };
+        let today = Utc::now().timestamp().div_euclid(86_400) * 86_400;
+        let end = day("ending_at").unwrap_or(today).min(today);
+        if start % 86_400 != 0 || end <= start {
+            return error(
+                400,
+                "invalid_request_error",
+                "ending date must be after starting date",
+            );
+        }
+        let from = first(&q, "page")
+            .and_then(|p| p.strip_prefix("page_"))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(start);
+        let data = self.0.lock().unwrap();
+        let mut buckets = Vec::new();
+        let mut t = from;
+        while t < end && buckets.len() < 7 {
+            let results = data.costs.get(&t).cloned().unwrap_or_default();
+            buckets.push(json!({"starting_at": rfc3339(t), "ending_at": rfc3339(t + 86_400), "results": results}));
+            t += 86_400;
+        }
+        let has_more = t < end;
+        ResponseTemplate::new(200).set_body_json(json!({"data": buckets, "has_more": has_more,
+            "next_page": if has_more { Value::String(format!("page_{t}")) } else { Value::Null }}))
     }
 }
 

@@ -289,3 +289,78 @@ async fn report_forecast_projects_each_monthly_budget() {
         "{table}"
     );
 }
+
+#[tokio::test]
+async fn reconcile_compares_with_the_cost_report_and_flags_an_unpriced_model() {
+    use crate::fake_anthropic::cost_line;
+    let app = spawn_app_with_lookback("4d", "").await;
+    let served = seed(&app);
+    let today = this_hour().div_euclid(86_400) * 86_400;
+    let (d1, d2) = (today - 86_400, today - 2 * 86_400);
+    let day_total = |d: i64| {
+        served
+            .iter()
+            .filter(|(t, _, _)| *t >= d && *t < d + 86_400)
+            .map(|(_, _, u)| u)
+            .sum::<f64>()
+    };
+    // Yesterday also saw a model keywatch has no price for; the bill includes it.
+    app.fake.add_usage(
+        d1 + 5 * HOUR,
+        row(Some("apikey_a"), "claude-nova-9", 100_000, 10_000),
+    );
+    {
+        let mut data = app.fake.data.lock().unwrap();
+        data.costs.insert(
+            d1,
+            vec![
+                cost_line(None, "tokens", Some(SONNET), day_total(d1)),
+                cost_line(None, "tokens", Some("claude-nova-9"), 2.0),
+            ],
+        );
+        data.costs.insert(
+            d2,
+            vec![cost_line(
+                Some("wrkspc_b"),
+                "tokens",
+                Some(SONNET),
+                day_total(d2) * 1.01,
+            )],
+        );
+    }
+    app.cli_ok(&["run", "--once"]).await;
+
+    let json = app
+        .cli_ok(&["report", "--reconcile", "--format", "json", "--last", "3"])
+        .await;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let day = |t: i64| crate::fake_anthropic::rfc3339(t)[..10].to_owned();
+    let yesterday = rows.iter().find(|r| r["day"] == day(d1)).unwrap();
+    assert!(
+        (yesterday["billed_usd"].as_f64().unwrap() - (day_total(d1) + 2.0)).abs() < 1e-3,
+        "{yesterday}"
+    );
+    assert_eq!(yesterday["flagged"], true);
+    assert!(
+        yesterday["likely_cause"]
+            .as_str()
+            .unwrap()
+            .contains("no price for model claude-nova-9"),
+        "{yesterday}"
+    );
+    let before = rows.iter().find(|r| r["day"] == day(d2)).unwrap();
+    assert_eq!(
+        before["flagged"], false,
+        "1 % is within the 5 % tolerance: {before}"
+    );
+    assert!(
+        (before["difference_pct"].as_f64().unwrap() + 0.99).abs() < 0.05,
+        "{before}"
+    );
+
+    let table = app.cli_ok(&["report", "--reconcile", "--last", "3"]).await;
+    assert!(
+        table.contains("FLAG: no price for model claude-nova-9"),
+        "{table}"
+    );
+}
