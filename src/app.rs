@@ -144,6 +144,7 @@ impl App {
                 1
             }
         };
+        report.undelivered += digests(&self.store, &self.config, true).await as i64;
         report
     }
 
@@ -214,9 +215,12 @@ impl App {
         }
         {
             let store = self.store.clone();
+            let config = Arc::clone(&self.config);
             let outbox = Outbox::new(Arc::clone(&self.config));
             let cancel = cancel.clone();
-            tracker.spawn(async move { delivery_loop(&store, &outbox, &detected, &cancel).await });
+            tracker.spawn(async move {
+                delivery_loop(&store, &config, &outbox, &detected, &cancel).await
+            });
         }
         tracker.close();
         cancel.cancelled().await;
@@ -291,9 +295,10 @@ async fn detect_loop(
 }
 
 /// Delivers due notifications right after detection records state changes, and every
-/// `DELIVERY_TICK` for retries that come due.
+/// `DELIVERY_TICK` for retries that come due; queues and sends digests as they come due.
 async fn delivery_loop(
     store: &Store,
+    config: &Config,
     outbox: &Outbox,
     detected: &Notify,
     cancel: &CancellationToken,
@@ -307,11 +312,30 @@ async fn delivery_loop(
                 tracing::error!(error = %e, "the outbox could not be read");
             }
         }
+        digests(store, config, false).await;
         let pause = next_delay(DELIVERY_TICK, failures);
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = detected.notified() => {}
             _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Queues digests that came due and sends pending ones (all of them with `all`); returns how
+/// many remain pending. Errors are logged: a digest is retried on the next pass.
+async fn digests(store: &Store, config: &Config, all: bool) -> usize {
+    if config.digests.is_empty() {
+        return 0;
+    }
+    if let Err(e) = crate::digest::queue_due(store, config, Utc::now()).await {
+        tracing::error!(error = %e, "digests could not be prepared");
+    }
+    match crate::digest::deliver(store, config, all).await {
+        Ok(remaining) => remaining,
+        Err(e) => {
+            tracing::error!(error = %e, "digests could not be sent");
+            1
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod detect;
+pub mod digest;
 pub mod exit;
 pub mod http;
 pub mod metrics;

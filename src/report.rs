@@ -3,6 +3,7 @@
 //! [`PeriodUsage`] from the store and prints what this returns.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use chrono::{Datelike, Duration, NaiveDate};
 use chrono_tz::Tz;
@@ -218,6 +219,67 @@ pub fn rollup(
             .then(b.cost_usd.total_cmp(&a.cost_usd))
     });
     rows
+}
+
+/// The rows as CSV with a header: plain numbers, no currency symbols.
+pub fn to_csv(rows: &[Row], by: &[Dim]) -> String {
+    let mut columns: Vec<&str> = vec!["period"];
+    for d in by {
+        match d {
+            Dim::Source => columns.push("source"),
+            Dim::Workspace => columns.push("workspace_id"),
+            Dim::Key => columns.extend(["key_id", "key_name"]),
+            Dim::Model => columns.push("model"),
+        }
+    }
+    columns.extend([
+        "uncached_input_tokens",
+        "cache_write_5m_tokens",
+        "cache_write_1h_tokens",
+        "cache_read_input_tokens",
+        "output_tokens",
+        "requests",
+        "cost_usd",
+        "billed_usd",
+        "change_usd",
+        "change_pct",
+        "share_pct",
+        "unpriced_tokens",
+    ]);
+    let mut o = columns.join(",") + "\n";
+    for r in rows {
+        let mut f: Vec<String> = vec![r.period.clone()];
+        f.extend(r.group.iter().map(|(_, v)| csv_field(v)));
+        let t = &r.tokens;
+        f.extend([
+            t.uncached_input.to_string(),
+            t.cache_write_5m.to_string(),
+            t.cache_write_1h.to_string(),
+            t.cache_read.to_string(),
+            t.output.to_string(),
+            r.requests.map(|n| n.to_string()).unwrap_or_default(),
+            format!("{:.6}", r.cost_usd),
+            fmt_opt(r.billed_usd, 6),
+            fmt_opt(r.change_usd, 6),
+            fmt_opt(r.change_pct, 2),
+            format!("{:.2}", r.share_pct),
+            r.unpriced_tokens.to_string(),
+        ]);
+        let _ = writeln!(o, "{}", f.join(","));
+    }
+    o
+}
+
+fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
+    v.map(|v| format!("{v:.decimals$}")).unwrap_or_default()
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
 }
 
 #[cfg(test)]

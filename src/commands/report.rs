@@ -88,7 +88,7 @@ pub async fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
     by.dedup();
     let rows = rollup(&list, &usage, &billed, &by, &facts);
     let text = match args.format {
-        Format::Csv => csv(&rows, &by),
+        Format::Csv => crate::report::to_csv(&rows, &by),
         Format::Json => json(&rows)?,
         Format::Table => table(&rows, &list[1..], tz),
     };
@@ -106,54 +106,6 @@ fn csv_field(s: &str) -> String {
     } else {
         s.to_owned()
     }
-}
-
-fn csv(rows: &[Row], by: &[Dim]) -> String {
-    let mut columns: Vec<&str> = vec!["period"];
-    for d in by {
-        match d {
-            Dim::Source => columns.push("source"),
-            Dim::Workspace => columns.push("workspace_id"),
-            Dim::Key => columns.extend(["key_id", "key_name"]),
-            Dim::Model => columns.push("model"),
-        }
-    }
-    columns.extend([
-        "uncached_input_tokens",
-        "cache_write_5m_tokens",
-        "cache_write_1h_tokens",
-        "cache_read_input_tokens",
-        "output_tokens",
-        "requests",
-        "cost_usd",
-        "billed_usd",
-        "change_usd",
-        "change_pct",
-        "share_pct",
-        "unpriced_tokens",
-    ]);
-    let mut o = columns.join(",") + "\n";
-    for r in rows {
-        let mut f: Vec<String> = vec![r.period.clone()];
-        f.extend(r.group.iter().map(|(_, v)| csv_field(v)));
-        let t = &r.tokens;
-        f.extend([
-            t.uncached_input.to_string(),
-            t.cache_write_5m.to_string(),
-            t.cache_write_1h.to_string(),
-            t.cache_read.to_string(),
-            t.output.to_string(),
-            r.requests.map(|n| n.to_string()).unwrap_or_default(),
-            format!("{:.6}", r.cost_usd),
-            opt(r.billed_usd, 6),
-            opt(r.change_usd, 6),
-            opt(r.change_pct, 2),
-            format!("{:.2}", r.share_pct),
-            r.unpriced_tokens.to_string(),
-        ]);
-        let _ = writeln!(o, "{}", f.join(","));
-    }
-    o
 }
 
 fn json(rows: &[Row]) -> anyhow::Result<String> {

@@ -71,6 +71,7 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
     }
     let budgets = build_budgets(&raw.budgets, &sources)?;
     let notifiers = build_notifiers(&raw.notifiers, base_dir, env, &mut warnings)?;
+    let digests = build_digests(&raw.digests, &notifiers)?;
     let expire = raw.delivery.expire_after.0.as_secs();
     if !(60..=30 * 86_400).contains(&expire) {
         return Err(ConfigError::invalid(
@@ -110,6 +111,7 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
         budgets,
         notifiers,
         delivery: raw.delivery,
+        digests,
         warnings,
     })
 }
@@ -556,4 +558,56 @@ fn build_webhook(
         routing_key,
         min_severity: w.min_severity,
     })
+}
+
+fn build_digests(
+    raw: &[super::schema::DigestSection],
+    notifiers: &[Notifier],
+) -> Result<Vec<super::Digest>> {
+    let mut seen = HashSet::new();
+    raw.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let at_key = format!("digests[{i}]");
+            check_name(&format!("{at_key}.name"), &d.name, &mut seen)?;
+            let at = chrono::NaiveTime::parse_from_str(&d.at, "%H:%M").map_err(|_| {
+                ConfigError::invalid(
+                    format!("{at_key}.at"),
+                    format!("{:?} is not a time of day such as \"08:00\"", d.at),
+                )
+            })?;
+            let timezone: Tz = d.timezone.parse().map_err(|_| {
+                ConfigError::invalid(
+                    format!("{at_key}.timezone"),
+                    format!(
+                        "unknown time zone {:?}: use an IANA name such as \"Europe/Berlin\"",
+                        d.timezone
+                    ),
+                )
+            })?;
+            if d.notifiers.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{at_key}.notifiers"),
+                    "name at least one [[notifiers]] entry",
+                ));
+            }
+            if let Some(unknown) = d
+                .notifiers
+                .iter()
+                .find(|n| !notifiers.iter().any(|x| x.name() == n.as_str()))
+            {
+                return Err(ConfigError::invalid(
+                    format!("{at_key}.notifiers"),
+                    format!("no notifier named {unknown:?}"),
+                ));
+            }
+            Ok(super::Digest {
+                name: d.name.clone(),
+                schedule: d.schedule,
+                at,
+                timezone,
+                notifiers: d.notifiers.clone(),
+            })
+        })
+        .collect()
 }

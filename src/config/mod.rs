@@ -12,9 +12,9 @@ use chrono_tz::Tz;
 use secrecy::SecretString;
 
 pub use schema::{
-    BucketWidth, DeliverySection as DeliveryConfig, HumanDuration, Keep, PollSection as PollConfig,
-    Provider, RetentionSection as RetentionConfig, RotationSection as RotationConfig, Severity,
-    TlsMode, WebhookFormat,
+    BucketWidth, DeliverySection as DeliveryConfig, DigestSchedule, HumanDuration, Keep,
+    PollSection as PollConfig, Provider, RetentionSection as RetentionConfig,
+    RotationSection as RotationConfig, Severity, TlsMode, WebhookFormat,
 };
 pub use secret::{Env, ProcessEnv};
 
@@ -63,6 +63,7 @@ pub struct Config {
     pub budgets: Vec<Budget>,
     pub notifiers: Vec<Notifier>,
     pub delivery: DeliveryConfig,
+    pub digests: Vec<Digest>,
     /// Values that parse and are allowed but are probably not what the operator meant.
     pub warnings: Vec<String>,
 }
@@ -105,6 +106,18 @@ pub struct Budget {
     /// Percentages, ascending.
     pub thresholds: Vec<u32>,
     pub timezone: Tz,
+}
+
+/// A scheduled spend digest.
+#[derive(Debug, Clone)]
+pub struct Digest {
+    pub name: String,
+    pub schedule: DigestSchedule,
+    /// Local time of day it goes out.
+    pub at: chrono::NaiveTime,
+    pub timezone: Tz,
+    /// Names of `[[notifiers]]` entries.
+    pub notifiers: Vec<String>,
 }
 
 #[derive(Debug)]

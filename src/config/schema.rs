@@ -96,6 +96,33 @@ pub struct RawConfig {
     pub notifiers: Vec<NotifierSection>,
     #[serde(default)]
     pub delivery: DeliverySection,
+    #[serde(default)]
+    pub digests: Vec<DigestSection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DigestSchedule {
+    Daily,
+    Weekly,
+}
+
+/// `[[digests]]`: a spend summary sent on a schedule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestSection {
+    pub name: String,
+    pub schedule: DigestSchedule,
+    /// Local time of day, `HH:MM`; weekly digests go out on Mondays. Default "08:00".
+    #[serde(default = "default_digest_at")]
+    pub at: String,
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    pub notifiers: Vec<String>,
+}
+
+fn default_digest_at() -> String {
+    "08:00".to_owned()
 }
 
 /// Extension: `[delivery]`, how long the outbox keeps trying.

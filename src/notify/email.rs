@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lettre::message::{header::ContentType, Mailbox};
+use lettre::message::{header::ContentType, Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -55,16 +55,36 @@ fn hint(n: &EmailNotifier) -> &'static str {
 /// Sends one email listing `alerts`; returns the server's reply.
 pub async fn send(n: &EmailNotifier, alerts: &[AlertView]) -> Result<String, NotifyError> {
     let (subject, body) = email(alerts);
-    let mut message = Message::builder()
+    send_text(n, &subject, body, None).await
+}
+
+/// Sends a plain-text email, with an optional attachment (file name, CSV text).
+pub async fn send_text(
+    n: &EmailNotifier,
+    subject: &str,
+    body: String,
+    attachment: Option<(&str, &str)>,
+) -> Result<String, NotifyError> {
+    let mut builder = Message::builder()
         .from(mailbox("from", &n.from)?)
-        .subject(subject)
-        .header(ContentType::TEXT_PLAIN);
+        .subject(subject);
     for to in &n.to {
-        message = message.to(mailbox("to", to)?);
+        builder = builder.to(mailbox("to", to)?);
     }
-    let message = message
-        .body(body)
-        .map_err(|e| NotifyError::Config(format!("cannot build the message: {e}")))?;
+    let built = match attachment {
+        None => builder.header(ContentType::TEXT_PLAIN).body(body),
+        Some((name, csv)) => {
+            let csv_type =
+                ContentType::parse("text/csv").map_err(|e| NotifyError::Config(e.to_string()))?;
+            builder.multipart(
+                MultiPart::mixed()
+                    .singlepart(SinglePart::plain(body))
+                    .singlepart(Attachment::new(name.to_owned()).body(csv.to_owned(), csv_type)),
+            )
+        }
+    };
+    let message =
+        built.map_err(|e| NotifyError::Config(format!("cannot build the message: {e}")))?;
     let response = transport(n)?.send(message).await.map_err(|e| {
         let chain = crate::providers::error_chain(&e);
         if e.is_permanent() {

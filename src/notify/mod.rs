@@ -1,7 +1,7 @@
 //! Notification: the outbox worker that delivers alert state changes to email and webhook
 //! notifiers, with retries and back-off across restarts.
 
-mod email;
+pub mod email;
 pub mod message;
 pub mod webhook;
 

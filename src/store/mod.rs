@@ -4,6 +4,7 @@
 mod alerts;
 mod billing;
 mod deliveries;
+mod digests;
 mod keys;
 mod poll_state;
 mod report;
@@ -21,6 +22,7 @@ use sqlx::SqlitePool;
 pub use alerts::{AlertChange, Silence, StateChange};
 pub use billing::CostDay;
 pub use deliveries::{Delivery, OutboxCounts, Route};
+pub use digests::DigestSend;
 pub use keys::StoredKey;
 pub use poll_state::PollState;
 pub use report::{PeriodUsage, ReconcileDay};

@@ -377,3 +377,56 @@ async fn with_the_receiver_down_for_the_first_cycle_mail_goes_first_webhooks_nex
     assert_eq!(hook.received().len(), before, "a third run sends nothing");
     assert_eq!(smtp.mails().len(), 1);
 }
+
+#[tokio::test]
+async fn a_daily_digest_goes_out_once_per_period_with_the_report_attached() {
+    let smtp = SmtpServer::start(false);
+    let hook = WebhookReceiver::start().await;
+    let app = spawn_app_with(&format!(
+        "{}{}[[digests]]\nname = \"daily-spend\"\nschedule = \"daily\"\nat = \"00:00\"\ntimezone = \"UTC\"\nnotifiers = [\"mail\", \"hook\"]\n",
+        email("mail", smtp.port),
+        webhook("hook", &hook.url(), "json", "critical")
+    ))
+    .await;
+    let yesterday = this_hour().div_euclid(DAY) * DAY - DAY;
+    app.fake.add_key(key_old_shape(
+        "apikey_d",
+        "digest-key",
+        "active",
+        &created(10),
+        None,
+    ));
+    app.fake.add_usage(
+        yesterday + 3 * HOUR,
+        row(Some("apikey_d"), "claude-sonnet-4-20250514", 50_000, 5_000),
+    );
+
+    assert_eq!(run_once(&app).await, 0);
+    assert_eq!(run_once(&app).await, 0, "a restart does not send it again");
+
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "one digest mail");
+    let label = rfc3339(yesterday)[..10].to_owned();
+    let mail = &mails[0].data;
+    assert!(
+        mail.contains(&format!("daily-spend digest {label}")),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("digest-key") && mail.contains("Top movers by key"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("text/csv") && mail.contains(&format!("keywatch-daily-spend-{label}.csv")),
+        "{mail}"
+    );
+    let posts: Vec<_> = hook
+        .received()
+        .into_iter()
+        .filter(|r| r.body["type"] == "digest")
+        .collect();
+    assert_eq!(posts.len(), 1);
+    assert!(posts[0].signed);
+    assert_eq!(posts[0].body["period"], label.as_str());
+    assert!(posts[0].body["spend_usd"].as_f64().unwrap() > 0.0);
+}

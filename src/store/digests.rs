@@ -1,0 +1,116 @@
+//! The digest outbox.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// One digest to send (or being retried) to one notifier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DigestSend {
+    pub digest: String,
+    pub period: String,
+    pub notifier: String,
+    pub subject: String,
+    pub body: String,
+    pub payload: String,
+    pub csv: String,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+impl Store {
+    /// Whether the digest for `period` was already queued.
+    pub async fn digest_queued(&self, digest: &str, period: &str) -> Result<bool, StoreError> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM digest_sends WHERE digest = ? AND period = ?")
+                .bind(digest)
+                .bind(period)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n > 0)
+    }
+
+    /// Queues a digest for its notifiers in one transaction; a period already queued is left
+    /// alone (never sent twice).
+    pub async fn queue_digest(&self, sends: &[DigestSend], now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for s in sends {
+            sqlx::query(
+                "INSERT INTO digest_sends (digest, period, notifier, subject, body, payload, csv, state,
+                                           created_at, next_attempt_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&s.digest)
+            .bind(&s.period)
+            .bind(&s.notifier)
+            .bind(&s.subject)
+            .bind(&s.body)
+            .bind(&s.payload)
+            .bind(&s.csv)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Pending digest sends (only due ones with `due_only`).
+    pub async fn pending_digests(
+        &self,
+        now: i64,
+        due_only: bool,
+    ) -> Result<Vec<DigestSend>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT digest, period, notifier, subject, body, payload, csv, attempts, created_at
+             FROM digest_sends WHERE state = 'pending' AND (? = 0 OR next_attempt_at <= ?)
+             ORDER BY created_at",
+        )
+        .bind(due_only)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DigestSend {
+                digest: r.get(0),
+                period: r.get(1),
+                notifier: r.get(2),
+                subject: r.get(3),
+                body: r.get(4),
+                payload: r.get(5),
+                csv: r.get(6),
+                attempts: r.get(7),
+                created_at: r.get(8),
+            })
+            .collect())
+    }
+
+    /// Records the outcome of one attempt: delivered, retry at `retry_at`, or expired.
+    pub async fn mark_digest(
+        &self,
+        s: &DigestSend,
+        state: &str,
+        retry_at: i64,
+        now: i64,
+        result: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE digest_sends SET state = ?, attempts = attempts + 1, next_attempt_at = ?,
+                delivered_at = CASE WHEN ? = 'delivered' THEN ? END, last_result = ?
+             WHERE digest = ? AND period = ? AND notifier = ? AND state = 'pending'",
+        )
+        .bind(state)
+        .bind(retry_at)
+        .bind(state)
+        .bind(now)
+        .bind(result)
+        .bind(&s.digest)
+        .bind(&s.period)
+        .bind(&s.notifier)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
