@@ -165,5 +165,16 @@ pub fn summary(c: &Config) -> String {
             }
         }
     }
+    for d in &c.digests {
+        let _ = writeln!(
+            o,
+            "digest    {}: {:?} at {} {} to {}",
+            d.name,
+            d.schedule,
+            d.at.format("%H:%M"),
+            d.timezone,
+            d.notifiers.join(", ")
+        );
+    }
     o
 }
