@@ -121,7 +121,7 @@ impl Billed {
             let _ = writeln!(
                 o,
                 "{:<17} {:<20} {:>14.4} {:>12.4}",
-                &time(*day)[..10],
+                time(*day).get(..10).unwrap_or_default(),
                 source,
                 estimated,
                 usd
