@@ -91,7 +91,7 @@ pub async fn execute(cli: Cli) -> u8 {
             until,
             out,
         } => export::run(&config, &key, source.as_deref(), since, until, &out).await,
-        Command::Demo { .. } => unreachable!("handled before the config is loaded"),
+        Command::Demo { json } => crate::demo::run(json).await,
     };
     result.unwrap_or_else(|e| {
         tracing::error!(error = %format!("{e:#}"), "command failed");
