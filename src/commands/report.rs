@@ -340,7 +340,12 @@ pub async fn reconcile(
             (d, diff, pct, flagged)
         })
         .collect();
-    let day = |t: i64| crate::alerts::rfc3339(t).get(..10).unwrap_or_default().to_owned();
+    let day = |t: i64| {
+        crate::alerts::rfc3339(t)
+            .get(..10)
+            .unwrap_or_default()
+            .to_owned()
+    };
     match format {
         Format::Csv => {
             println!("source,day,estimated_usd,billed_usd,difference_usd,difference_pct,flagged,likely_cause");

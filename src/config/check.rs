@@ -238,7 +238,20 @@ fn build_http(h: &HttpSection, base_dir: &Path, env: &dyn Env) -> Result<HttpCon
             ),
         ));
     }
-    Ok(HttpConfig { listen, token })
+    let timezone: Tz = h.timezone.parse().map_err(|_| {
+        ConfigError::invalid(
+            "http.timezone",
+            format!(
+                "unknown time zone {:?}: use an IANA name such as \"Europe/Berlin\"",
+                h.timezone
+            ),
+        )
+    })?;
+    Ok(HttpConfig {
+        listen,
+        timezone,
+        token,
+    })
 }
 
 fn check_name(key: &str, name: &str, seen: &mut HashSet<String>) -> Result<()> {

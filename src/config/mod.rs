@@ -71,6 +71,8 @@ pub struct Config {
 #[derive(Debug)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// The zone the dashboard shows times in.
+    pub timezone: Tz,
     pub token: Option<SecretString>,
 }
 

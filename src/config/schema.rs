@@ -245,6 +245,9 @@ impl Default for PollSection {
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
     pub listen: String,
+    /// Extension: the IANA time zone the dashboard shows times in (UTC on hover). Default UTC.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
     pub token_env: Option<String>,
     pub token_file: Option<PathBuf>,
 }

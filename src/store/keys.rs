@@ -151,3 +151,21 @@ pub(super) async fn note_usage_keys(
     }
     Ok(())
 }
+
+impl Store {
+    /// The start of the latest bucket with usage, per (source, key).
+    pub async fn last_used(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT source, key_id, MAX(bucket_start) FROM usage_buckets
+             WHERE uncached_input_tokens + output_tokens + cache_read_input_tokens
+                   + cache_write_5m_tokens + cache_write_1h_tokens > 0
+             GROUP BY source, key_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+}

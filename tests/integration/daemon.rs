@@ -6,7 +6,7 @@ use crate::helpers::{
     row, spawn_app_with, spawn_app_with_lookback, this_hour, without_cost, TestApp, HOUR,
 };
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -14,7 +14,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_daemon(app: &TestApp) -> tokio::process::Child {
+pub fn start_daemon(app: &TestApp) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"))
         .arg("--config")
         .arg(&app.config_path)
@@ -27,7 +27,7 @@ fn start_daemon(app: &TestApp) -> tokio::process::Child {
         .unwrap()
 }
 
-async fn get(url: &str) -> (u16, String) {
+pub async fn get(url: &str) -> (u16, String) {
     for _ in 0..100 {
         if let Ok(r) = reqwest::get(url).await {
             let status = r.status().as_u16();

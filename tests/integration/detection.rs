@@ -25,7 +25,7 @@ fn created(days_ago: i64) -> String {
 }
 
 /// Returns the daily limit that puts the budgeted key at 80 % today.
-fn seed(app: &TestApp) -> f64 {
+pub fn seed(app: &TestApp) -> f64 {
     let f = &app.fake;
     for (id, name, status, age) in [
         ("apikey_normal1", "web-frontend", "active", 30),

@@ -93,6 +93,10 @@ base_url = "{}"
             "R0UT1NGKEY-test".to_owned(),
         ),
         (
+            "TEST_HTTP_TOKEN".to_owned(),
+            "s3cret-dashboard-token".to_owned(),
+        ),
+        (
             "TEST_OPENAI_ADMIN_KEY".to_owned(),
             crate::fake_openai::OPENAI_ADMIN_KEY.to_owned(),
         ),

@@ -8,6 +8,7 @@ mod receivers;
 mod cli;
 mod config_check;
 mod daemon;
+mod dashboard;
 mod detection;
 mod notify;
 mod openai;

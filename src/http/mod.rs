@@ -1,4 +1,8 @@
-//! The optional HTTP endpoint (`[http] listen`): `/healthz`, `/readyz` and `/metrics`.
+//! The optional HTTP endpoint (`[http] listen`): `/healthz`, `/readyz`, `/metrics`, the
+//! read-only JSON API under `/api/v1/` and the dashboard.
+
+mod api;
+mod pages;
 
 use std::sync::Arc;
 
@@ -15,18 +19,33 @@ use crate::config::Config;
 use crate::store::Store;
 
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     store: Store,
     config: Arc<Config>,
 }
 
 /// The router, for the daemon and for tests.
 pub fn router(store: Store, config: Arc<Config>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+    let state = AppState { store, config };
+    let protected = Router::new()
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(AppState { store, config })
+        .route("/api/v1/keys", get(api::keys))
+        .route("/api/v1/usage", get(api::usage))
+        .route("/api/v1/alerts", get(api::alerts))
+        .route("/api/v1/report", get(api::report))
+        .route("/api/v1/budgets", get(api::budgets))
+        .route("/", get(pages::overview))
+        .route("/keys/{key_id}", get(pages::key))
+        .route("/alerts", get(pages::alerts))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(protected)
+        .with_state(state)
 }
 
 /// Serves until `cancel` fires. Binding errors are returned (and end the daemon: a monitor
@@ -60,20 +79,25 @@ fn authorised(state: &AppState, headers: &HeaderMap) -> bool {
     same(given.as_bytes(), token.expose_secret().as_bytes())
 }
 
-fn unauthorised() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        "a bearer token is required (http.token_env)\n",
-    )
-        .into_response()
+/// Everything but `/healthz` needs the bearer token when one is configured.
+async fn require_token(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if authorised(&state, request.headers()) {
+        next.run(request).await
+    } else {
+        api::error(
+            StatusCode::UNAUTHORIZED,
+            "a bearer token is required (Authorization: Bearer …, http.token_env)",
+        )
+    }
 }
 
 /// 200 when every source was polled successfully within 3 poll intervals, else 503 naming the
 /// stale sources.
-async fn readyz(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if !authorised(&state, &headers) {
-        return unauthorised();
-    }
+async fn readyz(State(state): State<AppState>) -> Response {
     let now = Utc::now().timestamp();
     let interval = state.config.poll.interval.0.as_secs() as i64;
     let width = state.config.poll.bucket_width.seconds();
@@ -103,10 +127,7 @@ async fn readyz(State(state): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if !authorised(&state, &headers) {
-        return unauthorised();
-    }
+async fn metrics(State(state): State<AppState>) -> Response {
     match crate::metrics::render(&state.store).await {
         Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         Err(e) => (

@@ -1,0 +1,293 @@
+//! The read-only JSON API under `/api/v1/`: the same numbers as the CLI.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{Datelike, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::AppState;
+use crate::alerts::{rfc3339, Alert};
+use crate::cli::parse_time;
+use crate::report::{periods, rollup, Dim, KeyFacts, PeriodKind};
+
+/// An error answer: JSON with a message.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("cannot read the store: {e}"),
+    )
+}
+
+/// Spend per (source, key) today and this month (UTC).
+pub async fn spend_today_and_month(
+    state: &AppState,
+) -> Result<HashMap<(String, String), (f64, f64)>, Response> {
+    let now = Utc::now();
+    let today = now.timestamp().div_euclid(86_400) * 86_400;
+    let month = now
+        .date_naive()
+        .with_day(1)
+        .unwrap_or(now.date_naive())
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc()
+        .timestamp();
+    let width = state.config.poll.bucket_width.seconds();
+    let mut out: HashMap<(String, String), (f64, f64)> = HashMap::new();
+    for (s, k, usd) in state
+        .store
+        .spend_by_key(width, today, today + 86_400, today)
+        .await
+        .map_err(internal)?
+    {
+        out.entry((s, k)).or_default().0 += usd;
+    }
+    for (s, k, usd) in state
+        .store
+        .spend_by_key(width, month, today + 86_400, today)
+        .await
+        .map_err(internal)?
+    {
+        out.entry((s, k)).or_default().1 += usd;
+    }
+    Ok(out)
+}
+
+pub async fn keys(State(state): State<AppState>) -> Response {
+    let keys = match state.store.all_keys().await {
+        Ok(k) => k,
+        Err(e) => return internal(e),
+    };
+    let last_used: HashMap<(String, String), i64> = match state.store.last_used().await {
+        Ok(l) => l.into_iter().map(|(s, k, t)| ((s, k), t)).collect(),
+        Err(e) => return internal(e),
+    };
+    let spend = match spend_today_and_month(&state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let now = Utc::now().timestamp();
+    let items: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            let id = (k.source.clone(), k.key_id.clone());
+            let (today, mtd) = spend.get(&id).copied().unwrap_or_default();
+            json!({
+                "source": k.source, "key_id": k.key_id, "name": k.name, "status": k.status,
+                "workspace_id": k.workspace_id, "created_at": k.created_at.map(rfc3339),
+                "age_days": k.created_at.map(|c| (now - c).div_euclid(86_400)),
+                "last_used": last_used.get(&id).map(|t| rfc3339(*t)),
+                "spend_today_usd": today, "spend_mtd_usd": mtd,
+            })
+        })
+        .collect();
+    Json(items).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct UsageQuery {
+    key: Option<String>,
+    source: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    width: Option<String>,
+}
+
+pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -> Response {
+    let Some(key) = q.key else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "key is required, e.g. /api/v1/usage?key=apikey_01…",
+        );
+    };
+    let now = Utc::now();
+    let time = |v: Option<&String>, default: &str| {
+        parse_time(v.map_or(default, String::as_str)).map(|t| t.resolve(now))
+    };
+    let (since, until) = match (time(q.since.as_ref(), "48h"), time(q.until.as_ref(), "0s")) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let width = match q.width.as_deref() {
+        None => None,
+        Some("1m") => Some(60),
+        Some("1h") => Some(3_600),
+        Some("1d") => Some(86_400),
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("width {other:?}: use 1m, 1h or 1d"),
+            )
+        }
+    };
+    match state.store.history(&key, q.source.as_deref(), since.timestamp(), until.timestamp()).await {
+        Ok(rows) => Json(
+            rows.iter()
+                .filter(|r| width.is_none_or(|w| r.bucket_width == w))
+                .map(|r| json!({
+                    "source": r.source, "bucket_start": rfc3339(r.bucket_start),
+                    "bucket_end": rfc3339(r.bucket_start + r.bucket_width), "model": r.model,
+                    "uncached_input_tokens": r.tokens.uncached_input, "cache_read_input_tokens": r.tokens.cache_read,
+                    "cache_write_5m_tokens": r.tokens.cache_write_5m, "cache_write_1h_tokens": r.tokens.cache_write_1h,
+                    "output_tokens": r.tokens.output, "requests": r.requests, "cost_usd": r.cost_usd,
+                }))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AlertsQuery {
+    status: Option<String>,
+}
+
+pub async fn alerts(State(state): State<AppState>, Query(q): Query<AlertsQuery>) -> Response {
+    let status = q.status.as_deref().unwrap_or("firing");
+    if !matches!(status, "firing" | "resolved" | "all") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("status {status:?}: use firing, resolved or all"),
+        );
+    }
+    match state.store.alerts(status != "firing").await {
+        Ok(list) => Json(
+            list.iter()
+                .filter(|a| status == "all" || a.status.as_str() == status)
+                .map(Alert::to_json)
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ReportQuery {
+    period: Option<String>,
+    by: Option<String>,
+    last: Option<u32>,
+}
+
+pub async fn report(State(state): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
+    let kind = match q.period.as_deref().unwrap_or("day") {
+        "day" => PeriodKind::Day,
+        "week" => PeriodKind::Week,
+        "month" => PeriodKind::Month,
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("period {other:?}: use day, week or month"),
+            )
+        }
+    };
+    let mut dims = Vec::new();
+    for d in q.by.as_deref().unwrap_or("key").split(',') {
+        dims.push(match d.trim() {
+            "key" => Dim::Key,
+            "workspace" => Dim::Workspace,
+            "model" => Dim::Model,
+            "source" => Dim::Source,
+            other => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("by {other:?}: use key, workspace, model or source"),
+                )
+            }
+        });
+    }
+    dims.sort();
+    dims.dedup();
+    let tz = state
+        .config
+        .http
+        .as_ref()
+        .map_or(chrono_tz::Tz::UTC, |h| h.timezone);
+    let today = Utc::now().with_timezone(&tz).date_naive();
+    let back = i64::from(q.last.unwrap_or(7).clamp(1, 400));
+    let first = today
+        - chrono::Duration::days(match kind {
+            PeriodKind::Day => back,
+            PeriodKind::Week => 7 * back,
+            PeriodKind::Month => 31 * back,
+        });
+    let list = periods(kind, tz, first, today);
+    let spans: Vec<(i64, i64)> = list.iter().map(|p| (p.start, p.end)).collect();
+    let width = state.config.poll.bucket_width.seconds();
+    let (usage, billed, keys) = match tokio::try_join!(
+        state.store.usage_by_period(width, &spans),
+        state.store.billed_by_period(&spans),
+        state.store.all_keys()
+    ) {
+        Ok(x) => x,
+        Err(e) => return internal(e),
+    };
+    let facts = |s: &str, k: &str| {
+        let key = keys.iter().find(|x| x.source == s && x.key_id == k);
+        KeyFacts {
+            name: key.and_then(|k| k.name.clone()),
+            workspace: key.and_then(|k| k.workspace_id.clone()),
+        }
+    };
+    let rows = rollup(&list, &usage, &billed, &dims, &facts);
+    Json(
+        rows.iter()
+            .map(|r| {
+                let mut v = json!({"period": r.period, "cost_usd": r.cost_usd, "billed_usd": r.billed_usd,
+                    "change_usd": r.change_usd, "change_pct": r.change_pct, "share_pct": r.share_pct,
+                    "input_tokens": r.tokens.uncached_input + r.tokens.cache_read + r.tokens.cache_write_5m + r.tokens.cache_write_1h,
+                    "output_tokens": r.tokens.output, "requests": r.requests});
+                for (k, val) in &r.group {
+                    v[*k] = val.clone().into();
+                }
+                v
+            })
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
+}
+
+pub async fn budgets(State(state): State<AppState>) -> Response {
+    let forecasts =
+        match crate::alerts::forecast::budget_forecasts(&state.store, &state.config, Utc::now())
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => return internal(e),
+        };
+    let open = match state.store.alerts(false).await {
+        Ok(a) => a,
+        Err(e) => return internal(e),
+    };
+    let items: Vec<Value> = state
+        .config
+        .budgets
+        .iter()
+        .map(|b| {
+            let f = forecasts.iter().find(|f| f.budget == b.name);
+            let crossed: Vec<Value> = open
+                .iter()
+                .filter(|a| a.budget.as_deref() == Some(b.name.as_str()))
+                .map(|a| json!({"rule": a.rule.as_str(), "threshold": a.threshold, "period": a.to_json()["period"]}))
+                .collect();
+            json!({
+                "budget": b.name, "daily_limit_usd": b.daily_usd, "monthly_limit_usd": b.monthly_usd,
+                "timezone": b.timezone.name(), "month_to_date_usd": f.map(|f| f.spent),
+                "projected_usd": f.map(|f| f.forecast.projected),
+                "crosses_on": f.and_then(|f| f.forecast.crosses_at).map(rfc3339),
+                "thresholds_crossed": crossed,
+            })
+        })
+        .collect();
+    Json(items).into_response()
+}

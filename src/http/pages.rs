@@ -1,0 +1,486 @@
+//! The dashboard: server-rendered HTML with inline SVG charts — no scripts, no CDN, works
+//! offline. Everything that comes from a provider or the config is escaped.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use super::AppState;
+use crate::alerts::Alert;
+use crate::report::{periods, PeriodKind};
+
+/// Escapes text for HTML content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            _ => o.push(c),
+        }
+    }
+    o
+}
+
+/// Percent-encodes a path or query component.
+fn url(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn money(v: f64) -> String {
+    format!("${v:.2}")
+}
+
+fn tz(state: &AppState) -> Tz {
+    state.config.http.as_ref().map_or(Tz::UTC, |h| h.timezone)
+}
+
+/// A time in the dashboard's zone, UTC on hover.
+fn when(ts: i64, zone: Tz) -> String {
+    let Some(t) = DateTime::<Utc>::from_timestamp(ts, 0) else {
+        return String::new();
+    };
+    format!(
+        "<time datetime=\"{}\" title=\"{} UTC\">{}</time>",
+        t.to_rfc3339(),
+        t.format("%Y-%m-%d %H:%M"),
+        t.with_timezone(&zone).format("%Y-%m-%d %H:%M %Z")
+    )
+}
+
+fn page(title: &str, body: &str) -> Response {
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} — keywatch</title><style>{CSS}</style></head><body>\
+         <nav><b>keywatch</b> <a href=\"/\">Overview</a> <a href=\"/alerts\">Alerts</a></nav>\
+         <h1>{}</h1>{body}</body></html>",
+        esc(title),
+        esc(title)
+    ))
+    .into_response()
+}
+
+const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:1rem;color:#222}\
+nav a{margin-left:1rem}svg{width:100%;height:auto;background:#fafafa;border:1px solid #ddd}\
+table{border-collapse:collapse;width:100%;font-size:.9rem}td,th{border-bottom:1px solid #eee;padding:.3rem;text-align:left}\
+.num{text-align:right}.critical{color:#b00020;font-weight:bold}.warning{color:#a15c00}.info{color:#336}\
+.legend span{display:inline-block;margin-right:1rem}.swatch{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem}\
+@media (max-width:600px){td,th{font-size:.75rem}}";
+
+const COLOURS: [&str; 9] = [
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+    "#9c755f",
+];
+
+fn error_page(e: impl std::fmt::Display) -> Response {
+    page(
+        "Error",
+        &format!("<p>cannot read the store: {}</p>", esc(&e.to_string())),
+    )
+}
+
+fn alert_list(alerts: &[Alert], zone: Tz) -> String {
+    if alerts.is_empty() {
+        return "<p>No alerts.</p>".to_owned();
+    }
+    let mut o = String::from(
+        "<table><tr><th>severity</th><th>rule</th><th>key</th><th>since</th><th>summary</th></tr>",
+    );
+    for a in alerts {
+        let key = match &a.key_id {
+            Some(id) => format!(
+                "<a href=\"/keys/{}?source={}\">{}</a>",
+                url(id),
+                url(a.source.as_deref().unwrap_or_default()),
+                esc(a.key_name.as_deref().unwrap_or(id))
+            ),
+            None => esc(a
+                .budget
+                .as_deref()
+                .or(a.source.as_deref())
+                .unwrap_or_default()),
+        };
+        let _ = write!(
+            o,
+            "<tr class=\"alert\" data-rule=\"{}\"><td class=\"{}\">{}{}</td><td>{}</td><td>{key}</td><td>{}</td><td>{}</td></tr>",
+            esc(a.rule.as_str()),
+            a.severity.as_str(),
+            a.severity.as_str(),
+            if a.status == crate::alerts::AlertStatus::Resolved { " (resolved)" } else { "" },
+            esc(a.rule.as_str()),
+            when(a.starts_at, zone),
+            esc(&a.summary)
+        );
+    }
+    o + "</table>"
+}
+
+/// `/`: spend per day for 30 days stacked by key (top 8 + other), budgets, open alerts.
+pub async fn overview(State(state): State<AppState>) -> Response {
+    let zone = tz(&state);
+    let today = Utc::now().with_timezone(&zone).date_naive();
+    let days = periods(PeriodKind::Day, zone, today - Duration::days(29), today);
+    let spans: Vec<(i64, i64)> = days.iter().map(|p| (p.start, p.end)).collect();
+    let width = state.config.poll.bucket_width.seconds();
+    let (usage, keys, alerts, forecasts) = match tokio::try_join!(
+        state.store.usage_by_period(width, &spans),
+        state.store.all_keys(),
+        state.store.alerts(false),
+        crate::alerts::forecast::budget_forecasts(&state.store, &state.config, Utc::now())
+    ) {
+        Ok(x) => x,
+        Err(e) => return error_page(e),
+    };
+    let name = |s: &str, k: &str| {
+        keys.iter()
+            .find(|x| x.source == s && x.key_id == k)
+            .and_then(|x| x.name.clone())
+            .unwrap_or_else(|| k.to_owned())
+    };
+    // Per key totals pick the top 8; the rest is "other".
+    let mut totals: HashMap<(String, String), f64> = HashMap::new();
+    for u in &usage {
+        *totals
+            .entry((u.source.clone(), u.key_id.clone()))
+            .or_default() += u.cost_usd;
+    }
+    let mut ranked: Vec<_> = totals.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let top: Vec<(String, String)> = ranked.iter().take(8).map(|(k, _)| k.clone()).collect();
+    let series_of = |s: &str, k: &str| {
+        top.iter()
+            .position(|(ts, tk)| ts == s && tk == k)
+            .unwrap_or(8)
+    };
+    let n_series = top.len() + usize::from(ranked.len() > 8);
+    let mut grid = vec![vec![0.0f64; days.len()]; 9];
+    for u in &usage {
+        grid[series_of(&u.source, &u.key_id)][u.period] += u.cost_usd;
+    }
+    let max_day = (0..days.len())
+        .map(|d| grid.iter().map(|s| s[d]).sum::<f64>())
+        .fold(0.0, f64::max)
+        .max(0.01);
+    let (w, h, pad) = (900.0, 260.0, 30.0);
+    let bar = (w - 2.0 * pad) / days.len() as f64;
+    let mut svg = format!("<svg class=\"chart\" id=\"spend-per-day\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"spend per day\">");
+    let _ = write!(
+        svg,
+        "<text x=\"4\" y=\"14\" font-size=\"11\">{}</text>",
+        money(max_day)
+    );
+    let mut base = vec![0.0f64; days.len()];
+    for (i, series) in grid.iter().enumerate().take(n_series.min(9)) {
+        let label = if i < top.len() {
+            name(&top[i].0, &top[i].1)
+        } else {
+            "other".to_owned()
+        };
+        let _ = write!(
+            svg,
+            "<g class=\"series\" data-series=\"{}\" fill=\"{}\">",
+            esc(&label),
+            COLOURS[i]
+        );
+        for (d, v) in series.iter().enumerate() {
+            if *v <= 0.0 {
+                continue;
+            }
+            let bh = v / max_day * (h - 2.0 * pad);
+            let y = h - pad - base[d] - bh;
+            let _ = write!(
+                svg,
+                "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\"><title>{} {}: {}</title></rect>",
+                pad + d as f64 * bar,
+                bar * 0.85,
+                esc(&days[d].label),
+                esc(&label),
+                money(*v)
+            );
+            base[d] += bh;
+        }
+        svg.push_str("</g>");
+    }
+    let _ = write!(svg, "<text x=\"{pad}\" y=\"{}\" font-size=\"11\">{}</text><text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>",
+        h - 8.0, esc(&days[0].label), w - pad, h - 8.0, esc(&days[days.len() - 1].label));
+    let mut legend = String::from("<p class=\"legend\">");
+    for (i, (s, k)) in top.iter().enumerate() {
+        let _ = write!(legend, "<span><i class=\"swatch\" style=\"background:{}\"></i><a href=\"/keys/{}?source={}\">{}</a></span>", COLOURS[i], url(k), url(s), esc(&name(s, k)));
+    }
+    if ranked.len() > 8 {
+        let _ = write!(
+            legend,
+            "<span><i class=\"swatch\" style=\"background:{}\"></i>other</span>",
+            COLOURS[8]
+        );
+    }
+    legend.push_str("</p>");
+    let mut budgets = String::from("<table><tr><th>budget</th><th class=\"num\">month to date</th><th class=\"num\">limit</th><th class=\"num\">projected</th><th>limit reached</th></tr>");
+    for f in &forecasts {
+        let _ = write!(
+            budgets,
+            "<tr class=\"budget\"><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            esc(&f.budget), money(f.spent), money(f.limit), money(f.forecast.projected),
+            f.forecast.crosses_at.map_or_else(|| "not this month".to_owned(), |t| when(t, zone))
+        );
+    }
+    budgets.push_str("</table>");
+    page(
+        "Overview",
+        &format!("<h2>Spend per day, last 30 days ({})</h2>{svg}{legend}<h2>Budgets this month</h2>{budgets}<h2>Open alerts</h2>{}",
+            esc(zone.name()), alert_list(&alerts, zone)),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct KeyQuery {
+    source: Option<String>,
+    window: Option<String>,
+}
+
+/// `/keys/{key_id}`: the key's buckets with its rolling baseline and spike level, alert markers,
+/// and its inventory facts.
+pub async fn key(
+    State(state): State<AppState>,
+    Path(key_id): Path<String>,
+    Query(q): Query<KeyQuery>,
+) -> Response {
+    let zone = tz(&state);
+    let window = humantime::parse_duration(q.window.as_deref().unwrap_or("7d"))
+        .unwrap_or(std::time::Duration::from_secs(7 * 86_400));
+    let now = Utc::now().timestamp();
+    let w = state.config.poll.bucket_width.seconds();
+    let until = now.div_euclid(w) * w + w;
+    let since = until - window.as_secs() as i64;
+    let history_from = since - state.config.spike.baseline_window.0.as_secs() as i64;
+    let (rows, keys, alerts) = match tokio::try_join!(
+        state
+            .store
+            .history(&key_id, q.source.as_deref(), history_from, until),
+        state.store.keys_by_id(&key_id),
+        state.store.alerts(true)
+    ) {
+        Ok(x) => x,
+        Err(e) => return error_page(e),
+    };
+    let key = keys
+        .iter()
+        .find(|k| q.source.as_deref().is_none_or(|s| k.source == s));
+    let title = key
+        .and_then(|k| k.name.clone())
+        .unwrap_or_else(|| key_id.clone());
+    let points: Vec<(i64, f64)> = {
+        let mut p: Vec<(i64, f64)> = Vec::new();
+        for r in rows.iter().filter(|r| r.bucket_width == w) {
+            match p.last_mut() {
+                Some(last) if last.0 == r.bucket_start => last.1 += r.cost_usd.unwrap_or(0.0),
+                _ => p.push((r.bucket_start, r.cost_usd.unwrap_or(0.0))),
+            }
+        }
+        p
+    };
+    let from = history_from.div_euclid(w) * w;
+    let values = crate::alerts::dense_values(&points, from, until - w, w);
+    let first_shown = ((since - from) / w).max(0) as usize;
+    let cfg = &state.config.spike;
+    let known_since = key.and_then(|k| k.created_at).unwrap_or(from);
+    let shown = &values[first_shown.min(values.len())..];
+    let baselines: Vec<f64> = (first_shown..values.len())
+        .map(|i| {
+            crate::detect::spike::baseline(cfg, w, &values[..i], from + i as i64 * w - known_since)
+                .value
+        })
+        .collect();
+    let max = shown
+        .iter()
+        .chain(
+            baselines
+                .iter()
+                .map(|b| b * cfg.factor)
+                .collect::<Vec<_>>()
+                .iter(),
+        )
+        .fold(0.01f64, |a, b| a.max(*b));
+    let (cw, ch, pad) = (900.0, 260.0, 30.0);
+    let step = (cw - 2.0 * pad) / shown.len().max(1) as f64;
+    let y = |v: f64| ch - pad - v / max * (ch - 2.0 * pad);
+    let mut svg = format!("<svg class=\"chart\" id=\"key-usage\" viewBox=\"0 0 {cw} {ch}\" role=\"img\" aria-label=\"usage per bucket\"><text x=\"4\" y=\"14\" font-size=\"11\">{}</text>", money(max));
+    svg.push_str("<g class=\"series\" data-series=\"usage\" fill=\"#4e79a7\">");
+    for (i, v) in shown.iter().enumerate() {
+        if *v > 0.0 {
+            let _ = write!(svg, "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{}: {}</title></rect>",
+                pad + i as f64 * step, y(*v), step * 0.85, ch - pad - y(*v), esc(&crate::alerts::rfc3339(since + i as i64 * w)), money(*v));
+        }
+    }
+    svg.push_str("</g>");
+    for (name, factor, colour) in [
+        ("baseline", 1.0, "#59a14f"),
+        ("spike threshold", cfg.factor, "#e15759"),
+    ] {
+        let path: Vec<String> = baselines
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("{:.1},{:.1}", pad + (i as f64 + 0.4) * step, y(b * factor)))
+            .collect();
+        let _ = write!(svg, "<polyline class=\"series\" data-series=\"{name}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>", path.join(" "));
+    }
+    for a in alerts
+        .iter()
+        .filter(|a| a.key_id.as_deref() == Some(key_id.as_str()))
+    {
+        if let Some((start, _)) = a.period.filter(|p| p.0 >= since && p.0 < until) {
+            let i = ((start - since) / w) as f64;
+            let _ = write!(svg, "<circle class=\"alert-marker\" data-rule=\"{}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"6\" fill=\"#b00020\"><title>{}</title></circle>",
+                esc(a.rule.as_str()), pad + (i + 0.4) * step, pad, esc(&a.summary));
+        }
+    }
+    svg.push_str("</svg>");
+    let mut facts = String::from("<table>");
+    if let Some(k) = key {
+        let age = k.created_at.map(|c| (now - c).div_euclid(86_400));
+        for (label, value) in [
+            ("key id", esc(&k.key_id)),
+            ("source", esc(&k.source)),
+            ("status", esc(&k.status)),
+            (
+                "workspace",
+                esc(k.workspace_id.as_deref().unwrap_or("default")),
+            ),
+            (
+                "created",
+                k.created_at.map(|c| when(c, zone)).unwrap_or_default(),
+            ),
+            (
+                "age",
+                age.map(|a| {
+                    format!(
+                        "{a} days (rotation policy {} days)",
+                        state.config.rotation.max_key_age_days
+                    )
+                })
+                .unwrap_or_default(),
+            ),
+            ("first seen", when(k.first_seen, zone)),
+            ("last seen in listing", when(k.last_seen, zone)),
+            ("hint", esc(k.partial_key_hint.as_deref().unwrap_or("-"))),
+        ] {
+            let _ = write!(facts, "<tr><th>{label}</th><td>{value}</td></tr>");
+        }
+    }
+    facts.push_str("</table>");
+    let key_alerts: Vec<Alert> = alerts
+        .into_iter()
+        .filter(|a| a.key_id.as_deref() == Some(key_id.as_str()))
+        .collect();
+    page(
+        &title,
+        &format!(
+            "<h2>Cost per bucket, last {}</h2>{svg}<p class=\"legend\"><span>bars: usage</span><span style=\"color:#59a14f\">line: baseline</span><span style=\"color:#e15759\">line: spike threshold ({}x)</span><span style=\"color:#b00020\">dot: alert</span></p>\
+             <p><a href=\"/api/v1/usage?key={}&amp;since={}\">usage as JSON</a> · CSV: <code>keywatch history --key {} --format csv</code></p>\
+             <h2>Key</h2>{facts}<h2>Alerts on this key</h2>{}",
+            esc(q.window.as_deref().unwrap_or("7d")), cfg.factor, url(&key_id), url(q.window.as_deref().unwrap_or("7d")), esc(&key_id), alert_list(&key_alerts, zone)
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct AlertsQuery {
+    rule: Option<String>,
+    severity: Option<String>,
+}
+
+/// `/alerts`: firing and recently resolved alerts, filtered by rule and severity.
+pub async fn alerts(State(state): State<AppState>, Query(q): Query<AlertsQuery>) -> Response {
+    let zone = tz(&state);
+    let all = match state.store.alerts(true).await {
+        Ok(a) => a,
+        Err(e) => return error_page(e),
+    };
+    let keep = |a: &&Alert| {
+        q.rule
+            .as_deref()
+            .is_none_or(|r| r.is_empty() || a.rule.as_str() == r)
+            && q.severity
+                .as_deref()
+                .is_none_or(|s| s.is_empty() || a.severity.as_str() == s)
+    };
+    let firing: Vec<Alert> = all
+        .iter()
+        .filter(|a| a.status == crate::alerts::AlertStatus::Firing)
+        .filter(keep)
+        .cloned()
+        .collect();
+    let resolved: Vec<Alert> = all
+        .iter()
+        .filter(|a| a.status == crate::alerts::AlertStatus::Resolved)
+        .filter(keep)
+        .take(50)
+        .cloned()
+        .collect();
+    let mut form = String::from(
+        "<form method=\"get\">rule <select name=\"rule\"><option value=\"\">any</option>",
+    );
+    for r in crate::alerts::Rule::ALL {
+        let _ = write!(
+            form,
+            "<option{}>{}</option>",
+            if q.rule.as_deref() == Some(r.as_str()) {
+                " selected"
+            } else {
+                ""
+            },
+            r.as_str()
+        );
+    }
+    form.push_str("</select> severity <select name=\"severity\"><option value=\"\">any</option>");
+    for s in ["info", "warning", "critical"] {
+        let _ = write!(
+            form,
+            "<option{}>{s}</option>",
+            if q.severity.as_deref() == Some(s) {
+                " selected"
+            } else {
+                ""
+            }
+        );
+    }
+    form.push_str("</select> <button>filter</button></form>");
+    page(
+        "Alerts",
+        &format!(
+            "{form}<h2>Firing</h2>{}<h2>Recently resolved</h2>{}",
+            alert_list(&firing, zone),
+            alert_list(&resolved, zone)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::esc;
+
+    #[test]
+    fn provider_text_is_escaped() {
+        assert_eq!(
+            esc("<script>alert(1)</script>"),
+            "&lt;script&gt;alert(1)&lt;/script&gt;"
+        );
+        assert_eq!(esc("a\"b'c&"), "a&quot;b&#39;c&amp;");
+    }
+}
