@@ -1,0 +1,75 @@
+//! Dashboard speed: the overview page for 1,000 keys x 30 days of hourly usage, served by the
+//! real router over loopback. Target: under 200 ms.
+//!
+//! Run: `cargo bench --bench dashboard` (KEYWATCH_BENCH_KEYS changes the key count).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use keywatch::config::Config;
+use keywatch::prices::TokenCounts;
+use keywatch::store::{Store, UsageRecord};
+
+const H: i64 = 3_600;
+
+fn main() {
+    let keys: usize = std::env::var("KEYWATCH_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[http]\nlisten = \"127.0.0.1:0\"\n[[sources]]\nname = \"bench\"\nprovider = \"anthropic\"\nadmin_key_env = \"K\"\n\
+                [[budgets]]\nname = \"org\"\nmonthly_usd = 100000.0\n";
+    let env = HashMap::from([("K".to_owned(), "sk-ant-admin01-BENCH".to_owned())]);
+    let config = Arc::new(Config::from_str(text, &dir.path().join("keywatch.toml"), &env).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = Store::open(&config.database).await.unwrap();
+        let now = chrono::Utc::now().timestamp() / H * H;
+        let mut batch = Vec::with_capacity(1_000);
+        for k in 0..keys {
+            for h in 0..(30 * 24) {
+                batch.push(UsageRecord {
+                    key_id: format!("apikey_{k:05}"),
+                    model: "claude-sonnet-4-20250514".to_owned(),
+                    bucket_start: now - h * H,
+                    tokens: TokenCounts { uncached_input: 1_000, output: 100, ..TokenCounts::default() },
+                    web_search_requests: 0,
+                    requests: None,
+                    cost_usd: Some(0.01 + (k % 7) as f64 * 0.001),
+                });
+                if batch.len() == 1_000 {
+                    store.store_usage("bench", H, &batch, None, 1).await.unwrap();
+                    batch.clear();
+                }
+            }
+        }
+        store.store_usage("bench", H, &batch, None, 1).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let cancel = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(keywatch::http::serve(listener, store.clone(), Arc::clone(&config), cancel.clone()));
+        let client = reqwest::Client::new();
+        let mut times = Vec::new();
+        for _ in 0..6 {
+            let started = Instant::now();
+            let body = client.get(&url).send().await.unwrap().text().await.unwrap();
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+            assert!(body.contains("spend-per-day"));
+        }
+        times.remove(0); // the first request warms SQLite's page cache
+        times.sort_by(f64::total_cmp);
+        println!(
+            "dashboard overview: {keys} keys x 30 days ({} rows): median {:.0} ms, max {:.0} ms (target < 200 ms)",
+            keys * 720,
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
+        cancel.cancel();
+    });
+}
