@@ -270,11 +270,13 @@ pub fn to_csv(rows: &[Row], by: &[Dim]) -> String {
     o
 }
 
-fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
+/// An optional number with `decimals` decimals, empty when absent.
+pub fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
     v.map(|v| format!("{v:.decimals$}")).unwrap_or_default()
 }
 
-fn csv_field(s: &str) -> String {
+/// Quotes a CSV field when it needs it.
+pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -385,10 +385,6 @@ impl Pass<'_> {
         }
     }
 
-    fn in_scope(&self, budget: &Budget, source: &str, key_id: &str) -> bool {
-        in_scope(&self.keys, budget, source, key_id)
-    }
-
     /// The `budget_forecast` rule: once per budget and month, when the month-end projection
     /// crosses the monthly limit more than three days before the month ends.
     fn forecasts(&mut self, spends: &Spends) {
@@ -420,19 +416,7 @@ impl Pass<'_> {
             }
             self.changes.push(AlertChange::Fire(Box::new(a)));
         }
-        let ended: Vec<(String, i64)> = self
-            .open
-            .values()
-            .filter(|a| a.rule == Rule::BudgetForecast)
-            .filter_map(|a| {
-                a.period
-                    .filter(|p| p.1 <= self.now)
-                    .map(|p| (a.scope.clone(), p.1))
-            })
-            .collect();
-        for (scope, end) in ended {
-            self.resolve(&scope, end);
-        }
+        self.resolve_ended(Rule::BudgetForecast);
     }
 
     fn budgets(&mut self, spends: &Spends) {
@@ -443,23 +427,23 @@ impl Pass<'_> {
                 let Some(limit) = limit_for(b, &period) else {
                     continue;
                 };
-                let spent: f64 = spends
-                    .get(&(period.start.timestamp(), period.end.timestamp()))
-                    .into_iter()
-                    .flatten()
-                    .filter(|(s, k, _)| self.in_scope(b, s, k))
-                    .map(|(_, _, c)| c)
-                    .sum();
+                let span = (period.start.timestamp(), period.end.timestamp());
+                let spent = super::forecast::spend_in(spends, span, &self.keys, b);
                 for t in crossed(spent, limit, &b.thresholds) {
                     self.budget_alert(b, &period, limit, spent, t);
                 }
             }
         }
         // A budget alert ends with its period.
+        self.resolve_ended(Rule::Budget);
+    }
+
+    /// Resolves the open alerts of `rule` whose period has ended.
+    fn resolve_ended(&mut self, rule: Rule) {
         let ended: Vec<(String, i64)> = self
             .open
             .values()
-            .filter(|a| a.rule == Rule::Budget)
+            .filter(|a| a.rule == rule)
             .filter_map(|a| {
                 a.period
                     .filter(|p| p.1 <= self.now)

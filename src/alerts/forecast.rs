@@ -42,7 +42,8 @@ pub fn recent_day_spans(tz: Tz, now: DateTime<Utc>) -> Vec<(i64, i64)> {
         .collect()
 }
 
-fn spend_in(spends: &Spends, span: (i64, i64), keys: &KeyMap, b: &Budget) -> f64 {
+/// Spend of `b`'s scope in the period `span`.
+pub(super) fn spend_in(spends: &Spends, span: (i64, i64), keys: &KeyMap, b: &Budget) -> f64 {
     spends
         .get(&span)
         .into_iter()

@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 use crate::cli::{Format, TimeArg};
 use crate::config::Config;
 use crate::exit;
-use crate::report::{periods, rollup, Dim, KeyFacts, PeriodKind, Row};
+use crate::report::{csv_field, fmt_opt as opt, periods, rollup, Dim, KeyFacts, PeriodKind, Row};
 use crate::store::Store;
 
 pub struct ReportArgs {
@@ -94,18 +94,6 @@ pub async fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
     };
     print!("{text}");
     Ok(exit::OK)
-}
-
-fn opt(v: Option<f64>, decimals: usize) -> String {
-    v.map(|v| format!("{v:.decimals$}")).unwrap_or_default()
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
 }
 
 fn json(rows: &[Row]) -> anyhow::Result<String> {
