@@ -100,6 +100,8 @@ pub struct UsageQuery {
     since: Option<String>,
     until: Option<String>,
     width: Option<String>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
 }
 
 pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -> Response {
@@ -129,22 +131,70 @@ pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -
             )
         }
     };
-    match state.store.history(&key, q.source.as_deref(), since.timestamp(), until.timestamp()).await {
-        Ok(rows) => Json(
-            rows.iter()
-                .filter(|r| width.is_none_or(|w| r.bucket_width == w))
-                .map(|r| json!({
-                    "source": r.source, "bucket_start": rfc3339(r.bucket_start),
-                    "bucket_end": rfc3339(r.bucket_start + r.bucket_width), "model": r.model,
-                    "uncached_input_tokens": r.tokens.uncached_input, "cache_read_input_tokens": r.tokens.cache_read,
-                    "cache_write_5m_tokens": r.tokens.cache_write_5m, "cache_write_1h_tokens": r.tokens.cache_write_1h,
-                    "output_tokens": r.tokens.output, "requests": r.requests, "cost_usd": r.cost_usd,
-                }))
-                .collect::<Vec<_>>(),
+    let rows = match state
+        .store
+        .history(
+            &key,
+            q.source.as_deref(),
+            since.timestamp(),
+            until.timestamp(),
         )
-        .into_response(),
-        Err(e) => internal(e),
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => return internal(e),
+    };
+    if q.format.as_deref() == Some("csv") {
+        let mut csv = String::from("source,bucket_start,bucket_end,model,uncached_input_tokens,cache_write_5m_tokens,cache_write_1h_tokens,cache_read_input_tokens,output_tokens,requests,cost_usd\n");
+        for r in rows
+            .iter()
+            .filter(|r| width.is_none_or(|w| r.bucket_width == w))
+        {
+            let t = &r.tokens;
+            csv.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{},{},{}\n",
+                crate::report::csv_field(&r.source),
+                rfc3339(r.bucket_start),
+                rfc3339(r.bucket_start + r.bucket_width),
+                crate::report::csv_field(&r.model),
+                t.uncached_input,
+                t.cache_write_5m,
+                t.cache_write_1h,
+                t.cache_read,
+                t.output,
+                r.requests.map(|n| n.to_string()).unwrap_or_default(),
+                crate::report::fmt_opt(r.cost_usd, 6)
+            ));
+        }
+        let disposition = format!(
+            "attachment; filename=\"keywatch-{}.csv\"",
+            key.replace(
+                |c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-',
+                "_"
+            )
+        );
+        return (
+            [
+                (axum::http::header::CONTENT_TYPE, "text/csv".to_owned()),
+                (axum::http::header::CONTENT_DISPOSITION, disposition),
+            ],
+            csv,
+        )
+            .into_response();
     }
+    Json(
+        rows.iter()
+            .filter(|r| width.is_none_or(|w| r.bucket_width == w))
+            .map(|r| json!({
+                "source": r.source, "bucket_start": rfc3339(r.bucket_start),
+                "bucket_end": rfc3339(r.bucket_start + r.bucket_width), "model": r.model,
+                "uncached_input_tokens": r.tokens.uncached_input, "cache_read_input_tokens": r.tokens.cache_read,
+                "cache_write_5m_tokens": r.tokens.cache_write_5m, "cache_write_1h_tokens": r.tokens.cache_write_1h,
+                "output_tokens": r.tokens.output, "requests": r.requests, "cost_usd": r.cost_usd,
+            }))
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
 }
 
 #[derive(Deserialize)]

@@ -392,7 +392,7 @@ pub async fn key(
         &title,
         &format!(
             "<h2>Cost per bucket, last {}</h2>{svg}<p class=\"legend\"><span>bars: usage</span><span style=\"color:#59a14f\">line: baseline</span><span style=\"color:#e15759\">line: spike threshold ({}x)</span><span style=\"color:#b00020\">dot: alert</span></p>\
-             <p><a href=\"/api/v1/usage?key={}&amp;since={}\">usage as JSON</a> · CSV: <code>keywatch history --key {} --format csv</code></p>\
+             <p>Export: <a class=\"csv\" href=\"/api/v1/usage?key={}&amp;since={}&amp;format=csv\">usage as CSV</a> (also <code>keywatch history --key {} --format csv</code>)</p>\
              <h2>Key</h2>{facts}<h2>Alerts on this key</h2>{}",
             esc(q.window.as_deref().unwrap_or("7d")), cfg.factor, url(&key_id), url(q.window.as_deref().unwrap_or("7d")), esc(&key_id), alert_list(&key_alerts, zone)
         ),

@@ -85,6 +85,16 @@ async fn the_api_answers_with_the_numbers_of_the_cli() {
     .await;
     assert_eq!(status, 200);
     assert!(usage.as_array().unwrap().len() >= 11);
+    let (status, csv) = get(&format!(
+        "{base}/api/v1/usage?key=apikey_spiky&since=12h&width=1h&format=csv"
+    ))
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        csv.starts_with("source,bucket_start,bucket_end,model,"),
+        "{csv}"
+    );
+    assert!(csv.lines().count() >= 12, "{csv}");
     let (status, err) = json(&format!("{base}/api/v1/usage")).await;
     assert_eq!((status, err["error"].is_string()), (400, true));
     let (status, err) = json(&format!(
