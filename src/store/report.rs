@@ -24,33 +24,47 @@ pub struct PeriodUsage {
 
 impl Store {
     /// Usage of `width_secs` buckets summed per period (`[start, end)` pairs, in order), source,
-    /// key and model, in one query.
+    /// key and model.
+    ///
+    /// Runs of contiguous periods of equal length (days without a DST change, weeks) are read
+    /// with one scan each, the period index computed from `bucket_start`; a DST day or a month
+    /// starts a new run. One scan per run instead of one per period.
     pub async fn usage_by_period(
         &self,
         width_secs: i64,
         periods: &[(i64, i64)],
     ) -> Result<Vec<PeriodUsage>, StoreError> {
-        let spans = serde_json::to_string(periods).unwrap_or_else(|_| "[]".to_owned());
-        let rows = sqlx::query(
-            "SELECT p.key, u.source, u.key_id, u.model,
-                    SUM(u.uncached_input_tokens), SUM(u.cache_read_input_tokens),
-                    SUM(u.cache_write_5m_tokens), SUM(u.cache_write_1h_tokens), SUM(u.output_tokens),
-                    SUM(u.requests), SUM(COALESCE(u.cost_usd, 0.0)),
-                    SUM(CASE WHEN u.cost_usd IS NULL THEN u.uncached_input_tokens + u.cache_read_input_tokens
-                        + u.cache_write_5m_tokens + u.cache_write_1h_tokens + u.output_tokens ELSE 0 END)
-             FROM json_each(?) p
-             JOIN usage_buckets u
-               ON u.bucket_width = ? AND u.bucket_start >= p.value ->> 0 AND u.bucket_start < p.value ->> 1
-             GROUP BY p.key, u.source, u.key_id, u.model
-             ORDER BY p.key, u.source, u.key_id, u.model",
-        )
-        .bind(spans)
-        .bind(width_secs)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| PeriodUsage {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < periods.len() {
+            let (start, len) = (periods[i].0, (periods[i].1 - periods[i].0).max(1));
+            let mut j = i + 1;
+            while j < periods.len()
+                && periods[j].0 == periods[j - 1].1
+                && periods[j].1 - periods[j].0 == len
+            {
+                j += 1;
+            }
+            let rows = sqlx::query(
+                "SELECT (bucket_start - ?1) / ?2 + ?3 AS p, source, key_id, model,
+                        SUM(uncached_input_tokens), SUM(cache_read_input_tokens),
+                        SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens),
+                        SUM(requests), SUM(COALESCE(cost_usd, 0.0)),
+                        SUM(CASE WHEN cost_usd IS NULL THEN uncached_input_tokens + cache_read_input_tokens
+                            + cache_write_5m_tokens + cache_write_1h_tokens + output_tokens ELSE 0 END)
+                 FROM usage_buckets
+                 WHERE bucket_width = ?4 AND bucket_start >= ?1 AND bucket_start < ?5
+                 GROUP BY p, source, key_id, model
+                 ORDER BY p, source, key_id, model",
+            )
+            .bind(start)
+            .bind(len)
+            .bind(i as i64)
+            .bind(width_secs)
+            .bind(periods[j - 1].1)
+            .fetch_all(&self.pool)
+            .await?;
+            out.extend(rows.into_iter().map(|r| PeriodUsage {
                 period: r.get::<i64, _>(0) as usize,
                 source: r.get(1),
                 key_id: r.get(2),
@@ -65,8 +79,10 @@ impl Store {
                 requests: r.get(9),
                 cost_usd: r.get(10),
                 unpriced_tokens: r.get(11),
-            })
-            .collect())
+            }));
+            i = j;
+        }
+        Ok(out)
     }
 
     /// Billed USD per period, source and key, for UTC days starting inside each period.
