@@ -103,3 +103,16 @@ impl Store {
         self.pool.close().await;
     }
 }
+
+/// The five token classes from consecutive columns starting at `first`, in the order every
+/// usage query selects them: uncached input, cache read, 5-minute write, 1-hour write, output.
+fn token_columns(r: &sqlx::sqlite::SqliteRow, first: usize) -> crate::prices::TokenCounts {
+    use sqlx::Row;
+    crate::prices::TokenCounts {
+        uncached_input: r.get(first),
+        cache_read: r.get(first + 1),
+        cache_write_5m: r.get(first + 2),
+        cache_write_1h: r.get(first + 3),
+        output: r.get(first + 4),
+    }
+}
