@@ -30,6 +30,7 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let store = Store::open(&config.database).await.unwrap();
+        store.ensure_rollup_zones(&config.rollup_zones(), true).await.unwrap();
         let now = chrono::Utc::now().timestamp() / H * H;
         let mut batch = Vec::with_capacity(1_000);
         for k in 0..keys {

@@ -67,6 +67,9 @@ fn rate(rows: usize, took: Duration) -> f64 {
 
 async fn keywatch_run(dir: &std::path::Path, name: &str, batches: &[Vec<UsageRecord>]) -> Duration {
     let store = Store::open(&dir.join(format!("{name}.db"))).await.unwrap();
+    // As `keywatch run` sets up with a dashboard: the daily rollup in UTC and one more zone.
+    let zones = ["UTC".parse().unwrap(), "Europe/Berlin".parse().unwrap()];
+    store.ensure_rollup_zones(&zones, true).await.unwrap();
     let started = Instant::now();
     for b in batches {
         store.store_usage(SOURCE, WIDTH, b, None, 1).await.unwrap();

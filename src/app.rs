@@ -73,6 +73,10 @@ impl App {
         let store = Store::open(&config.database)
             .await
             .with_context(|| format!("opening the database {}", config.database.display()))?;
+        store
+            .ensure_rollup_zones(&config.rollup_zones(), true)
+            .await
+            .context("setting up the daily spend rollup")?;
         let pollers = config
             .sources
             .iter()

@@ -41,6 +41,9 @@ pub async fn prune(
             tokio::time::sleep(PAUSE).await;
         }
     }
+    if pruned.usage_rows > 0 {
+        store.prune_empty_rollup().await?;
+    }
     if let Some(before) = cutoff(config.retention.day, now) {
         pruned.billed_rows = store.prune_billed(before).await?;
     }

@@ -149,7 +149,11 @@ pub(super) async fn budget_spends(
         }
         for span in spans {
             if let std::collections::hash_map::Entry::Vacant(slot) = spends.entry(span) {
-                slot.insert(store.spend_by_key(width, span.0, span.1, today).await?);
+                slot.insert(
+                    store
+                        .spend_by_key(width, b.timezone, span.0, span.1, today)
+                        .await?,
+                );
             }
         }
     }

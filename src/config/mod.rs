@@ -171,6 +171,17 @@ pub struct WebhookNotifier {
 }
 
 impl Config {
+    /// The time zones whose daily spend the store rolls up: UTC (the API's days), the
+    /// dashboard's and every budget's.
+    pub fn rollup_zones(&self) -> Vec<chrono_tz::Tz> {
+        let mut zones = vec![chrono_tz::Tz::UTC];
+        zones.extend(self.http.as_ref().map(|h| h.timezone));
+        zones.extend(self.budgets.iter().map(|b| b.timezone));
+        zones.sort_by_key(|z| z.name());
+        zones.dedup();
+        zones
+    }
+
     /// Reads, parses and checks the file at `path`, resolving secrets from the process
     /// environment.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

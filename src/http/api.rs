@@ -45,7 +45,7 @@ pub async fn spend_today_and_month(
     let mut out: HashMap<(String, String), (f64, f64)> = HashMap::new();
     for (s, k, usd) in state
         .store
-        .spend_by_key(width, today, today + 86_400, today)
+        .spend_by_key(width, chrono_tz::Tz::UTC, today, today + 86_400, today)
         .await
         .map_err(internal)?
     {
@@ -53,7 +53,7 @@ pub async fn spend_today_and_month(
     }
     for (s, k, usd) in state
         .store
-        .spend_by_key(width, month, today + 86_400, today)
+        .spend_by_key(width, chrono_tz::Tz::UTC, month, today + 86_400, today)
         .await
         .map_err(internal)?
     {

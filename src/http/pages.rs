@@ -131,6 +131,38 @@ fn alert_list(alerts: &[Alert], zone: Tz) -> String {
     o + "</table>"
 }
 
+/// Spend per day and key over `days` (local days, in order): from the daily rollup, or summed
+/// from the buckets when the zone is not rolled up.
+async fn spend_per_day(
+    state: &AppState,
+    zone: Tz,
+    width: i64,
+    days: &[(i64, i64)],
+) -> Result<Vec<crate::store::DaySpend>, crate::store::StoreError> {
+    let (Some(first), Some(last)) = (days.first(), days.last()) else {
+        return Ok(Vec::new());
+    };
+    if let Some(rows) = state
+        .store
+        .daily_spend(zone, width, first.0, last.1)
+        .await?
+    {
+        return Ok(rows);
+    }
+    Ok(state
+        .store
+        .usage_by_period(width, days)
+        .await?
+        .into_iter()
+        .map(|u| crate::store::DaySpend {
+            day: u.period,
+            source: u.source,
+            key_id: u.key_id,
+            cost_usd: u.cost_usd,
+        })
+        .collect())
+}
+
 /// `/`: spend per day for 30 days stacked by key (top 8 + other), budgets, open alerts.
 pub async fn overview(State(state): State<AppState>) -> Response {
     let zone = tz(&state);
@@ -139,7 +171,7 @@ pub async fn overview(State(state): State<AppState>) -> Response {
     let spans: Vec<(i64, i64)> = days.iter().map(|p| (p.start, p.end)).collect();
     let width = state.config.poll.bucket_width.seconds();
     let (usage, keys, alerts, forecasts) = match tokio::try_join!(
-        state.store.usage_by_period(width, &spans),
+        spend_per_day(&state, zone, width, &spans),
         state.store.all_keys(),
         state.store.alerts(false),
         crate::alerts::forecast::budget_forecasts(&state.store, &state.config, Utc::now())
@@ -171,7 +203,7 @@ pub async fn overview(State(state): State<AppState>) -> Response {
     let n_series = top.len() + usize::from(ranked.len() > 8);
     let mut grid = vec![vec![0.0f64; days.len()]; 9];
     for u in &usage {
-        grid[series_of(&u.source, &u.key_id)][u.period] += u.cost_usd;
+        grid[series_of(&u.source, &u.key_id)][u.day] += u.cost_usd;
     }
     let max_day = (0..days.len())
         .map(|d| grid.iter().map(|s| s[d]).sum::<f64>())

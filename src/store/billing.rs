@@ -122,9 +122,13 @@ impl Store {
     /// that the provider has closed (ended before `today`, the current UTC midnight) and
     /// reported, estimated cost for everything else (the current day, the period's partial
     /// edges, providers without per-key billing).
+    ///
+    /// Periods of whole local days in `zone` are read from the daily rollup when they hold no
+    /// billed figures.
     pub async fn spend_by_key(
         &self,
         width_secs: i64,
+        zone: chrono_tz::Tz,
         from: i64,
         to: i64,
         today: i64,
@@ -141,6 +145,13 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         if !any_billed {
+            if let Some(days) = self.daily_spend(zone, width_secs, from, to).await? {
+                let mut sums: HashMap<(String, String), f64> = HashMap::new();
+                for d in days {
+                    *sums.entry((d.source, d.key_id)).or_default() += d.cost_usd;
+                }
+                return Ok(sums.into_iter().map(|((s, k), usd)| (s, k, usd)).collect());
+            }
             let rows = sqlx::query(
                 "SELECT source, key_id, SUM(COALESCE(cost_usd, 0.0)) FROM usage_buckets
                  WHERE bucket_width = ? AND bucket_start >= ? AND bucket_start < ?

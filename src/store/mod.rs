@@ -9,6 +9,7 @@ mod keys;
 mod poll_state;
 mod report;
 mod retention;
+mod rollup;
 mod samples;
 mod usage;
 
@@ -27,6 +28,7 @@ pub use keys::StoredKey;
 pub use poll_state::PollState;
 pub use report::{PeriodUsage, ReconcileDay};
 pub use retention::Pruned;
+pub use rollup::{local_midnight_day, zone_offsets, DaySpend};
 pub use samples::KeySeries;
 pub use usage::{HistoryRow, UnpricedModel, UsageRecord};
 

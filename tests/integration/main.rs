@@ -16,4 +16,5 @@ mod poll;
 mod quality;
 mod report;
 mod retention;
+mod rollup;
 mod secrets;

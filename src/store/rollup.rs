@@ -1,0 +1,224 @@
+//! Daily spend per key in the configured time zones (`usage_daily`), kept by triggers on
+//! `usage_buckets` (see the migration). Readers ask for whole local days; a zone that is not
+//! rolled up, or a span that does not start and end at local midnights, answers `None` and the
+//! caller reads the buckets instead.
+
+use chrono::{DateTime, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
+use sqlx::{QueryBuilder, Row};
+
+use super::{Store, StoreError};
+
+const DAY: i64 = 86_400;
+
+/// Transitions are computed from 1970 to 2200; the offset in force at 1970 applies before.
+const FIRST: i64 = 0;
+const LAST: i64 = 7_258_118_400;
+
+fn offset_at(zone: Tz, ts: i64) -> i64 {
+    let utc = DateTime::<Utc>::from_timestamp(ts, 0).unwrap_or_default();
+    i64::from(
+        zone.offset_from_utc_datetime(&utc.naive_utc())
+            .fix()
+            .local_minus_utc(),
+    )
+}
+
+/// `(from_ts, offset)` rows for `zone`: the first at `i64::MIN`, then one per offset change,
+/// each found to the second by bisection between daily samples.
+pub fn zone_offsets(zone: Tz) -> Vec<(i64, i64)> {
+    let mut out = vec![(i64::MIN, offset_at(zone, FIRST))];
+    let mut t = FIRST;
+    let mut current = out[0].1;
+    while t < LAST {
+        let next = t + DAY;
+        let off = offset_at(zone, next);
+        if off != current {
+            // The change happens in (t, next]: find the first second with the new offset.
+            let (mut lo, mut hi) = (t, next);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if offset_at(zone, mid) == current {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            out.push((hi, off));
+            current = off;
+        }
+        t = next;
+    }
+    out
+}
+
+/// The local day number (days since 1970-01-01 in `zone`) that starts exactly at `ts`, or
+/// `None` when `ts` is not a local midnight.
+pub fn local_midnight_day(zone: Tz, ts: i64) -> Option<i64> {
+    let local = ts + offset_at(zone, ts);
+    (local.rem_euclid(DAY) == 0).then(|| local.div_euclid(DAY))
+}
+
+/// Spend of one key on one local day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaySpend {
+    /// Days after the first day asked for.
+    pub day: usize,
+    pub source: String,
+    pub key_id: String,
+    pub cost_usd: f64,
+}
+
+impl Store {
+    /// Rolls up `zones` (adding missing ones and backfilling them from the stored buckets, in
+    /// one transaction each); with `prune`, drops zones not listed. Returns the zones added.
+    pub async fn ensure_rollup_zones(
+        &self,
+        zones: &[Tz],
+        prune: bool,
+    ) -> Result<Vec<Tz>, StoreError> {
+        let mut added = Vec::new();
+        for &zone in zones {
+            let mut tx = self.pool.begin().await?;
+            let fresh = sqlx::query("INSERT OR IGNORE INTO rollup_zones (zone) VALUES (?)")
+                .bind(zone.name())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if !fresh {
+                continue;
+            }
+            for table in ["zone_offsets", "usage_daily"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE zone = ?"))
+                    .bind(zone.name())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let offsets = zone_offsets(zone);
+            for chunk in offsets.chunks(1_000) {
+                let mut qb =
+                    QueryBuilder::new("INSERT INTO zone_offsets (zone, from_ts, offset_secs) ");
+                qb.push_values(chunk, |mut b, (from, off)| {
+                    b.push_bind(zone.name()).push_bind(from).push_bind(off);
+                });
+                qb.build().execute(&mut *tx).await?;
+            }
+            sqlx::query(
+                "INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, cost_usd,
+                                          unpriced_tokens, buckets)
+                 SELECT ?1, bucket_width, t / 86400 - (t % 86400 < 0) AS d, source, key_id,
+                        SUM(COALESCE(cost_usd, 0.0)),
+                        SUM(CASE WHEN cost_usd IS NULL THEN uncached_input_tokens
+                            + cache_read_input_tokens + cache_write_5m_tokens
+                            + cache_write_1h_tokens + output_tokens ELSE 0 END),
+                        COUNT(*)
+                 FROM (SELECT u.*, u.bucket_start + (SELECT o.offset_secs FROM zone_offsets o
+                                   WHERE o.zone = ?1 AND o.from_ts <= u.bucket_start
+                                   ORDER BY o.from_ts DESC LIMIT 1) AS t
+                       FROM usage_buckets u)
+                 GROUP BY bucket_width, d, source, key_id",
+            )
+            .bind(zone.name())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            added.push(zone);
+        }
+        if prune {
+            let keep = serde_json::Value::from(
+                zones
+                    .iter()
+                    .map(|z| z.name().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .to_string();
+            let mut tx = self.pool.begin().await?;
+            for table in ["rollup_zones", "zone_offsets", "usage_daily"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE zone NOT IN (SELECT value FROM json_each(?))"
+                ))
+                .bind(&keep)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(added)
+    }
+
+    /// Estimated spend per local day and key for `[from, to)`, both local midnights in `zone`;
+    /// `None` when the zone is not rolled up or the span is not whole local days.
+    pub async fn daily_spend(
+        &self,
+        zone: Tz,
+        width_secs: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Option<Vec<DaySpend>>, StoreError> {
+        let (Some(first), Some(end)) =
+            (local_midnight_day(zone, from), local_midnight_day(zone, to))
+        else {
+            return Ok(None);
+        };
+        let rolled: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rollup_zones WHERE zone = ?)")
+                .bind(zone.name())
+                .fetch_one(&self.pool)
+                .await?;
+        if !rolled {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT day, source, key_id, cost_usd FROM usage_daily
+             WHERE zone = ? AND bucket_width = ? AND day >= ? AND day < ? AND buckets > 0",
+        )
+        .bind(zone.name())
+        .bind(width_secs)
+        .bind(first)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(
+            rows.into_iter()
+                .map(|r| DaySpend {
+                    day: (r.get::<i64, _>(0) - first) as usize,
+                    source: r.get(1),
+                    key_id: r.get(2),
+                    cost_usd: r.get(3),
+                })
+                .collect(),
+        ))
+    }
+
+    /// Removes rollup rows whose buckets retention has deleted.
+    pub async fn prune_empty_rollup(&self) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM usage_daily WHERE buckets <= 0")
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_follow_dst() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let rows = zone_offsets(berlin);
+        // 2026-03-29 01:00 UTC: CET (+1h) to CEST (+2h).
+        assert!(rows.contains(&(1_774_746_000, 7_200)));
+        assert_eq!(zone_offsets(Tz::UTC), vec![(i64::MIN, 0)]);
+    }
+
+    #[test]
+    fn midnights() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        // 2026-03-29 00:00 CET = 2026-03-28 23:00 UTC.
+        assert_eq!(local_midnight_day(berlin, 1_774_738_800), Some(20_541));
+        assert_eq!(local_midnight_day(berlin, 1_774_742_400), None);
+        assert_eq!(local_midnight_day(Tz::UTC, 20_541 * DAY), Some(20_541));
+    }
+}

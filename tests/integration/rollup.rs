@@ -1,0 +1,141 @@
+//! The daily spend rollup behind the dashboard and budget checks always equals the buckets it
+//! sums: after polls, re-polls that change values, retention deletes, across DST changes, and
+//! for a zone added after data was stored.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use keywatch::prices::TokenCounts;
+use keywatch::report::{periods, PeriodKind};
+use keywatch::store::{Store, UsageRecord};
+
+const H: i64 = 3_600;
+/// 2026-03-27 00:00 UTC: the days around Europe's change to summer time (2026-03-29).
+const START: i64 = 1_774_569_600;
+
+fn record(key: usize, model: &str, hour: i64, cost: Option<f64>) -> UsageRecord {
+    UsageRecord {
+        key_id: format!("apikey_{key}"),
+        model: model.to_owned(),
+        bucket_start: START + hour * H,
+        tokens: TokenCounts {
+            uncached_input: 100 + hour,
+            output: 10,
+            ..TokenCounts::default()
+        },
+        web_search_requests: 0,
+        requests: Some(1),
+        cost_usd: cost,
+    }
+}
+
+type Sums = BTreeMap<(usize, String, String), f64>;
+
+/// Spend per local day and key in `zone`, from the rollup and summed from the buckets.
+async fn both(store: &Store, zone: Tz) -> (Option<Sums>, Sums) {
+    let days = periods(
+        PeriodKind::Day,
+        zone,
+        NaiveDate::from_ymd_opt(2026, 3, 26).unwrap(),
+        NaiveDate::from_ymd_opt(2026, 4, 1).unwrap(),
+    );
+    let spans: Vec<(i64, i64)> = days.iter().map(|p| (p.start, p.end)).collect();
+    let rolled = store
+        .daily_spend(zone, H, spans[0].0, spans[spans.len() - 1].1)
+        .await
+        .unwrap()
+        .map(|rows| {
+            let mut sums = Sums::new();
+            for r in rows {
+                *sums.entry((r.day, r.source, r.key_id)).or_default() += r.cost_usd;
+            }
+            sums
+        });
+    let mut raw = Sums::new();
+    for u in store.usage_by_period(H, &spans).await.unwrap() {
+        if u.cost_usd != 0.0 || u.unpriced_tokens == 0 {
+            *raw.entry((u.period, u.source, u.key_id)).or_default() += u.cost_usd;
+        }
+    }
+    (rolled, raw)
+}
+
+fn assert_same(zone: Tz, rolled: &Sums, raw: &Sums) {
+    let keys = |s: &Sums| s.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(rolled), keys(raw), "days and keys in {zone}");
+    for (k, v) in raw {
+        assert!(
+            (rolled[k] - v).abs() < 1e-9,
+            "{zone} {k:?}: rollup {} vs buckets {v}",
+            rolled[k]
+        );
+    }
+}
+
+#[tokio::test]
+async fn rollup_equals_the_buckets_through_updates_retention_and_new_zones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("keywatch.db")).await.unwrap();
+    let berlin: Tz = "Europe/Berlin".parse().unwrap();
+    let st_johns: Tz = "America/St_Johns".parse().unwrap(); // UTC-2:30 / -3:30
+    store
+        .ensure_rollup_zones(&[Tz::UTC, berlin], true)
+        .await
+        .unwrap();
+
+    // Three keys, two models (one unpriced), four days of hours.
+    let mut rows = Vec::new();
+    for key in 0..3 {
+        for hour in 0..96 {
+            rows.push(record(key, "priced", hour, Some(0.01 * (key + 1) as f64)));
+            if hour % 5 == 0 {
+                rows.push(record(key, "unpriced", hour, None));
+            }
+        }
+    }
+    for chunk in rows.chunks(100) {
+        store.store_usage("s", H, chunk, None, 1).await.unwrap();
+    }
+    // A re-poll that changes some buckets and repeats others unchanged.
+    let repoll: Vec<_> = (0..96)
+        .map(|h| record(1, "priced", h, Some(if h % 3 == 0 { 0.5 } else { 0.02 })))
+        .collect();
+    store.store_usage("s", H, &repoll, None, 2).await.unwrap();
+    // Retention removes the first day and a half.
+    while store.prune_usage_batch(H, START + 36 * H).await.unwrap() > 0 {}
+    store.prune_empty_rollup().await.unwrap();
+    // A zone configured later is backfilled from what is stored.
+    let added = store
+        .ensure_rollup_zones(&[Tz::UTC, berlin, st_johns], true)
+        .await
+        .unwrap();
+    assert_eq!(added, vec![st_johns]);
+
+    for zone in [Tz::UTC, berlin, st_johns] {
+        let (rolled, raw) = both(&store, zone).await;
+        let rolled = rolled.unwrap_or_else(|| panic!("{zone} is rolled up"));
+        assert!(raw.len() > 6, "{zone}: {raw:?}");
+        assert_same(zone, &rolled, &raw);
+    }
+
+    // A span that is not whole local days, or a zone not rolled up, is read from the buckets.
+    assert_eq!(
+        store
+            .daily_spend(berlin, H, START, START + 86_400)
+            .await
+            .unwrap(),
+        None
+    );
+    let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
+    assert_eq!(both(&store, tokyo).await.0, None);
+    // Dropping a zone stops its upkeep.
+    store.ensure_rollup_zones(&[Tz::UTC], true).await.unwrap();
+    assert_eq!(both(&store, berlin).await.0, None);
+    store
+        .store_usage("s", H, &[record(0, "priced", 90, Some(9.0))], None, 3)
+        .await
+        .unwrap();
+    let (rolled, raw) = both(&store, Tz::UTC).await;
+    assert_same(Tz::UTC, &rolled.unwrap(), &raw);
+}
