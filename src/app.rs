@@ -22,6 +22,8 @@ use crate::store::Store;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 pub struct App {
+    /// Held for the App's life: one polling and delivering process per database.
+    _lock: crate::store::InstanceLock,
     config: Arc<Config>,
     store: Store,
     pollers: Vec<Arc<Poller>>,
@@ -70,7 +72,8 @@ impl App {
                 );
             }
         }
-        let store = Store::open(&config.database)
+        let lock = crate::store::InstanceLock::acquire(&config.database)?;
+        let store = Store::open_limited(&config.database, config.max_database_bytes)
             .await
             .with_context(|| format!("opening the database {}", config.database.display()))?;
         store
@@ -87,6 +90,7 @@ impl App {
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
+            _lock: lock,
             interval: config.poll.interval.0,
             config,
             store,

@@ -92,6 +92,14 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
             ));
         }
     }
+    if let Some(mb) = raw.storage.max_size_mb {
+        if !(1..=10_000_000).contains(&mb) {
+            return Err(ConfigError::invalid(
+                "storage.max_size_mb",
+                format!("{mb} is out of range: give 1 to 10000000 MiB, or leave it out for no limit"),
+            ));
+        }
+    }
     if matches!(raw.storage.retention.alerts, super::Keep::For(d) if d.as_secs() < 86_400) {
         return Err(ConfigError::invalid(
             "storage.retention.alerts",
@@ -101,6 +109,7 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
     Ok(Config {
         path: path.to_path_buf(),
         database,
+        max_database_bytes: raw.storage.max_size_mb.map(|mb| mb * 1_048_576),
         retention: raw.storage.retention.clone(),
         poll: raw.poll,
         http,

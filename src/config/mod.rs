@@ -53,6 +53,8 @@ pub struct Config {
     pub path: PathBuf,
     /// The SQLite database file.
     pub database: PathBuf,
+    /// `storage.max_size_mb` in bytes.
+    pub max_database_bytes: Option<u64>,
     pub retention: RetentionConfig,
     pub poll: PollConfig,
     pub http: Option<HttpConfig>,

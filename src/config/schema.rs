@@ -148,6 +148,9 @@ pub struct StorageSection {
     /// `sqlite://PATH`; relative paths resolve against the config file's folder. Default:
     /// `keywatch.db` in `$STATE_DIRECTORY` (systemd `StateDirectory=`) or beside the config.
     pub url: Option<String>,
+    /// Extension: the largest the database file may grow, in MiB (1 to 10,000,000). Writes
+    /// beyond it fail cleanly and are retried, as on a full disk. Default: no limit.
+    pub max_size_mb: Option<u64>,
     #[serde(default)]
     pub retention: RetentionSection,
 }

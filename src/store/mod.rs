@@ -43,11 +43,41 @@ pub enum StoreError {
     },
     #[error("no database at {0}: run `keywatch run --once` first, or check storage.url")]
     Missing(PathBuf),
+    /// The file at `storage.url` is not keywatch's: keywatch never writes to it.
+    #[error("{path} {reason}; keywatch leaves it untouched: point storage.url at another file, or move this one away (restore a backup if it was keywatch's)")]
+    Foreign { path: PathBuf, reason: String },
+    /// Another `keywatch run` holds the database.
+    #[error("another keywatch process is running on {path} (it holds {lock}); stop it first, or give this one its own storage.url")]
+    Locked { path: PathBuf, lock: PathBuf },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// SQLITE_FULL: the disk, or `storage.max_size_mb`, is full. Nothing was written.
+    #[error("the database is full (the disk is full or storage.max_size_mb is reached): nothing of this write was stored and it is retried; free disk space, raise storage.max_size_mb or shorten [storage.retention]")]
+    Full,
+    /// SQLITE_BUSY after the busy timeout: another process held the write lock too long.
+    #[error("the database stayed locked by another process for longer than {}s: nothing of this write was stored and it is retried; check what else opens the database", BUSY_TIMEOUT.as_secs())]
+    Busy,
     #[error("database error: {0}")]
-    Sqlx(#[from] sqlx::Error),
+    Sqlx(sqlx::Error),
 }
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        // Primary result codes, also when extended (the low byte): 5 busy, 13 full.
+        let code = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .and_then(|c| c.parse::<i64>().ok());
+        match code.map(|c| c & 0xff) {
+            Some(13) => Self::Full,
+            Some(5) => Self::Busy,
+            _ => Self::Sqlx(e),
+        }
+    }
+}
+
+/// How long a statement waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -60,7 +90,14 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database at `path` and runs pending migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let pool = Self::pool(path, true).await?;
+        Self::open_limited(path, None).await
+    }
+
+    /// As [`Store::open`], with the file capped at `max_bytes` (SQLite's `max_page_count`):
+    /// writes beyond it fail with [`StoreError::Full`] and change nothing.
+    pub async fn open_limited(path: &Path, max_bytes: Option<u64>) -> Result<Self, StoreError> {
+        check_is_ours(path).await?;
+        let pool = Self::pool(path, true, max_bytes).await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
@@ -70,24 +107,33 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
-        let pool = Self::pool(path, false).await?;
+        check_is_ours(path).await?;
+        let pool = Self::pool(path, false, None).await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
 
-    async fn pool(path: &Path, create: bool) -> Result<SqlitePool, StoreError> {
+    async fn pool(
+        path: &Path,
+        create: bool,
+        max_bytes: Option<u64>,
+    ) -> Result<SqlitePool, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         };
-        let options = SqliteConnectOptions::from_str("sqlite://")
+        let mut options = SqliteConnectOptions::from_str("sqlite://")
             .map_err(open_err)?
             .filename(path)
             .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(BUSY_TIMEOUT);
+        if let Some(bytes) = max_bytes {
+            // The default page size; max_page_count never shrinks a file already larger.
+            options = options.pragma("max_page_count", (bytes / 4_096).max(16).to_string());
+        }
         // Small: SQLite serialises writers anyway, and the machines have 2 cores.
         SqlitePoolOptions::new()
             .max_connections(4)
@@ -104,6 +150,105 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Held by the process that polls and delivers for a database (`keywatch run`): a second one
+/// would send every notification twice. An advisory lock on `<database>.lock`, released by the
+/// kernel when the process ends, however it ends.
+#[derive(Debug)]
+pub struct InstanceLock {
+    _file: std::fs::File,
+}
+
+impl InstanceLock {
+    pub fn acquire(database: &Path) -> Result<Self, StoreError> {
+        let mut name = database.as_os_str().to_owned();
+        name.push(".lock");
+        let lock = PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .map_err(|e| StoreError::Foreign {
+                path: lock.clone(),
+                reason: format!("cannot be created or opened ({e})"),
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+                path: database.to_path_buf(),
+                lock,
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Foreign {
+                path: lock,
+                reason: format!("cannot be locked ({e})"),
+            }),
+        }
+    }
+}
+
+/// Refuses a file that is not keywatch's before anything writes to it: not an SQLite database
+/// at all, unreadable as one, or another application's (tables but no keywatch migrations).
+/// The check reads through its own read-only connection, so even the switch to WAL waits.
+async fn check_is_ours(path: &Path) -> Result<(), StoreError> {
+    use std::io::Read;
+    let foreign = |reason: String| StoreError::Foreign {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut head = [0u8; 16];
+    let n = match std::fs::File::open(path) {
+        Ok(mut f) => f.read(&mut head).unwrap_or(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(foreign(format!("cannot be read ({e})"))),
+    };
+    if n == 0 {
+        return Ok(());
+    }
+    if &head[..n] == b"SQLite format 3\0" {
+        return check_tables(path).await;
+    }
+    let shown: String = String::from_utf8_lossy(&head[..n])
+        .chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '.' })
+        .collect();
+    Err(foreign(format!(
+        "is not an SQLite database (it starts with {shown:?})"
+    )))
+}
+
+async fn check_tables(path: &Path) -> Result<(), StoreError> {
+    use sqlx::{ConnectOptions, Connection};
+    let unreadable = |e: sqlx::Error| StoreError::Foreign {
+        path: path.to_path_buf(),
+        reason: format!("cannot be read as a database ({e})"),
+    };
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(BUSY_TIMEOUT)
+        .connect()
+        .await
+        .map_err(unreadable)?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(unreadable)?;
+    let _ = conn.close().await;
+    if tables.is_empty() || tables.iter().any(|t| t == "_sqlx_migrations") {
+        return Ok(());
+    }
+    let mut listed = tables.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if tables.len() > 5 {
+        listed.push_str(", …");
+    }
+    Err(StoreError::Foreign {
+        path: path.to_path_buf(),
+        reason: format!("is another application's database (tables: {listed})"),
+    })
 }
 
 /// The five token classes from consecutive columns starting at `first`, in the order every
