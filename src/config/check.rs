@@ -96,7 +96,9 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
         if !(1..=10_000_000).contains(&mb) {
             return Err(ConfigError::invalid(
                 "storage.max_size_mb",
-                format!("{mb} is out of range: give 1 to 10000000 MiB, or leave it out for no limit"),
+                format!(
+                    "{mb} is out of range: give 1 to 10000000 MiB, or leave it out for no limit"
+                ),
             ));
         }
     }

@@ -211,7 +211,13 @@ async fn check_is_ours(path: &Path) -> Result<(), StoreError> {
     }
     let shown: String = String::from_utf8_lossy(&head[..n])
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '.' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '.'
+            }
+        })
         .collect();
     Err(foreign(format!(
         "is not an SQLite database (it starts with {shown:?})"
@@ -241,7 +247,12 @@ async fn check_tables(path: &Path) -> Result<(), StoreError> {
     if tables.is_empty() || tables.iter().any(|t| t == "_sqlx_migrations") {
         return Ok(());
     }
-    let mut listed = tables.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    let mut listed = tables
+        .iter()
+        .take(5)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if tables.len() > 5 {
         listed.push_str(", …");
     }

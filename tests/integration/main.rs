@@ -18,3 +18,4 @@ mod report;
 mod retention;
 mod rollup;
 mod secrets;
+mod storage;
