@@ -7,6 +7,7 @@ mod receivers;
 
 mod cli;
 mod config_check;
+mod crash;
 mod daemon;
 mod dashboard;
 mod detection;

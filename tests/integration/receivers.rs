@@ -26,6 +26,8 @@ struct HookState {
     received: Vec<Received>,
     /// Answer 503 to this many more requests.
     fail_next: usize,
+    /// How long each answer takes (the request is recorded on arrival).
+    delay: std::time::Duration,
 }
 
 pub struct WebhookReceiver {
@@ -56,7 +58,7 @@ impl Respond for Recorder {
             body: serde_json::from_slice(&req.body).unwrap_or(Value::Null),
             status,
         });
-        ResponseTemplate::new(status)
+        ResponseTemplate::new(status).set_delay(state.delay)
     }
 }
 
@@ -85,6 +87,11 @@ impl WebhookReceiver {
             .into_iter()
             .filter(|r| r.status == 200)
             .collect()
+    }
+
+    /// Makes every answer take `delay`, so a sender can die between its POST and the answer.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.state.lock().unwrap().delay = delay;
     }
 
     pub fn fail_next(&self, n: usize) {

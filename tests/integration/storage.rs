@@ -160,7 +160,11 @@ async fn a_full_database_fails_cleanly_the_daemon_keeps_running_and_recovers_whe
     let port = free_port();
     let app = spawn_app_with(&format!("[http]\nlisten = \"127.0.0.1:{port}\"\n")).await;
     // Create the database, then fill most of a 2 MiB cap with another table.
-    keywatch::store::Store::open(&app.db_path()).await.unwrap().close().await;
+    keywatch::store::Store::open(&app.db_path())
+        .await
+        .unwrap()
+        .close()
+        .await;
     {
         let conn = rusqlite::Connection::open(app.db_path()).unwrap();
         conn.execute_batch(
