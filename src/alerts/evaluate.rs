@@ -506,7 +506,15 @@ impl Pass<'_> {
             let state = store.usage_poll_state(&source.name, self.width).await?;
             let scope = format!("source_unhealthy/{}", source.name);
             let since = state.last_success_at.unwrap_or(0);
-            let stale = state.consecutive_failures >= 3 && self.now - since > 3 * interval;
+            // A rejected admin key (revoked, expired, not an admin key) does not heal by
+            // itself: say so after the first failure instead of waiting out three polls.
+            let rejected = state.consecutive_failures >= 1
+                && state
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains(": HTTP 401") || e.contains(": HTTP 403"));
+            let stale =
+                rejected || (state.consecutive_failures >= 3 && self.now - since > 3 * interval);
             if !stale {
                 self.resolve(&scope, self.now);
                 continue;
@@ -518,13 +526,18 @@ impl Pass<'_> {
                 Severity::Warning,
             );
             let last = state.last_error.as_deref().unwrap_or("unknown error");
+            let cause = if rejected {
+                " The provider rejected the admin key: it was most likely revoked, expired or is not an organisation admin key. Create a new admin key and update the source's admin_key_env/admin_key_file."
+            } else {
+                ""
+            };
             a.summary = match state.last_success_at {
                 Some(t) => format!(
-                    "Source {} has not been polled successfully since {} ({} failed polls): keywatch is blind to it. Last error: {last}",
+                    "Source {} has not been polled successfully since {} ({} failed polls): keywatch is blind to it.{cause} Last error: {last}",
                     source.name, super::rfc3339(t), state.consecutive_failures
                 ),
                 None => format!(
-                    "Source {} has never been polled successfully ({} failed polls): keywatch is blind to it. Last error: {last}",
+                    "Source {} has never been polled successfully ({} failed polls): keywatch is blind to it.{cause} Last error: {last}",
                     source.name, state.consecutive_failures
                 ),
             };

@@ -230,6 +230,17 @@ impl HttpClient {
         let retry_after = (status == StatusCode::TOO_MANY_REQUESTS)
             .then(|| parse_retry_after(response.headers().get(RETRY_AFTER)))
             .flatten();
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        {
+            return (
+                Err(PollError::TooLarge {
+                    endpoint: endpoint.to_owned(),
+                }),
+                None,
+            );
+        }
         let mut body = Vec::new();
         loop {
             match response.chunk().await {

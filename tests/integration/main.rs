@@ -14,6 +14,7 @@ mod detection;
 mod notify;
 mod openai;
 mod poll;
+mod provider_faults;
 mod quality;
 mod report;
 mod retention;
