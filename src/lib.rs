@@ -13,6 +13,8 @@ pub mod demo;
 pub mod detect;
 pub mod digest;
 pub mod exit;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod notify;

@@ -152,6 +152,22 @@ impl AnthropicClient {
     }
 }
 
+/// Decodes a usage report page as the poller does (for the fuzz targets and tests).
+pub fn decode_usage(body: &[u8]) -> Result<UsagePage, PollError> {
+    super::http::decode::<UsageReport>(USAGE_ENDPOINT, body)?.into_page()
+}
+
+/// Decodes a cost report page as the poller does.
+pub fn decode_costs(body: &[u8]) -> Result<CostPage, PollError> {
+    super::http::decode::<CostReport>(COST_ENDPOINT, body)?.into_page()
+}
+
+/// Decodes a key listing page as the poller does.
+pub fn decode_keys(body: &[u8]) -> Result<Vec<ApiKey>, PollError> {
+    let list: KeyList = super::http::decode(KEYS_ENDPOINT, body)?;
+    Ok(list.data.into_iter().map(ApiKey::from).collect())
+}
+
 #[derive(Deserialize)]
 struct CostReport {
     data: Vec<CostBucketJson>,

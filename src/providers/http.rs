@@ -272,12 +272,16 @@ impl HttpClient {
             };
             return (Err(err), retry_after);
         }
-        let decoded = serde_json::from_slice(&body).map_err(|e| PollError::Decode {
-            endpoint: endpoint.to_owned(),
-            message: e.to_string(),
-        });
-        (decoded, None)
+        (decode(endpoint, &body), None)
     }
+}
+
+/// A JSON body decoded into `T`, or a decode error naming the endpoint and what was wrong.
+pub fn decode<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T, PollError> {
+    serde_json::from_slice(body).map_err(|e| PollError::Decode {
+        endpoint: endpoint.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// `retry-after` in whole seconds (the HTTP-date form is rare from APIs and treated as absent).

@@ -146,18 +146,7 @@ impl OpenAiClient {
                 cancel,
             )
             .await?;
-        let next_page = report.next();
-        let mut buckets = Vec::with_capacity(report.data.len());
-        for b in report.data {
-            let (start, end) = b.times(USAGE_ENDPOINT)?;
-            let rows = b
-                .results
-                .into_iter()
-                .map(UsageResult::into_row)
-                .collect::<Result<_, _>>()?;
-            buckets.push(UsageBucket { start, end, rows });
-        }
-        Ok(UsagePage { buckets, next_page })
+        usage_from(report)
     }
 
     /// One page of daily billed costs per key from `start` (a UTC midnight).
@@ -186,53 +175,92 @@ impl OpenAiClient {
                 cancel,
             )
             .await?;
-        let next_page = report.next();
-        let mut buckets = Vec::with_capacity(report.data.len());
-        for b in report.data {
-            let (start, end) = b.times(COSTS_ENDPOINT)?;
-            let mut rows: Vec<(String, f64)> = Vec::new();
-            for r in b.results {
-                let Some(amount) = r.amount else { continue };
-                let currency = amount.currency.as_deref().unwrap_or("usd");
-                if !currency.eq_ignore_ascii_case("usd") {
-                    return Err(PollError::Decode {
-                        endpoint: COSTS_ENDPOINT.to_owned(),
-                        message: format!("cost in {currency:?}; keywatch budgets are in USD"),
-                    });
-                }
-                let value = amount.value.unwrap_or(0.0);
-                if !value.is_finite() {
-                    return Err(PollError::Decode {
-                        endpoint: COSTS_ENDPOINT.to_owned(),
-                        message: "a cost amount is not a number".to_owned(),
-                    });
-                }
-                let key = r
-                    .api_key_id
-                    .unwrap_or_else(|| UNATTRIBUTED_KEY_ID.to_owned());
-                match rows.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, sum)) => *sum += value,
-                    None => rows.push((key, value)),
-                }
-            }
-            let lines = rows
-                .iter()
-                .map(|(_, usd)| super::CostLine {
-                    workspace_id: None,
-                    cost_type: "billed".to_owned(),
-                    model: None,
-                    usd: *usd,
-                })
-                .collect();
-            buckets.push(CostBucket {
-                start,
-                end,
-                rows,
-                lines,
-            });
-        }
-        Ok(CostPage { buckets, next_page })
+        costs_from(report)
     }
+}
+
+fn usage_from(report: Report<UsageResult>) -> Result<UsagePage, PollError> {
+    let next_page = report.next();
+    let mut buckets = Vec::with_capacity(report.data.len());
+    for b in report.data {
+        let (start, end) = b.times(USAGE_ENDPOINT)?;
+        let rows = b
+            .results
+            .into_iter()
+            .map(UsageResult::into_row)
+            .collect::<Result<_, _>>()?;
+        buckets.push(UsageBucket { start, end, rows });
+    }
+    Ok(UsagePage { buckets, next_page })
+}
+
+fn costs_from(report: Report<CostResult>) -> Result<CostPage, PollError> {
+    let next_page = report.next();
+    let mut buckets = Vec::with_capacity(report.data.len());
+    for b in report.data {
+        let (start, end) = b.times(COSTS_ENDPOINT)?;
+        let mut rows: Vec<(String, f64)> = Vec::new();
+        for r in b.results {
+            let Some(amount) = r.amount else { continue };
+            let currency = amount.currency.as_deref().unwrap_or("usd");
+            if !currency.eq_ignore_ascii_case("usd") {
+                return Err(PollError::Decode {
+                    endpoint: COSTS_ENDPOINT.to_owned(),
+                    message: format!("cost in {currency:?}; keywatch budgets are in USD"),
+                });
+            }
+            let value = amount.value.unwrap_or(0.0);
+            if !value.is_finite() {
+                return Err(PollError::Decode {
+                    endpoint: COSTS_ENDPOINT.to_owned(),
+                    message: "a cost amount is not a number".to_owned(),
+                });
+            }
+            let key = r
+                .api_key_id
+                .unwrap_or_else(|| UNATTRIBUTED_KEY_ID.to_owned());
+            match rows.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, sum)) => *sum += value,
+                None => rows.push((key, value)),
+            }
+        }
+        let lines = rows
+            .iter()
+            .map(|(_, usd)| super::CostLine {
+                workspace_id: None,
+                cost_type: "billed".to_owned(),
+                model: None,
+                usd: *usd,
+            })
+            .collect();
+        buckets.push(CostBucket {
+            start,
+            end,
+            rows,
+            lines,
+        });
+    }
+    Ok(CostPage { buckets, next_page })
+}
+
+/// Decodes a completions usage page as the poller does (for the fuzz targets and tests).
+pub fn decode_usage(body: &[u8]) -> Result<UsagePage, PollError> {
+    usage_from(super::http::decode(USAGE_ENDPOINT, body)?)
+}
+
+/// Decodes a costs page as the poller does.
+pub fn decode_costs(body: &[u8]) -> Result<CostPage, PollError> {
+    costs_from(super::http::decode(COSTS_ENDPOINT, body)?)
+}
+
+/// Decodes a project's key listing page as the poller does.
+pub fn decode_keys(body: &[u8]) -> Result<Vec<ApiKey>, PollError> {
+    let list: List<KeyJson> = super::http::decode(PROJECTS_ENDPOINT, body)?;
+    Ok(list
+        .data
+        .into_iter()
+        .map(|k| k.into_api_key("proj_fuzz", false))
+        .collect())
 }
 
 #[derive(Deserialize)]

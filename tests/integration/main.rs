@@ -2,6 +2,7 @@
 
 mod fake_anthropic;
 mod fake_openai;
+mod fuzz_corpus;
 mod helpers;
 mod receivers;
 
