@@ -70,7 +70,20 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
         prices.set(model, price);
     }
     let budgets = build_budgets(&raw.budgets, &sources)?;
-    let notifiers = build_notifiers(&raw.notifiers, base_dir, env, &mut warnings)?;
+    let mut notifiers = build_notifiers(&raw.notifiers, base_dir, env, &mut warnings)?;
+    let timeout = raw.delivery.timeout.0;
+    if !(1..=300).contains(&timeout.as_secs()) || timeout.subsec_nanos() != 0 {
+        return Err(ConfigError::invalid(
+            "delivery.timeout",
+            "must be whole seconds from 1s to 5m",
+        ));
+    }
+    for n in &mut notifiers {
+        match n {
+            Notifier::Email(e) => e.timeout = timeout,
+            Notifier::Webhook(w) => w.timeout = timeout,
+        }
+    }
     let digests = build_digests(&raw.digests, &notifiers)?;
     let expire = raw.delivery.expire_after.0.as_secs();
     if !(60..=30 * 86_400).contains(&expire) {
@@ -507,6 +520,7 @@ fn build_email(
         from: e.from.clone(),
         to: e.to.clone(),
         min_severity: e.min_severity,
+        timeout: std::time::Duration::from_secs(20),
     })
 }
 
@@ -581,6 +595,7 @@ fn build_webhook(
         secret,
         routing_key,
         min_severity: w.min_severity,
+        timeout: std::time::Duration::from_secs(20),
     })
 }
 

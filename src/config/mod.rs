@@ -157,6 +157,8 @@ pub struct EmailNotifier {
     pub from: String,
     pub to: Vec<String>,
     pub min_severity: Severity,
+    /// `delivery.timeout`: one SMTP session.
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug)]
@@ -170,6 +172,8 @@ pub struct WebhookNotifier {
     pub secret: Option<SecretString>,
     pub routing_key: Option<SecretString>,
     pub min_severity: Severity,
+    /// `delivery.timeout`: one POST.
+    pub timeout: std::time::Duration,
 }
 
 impl Config {

@@ -132,12 +132,16 @@ pub struct DeliverySection {
     /// A notification not delivered within this age is given up (logged at error). 1m to 30d;
     /// default 24h.
     pub expire_after: HumanDuration,
+    /// Extension: how long one delivery attempt (an SMTP session, a webhook POST) may take
+    /// before it counts as failed and is retried later. 1s to 5m; default 20s.
+    pub timeout: HumanDuration,
 }
 
 impl Default for DeliverySection {
     fn default() -> Self {
         Self {
             expire_after: HumanDuration(Duration::from_secs(86_400)),
+            timeout: HumanDuration(Duration::from_secs(20)),
         }
     }
 }

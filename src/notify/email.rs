@@ -1,6 +1,5 @@
 //! Email delivery over SMTP (lettre, tokio, rustls).
 
-use std::time::Duration;
 
 use lettre::message::{header::ContentType, Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -18,7 +17,7 @@ fn transport(n: &EmailNotifier) -> Result<AsyncSmtpTransport<Tokio1Executor>, No
     };
     let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&n.smtp_host)
         .port(n.smtp_port)
-        .timeout(Some(Duration::from_secs(20)));
+        .timeout(Some(n.timeout));
     builder = match n.tls {
         TlsMode::None => builder.tls(Tls::None),
         TlsMode::Starttls => builder.tls(Tls::Required(

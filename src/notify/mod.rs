@@ -72,7 +72,18 @@ impl Outbox {
 
     /// One pass over the pending deliveries.
     pub async fn deliver(&self, store: &Store, mode: Mode) -> Result<OutboxReport, StoreError> {
-        let now = Utc::now().timestamp();
+        self.deliver_at(store, mode, Utc::now().timestamp()).await
+    }
+
+    /// One pass as if the time were `now` (Unix seconds): which deliveries are due, which have
+    /// expired and when the next retry is. Tests advance `now` instead of sleeping; signatures
+    /// always carry the real time, as receivers check it against their clock.
+    pub async fn deliver_at(
+        &self,
+        store: &Store,
+        mode: Mode,
+        now: i64,
+    ) -> Result<OutboxReport, StoreError> {
         let pending = store.pending_deliveries(now, mode == Mode::Due).await?;
         let mut by_notifier: BTreeMap<&str, Vec<&Delivery>> = BTreeMap::new();
         for d in &pending {
@@ -90,6 +101,7 @@ impl Outbox {
                 store
                     .mark_expired(&d.id, "expired: not delivered within delivery.expire_after")
                     .await?;
+                crate::metrics::delivery_expired(name);
                 report.expired += 1;
             }
             if live.is_empty() {
@@ -100,11 +112,12 @@ impl Outbox {
                     store
                         .mark_expired(&d.id, "the notifier is no longer configured")
                         .await?;
+                    crate::metrics::delivery_expired(name);
                     report.expired += 1;
                 }
                 continue;
             };
-            let results = self.send(notifier, &live, now).await;
+            let results = self.send(notifier, &live, Utc::now().timestamp()).await;
             for (d, result) in live.iter().zip(results) {
                 match result {
                     Ok(answer) => {

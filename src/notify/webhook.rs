@@ -1,7 +1,6 @@
 //! Webhook delivery: the alert object signed per Standard Webhooks, a Slack message, or a
 //! PagerDuty Events API v2 event.
 
-use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -70,7 +69,7 @@ pub async fn post(
     let mut request = client
         .post(hook.url.expose_secret())
         .header(CONTENT_TYPE, "application/json")
-        .timeout(Duration::from_secs(15))
+        .timeout(hook.timeout)
         .body(body.to_owned());
     if let Some(secret) = &hook.secret {
         request = request
