@@ -1,6 +1,5 @@
 //! Email delivery over SMTP (lettre, tokio, rustls).
 
-
 use lettre::message::{header::ContentType, Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -84,7 +83,21 @@ pub async fn send_text(
     };
     let message =
         built.map_err(|e| NotifyError::Config(format!("cannot build the message: {e}")))?;
-    let response = transport(n)?.send(message).await.map_err(|e| {
+    // lettre's timeout covers only the connect: a server that stops answering after EHLO
+    // would hold the delivery loop forever. Bound the whole session.
+    let transport = transport(n)?;
+    let sent = tokio::time::timeout(n.timeout, transport.send(message))
+        .await
+        .map_err(|_| {
+            NotifyError::Transport(format!(
+                "SMTP {}:{}: no answer within {}s (delivery.timeout){}",
+                n.smtp_host,
+                n.smtp_port,
+                n.timeout.as_secs(),
+                hint(n)
+            ))
+        })?;
+    let response = sent.map_err(|e| {
         let chain = crate::providers::error_chain(&e);
         if e.is_permanent() {
             NotifyError::Rejected(format!(

@@ -22,7 +22,7 @@ pub enum NotifyError {
     /// The notifier is misconfigured (a retry will not help until the config changes).
     #[error("{0}")]
     Config(String),
-    #[error("no answer in time")]
+    #[error("no answer within delivery.timeout")]
     Timeout,
     /// Could not talk to the receiver.
     #[error("{0}")]
@@ -84,26 +84,30 @@ impl Outbox {
         mode: Mode,
         now: i64,
     ) -> Result<OutboxReport, StoreError> {
-        let pending = store.pending_deliveries(now, mode == Mode::Due).await?;
-        let mut by_notifier: BTreeMap<&str, Vec<&Delivery>> = BTreeMap::new();
-        for d in &pending {
-            by_notifier.entry(d.notifier.as_str()).or_default().push(d);
-        }
         let mut report = OutboxReport::default();
         let expire_after = self.config.delivery.expire_after.0.as_secs() as i64;
-        for (name, deliveries) in by_notifier {
-            let (expired, live): (Vec<&Delivery>, Vec<&Delivery>) = deliveries
-                .into_iter()
-                .partition(|d| now - d.created_at >= expire_after);
-            for d in expired {
-                tracing::error!(delivery = %d.id, alert = %d.alert_id, notifier = name, attempts = d.attempts,
-                    "giving up on a notification that could not be delivered within delivery.expire_after");
-                store
-                    .mark_expired(&d.id, "expired: not delivered within delivery.expire_after")
-                    .await?;
-                crate::metrics::delivery_expired(name);
-                report.expired += 1;
-            }
+        // Expiry is checked on every pass, not only when a delivery's next retry is due, so a
+        // long backoff does not keep a notification past its age.
+        let (expired, _): (Vec<Delivery>, Vec<Delivery>) = store
+            .pending_deliveries(now, false)
+            .await?
+            .into_iter()
+            .partition(|d| now - d.created_at >= expire_after);
+        for d in &expired {
+            tracing::error!(delivery = %d.id, alert = %d.alert_id, notifier = %d.notifier, attempts = d.attempts,
+                "giving up on a notification that could not be delivered within delivery.expire_after");
+            store
+                .mark_expired(&d.id, "expired: not delivered within delivery.expire_after")
+                .await?;
+            crate::metrics::delivery_expired(&d.notifier);
+            report.expired += 1;
+        }
+        let pending = store.pending_deliveries(now, mode == Mode::Due).await?;
+        let mut by_notifier: BTreeMap<&str, Vec<&Delivery>> = BTreeMap::new();
+        for d in pending.iter().filter(|d| now - d.created_at < expire_after) {
+            by_notifier.entry(d.notifier.as_str()).or_default().push(d);
+        }
+        for (name, live) in by_notifier {
             if live.is_empty() {
                 continue;
             }

@@ -1,7 +1,6 @@
 //! Webhook delivery: the alert object signed per Standard Webhooks, a Slack message, or a
 //! PagerDuty Events API v2 event.
 
-
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};

@@ -12,6 +12,7 @@ mod crash;
 mod daemon;
 mod dashboard;
 mod detection;
+mod notifier_faults;
 mod notify;
 mod openai;
 mod poll;

@@ -15,7 +15,7 @@ fn created(days_ago: i64) -> String {
 
 /// A 209-day-old active key (key_age, warning) and a used inactive key (inactive_key_usage,
 /// critical).
-fn seed(app: &TestApp) {
+pub fn seed(app: &TestApp) {
     app.fake.add_key(key_old_shape(
         "apikey_old",
         "legacy-batch",
@@ -37,7 +37,7 @@ fn seed(app: &TestApp) {
     );
 }
 
-fn webhook(name: &str, url: &str, format: &str, min: &str) -> String {
+pub fn webhook(name: &str, url: &str, format: &str, min: &str) -> String {
     let auth = match format {
         "json" => "secret_env = \"TEST_WEBHOOK_SECRET\"\n",
         "pagerduty" => "routing_key_env = \"TEST_PD_ROUTING_KEY\"\n",
@@ -46,7 +46,7 @@ fn webhook(name: &str, url: &str, format: &str, min: &str) -> String {
     format!("[[notifiers]]\nname = \"{name}\"\nkind = \"webhook\"\nurl = \"{url}\"\nformat = \"{format}\"\n{auth}min_severity = \"{min}\"\n")
 }
 
-fn email(name: &str, port: u16) -> String {
+pub fn email(name: &str, port: u16) -> String {
     format!(
         "[[notifiers]]\nname = \"{name}\"\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\ntls = \"none\"\nfrom = \"keywatch@example.com\"\nto = [\"oncall@example.com\"]\n"
     )
