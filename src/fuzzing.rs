@@ -10,14 +10,19 @@ use chrono_tz::Tz;
 use crate::config::{Config, Env};
 use crate::providers::{anthropic, openai, UsagePage};
 
-/// Any environment variable a fuzzed config names resolves to this, so leaks are detectable.
+/// Any secret variable a fuzzed config names resolves to this, so leaks are detectable.
 pub const SENTINEL: &str = "sk-ant-admin01-FUZZ-SENTINEL-0b9e1d";
 
 struct SentinelEnv;
 
 impl Env for SentinelEnv {
     fn var(&self, name: &str) -> Option<String> {
-        (!name.is_empty() && name.len() < 64).then(|| SENTINEL.to_owned())
+        // systemd's folders are paths, not secrets (the first fuzzing run flagged
+        // STATE_DIRECTORY showing up in the database path).
+        match name {
+            "STATE_DIRECTORY" | "CREDENTIALS_DIRECTORY" => None,
+            _ => (!name.is_empty() && name.len() < 64).then(|| SENTINEL.to_owned()),
+        }
     }
 }
 

@@ -202,6 +202,13 @@ impl CostReport {
         };
         let mut buckets = Vec::with_capacity(self.data.len());
         for b in self.data {
+            // Found by fuzzing: a day that ends before it starts was stored as billed cost.
+            if b.ending_at <= b.starting_at {
+                return Err(bad(format!(
+                    "cost bucket ends ({}) before it starts ({})",
+                    b.ending_at, b.starting_at
+                )));
+            }
             let mut lines: Vec<CostLine> = Vec::new();
             for r in b.results {
                 let currency = r.currency.as_deref().unwrap_or("USD");
