@@ -196,7 +196,7 @@ impl Config {
             source,
         })?;
         let mut config = Self::from_str(&text, path, &ProcessEnv)?;
-        if let Some(w) = world_writable_warning(path) {
+        for w in permission_warnings(path) {
             config.warnings.push(w);
         }
         Ok(config)
@@ -284,20 +284,31 @@ fn find_literal_secret(table: &toml::Table, prefix: &str) -> Option<String> {
 }
 
 #[cfg(unix)]
-fn world_writable_warning(path: &Path) -> Option<String> {
+fn permission_warnings(path: &Path) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode();
-    (mode & 0o002 != 0).then(|| {
-        format!(
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    let mode = meta.permissions().mode();
+    let mut out = Vec::new();
+    if mode & 0o002 != 0 {
+        out.push(format!(
             "{} is writable by every user: anyone on this machine can redirect alerts (chmod o-w)",
             path.display()
-        )
-    })
+        ));
+    }
+    if mode & 0o004 != 0 {
+        out.push(format!(
+            "{} is readable by every user: it holds no secrets, but it shows where they are kept and where alerts go (chmod o-r, e.g. 0640 root:keywatch)",
+            path.display()
+        ));
+    }
+    out
 }
 
 #[cfg(not(unix))]
-fn world_writable_warning(_: &Path) -> Option<String> {
-    None
+fn permission_warnings(_: &Path) -> Vec<String> {
+    Vec::new()
 }
 
 #[cfg(test)]

@@ -66,3 +66,29 @@ fn a_missing_config_file_exits_78_and_says_how_to_point_at_one() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
 }
+
+#[test]
+fn a_config_readable_or_writable_by_other_users_warns_and_a_private_one_does_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keywatch.toml");
+    std::fs::copy("config.example.toml", &path).unwrap();
+    let warnings = |mode: u32| {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = keywatch(&path, EXAMPLE_ENV);
+        assert_eq!(out.status.code(), Some(0));
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            all.contains("is readable by every user") && all.contains("chmod o-r"),
+            all.contains("is writable by every user"),
+        )
+    };
+    assert_eq!(warnings(0o644), (true, false));
+    assert_eq!(warnings(0o666), (true, true));
+    assert_eq!(warnings(0o640), (false, false));
+    assert_eq!(warnings(0o600), (false, false));
+}
