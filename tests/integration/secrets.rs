@@ -131,3 +131,205 @@ async fn notifier_secrets_never_appear_in_logs_output_or_the_database() {
     assert_not_in_output(&outputs.iter().collect::<Vec<_>>(), &secrets);
     assert_not_stored(app.dir.path(), &secrets);
 }
+
+/// Every secret keywatch handles, as the sweep below sets them.
+const SWEEP_SMTP_PASSWORD: &str = "smtp-SENTINEL-pa55word-4c1e";
+
+/// Every file under `dir` (database files, exports, logs), byte for byte.
+fn assert_no_file_holds(dir: &Path, secrets: &[&str]) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            assert_no_file_holds(&path, secrets);
+            continue;
+        }
+        if path.extension().is_some_and(|e| e == "toml") {
+            continue; // the config names variables, never values
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        for secret in secrets {
+            let needle = secret.as_bytes();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "a secret is in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_secret_reaches_any_command_log_file_or_failure_message() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+
+    let oa = crate::fake_openai::FakeOpenAi::start().await;
+    let broken_hook = crate::receivers::WebhookReceiver::start().await;
+    broken_hook.fail_next(usize::MAX);
+    let redirecting_pd = wiremock::MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(307).insert_header("location", "http://127.0.0.1:9/"))
+        .mount(&redirecting_pd)
+        .await;
+    let closed_smtp_port = crate::daemon::free_port();
+    let http_port = crate::daemon::free_port();
+    let mut app = crate::helpers::spawn_app_with_lookback(
+        "8d",
+        &format!(
+            "[[sources]]\nname = \"openai-test\"\nprovider = \"openai\"\n\
+             admin_key_env = \"TEST_OPENAI_ADMIN_KEY\"\nbase_url = \"{}\"\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\ntoken_env = \"TEST_HTTP_TOKEN\"\n\
+             [delivery]\ntimeout = \"2s\"\n\
+             [[notifiers]]\nname = \"mail\"\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {closed_smtp_port}\n\
+             tls = \"none\"\nusername_env = \"TEST_SMTP_USER\"\npassword_env = \"TEST_SMTP_PASSWORD\"\n\
+             from = \"keywatch@example.com\"\nto = [\"oncall@example.com\"]\n\
+             [[notifiers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\nsecret_env = \"TEST_WEBHOOK_SECRET\"\n\
+             [[notifiers]]\nname = \"pd\"\nkind = \"webhook\"\nurl = \"{}/enqueue\"\nformat = \"pagerduty\"\n\
+             routing_key_env = \"TEST_PD_ROUTING_KEY\"\n",
+            oa.server.uri(),
+            broken_hook.url(),
+            redirecting_pd.uri()
+        ),
+    )
+    .await;
+    app.env.insert("TEST_SMTP_USER".into(), "smtp-user".into());
+    app.env
+        .insert("TEST_SMTP_PASSWORD".into(), SWEEP_SMTP_PASSWORD.into());
+    let secrets = [
+        ADMIN_KEY,
+        crate::fake_openai::OPENAI_ADMIN_KEY,
+        SWEEP_SMTP_PASSWORD,
+        crate::receivers::WEBHOOK_SECRET,
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "R0UT1NGKEY-test",
+        "s3cret-dashboard-token",
+    ];
+    app.fake.add_key(key_old_shape(
+        "apikey_old",
+        "legacy",
+        "active",
+        "2025-01-01T00:00:00Z",
+        None,
+    ));
+    for h in 0..48 {
+        app.fake.add_usage(
+            this_hour() - h * HOUR,
+            row(Some("apikey_old"), "claude-sonnet-4-20250514", 10 + h, 1),
+        );
+    }
+    // First both admin keys are rejected (the failure path), then accepted.
+    let rejected = ResponseTemplate::new(401).set_body_json(serde_json::json!({"type": "error",
+        "error": {"type": "authentication_error", "message": "invalid x-api-key"}}));
+    Mock::given(method("GET"))
+        .and(path(crate::fake_anthropic::USAGE_PATH))
+        .respond_with(rejected.clone())
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.fake.server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(rejected)
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&oa.server)
+        .await;
+
+    let trace = [("RUST_LOG", "trace")];
+    let mut outputs = Vec::new();
+    outputs.push(app.cli(&["run", "--once"], &trace).await); // providers reject, notifiers fail
+    outputs.push(app.cli(&["run", "--once"], &trace).await); // providers accept, notifiers fail
+    outputs.push(
+        app.cli(&["--log-format", "json", "run", "--once"], &trace)
+            .await,
+    );
+    let export_dir = app.dir.path().join("evidence");
+    let export = export_dir.to_string_lossy().into_owned();
+    for args in [
+        &["check-config"][..],
+        &["test-notify"],
+        &["alerts", "--all", "--format", "json"],
+        &["history", "--key", "apikey_old", "--format", "csv"],
+        &["report", "--format", "csv"],
+        &["report", "--forecast"],
+        &["backtest"],
+        &["silence", "--key", "apikey_old", "--reason", "sweep"],
+        &["silences"],
+        &[
+            "export",
+            "--key",
+            "apikey_old",
+            "--since",
+            "3d",
+            "--out",
+            &export,
+        ],
+        &["history", "--key", "no-such-key"],
+        &["report", "--period", "fortnight"],
+    ] {
+        let out = app.cli(args, &trace).await;
+        let expected = match args[0] {
+            "test-notify" => 1, // every notifier fails here
+            _ if args.contains(&"no-such-key") => 1,
+            _ if args.contains(&"fortnight") => 1,
+            _ => 0,
+        };
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        );
+        outputs.push(out);
+    }
+    // The daemon, with its HTTP API asked with and without the token.
+    let log = app.dir.path().join("daemon.log");
+    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"))
+        .arg("--config")
+        .arg(&app.config_path)
+        .arg("run")
+        .envs(&app.env)
+        .env("RUST_LOG", "trace")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{http_port}");
+    crate::daemon::get(&format!("{base}/healthz")).await;
+    let client = reqwest::Client::new();
+    let mut bodies = Vec::new();
+    for p in [
+        "/api/v1/keys",
+        "/api/v1/alerts",
+        "/",
+        "/metrics",
+        "/keys/apikey_old",
+    ] {
+        for token in [None, Some("s3cret-dashboard-token"), Some("wrong-token")] {
+            let mut req = client.get(format!("{base}{p}"));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.unwrap();
+            bodies.push(r.text().await.unwrap());
+        }
+    }
+    daemon.kill().await.unwrap();
+
+    assert_not_in_output(&outputs.iter().collect::<Vec<_>>(), &secrets);
+    for body in &bodies {
+        for s in &secrets {
+            assert!(!body.contains(s), "a secret is in an HTTP answer");
+        }
+    }
+    assert!(export_dir.join("SHA256SUMS").exists(), "the export ran");
+    assert!(
+        std::fs::read_to_string(&log).unwrap().len() > 1_000,
+        "the daemon logged"
+    );
+    assert_no_file_holds(app.dir.path(), &secrets);
+}
