@@ -61,9 +61,12 @@ pub async fn serve(
         .await
 }
 
-/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+/// Constant-time comparison (`subtle`), so the token cannot be guessed byte by byte from
+/// timings; comparing SHA-256 digests hides the token's length too.
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    bool::from(Sha256::digest(a).ct_eq(&Sha256::digest(b)))
 }
 
 /// With `[http] token_env`, `/readyz` and `/metrics` need `Authorization: Bearer <token>`.

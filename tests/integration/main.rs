@@ -23,3 +23,4 @@ mod retention;
 mod rollup;
 mod secrets;
 mod storage;
+mod tls;
