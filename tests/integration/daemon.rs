@@ -27,6 +27,27 @@ pub fn start_daemon(app: &TestApp) -> tokio::process::Child {
         .unwrap()
 }
 
+/// `keywatch run` with its stderr in `log` (at `RUST_LOG=level`, or the default level).
+pub fn start_daemon_logging(
+    app: &TestApp,
+    log: &std::path::Path,
+    level: Option<&str>,
+) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"));
+    cmd.arg("--config")
+        .arg(&app.config_path)
+        .arg("run")
+        .envs(&app.env)
+        .env_remove("RUST_LOG");
+    if let Some(level) = level {
+        cmd.env("RUST_LOG", level);
+    }
+    cmd.stderr(std::fs::File::create(log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 pub async fn get(url: &str) -> (u16, String) {
     for _ in 0..100 {
         if let Ok(r) = reqwest::get(url).await {

@@ -209,16 +209,7 @@ async fn a_full_database_fails_cleanly_the_daemon_keeps_running_and_recovers_whe
 
     // The daemon keeps running while full and catches up once space returns.
     let log = app.dir.path().join("daemon.log");
-    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"))
-        .arg("--config")
-        .arg(&app.config_path)
-        .arg("run")
-        .envs(&app.env)
-        .env_remove("RUST_LOG")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut daemon = crate::daemon::start_daemon_logging(&app, &log, None);
     let mut full = false;
     for _ in 0..100 {
         if std::fs::read_to_string(&log)
