@@ -213,6 +213,7 @@ async fn a_receiver_failing_for_an_hour_gets_a_handful_of_attempts_then_one_deli
     assert_eq!(report.undelivered, 4);
     let first_pass = flaky.received().len();
 
+    let metrics = keywatch::metrics::handle().expect("the in-process metrics recorder");
     let config = std::sync::Arc::new(app.config());
     let store = Store::open(&app.db_path()).await.unwrap();
     let outbox = Outbox::new(std::sync::Arc::clone(&config));
@@ -268,6 +269,11 @@ async fn a_receiver_failing_for_an_hour_gets_a_handful_of_attempts_then_one_deli
         "{states:?}"
     );
     assert_eq!(flaky.accepted().len(), 2);
+    let rendered = metrics.render();
+    assert!(
+        rendered.contains("keywatch_deliveries_expired_total{notifier=\"dead\"} 2"),
+        "{rendered}"
+    );
     println!(
         "notifier faults: {} attempts in an hour of 5xx for 2 notifications, {} to the dead receiver before expiry",
         in_the_hour,
