@@ -96,7 +96,18 @@ pub async fn execute(cli: Cli) -> u8 {
     result.unwrap_or_else(|e| {
         tracing::error!(error = %format!("{e:#}"), "command failed");
         eprintln!("keywatch: {e:#}");
-        exit::FAILURE
+        // A locked or full database is temporary: retry later (75), as for a failed poll.
+        let temporary = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<crate::store::StoreError>(),
+                Some(crate::store::StoreError::Busy | crate::store::StoreError::Full)
+            )
+        });
+        if temporary {
+            exit::TEMPFAIL
+        } else {
+            exit::FAILURE
+        }
     })
 }
 

@@ -78,6 +78,15 @@ impl Store {
         prune: bool,
     ) -> Result<Vec<Tz>, StoreError> {
         let mut added = Vec::new();
+        // Read first: a start with nothing to change takes no write lock.
+        let present: Vec<String> = sqlx::query_scalar("SELECT zone FROM rollup_zones")
+            .fetch_all(&self.pool)
+            .await?;
+        let unchanged = zones.iter().all(|z| present.iter().any(|p| p == z.name()))
+            && (!prune || present.iter().all(|p| zones.iter().any(|z| z.name() == p)));
+        if unchanged {
+            return Ok(added);
+        }
         for &zone in zones {
             let mut tx = self.pool.begin().await?;
             let fresh = sqlx::query("INSERT OR IGNORE INTO rollup_zones (zone) VALUES (?)")

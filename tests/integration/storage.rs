@@ -153,6 +153,36 @@ async fn a_write_lock_held_by_another_process_is_waited_for() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let stored = without_cost(&app.stored_rows().await);
     assert_eq!(stored, app.expected_rows(this_hour() - 2 * 24 * HOUR));
+
+    // Held past the 10 s busy timeout: the write fails cleanly, is kept for the next run, and
+    // says what to check.
+    app.fake.add_usage(
+        this_hour(),
+        row(Some("apikey_later"), "claude-sonnet-4-20250514", 7, 7),
+    );
+    let db = app.db_path();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS other_tool_2 (x);")
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(13));
+        conn.execute_batch("COMMIT;").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let out = app.cli(&["run", "--once"], &[]).await;
+    holder.join().unwrap();
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stayed locked by another process"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"));
+    app.cli_ok(&["run", "--once"]).await;
+    let stored = without_cost(&app.stored_rows().await);
+    assert_eq!(stored, app.expected_rows(this_hour() - 2 * 24 * HOUR));
 }
 
 #[tokio::test]
