@@ -71,6 +71,23 @@ fn main() {
             times[times.len() / 2],
             times[times.len() - 1]
         );
+        // The report API (the same numbers as `keywatch report`), 30 days by key.
+        let report_url = format!("{url}api/v1/report?period=day&last=30&by=key");
+        let mut times = Vec::new();
+        for _ in 0..6 {
+            let started = Instant::now();
+            let response = client.get(&report_url).send().await.unwrap();
+            assert!(response.status().is_success());
+            let _ = response.text().await.unwrap();
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        times.remove(0);
+        times.sort_by(f64::total_cmp);
+        println!(
+            "report API, 30 days by key: median {:.0} ms, max {:.0} ms",
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
         cancel.cancel();
     });
 }

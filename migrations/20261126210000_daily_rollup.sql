@@ -18,22 +18,40 @@ CREATE TABLE zone_offsets (
     PRIMARY KEY (zone, from_ts)
 ) WITHOUT ROWID;
 
--- day: the local calendar day in `zone`, counted in days since 1970-01-01.
+-- day: the local calendar day in `zone`, counted in days since 1970-01-01. The counters are the
+-- sums of usage_buckets' columns of the same name over the day.
 CREATE TABLE usage_daily (
-    zone            TEXT    NOT NULL,
-    bucket_width    INTEGER NOT NULL,
-    day             INTEGER NOT NULL,
-    source          TEXT    NOT NULL,
-    key_id          TEXT    NOT NULL,
-    cost_usd        REAL    NOT NULL,  -- estimated USD of priced buckets
-    unpriced_tokens INTEGER NOT NULL,  -- tokens of buckets without a price
-    buckets         INTEGER NOT NULL,  -- buckets summed; 0 once retention removed them all
-    PRIMARY KEY (zone, bucket_width, day, source, key_id)
+    zone                    TEXT    NOT NULL,
+    bucket_width            INTEGER NOT NULL,
+    day                     INTEGER NOT NULL,
+    source                  TEXT    NOT NULL,
+    key_id                  TEXT    NOT NULL,
+    model                   TEXT    NOT NULL,
+    uncached_input_tokens   INTEGER NOT NULL,
+    cache_read_input_tokens INTEGER NOT NULL,
+    cache_write_5m_tokens   INTEGER NOT NULL,
+    cache_write_1h_tokens   INTEGER NOT NULL,
+    output_tokens           INTEGER NOT NULL,
+    requests                INTEGER NOT NULL,  -- sum of the non-NULL request counts
+    requests_buckets        INTEGER NOT NULL,  -- buckets with a request count (0: NULL)
+    cost_usd                REAL    NOT NULL,  -- estimated USD of priced buckets
+    unpriced_tokens         INTEGER NOT NULL,  -- tokens of buckets without a price
+    buckets                 INTEGER NOT NULL,  -- buckets summed; 0 once retention removed them all
+    PRIMARY KEY (zone, bucket_width, day, source, key_id, model)
 ) WITHOUT ROWID;
 
 CREATE TRIGGER usage_daily_insert AFTER INSERT ON usage_buckets BEGIN
-    INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, cost_usd, unpriced_tokens, buckets)
+    INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, model, uncached_input_tokens,
+        cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens,
+        requests, requests_buckets, cost_usd, unpriced_tokens, buckets)
     SELECT l.zone, NEW.bucket_width, l.t / 86400 - (l.t % 86400 < 0), NEW.source, NEW.key_id,
+           NEW.model,
+           NEW.uncached_input_tokens,
+           NEW.cache_read_input_tokens,
+           NEW.cache_write_5m_tokens,
+           NEW.cache_write_1h_tokens,
+           NEW.output_tokens,
+           COALESCE(NEW.requests, 0), (NEW.requests IS NOT NULL),
            COALESCE(NEW.cost_usd, 0.0),
            CASE WHEN NEW.cost_usd IS NULL THEN NEW.uncached_input_tokens
                 + NEW.cache_read_input_tokens + NEW.cache_write_5m_tokens
@@ -45,15 +63,31 @@ CREATE TRIGGER usage_daily_insert AFTER INSERT ON usage_buckets BEGIN
                                        ORDER BY o.from_ts DESC LIMIT 1) AS t
           FROM rollup_zones z) l
     WHERE true
-    ON CONFLICT (zone, bucket_width, day, source, key_id) DO UPDATE SET
+    ON CONFLICT (zone, bucket_width, day, source, key_id, model) DO UPDATE SET
+        uncached_input_tokens = uncached_input_tokens + excluded.uncached_input_tokens,
+        cache_read_input_tokens = cache_read_input_tokens + excluded.cache_read_input_tokens,
+        cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens,
+        cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        requests = requests + excluded.requests,
+        requests_buckets = requests_buckets + excluded.requests_buckets,
         cost_usd = cost_usd + excluded.cost_usd,
         unpriced_tokens = unpriced_tokens + excluded.unpriced_tokens,
         buckets = buckets + excluded.buckets;
 END;
 
 CREATE TRIGGER usage_daily_delete AFTER DELETE ON usage_buckets BEGIN
-    INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, cost_usd, unpriced_tokens, buckets)
+    INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, model, uncached_input_tokens,
+        cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens,
+        requests, requests_buckets, cost_usd, unpriced_tokens, buckets)
     SELECT l.zone, OLD.bucket_width, l.t / 86400 - (l.t % 86400 < 0), OLD.source, OLD.key_id,
+           OLD.model,
+           -OLD.uncached_input_tokens,
+           -OLD.cache_read_input_tokens,
+           -OLD.cache_write_5m_tokens,
+           -OLD.cache_write_1h_tokens,
+           -OLD.output_tokens,
+           -COALESCE(OLD.requests, 0), -(OLD.requests IS NOT NULL),
            -COALESCE(OLD.cost_usd, 0.0),
            -CASE WHEN OLD.cost_usd IS NULL THEN OLD.uncached_input_tokens
                 + OLD.cache_read_input_tokens + OLD.cache_write_5m_tokens
@@ -65,7 +99,14 @@ CREATE TRIGGER usage_daily_delete AFTER DELETE ON usage_buckets BEGIN
                                        ORDER BY o.from_ts DESC LIMIT 1) AS t
           FROM rollup_zones z) l
     WHERE true
-    ON CONFLICT (zone, bucket_width, day, source, key_id) DO UPDATE SET
+    ON CONFLICT (zone, bucket_width, day, source, key_id, model) DO UPDATE SET
+        uncached_input_tokens = uncached_input_tokens + excluded.uncached_input_tokens,
+        cache_read_input_tokens = cache_read_input_tokens + excluded.cache_read_input_tokens,
+        cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens,
+        cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        requests = requests + excluded.requests,
+        requests_buckets = requests_buckets + excluded.requests_buckets,
         cost_usd = cost_usd + excluded.cost_usd,
         unpriced_tokens = unpriced_tokens + excluded.unpriced_tokens,
         buckets = buckets + excluded.buckets;
@@ -73,8 +114,17 @@ END;
 
 -- An update is the old row's removal and the new row's insertion.
 CREATE TRIGGER usage_daily_update AFTER UPDATE ON usage_buckets BEGIN
-    INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, cost_usd, unpriced_tokens, buckets)
+    INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, model, uncached_input_tokens,
+        cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens,
+        requests, requests_buckets, cost_usd, unpriced_tokens, buckets)
     SELECT l.zone, OLD.bucket_width, l.t / 86400 - (l.t % 86400 < 0), OLD.source, OLD.key_id,
+           OLD.model,
+           -OLD.uncached_input_tokens,
+           -OLD.cache_read_input_tokens,
+           -OLD.cache_write_5m_tokens,
+           -OLD.cache_write_1h_tokens,
+           -OLD.output_tokens,
+           -COALESCE(OLD.requests, 0), -(OLD.requests IS NOT NULL),
            -COALESCE(OLD.cost_usd, 0.0),
            -CASE WHEN OLD.cost_usd IS NULL THEN OLD.uncached_input_tokens
                 + OLD.cache_read_input_tokens + OLD.cache_write_5m_tokens
@@ -86,12 +136,28 @@ CREATE TRIGGER usage_daily_update AFTER UPDATE ON usage_buckets BEGIN
                                        ORDER BY o.from_ts DESC LIMIT 1) AS t
           FROM rollup_zones z) l
     WHERE true
-    ON CONFLICT (zone, bucket_width, day, source, key_id) DO UPDATE SET
+    ON CONFLICT (zone, bucket_width, day, source, key_id, model) DO UPDATE SET
+        uncached_input_tokens = uncached_input_tokens + excluded.uncached_input_tokens,
+        cache_read_input_tokens = cache_read_input_tokens + excluded.cache_read_input_tokens,
+        cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens,
+        cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        requests = requests + excluded.requests,
+        requests_buckets = requests_buckets + excluded.requests_buckets,
         cost_usd = cost_usd + excluded.cost_usd,
         unpriced_tokens = unpriced_tokens + excluded.unpriced_tokens,
         buckets = buckets + excluded.buckets;
-    INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, cost_usd, unpriced_tokens, buckets)
+    INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, model, uncached_input_tokens,
+        cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens,
+        requests, requests_buckets, cost_usd, unpriced_tokens, buckets)
     SELECT l.zone, NEW.bucket_width, l.t / 86400 - (l.t % 86400 < 0), NEW.source, NEW.key_id,
+           NEW.model,
+           NEW.uncached_input_tokens,
+           NEW.cache_read_input_tokens,
+           NEW.cache_write_5m_tokens,
+           NEW.cache_write_1h_tokens,
+           NEW.output_tokens,
+           COALESCE(NEW.requests, 0), (NEW.requests IS NOT NULL),
            COALESCE(NEW.cost_usd, 0.0),
            CASE WHEN NEW.cost_usd IS NULL THEN NEW.uncached_input_tokens
                 + NEW.cache_read_input_tokens + NEW.cache_write_5m_tokens
@@ -103,7 +169,14 @@ CREATE TRIGGER usage_daily_update AFTER UPDATE ON usage_buckets BEGIN
                                        ORDER BY o.from_ts DESC LIMIT 1) AS t
           FROM rollup_zones z) l
     WHERE true
-    ON CONFLICT (zone, bucket_width, day, source, key_id) DO UPDATE SET
+    ON CONFLICT (zone, bucket_width, day, source, key_id, model) DO UPDATE SET
+        uncached_input_tokens = uncached_input_tokens + excluded.uncached_input_tokens,
+        cache_read_input_tokens = cache_read_input_tokens + excluded.cache_read_input_tokens,
+        cache_write_5m_tokens = cache_write_5m_tokens + excluded.cache_write_5m_tokens,
+        cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        requests = requests + excluded.requests,
+        requests_buckets = requests_buckets + excluded.requests_buckets,
         cost_usd = cost_usd + excluded.cost_usd,
         unpriced_tokens = unpriced_tokens + excluded.unpriced_tokens,
         buckets = buckets + excluded.buckets;

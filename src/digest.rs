@@ -57,7 +57,7 @@ async fn build(
     }
     let spans = [(before.start, before.end), (period.start, period.end)];
     let usage = store
-        .usage_by_period(config.poll.bucket_width.seconds(), &spans)
+        .usage_by_period(config.poll.bucket_width.seconds(), d.timezone, &spans)
         .await?;
     let billed = store.billed_by_period(&spans).await?;
     let keys = store.all_keys().await?;

@@ -66,7 +66,7 @@ pub async fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
 
     let store = Store::open_existing(&config.database).await?;
     let usage = store
-        .usage_by_period(config.poll.bucket_width.seconds(), &spans)
+        .usage_by_period(config.poll.bucket_width.seconds(), tz, &spans)
         .await?;
     let billed = store.billed_by_period(&spans).await?;
     let keys: HashMap<(String, String), (Option<String>, Option<String>)> = store

@@ -177,12 +177,13 @@ pub struct WebhookNotifier {
 }
 
 impl Config {
-    /// The time zones whose daily spend the store rolls up: UTC (the API's days), the
-    /// dashboard's and every budget's.
+    /// The time zones whose daily usage the store rolls up: UTC (the API's days), the
+    /// dashboard's, every budget's and every digest's.
     pub fn rollup_zones(&self) -> Vec<chrono_tz::Tz> {
         let mut zones = vec![chrono_tz::Tz::UTC];
         zones.extend(self.http.as_ref().map(|h| h.timezone));
         zones.extend(self.budgets.iter().map(|b| b.timezone));
+        zones.extend(self.digests.iter().map(|d| d.timezone));
         zones.sort_by_key(|z| z.name());
         zones.dedup();
         zones

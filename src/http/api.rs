@@ -275,7 +275,7 @@ pub async fn report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
     let spans: Vec<(i64, i64)> = list.iter().map(|p| (p.start, p.end)).collect();
     let width = state.config.poll.bucket_width.seconds();
     let (usage, billed, keys) = match tokio::try_join!(
-        state.store.usage_by_period(width, &spans),
+        state.store.usage_by_period(width, tz, &spans),
         state.store.billed_by_period(&spans),
         state.store.all_keys()
     ) {

@@ -151,7 +151,7 @@ async fn spend_per_day(
     }
     Ok(state
         .store
-        .usage_by_period(width, days)
+        .usage_by_period_from_buckets(width, days)
         .await?
         .into_iter()
         .map(|u| crate::store::DaySpend {

@@ -23,13 +23,27 @@ pub struct PeriodUsage {
 }
 
 impl Store {
-    /// Usage of `width_secs` buckets summed per period (`[start, end)` pairs, in order), source,
-    /// key and model.
+    /// Usage of `width_secs` buckets summed per period (`[start, end)` pairs, in order, local
+    /// days, weeks or months of `zone`), source, key and model: from the daily rollup when the
+    /// zone is rolled up, else from the buckets.
+    pub async fn usage_by_period(
+        &self,
+        width_secs: i64,
+        zone: chrono_tz::Tz,
+        periods: &[(i64, i64)],
+    ) -> Result<Vec<PeriodUsage>, StoreError> {
+        if let Some(rows) = self.usage_by_days(width_secs, zone, periods).await? {
+            return Ok(rows);
+        }
+        self.usage_by_period_from_buckets(width_secs, periods).await
+    }
+
+    /// [`Store::usage_by_period`] summed from the buckets, for any periods.
     ///
     /// Runs of contiguous periods of equal length (days without a DST change, weeks) are read
     /// with one scan each, the period index computed from `bucket_start`; a DST day or a month
     /// starts a new run. One scan per run instead of one per period.
-    pub async fn usage_by_period(
+    pub async fn usage_by_period_from_buckets(
         &self,
         width_secs: i64,
         periods: &[(i64, i64)],

@@ -114,9 +114,14 @@ impl Store {
                 qb.build().execute(&mut *tx).await?;
             }
             sqlx::query(
-                "INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, cost_usd,
-                                          unpriced_tokens, buckets)
-                 SELECT ?1, bucket_width, t / 86400 - (t % 86400 < 0) AS d, source, key_id,
+                "INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, model,
+                        uncached_input_tokens, cache_read_input_tokens, cache_write_5m_tokens,
+                        cache_write_1h_tokens, output_tokens, requests, requests_buckets,
+                        cost_usd, unpriced_tokens, buckets)
+                 SELECT ?1, bucket_width, t / 86400 - (t % 86400 < 0) AS d, source, key_id, model,
+                        SUM(uncached_input_tokens), SUM(cache_read_input_tokens),
+                        SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens),
+                        SUM(output_tokens), COALESCE(SUM(requests), 0), COUNT(requests),
                         SUM(COALESCE(cost_usd, 0.0)),
                         SUM(CASE WHEN cost_usd IS NULL THEN uncached_input_tokens
                             + cache_read_input_tokens + cache_write_5m_tokens
@@ -126,7 +131,7 @@ impl Store {
                                    WHERE o.zone = ?1 AND o.from_ts <= u.bucket_start
                                    ORDER BY o.from_ts DESC LIMIT 1) AS t
                        FROM usage_buckets u)
-                 GROUP BY bucket_width, d, source, key_id",
+                 GROUP BY bucket_width, d, source, key_id, model",
             )
             .bind(zone.name())
             .execute(&mut *tx)
@@ -170,17 +175,13 @@ impl Store {
         else {
             return Ok(None);
         };
-        let rolled: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rollup_zones WHERE zone = ?)")
-                .bind(zone.name())
-                .fetch_one(&self.pool)
-                .await?;
-        if !rolled {
+        if !self.rolled_up(zone).await? {
             return Ok(None);
         }
         let rows = sqlx::query(
-            "SELECT day, source, key_id, cost_usd FROM usage_daily
-             WHERE zone = ? AND bucket_width = ? AND day >= ? AND day < ? AND buckets > 0",
+            "SELECT day, source, key_id, SUM(cost_usd) FROM usage_daily
+             WHERE zone = ? AND bucket_width = ? AND day >= ? AND day < ? AND buckets > 0
+             GROUP BY day, source, key_id",
         )
         .bind(zone.name())
         .bind(width_secs)
@@ -195,6 +196,71 @@ impl Store {
                     source: r.get(1),
                     key_id: r.get(2),
                     cost_usd: r.get(3),
+                })
+                .collect(),
+        ))
+    }
+
+    async fn rolled_up(&self, zone: Tz) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rollup_zones WHERE zone = ?)")
+                .bind(zone.name())
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Usage summed per period, source, key and model from the rollup, when every period is
+    /// whole local days in a rolled-up `zone` (days, weeks and months of a report); else `None`.
+    pub async fn usage_by_days(
+        &self,
+        width_secs: i64,
+        zone: Tz,
+        periods: &[(i64, i64)],
+    ) -> Result<Option<Vec<super::PeriodUsage>>, StoreError> {
+        let mut days = Vec::with_capacity(periods.len());
+        for &(start, end) in periods {
+            match (
+                local_midnight_day(zone, start),
+                local_midnight_day(zone, end),
+            ) {
+                (Some(a), Some(b)) => days.push((a, b)),
+                _ => return Ok(None),
+            }
+        }
+        if periods.is_empty() || !self.rolled_up(zone).await? {
+            return Ok(None);
+        }
+        let spans = serde_json::to_string(&days).unwrap_or_else(|_| "[]".to_owned());
+        let rows = sqlx::query(
+            "SELECT p.key, u.source, u.key_id, u.model,
+                    SUM(u.uncached_input_tokens), SUM(u.cache_read_input_tokens),
+                    SUM(u.cache_write_5m_tokens), SUM(u.cache_write_1h_tokens),
+                    SUM(u.output_tokens),
+                    CASE WHEN SUM(u.requests_buckets) > 0 THEN SUM(u.requests) END,
+                    SUM(u.cost_usd), SUM(u.unpriced_tokens)
+             FROM json_each(?1) p
+             JOIN usage_daily u ON u.zone = ?2 AND u.bucket_width = ?3
+                  AND u.day >= p.value ->> 0 AND u.day < p.value ->> 1 AND u.buckets > 0
+             GROUP BY p.key, u.source, u.key_id, u.model
+             ORDER BY p.key, u.source, u.key_id, u.model",
+        )
+        .bind(spans)
+        .bind(zone.name())
+        .bind(width_secs)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(
+            rows.into_iter()
+                .map(|r| super::PeriodUsage {
+                    period: r.get::<i64, _>(0) as usize,
+                    source: r.get(1),
+                    key_id: r.get(2),
+                    model: r.get(3),
+                    tokens: super::token_columns(&r, 4),
+                    requests: r.get(9),
+                    cost_usd: r.get(10),
+                    unpriced_tokens: r.get(11),
                 })
                 .collect(),
         ))
