@@ -1,7 +1,6 @@
 //! The dashboard: server-rendered HTML with inline SVG charts — no scripts, no CDN, works
 //! offline. Everything that comes from a provider or the config is escaped.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use axum::extract::{Path, Query, State};
@@ -131,25 +130,25 @@ fn alert_list(alerts: &[Alert], zone: Tz) -> String {
     o + "</table>"
 }
 
-/// Spend per day and key over `days` (local days, in order): from the daily rollup, or summed
-/// from the buckets when the zone is not rolled up.
+/// The chart's series over `days` (local days, in order): the top 8 keys and the rest, from the
+/// daily rollup, or summed from the buckets when the zone is not rolled up.
 async fn spend_per_day(
     state: &AppState,
     zone: Tz,
     width: i64,
     days: &[(i64, i64)],
-) -> Result<Vec<crate::store::DaySpend>, crate::store::StoreError> {
+) -> Result<crate::store::TopSpend, crate::store::StoreError> {
     let (Some(first), Some(last)) = (days.first(), days.last()) else {
-        return Ok(Vec::new());
+        return Ok(crate::store::TopSpend::default());
     };
-    if let Some(rows) = state
+    if let Some(top) = state
         .store
-        .daily_spend(zone, width, first.0, last.1)
+        .top_daily_spend(zone, width, first.0, last.1, 8)
         .await?
     {
-        return Ok(rows);
+        return Ok(top);
     }
-    Ok(state
+    let rows: Vec<crate::store::DaySpend> = state
         .store
         .usage_by_period_from_buckets(width, days)
         .await?
@@ -160,7 +159,8 @@ async fn spend_per_day(
             key_id: u.key_id,
             cost_usd: u.cost_usd,
         })
-        .collect())
+        .collect();
+    Ok(crate::store::TopSpend::from_rows(&rows, days.len(), 8))
 }
 
 /// `/`: spend per day for 30 days stacked by key (top 8 + other), budgets, open alerts.
@@ -185,26 +185,11 @@ pub async fn overview(State(state): State<AppState>) -> Response {
             .and_then(|x| x.name.clone())
             .unwrap_or_else(|| k.to_owned())
     };
-    // Per key totals pick the top 8; the rest is "other".
-    let mut totals: HashMap<(String, String), f64> = HashMap::new();
-    for u in &usage {
-        *totals
-            .entry((u.source.clone(), u.key_id.clone()))
-            .or_default() += u.cost_usd;
-    }
-    let mut ranked: Vec<_> = totals.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let top: Vec<(String, String)> = ranked.iter().take(8).map(|(k, _)| k.clone()).collect();
-    let series_of = |s: &str, k: &str| {
-        top.iter()
-            .position(|(ts, tk)| ts == s && tk == k)
-            .unwrap_or(8)
-    };
-    let n_series = top.len() + usize::from(ranked.len() > 8);
-    let mut grid = vec![vec![0.0f64; days.len()]; 9];
-    for u in &usage {
-        grid[series_of(&u.source, &u.key_id)][u.day] += u.cost_usd;
-    }
+    let top = &usage.keys;
+    let mut grid = usage.days.clone();
+    let more = usage.other.is_some();
+    grid.extend(usage.other.clone());
+    let n_series = grid.len();
     let max_day = (0..days.len())
         .map(|d| grid.iter().map(|s| s[d]).sum::<f64>())
         .fold(0.0, f64::max)
@@ -218,7 +203,7 @@ pub async fn overview(State(state): State<AppState>) -> Response {
         money(max_day)
     );
     let mut base = vec![0.0f64; days.len()];
-    for (i, series) in grid.iter().enumerate().take(n_series.min(9)) {
+    for (i, series) in grid.iter().enumerate().take(n_series.min(COLOURS.len())) {
         let label = if i < top.len() {
             name(&top[i].0, &top[i].1)
         } else {
@@ -255,7 +240,7 @@ pub async fn overview(State(state): State<AppState>) -> Response {
     for (i, (s, k)) in top.iter().enumerate() {
         let _ = write!(legend, "<span><i class=\"swatch\" style=\"background:{}\"></i><a href=\"/keys/{}?source={}\">{}</a></span>", COLOURS[i], url(k), url(s), esc(&name(s, k)));
     }
-    if ranked.len() > 8 {
+    if more {
         let _ = write!(
             legend,
             "<span><i class=\"swatch\" style=\"background:{}\"></i>other</span>",

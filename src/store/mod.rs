@@ -28,7 +28,7 @@ pub use keys::StoredKey;
 pub use poll_state::PollState;
 pub use report::{PeriodUsage, ReconcileDay};
 pub use retention::Pruned;
-pub use rollup::{local_midnight_day, zone_offsets, DaySpend};
+pub use rollup::{local_midnight_day, zone_offsets, DaySpend, TopSpend};
 pub use samples::KeySeries;
 pub use usage::{HistoryRow, UnpricedModel, UsageRecord};
 

@@ -69,7 +69,143 @@ pub struct DaySpend {
     pub cost_usd: f64,
 }
 
+/// Spend per local day of the `n` keys that spent most over a span, and of all the others
+/// together: what the dashboard's stacked chart draws.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TopSpend {
+    /// `(source, key_id)`, most spent first.
+    pub keys: Vec<(String, String)>,
+    /// Per key in `keys`, spend per day.
+    pub days: Vec<Vec<f64>>,
+    /// The other keys together per day; `None` when there are no others.
+    pub other: Option<Vec<f64>>,
+}
+
+impl TopSpend {
+    /// From every key's per-day rows (the path without a rollup).
+    pub fn from_rows(rows: &[DaySpend], n_days: usize, n: usize) -> Self {
+        let mut totals: std::collections::HashMap<(&str, &str), f64> = Default::default();
+        for r in rows {
+            *totals.entry((&r.source, &r.key_id)).or_default() += r.cost_usd;
+        }
+        let mut ranked: Vec<_> = totals.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let keys: Vec<(String, String)> = ranked
+            .iter()
+            .take(n)
+            .map(|((s, k), _)| ((*s).to_owned(), (*k).to_owned()))
+            .collect();
+        let mut days = vec![vec![0.0; n_days]; keys.len()];
+        let mut other = (ranked.len() > n).then(|| vec![0.0; n_days]);
+        for r in rows.iter().filter(|r| r.day < n_days) {
+            match keys
+                .iter()
+                .position(|(s, k)| *s == r.source && *k == r.key_id)
+            {
+                Some(i) => days[i][r.day] += r.cost_usd,
+                None => {
+                    if let Some(o) = other.as_mut() {
+                        o[r.day] += r.cost_usd;
+                    }
+                }
+            }
+        }
+        Self { keys, days, other }
+    }
+}
+
 impl Store {
+    /// [`TopSpend`] over `[from, to)`, local midnights in `zone`, read from the rollup in three
+    /// small queries (totals per key, the top keys per day, all keys per day); `None` when the
+    /// zone is not rolled up or the span is not whole local days.
+    pub async fn top_daily_spend(
+        &self,
+        zone: Tz,
+        width_secs: i64,
+        from: i64,
+        to: i64,
+        n: usize,
+    ) -> Result<Option<TopSpend>, StoreError> {
+        let (Some(first), Some(end)) =
+            (local_midnight_day(zone, from), local_midnight_day(zone, to))
+        else {
+            return Ok(None);
+        };
+        if !self.rolled_up(zone).await? {
+            return Ok(None);
+        }
+        let n_days = (end - first).max(0) as usize;
+        let ranked = sqlx::query(
+            "SELECT source, key_id, SUM(cost_usd) AS spent FROM usage_daily
+             WHERE zone = ?1 AND bucket_width = ?2 AND day >= ?3 AND day < ?4 AND buckets > 0
+             GROUP BY source, key_id ORDER BY spent DESC, source, key_id LIMIT ?5",
+        )
+        .bind(zone.name())
+        .bind(width_secs)
+        .bind(first)
+        .bind(end)
+        .bind(n as i64 + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let more = ranked.len() > n;
+        let keys: Vec<(String, String)> = ranked
+            .into_iter()
+            .take(n)
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let list = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned());
+        let per_key = sqlx::query(
+            "SELECT day, source, key_id, SUM(cost_usd) FROM usage_daily
+             WHERE zone = ?1 AND bucket_width = ?2 AND day >= ?3 AND day < ?4 AND buckets > 0
+               AND (source, key_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?5))
+             GROUP BY day, source, key_id",
+        )
+        .bind(zone.name())
+        .bind(width_secs)
+        .bind(first)
+        .bind(end)
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut days = vec![vec![0.0; n_days]; keys.len()];
+        let mut top_per_day = vec![0.0; n_days];
+        for r in per_key {
+            let day = (r.get::<i64, _>(0) - first) as usize;
+            let (source, key_id): (String, String) = (r.get(1), r.get(2));
+            if let (Some(i), true) = (
+                keys.iter().position(|(s, k)| *s == source && *k == key_id),
+                day < n_days,
+            ) {
+                let usd: f64 = r.get(3);
+                days[i][day] += usd;
+                top_per_day[day] += usd;
+            }
+        }
+        let mut other = None;
+        if more {
+            let totals = sqlx::query(
+                "SELECT day, SUM(cost_usd) FROM usage_daily
+                 WHERE zone = ?1 AND bucket_width = ?2 AND day >= ?3 AND day < ?4 AND buckets > 0
+                 GROUP BY day",
+            )
+            .bind(zone.name())
+            .bind(width_secs)
+            .bind(first)
+            .bind(end)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut o = vec![0.0; n_days];
+            for r in totals {
+                let day = (r.get::<i64, _>(0) - first) as usize;
+                if day < n_days {
+                    o[day] = (r.get::<f64, _>(1) - top_per_day[day]).max(0.0);
+                }
+            }
+            other = Some(o);
+        }
+        Ok(Some(TopSpend { keys, days, other }))
+    }
+
     /// Rolls up `zones` (adding missing ones and backfilling them from the stored buckets, in
     /// one transaction each); with `prune`, drops zones not listed. Returns the zones added.
     pub async fn ensure_rollup_zones(
@@ -104,6 +240,8 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            let started = std::time::Instant::now();
+            tracing::info!(zone = zone.name(), "building the daily usage rollup for a new zone from the stored buckets (once per zone)");
             let offsets = zone_offsets(zone);
             for chunk in offsets.chunks(1_000) {
                 let mut qb =
@@ -137,7 +275,19 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
+            tracing::info!(
+                zone = zone.name(),
+                took_ms = started.elapsed().as_millis() as u64,
+                "daily usage rollup built"
+            );
             added.push(zone);
+        }
+        if !added.is_empty() {
+            // A backfill is one large transaction: fold it into the database file now rather
+            // than leave every reader to look pages up in a long WAL.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await?;
         }
         if prune {
             let keep = serde_json::Value::from(

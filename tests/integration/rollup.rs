@@ -33,15 +33,22 @@ fn record(key: usize, model: &str, hour: i64, cost: Option<f64>) -> UsageRecord 
 
 type Sums = BTreeMap<(usize, String, String), f64>;
 
-/// Spend per local day and key in `zone`, from the rollup and summed from the buckets.
-async fn both(store: &Store, zone: Tz) -> (Option<Sums>, Sums) {
-    let days = periods(
+/// The seven local days around the data, as UTC spans.
+fn spans_of(zone: Tz) -> Vec<(i64, i64)> {
+    periods(
         PeriodKind::Day,
         zone,
         NaiveDate::from_ymd_opt(2026, 3, 26).unwrap(),
         NaiveDate::from_ymd_opt(2026, 4, 1).unwrap(),
-    );
-    let spans: Vec<(i64, i64)> = days.iter().map(|p| (p.start, p.end)).collect();
+    )
+    .iter()
+    .map(|p| (p.start, p.end))
+    .collect()
+}
+
+/// Spend per local day and key in `zone`, from the rollup and summed from the buckets.
+async fn both(store: &Store, zone: Tz) -> (Option<Sums>, Sums) {
+    let spans = spans_of(zone);
     let rolled = store
         .daily_spend(zone, H, spans[0].0, spans[spans.len() - 1].1)
         .await
@@ -164,6 +171,27 @@ async fn rollup_equals_the_buckets_through_updates_retention_and_new_zones() {
         assert!(raw.len() > 6, "{zone}: {raw:?}");
         assert_same(zone, &rolled, &raw);
         assert_reports_match(&store, zone).await;
+        // The dashboard's top keys per day, read in three queries, equal what every key's
+        // rows give (two keys shown, the third as "other").
+        let (from, to) = (spans_of(zone)[0].0, spans_of(zone)[6].1);
+        let top = store
+            .top_daily_spend(zone, H, from, to, 2)
+            .await
+            .unwrap()
+            .unwrap();
+        let rows = store.daily_spend(zone, H, from, to).await.unwrap().unwrap();
+        let expected = keywatch::store::TopSpend::from_rows(&rows, 7, 2);
+        assert_eq!(top.keys, expected.keys, "{zone}");
+        assert!(top.other.is_some());
+        for (a, b) in top
+            .days
+            .iter()
+            .chain(top.other.iter())
+            .flatten()
+            .zip(expected.days.iter().chain(expected.other.iter()).flatten())
+        {
+            assert!((a - b).abs() < 1e-9, "{zone}: {top:?} vs {expected:?}");
+        }
     }
 
     // A span that is not whole local days, or a zone not rolled up, is read from the buckets.
