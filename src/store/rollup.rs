@@ -282,13 +282,6 @@ impl Store {
             );
             added.push(zone);
         }
-        if !added.is_empty() {
-            // A backfill is one large transaction: fold it into the database file now rather
-            // than leave every reader to look pages up in a long WAL.
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.pool)
-                .await?;
-        }
         if prune {
             let keep = serde_json::Value::from(
                 zones
