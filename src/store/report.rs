@@ -22,6 +22,21 @@ pub struct PeriodUsage {
     pub unpriced_tokens: i64,
 }
 
+/// A row of the period queries: period, source, key, model, the five token classes, requests,
+/// estimated USD, unpriced tokens.
+pub(super) fn period_usage(r: &sqlx::sqlite::SqliteRow) -> PeriodUsage {
+    PeriodUsage {
+        period: r.get::<i64, _>(0) as usize,
+        source: r.get(1),
+        key_id: r.get(2),
+        model: r.get(3),
+        tokens: super::token_columns(r, 4),
+        requests: r.get(9),
+        cost_usd: r.get(10),
+        unpriced_tokens: r.get(11),
+    }
+}
+
 impl Store {
     /// Usage of `width_secs` buckets summed per period (`[start, end)` pairs, in order, local
     /// days, weeks or months of `zone`), source, key and model: from the daily rollup when the
@@ -78,16 +93,7 @@ impl Store {
             .bind(periods[j - 1].1)
             .fetch_all(&self.pool)
             .await?;
-            out.extend(rows.into_iter().map(|r| PeriodUsage {
-                period: r.get::<i64, _>(0) as usize,
-                source: r.get(1),
-                key_id: r.get(2),
-                model: r.get(3),
-                tokens: super::token_columns(&r, 4),
-                requests: r.get(9),
-                cost_usd: r.get(10),
-                unpriced_tokens: r.get(11),
-            }));
+            out.extend(rows.iter().map(period_usage));
             i = j;
         }
         Ok(out)

@@ -393,20 +393,7 @@ impl Store {
         .bind(width_secs)
         .fetch_all(&self.pool)
         .await?;
-        Ok(Some(
-            rows.into_iter()
-                .map(|r| super::PeriodUsage {
-                    period: r.get::<i64, _>(0) as usize,
-                    source: r.get(1),
-                    key_id: r.get(2),
-                    model: r.get(3),
-                    tokens: super::token_columns(&r, 4),
-                    requests: r.get(9),
-                    cost_usd: r.get(10),
-                    unpriced_tokens: r.get(11),
-                })
-                .collect(),
-        ))
+        Ok(Some(rows.iter().map(super::report::period_usage).collect()))
     }
 
     /// Removes rollup rows whose buckets retention has deleted.
