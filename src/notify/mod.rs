@@ -88,8 +88,8 @@ impl Outbox {
         let expire_after = self.config.delivery.expire_after.0.as_secs() as i64;
         // Expiry is checked on every pass, not only when a delivery's next retry is due, so a
         // long backoff does not keep a notification past its age.
-        let (expired, _): (Vec<Delivery>, Vec<Delivery>) = store
-            .pending_deliveries(now, false)
+        let (expired, pending): (Vec<Delivery>, Vec<Delivery>) = store
+            .pending_deliveries()
             .await?
             .into_iter()
             .partition(|d| now - d.created_at >= expire_after);
@@ -102,9 +102,11 @@ impl Outbox {
             crate::metrics::delivery_expired(&d.notifier);
             report.expired += 1;
         }
-        let pending = store.pending_deliveries(now, mode == Mode::Due).await?;
         let mut by_notifier: BTreeMap<&str, Vec<&Delivery>> = BTreeMap::new();
-        for d in pending.iter().filter(|d| now - d.created_at < expire_after) {
+        for d in pending
+            .iter()
+            .filter(|d| mode == Mode::All || d.next_attempt_at <= now)
+        {
             by_notifier.entry(d.notifier.as_str()).or_default().push(d);
         }
         for (name, live) in by_notifier {
@@ -204,6 +206,7 @@ impl Outbox {
             payload,
             attempts: 0,
             created_at: now.timestamp(),
+            next_attempt_at: now.timestamp(),
         };
         self.send(notifier, &[&delivery], now.timestamp())
             .await

@@ -24,6 +24,8 @@ pub struct Delivery {
     pub payload: String,
     pub attempts: i64,
     pub created_at: i64,
+    /// When the next attempt is due.
+    pub next_attempt_at: i64,
 }
 
 /// How many deliveries are in each state.
@@ -68,19 +70,14 @@ pub(super) async fn enqueue(
 }
 
 impl Store {
-    /// Pending deliveries, oldest first: only those due at `now`, or all with `due_only = false`.
-    pub async fn pending_deliveries(
-        &self,
-        now: i64,
-        due_only: bool,
-    ) -> Result<Vec<Delivery>, StoreError> {
+    /// Every pending delivery, oldest first; the outbox decides which are due or expired.
+    pub async fn pending_deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, alert_id, notifier, payload, attempts, created_at FROM deliveries
-             WHERE state = 'pending' AND (? = 0 OR next_attempt_at <= ?)
+            "SELECT id, alert_id, notifier, payload, attempts, created_at, next_attempt_at
+             FROM deliveries
+             WHERE state = 'pending'
              ORDER BY created_at, id",
         )
-        .bind(due_only)
-        .bind(now)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -92,6 +89,7 @@ impl Store {
                 payload: r.get(3),
                 attempts: r.get(4),
                 created_at: r.get(5),
+                next_attempt_at: r.get(6),
             })
             .collect())
     }

@@ -126,14 +126,9 @@ impl Store {
         to: i64,
         n: usize,
     ) -> Result<Option<TopSpend>, StoreError> {
-        let (Some(first), Some(end)) =
-            (local_midnight_day(zone, from), local_midnight_day(zone, to))
-        else {
+        let Some((first, end)) = self.rolled_days(zone, from, to).await? else {
             return Ok(None);
         };
-        if !self.rolled_up(zone).await? {
-            return Ok(None);
-        }
         let n_days = (end - first).max(0) as usize;
         let ranked = sqlx::query(
             "SELECT source, key_id, SUM(cost_usd) AS spent FROM usage_daily
@@ -313,14 +308,9 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Option<Vec<DaySpend>>, StoreError> {
-        let (Some(first), Some(end)) =
-            (local_midnight_day(zone, from), local_midnight_day(zone, to))
-        else {
+        let Some((first, end)) = self.rolled_days(zone, from, to).await? else {
             return Ok(None);
         };
-        if !self.rolled_up(zone).await? {
-            return Ok(None);
-        }
         let rows = sqlx::query(
             "SELECT day, source, key_id, SUM(cost_usd) FROM usage_daily
              WHERE zone = ? AND bucket_width = ? AND day >= ? AND day < ? AND buckets > 0
@@ -342,6 +332,19 @@ impl Store {
                 })
                 .collect(),
         ))
+    }
+
+    /// `[from, to)` as local day numbers when both are local midnights of a rolled-up `zone`.
+    async fn rolled_days(
+        &self,
+        zone: Tz,
+        from: i64,
+        to: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        match (local_midnight_day(zone, from), local_midnight_day(zone, to)) {
+            (Some(first), Some(end)) if self.rolled_up(zone).await? => Ok(Some((first, end))),
+            _ => Ok(None),
+        }
     }
 
     async fn rolled_up(&self, zone: Tz) -> Result<bool, StoreError> {
