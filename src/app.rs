@@ -364,27 +364,3 @@ async fn watchdog(every: Duration, cancel: &CancellationToken) {
         }
     }
 }
-
-/// Resolves when SIGTERM or SIGINT arrives, then cancels `cancel`.
-pub async fn cancel_on_signal(cancel: CancellationToken) {
-    let sigterm = async {
-        #[cfg(unix)]
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-        #[cfg(not(unix))]
-        std::future::pending::<()>().await;
-    };
-    tokio::select! {
-        _ = sigterm => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        _ = cancel.cancelled() => return,
-    }
-    cancel.cancel();
-}

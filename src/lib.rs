@@ -23,5 +23,6 @@ pub mod prices;
 pub mod providers;
 pub mod report;
 pub mod retention;
+pub mod signals;
 pub mod store;
 pub mod telemetry;

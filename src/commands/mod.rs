@@ -7,9 +7,10 @@ mod export;
 mod history;
 mod report;
 
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{cancel_on_signal, App};
+use crate::app::App;
 use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigError};
 use crate::exit;
@@ -30,7 +31,7 @@ pub async fn execute(cli: Cli) -> u8 {
         }
     };
     let result = match cli.command {
-        Command::Run { once } => run(config, once).await,
+        Command::Run { once } => run(config, &cli.config, once).await,
         Command::CheckConfig => check_config::print(&config).await,
         Command::History {
             key,
@@ -120,27 +121,70 @@ fn report_config_error(path: &std::path::Path, e: &ConfigError) {
     }
 }
 
-async fn run(config: Config, once: bool) -> anyhow::Result<u8> {
-    for w in &config.warnings {
-        tracing::warn!("{w}");
-    }
-    let config = std::sync::Arc::new(config);
-    let app = App::build(std::sync::Arc::clone(&config)).await?;
-    let cancel = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(cancel.clone()));
-    if once {
-        let report = app.run_once(&cancel).await;
-        app.store().close().await;
-        if report.all_done() {
-            return Ok(exit::OK);
+/// `keywatch run`: the daemon until SIGTERM/SIGINT, re-reading the config on SIGHUP (the
+/// tasks finish their current step and start again with the new config; an invalid config is
+/// logged naming the key and the running one is kept). `--once`: one cycle.
+async fn run(mut config: Config, path: &std::path::Path, once: bool) -> anyhow::Result<u8> {
+    use crate::signals::{Signal, Signals};
+    // Installed first: until then SIGHUP or SIGUSR1 would kill the process.
+    let mut signals = Signals::install().context("installing the signal handlers")?;
+    loop {
+        for w in &config.warnings {
+            tracing::warn!("{w}");
         }
-        tracing::warn!(sources = ?report.failed_sources, undelivered = report.undelivered,
-            "something failed and was kept; it is retried on the next run");
-        return Ok(exit::TEMPFAIL);
+        let shared = std::sync::Arc::new(config);
+        let app = App::build(std::sync::Arc::clone(&shared)).await?;
+        let cancel = CancellationToken::new();
+        if once {
+            let work = app.run_once(&cancel);
+            tokio::pin!(work);
+            let report = loop {
+                tokio::select! {
+                    r = &mut work => break r,
+                    s = signals.next() => match s {
+                        Signal::Stop => cancel.cancel(),
+                        Signal::Reload => tracing::info!("SIGHUP ignored: run --once reads the config once"),
+                    },
+                }
+            };
+            app.store().close().await;
+            if report.all_done() {
+                return Ok(exit::OK);
+            }
+            tracing::warn!(sources = ?report.failed_sources, undelivered = report.undelivered,
+                "something failed and was kept; it is retried on the next run");
+            return Ok(exit::TEMPFAIL);
+        }
+        tracing::info!(sources = shared.sources.len(), interval = %humantime::format_duration(shared.poll.interval.0), "keywatch running");
+        let daemon = app.run_until_stopped(cancel.clone());
+        tokio::pin!(daemon);
+        let mut next = None;
+        loop {
+            tokio::select! {
+                r = &mut daemon => {
+                    r?;
+                    break;
+                }
+                s = signals.next(), if !cancel.is_cancelled() => match s {
+                    Signal::Stop => cancel.cancel(),
+                    Signal::Reload => match Config::load(path) {
+                        Ok(c) => {
+                            tracing::info!(config = %path.display(), "configuration re-read: restarting the tasks with it");
+                            let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                            next = Some(c);
+                            cancel.cancel();
+                        }
+                        Err(e) => tracing::error!(config = %path.display(), error = %e,
+                            "the new configuration is invalid; keeping the running one"),
+                    },
+                },
+            }
+        }
+        match next {
+            Some(c) => config = c,
+            None => return Ok(exit::OK),
+        }
     }
-    tracing::info!(sources = config.sources.len(), interval = %humantime::format_duration(config.poll.interval.0), "keywatch running");
-    app.run_until_stopped(cancel).await?;
-    Ok(exit::OK)
 }
 
 async fn test_notify(config: Config, only: Option<&str>) -> anyhow::Result<u8> {
