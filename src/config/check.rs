@@ -194,10 +194,11 @@ fn database_path(url: Option<&str>, base_dir: &Path, env: &dyn Env) -> Result<Pa
 
 fn check_poll(poll: &PollSection, warnings: &mut Vec<String>) -> Result<()> {
     let secs = |d: super::HumanDuration| d.0.as_secs();
-    if secs(poll.interval) < 10 {
+    if secs(poll.interval) < 10 || secs(poll.interval) > 3600 {
         return Err(ConfigError::invalid(
             "poll.interval",
-            "must be at least 10s: the providers' usage data changes every few minutes",
+            "must be between 10s and 1h: the providers' usage data changes every few minutes, \
+             and a leak must be heard about within minutes",
         ));
     }
     if poll.timeout.0.as_millis() < 100 || secs(poll.timeout) > 600 {
@@ -278,10 +279,26 @@ fn build_http(h: &HttpSection, base_dir: &Path, env: &dyn Env) -> Result<HttpCon
     })
 }
 
+/// Refuses control characters (CR/LF, ESC, …) in a value that reaches logs, tables, email
+/// headers or the SMTP dialogue.
+fn plain_text(key: &str, value: &str) -> Result<()> {
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(ConfigError::invalid(
+            key,
+            format!(
+                "contains the control character {:?}; remove it (names and hosts are one plain line)",
+                c
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn check_name(key: &str, name: &str, seen: &mut HashSet<String>) -> Result<()> {
     if name.trim().is_empty() {
         return Err(ConfigError::invalid(key, "must not be empty"));
     }
+    plain_text(key, name)?;
     if !seen.insert(name.to_owned()) {
         return Err(ConfigError::invalid(
             key,
@@ -458,6 +475,19 @@ fn build_email(
             format!("{at}.smtp_host"),
             "must not be empty",
         ));
+    }
+    if e.smtp_host.chars().any(char::is_whitespace) {
+        return Err(ConfigError::invalid(
+            format!("{at}.smtp_host"),
+            format!(
+                "{:?} contains whitespace or a line break; give a host name or address only",
+                e.smtp_host
+            ),
+        ));
+    }
+    plain_text(&format!("{at}.from"), &e.from)?;
+    for to in &e.to {
+        plain_text(&format!("{at}.to"), to)?;
     }
     if !looks_like_address(&e.from) {
         return Err(ConfigError::invalid(

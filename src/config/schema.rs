@@ -13,16 +13,26 @@ use crate::detect::SpikeConfig;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
+/// The longest duration any key accepts (3650 days): longer ones overflow the calendar
+/// arithmetic they feed and mean nothing for a monitor. Each key has its own, tighter range.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+fn parse_bounded(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d > MAX_DURATION {
+        return Err("longer than the 3650d any duration may be".to_owned());
+    }
+    Ok(d)
+}
+
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map(HumanDuration)
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "invalid duration {text:?} ({e}); write e.g. \"90s\", \"5m\", \"1h\" or \"7d\""
-                ))
-            })
+        parse_bounded(&text).map(HumanDuration).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?} ({e}); write e.g. \"90s\", \"5m\", \"1h\" or \"7d\""
+            ))
+        })
     }
 }
 
@@ -172,13 +182,11 @@ impl<'de> Deserialize<'de> for Keep {
         if text == "forever" {
             return Ok(Self::Forever);
         }
-        humantime::parse_duration(&text)
-            .map(Self::For)
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
+        parse_bounded(&text).map(Self::For).map_err(|e| {
+            serde::de::Error::custom(format!(
                 "invalid retention {text:?} ({e}); write a duration such as \"14d\" or \"forever\""
             ))
-            })
+        })
     }
 }
 

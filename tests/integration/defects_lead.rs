@@ -86,3 +86,65 @@ async fn stray_signals_are_ignored_and_sighup_rereads_the_config() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+const EXAMPLE_ENV: &[(&str, &str)] = &[
+    ("ANTHROPIC_ADMIN_KEY", "sk-ant-admin01-EXAMPLE-secret-value"),
+    ("KEYWATCH_SMTP_USER", "smtp-user-secret-value"),
+    ("KEYWATCH_SMTP_PASSWORD", "smtp-password-secret-value"),
+    (
+        "KEYWATCH_WEBHOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    ),
+];
+
+/// `check-config` on the shipped example with `from` replaced by `to`: (exit code, stderr).
+fn check_example_with(from: &str, to: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keywatch.toml");
+    let text = std::fs::read_to_string("config.example.toml").unwrap();
+    assert!(text.contains(from), "the example has no {from:?}");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keywatch"))
+        .arg("--config")
+        .arg(&path)
+        .arg("check-config")
+        .env_remove("RUST_LOG")
+        .envs(EXAMPLE_ENV.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_interval_beyond_an_hour_or_an_absurd_duration_is_refused_naming_the_key() {
+    let (code, err) = check_example_with("interval = \"2m\"", "interval = \"100y\"");
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("poll.interval") && err.contains("1h"), "{err}");
+    // Used to overflow and abort; now a parse error naming the key.
+    let (code, err) =
+        check_example_with("interval = \"2m\"", "interval = \"18446744073709551615s\"");
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("interval"), "{err}");
+    let (code, err) = check_example_with("settle = \"10m\"", "settle = \"99999999d\"");
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("3650d"), "{err}");
+}
+
+#[test]
+fn line_breaks_in_smtp_host_or_a_source_name_are_refused_naming_the_key() {
+    let (code, err) = check_example_with(
+        "smtp_host = \"smtp.example.com\"",
+        "smtp_host = \"smtp.example.com\\r\\nRCPT TO:<attacker@example.com>\"",
+    );
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("smtp_host"), "{err}");
+    let (code, err) = check_example_with(
+        "name = \"anthropic-prod\"",
+        "name = \"anthropic-prod\\nERROR forged log line\"",
+    );
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("sources[0].name"), "{err}");
+}
