@@ -68,7 +68,8 @@ pub enum Command {
         /// The key id to silence.
         #[arg(long)]
         key: Option<String>,
-        /// The rule to silence: spike, budget, key_age, inactive_key_usage, source_unhealthy.
+        /// The rule to silence: spike, budget, budget_forecast, key_age, inactive_key_usage,
+        /// source_unhealthy, unpriced_usage.
         #[arg(long, value_parser = parse_rule)]
         rule: Option<String>,
         /// How long, e.g. "2h", "3d".

@@ -1,7 +1,7 @@
 //! One detection pass: load samples from the store, judge them with `detect`, and apply the
 //! verdicts to alert state. Runs after every poll, on settled buckets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -12,9 +12,11 @@ use crate::detect::budget::{
 };
 use crate::detect::hygiene::{age_days, is_deactivated, over_age};
 use crate::detect::spike::{judge, SpikeVerdict};
-use crate::detect::SpikeMetric;
+use crate::detect::{SpikeConfig, SpikeMetric};
 use crate::providers::WORKBENCH_KEY_ID;
-use crate::store::{AlertChange, KeySeries, Route, StateChange, Store, StoreError, StoredKey};
+use crate::store::{
+    AlertChange, KeySeries, Route, StateChange, Store, StoreError, StoredKey, UnpricedUsage,
+};
 
 const DAY: i64 = 86_400;
 
@@ -46,6 +48,16 @@ pub async fn evaluate(
     let width = config.poll.bucket_width.seconds();
     let settle = config.poll.settle.0.as_secs() as i64;
     let judged = (now - settle).div_euclid(width) * width - width;
+    let routes: Vec<Route> = config
+        .notifiers
+        .iter()
+        .map(|n| Route {
+            notifier: n.name().to_owned(),
+            min_severity: n.min_severity(),
+        })
+        .collect();
+    // First undo what a clock that was ahead resolved: the rules then judge it anew.
+    let mut made = store.reopen_future_resolutions(now, &routes).await?;
     let keys = store
         .all_keys()
         .await?
@@ -69,28 +81,42 @@ pub async fn evaluate(
     };
     let window = (config.spike.baseline_window.0.as_secs() as i64).max(7 * DAY);
     // Independent reads run side by side (WAL readers do not block each other).
-    let (series, deactivated, spends) = tokio::try_join!(
+    let (series, deactivated, spends, unpriced) = tokio::try_join!(
         store.usage_series(width, judged - window, judged, config.spike.metric),
         store.deactivated_key_usage(width, judged),
         budget_spends(store, config, width, now),
+        store.unpriced_usage(width, judged - window, judged),
     )?;
-    pass.spikes(&series);
+    // Keys with usage on an unpriced model are judged by tokens: their dollars are a floor.
+    let by_tokens: HashMap<(String, String), KeySeries> =
+        if config.spike.metric == SpikeMetric::Cost && !unpriced.is_empty() {
+            let wanted: HashSet<(&str, &str)> = unpriced
+                .iter()
+                .map(|u| (u.source.as_str(), u.key_id.as_str()))
+                .collect();
+            store
+                .usage_series(width, judged - window, judged, SpikeMetric::Tokens)
+                .await?
+                .into_iter()
+                .filter(|s| wanted.contains(&(s.source.as_str(), s.key_id.as_str())))
+                .map(|s| ((s.source.clone(), s.key_id.clone()), s))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+    pass.spikes(&series, &by_tokens);
+    pass.unpriced(&unpriced, window);
     pass.inactive_usage(&deactivated);
     pass.key_ages();
     pass.budgets(&spends);
     pass.forecasts(&spends);
     pass.source_health(store).await?;
-    let routes: Vec<Route> = config
-        .notifiers
-        .iter()
-        .map(|n| Route {
-            notifier: n.name().to_owned(),
-            min_severity: n.min_severity(),
-        })
-        .collect();
-    let changes = store
-        .apply_alert_changes(&pass.changes, &routes, now)
-        .await?;
+    made.extend(
+        store
+            .apply_alert_changes(&pass.changes, &routes, now)
+            .await?,
+    );
+    let changes = made;
     for c in &changes {
         tracing::info!(alert = %c.alert_id, status = c.status.as_str(), silenced = c.silenced, "alert state changed");
     }
@@ -220,79 +246,20 @@ impl Pass<'_> {
         }
     }
 
-    /// The spike rule on the latest settled bucket of each key.
-    fn spikes(&mut self, series: &[KeySeries]) {
-        let cfg = self.config.spike.clone();
-        let (w, judged) = (self.width, self.judged);
-        let mut seen = std::collections::HashSet::new();
+    /// The spike rule on the latest settled bucket of each key; keys in `by_tokens` (usage on
+    /// a model without a price) are judged on that token series instead.
+    fn spikes(&mut self, series: &[KeySeries], by_tokens: &HashMap<(String, String), KeySeries>) {
+        let mut seen = HashSet::new();
+        let tokens_cfg = self.config.spike.by_tokens();
         for s in series {
-            let first = s.points.first().map_or(judged, |p| p.0);
-            let values = super::dense_values(&s.points, first, judged, w);
-            let Some((&observed, history)) = values.split_last() else {
-                continue;
-            };
-            let key = self.keys.get(&(s.source.clone(), s.key_id.clone()));
-            let known_since = key
-                .and_then(|k| k.created_at)
-                .map_or(first, |c| c.min(first));
             let scope = format!("spike/{}/{}", s.source, s.key_id);
             seen.insert(scope.clone());
-            let open_level = self
-                .open
-                .get(&scope)
-                .and_then(|a| Some(a.baseline? * a.threshold?));
-            match judge(&cfg, w, history, judged - known_since, observed, open_level) {
-                SpikeVerdict::Fire { baseline, .. } => {
-                    let unit = match cfg.metric {
-                        SpikeMetric::Cost => "usd",
-                        SpikeMetric::Tokens => "tokens",
-                    };
-                    let fmt = |v: f64| match cfg.metric {
-                        SpikeMetric::Cost => money(v),
-                        SpikeMetric::Tokens => format!("{v:.0} tokens"),
-                    };
-                    let per = self
-                        .config
-                        .poll
-                        .bucket_width
-                        .as_str()
-                        .trim_start_matches('1');
-                    let mut a = self.base_alert(
-                        Rule::Spike,
-                        scope,
-                        &judged.to_string(),
-                        Severity::Critical,
-                    );
-                    a.summary = format!(
-                        "{} ({}) used {} in the {} from {}, {:.1}x its normal {}/{per} (alert at {}x): check for a leaked key and consider deactivating it",
-                        self.label(&s.source, &s.key_id),
-                        s.source,
-                        fmt(observed),
-                        match per { "m" => "minute", "d" => "day", _ => "hour" },
-                        hhmm(judged),
-                        observed / baseline.value,
-                        fmt(baseline.value),
-                        cfg.factor,
-                    );
-                    a.source = Some(s.source.clone());
-                    a.key_id = Some(s.key_id.clone());
-                    a.key_name = self.key_name(&s.source, &s.key_id);
-                    a.observed = Some(observed);
-                    a.baseline = Some(baseline.value);
-                    a.threshold = Some(cfg.factor);
-                    a.unit = unit.to_owned();
-                    a.period = Some((judged, judged + w));
-                    a.starts_at = judged;
-                    self.changes.push(AlertChange::Fire(Box::new(a)));
+            match by_tokens.get(&(s.source.clone(), s.key_id.clone())) {
+                Some(t) => self.spike(t, scope, &tokens_cfg, true),
+                None => {
+                    let cfg = self.config.spike.clone();
+                    self.spike(s, scope, &cfg, false)
                 }
-                SpikeVerdict::Continue => {
-                    if let Some(mut a) = self.open.get(&scope).cloned() {
-                        a.observed = Some(a.observed.unwrap_or(0.0).max(observed));
-                        self.changes.push(AlertChange::Fire(Box::new(a)));
-                    }
-                }
-                SpikeVerdict::Resolve => self.resolve(&scope, judged),
-                SpikeVerdict::Quiet { .. } => {}
             }
         }
         // Open spikes of keys with no usage at all in the window have fallen back to zero.
@@ -303,7 +270,141 @@ impl Pass<'_> {
             .cloned()
             .collect();
         for scope in stale {
+            self.resolve(&scope, self.judged);
+        }
+    }
+
+    fn spike(&mut self, s: &KeySeries, scope: String, cfg: &SpikeConfig, unpriced: bool) {
+        let (w, judged) = (self.width, self.judged);
+        let first = s.points.first().map_or(judged, |p| p.0);
+        let values = super::dense_values(&s.points, first, judged, w);
+        let Some((&observed, history)) = values.split_last() else {
+            return;
+        };
+        let key = self.keys.get(&(s.source.clone(), s.key_id.clone()));
+        let known_since = key
+            .and_then(|k| k.created_at)
+            .map_or(first, |c| c.min(first));
+        let unit = match cfg.metric {
+            SpikeMetric::Cost => "usd",
+            SpikeMetric::Tokens => "tokens",
+        };
+        // An open alert measured in another unit (the key's model got a price) is judged anew.
+        let open = self.open.get(&scope).filter(|a| a.unit == unit).cloned();
+        if open.is_none() && self.open.contains_key(&scope) {
             self.resolve(&scope, judged);
+            return;
+        }
+        let open_level = open.as_ref().and_then(|a| Some(a.baseline? * a.threshold?));
+        match judge(cfg, w, history, judged - known_since, observed, open_level) {
+            SpikeVerdict::Fire { baseline, level } => {
+                // Buckets no pass judged yet (the first start's backfill, a restart after
+                // downtime) may already be above the level: the spike began with the first.
+                let above = history
+                    .iter()
+                    .rev()
+                    .take_while(|v| **v >= level && **v > 0.0)
+                    .count() as i64;
+                let began = judged - above * w;
+                let fmt = |v: f64| match cfg.metric {
+                    SpikeMetric::Cost => money(v),
+                    SpikeMetric::Tokens => format!("{v:.0} tokens"),
+                };
+                let per = self
+                    .config
+                    .poll
+                    .bucket_width
+                    .as_str()
+                    .trim_start_matches('1');
+                let mut a =
+                    self.base_alert(Rule::Spike, scope, &began.to_string(), Severity::Critical);
+                let since = if began < judged {
+                    format!(", above {}x since {}", cfg.factor, hhmm(began))
+                } else {
+                    String::new()
+                };
+                let why_tokens = if unpriced {
+                    " (judged by tokens: it uses a model without a price)"
+                } else {
+                    ""
+                };
+                a.summary = format!(
+                    "{} ({}) used {} in the {} from {}, {:.1}x its normal {}/{per} (alert at {}x{since}){why_tokens}: check for a leaked key and consider deactivating it",
+                    self.label(&s.source, &s.key_id),
+                    s.source,
+                    fmt(observed),
+                    match per { "m" => "minute", "d" => "day", _ => "hour" },
+                    hhmm(judged),
+                    observed / baseline.value,
+                    fmt(baseline.value),
+                    cfg.factor,
+                );
+                a.source = Some(s.source.clone());
+                a.key_id = Some(s.key_id.clone());
+                a.key_name = self.key_name(&s.source, &s.key_id);
+                a.observed = Some(observed);
+                a.baseline = Some(baseline.value);
+                a.threshold = Some(cfg.factor);
+                a.unit = unit.to_owned();
+                a.period = Some((judged, judged + w));
+                a.starts_at = began;
+                self.changes.push(AlertChange::Fire(Box::new(a)));
+            }
+            SpikeVerdict::Continue => {
+                if let Some(mut a) = open {
+                    a.observed = Some(a.observed.unwrap_or(0.0).max(observed));
+                    self.changes.push(AlertChange::Fire(Box::new(a)));
+                }
+            }
+            SpikeVerdict::Resolve => self.resolve(&scope, judged),
+            SpikeVerdict::Quiet { .. } => {}
+        }
+    }
+
+    /// The `unpriced_usage` rule: once per key and model with usage in the baseline window on
+    /// a model without a price; resolves when the window holds no such usage.
+    fn unpriced(&mut self, usage: &[UnpricedUsage], window: i64) {
+        let mut firing = HashSet::new();
+        let days = window / DAY;
+        for u in usage {
+            let scope = format!("unpriced_usage/{}/{}/{}", u.source, u.key_id, u.model);
+            firing.insert(scope.clone());
+            if let Some(mut a) = self.open.get(&scope).cloned() {
+                a.observed = Some(u.tokens as f64);
+                self.changes.push(AlertChange::Fire(Box::new(a)));
+                continue;
+            }
+            let mut a = self.base_alert(
+                Rule::UnpricedUsage,
+                scope,
+                &u.first_bucket.to_string(),
+                Severity::Warning,
+            );
+            a.summary = format!(
+                "{} ({}) used {} tokens of {:?} in the last {days} days, a model keywatch has no price for: its spend counts as $0 in budgets, reports and forecasts, so those figures are floors, and the spike rule judges this key by tokens. Add [prices.{:?}] (USD per million tokens) to the config",
+                self.label(&u.source, &u.key_id),
+                u.source,
+                u.tokens,
+                u.model,
+                u.model,
+            );
+            a.source = Some(u.source.clone());
+            a.key_id = Some(u.key_id.clone());
+            a.key_name = self.key_name(&u.source, &u.key_id);
+            a.observed = Some(u.tokens as f64);
+            a.unit = "tokens".to_owned();
+            a.period = Some((self.judged - window, self.judged + self.width));
+            a.starts_at = u.first_bucket;
+            self.changes.push(AlertChange::Fire(Box::new(a)));
+        }
+        let quiet: Vec<String> = self
+            .open
+            .keys()
+            .filter(|scope| scope.starts_with("unpriced_usage/") && !firing.contains(*scope))
+            .cloned()
+            .collect();
+        for scope in quiet {
+            self.resolve(&scope, self.now);
         }
     }
 

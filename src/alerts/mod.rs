@@ -20,16 +20,18 @@ pub enum Rule {
     KeyAge,
     InactiveKeyUsage,
     SourceUnhealthy,
+    UnpricedUsage,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 6] = [
+    pub const ALL: [Rule; 7] = [
         Rule::Spike,
         Rule::Budget,
         Rule::BudgetForecast,
         Rule::KeyAge,
         Rule::InactiveKeyUsage,
         Rule::SourceUnhealthy,
+        Rule::UnpricedUsage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +42,7 @@ impl Rule {
             Self::KeyAge => "key_age",
             Self::InactiveKeyUsage => "inactive_key_usage",
             Self::SourceUnhealthy => "source_unhealthy",
+            Self::UnpricedUsage => "unpriced_usage",
         }
     }
 

@@ -37,6 +37,10 @@ pub struct SpikeConfig {
     /// Floor for the baseline, in the metric's unit (USD or tokens), so near-zero keys do not
     /// page on a blip. At least 0; default 0.05.
     pub min_baseline: f64,
+    /// Floor for the baseline in tokens per bucket, used when the metric is cost but a key
+    /// uses a model without a price (its dollars are only a floor, so it is judged by tokens).
+    /// At least 0; default 20000.
+    pub min_baseline_tokens: f64,
 }
 
 impl Default for SpikeConfig {
@@ -48,6 +52,7 @@ impl Default for SpikeConfig {
             seasonal: true,
             metric: SpikeMetric::Cost,
             min_baseline: 0.05,
+            min_baseline_tokens: 20_000.0,
         }
     }
 }
@@ -87,6 +92,21 @@ impl SpikeConfig {
                 format!("must be 0 or more, got {}", self.min_baseline),
             ));
         }
+        if !(self.min_baseline_tokens.is_finite() && self.min_baseline_tokens >= 0.0) {
+            return Err((
+                "min_baseline_tokens",
+                format!("must be 0 or more, got {}", self.min_baseline_tokens),
+            ));
+        }
         Ok(())
+    }
+
+    /// The settings for judging a key by tokens: the same rule with the token floor.
+    pub fn by_tokens(&self) -> Self {
+        Self {
+            metric: SpikeMetric::Tokens,
+            min_baseline: self.min_baseline_tokens,
+            ..self.clone()
+        }
     }
 }

@@ -139,6 +139,7 @@ impl AlertView {
             "key_age" => "Rotate the key: create a new one, move its users to it, then deactivate this one.",
             "inactive_key_usage" => "Something still holds a deactivated key: find the caller, keep the key deactivated, and rotate any key the same caller could hold.",
             "source_unhealthy" => "Check the source's admin key and network access to the provider: until polling recovers keywatch cannot see this source's keys.",
+            "unpriced_usage" => "Add the model's price to the config ([prices.\"MODEL\"], USD per million tokens): until then its spend counts as $0, so budgets, reports and forecasts are floors.",
             _ => "Review the alert.",
         }
     }

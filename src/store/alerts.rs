@@ -37,7 +37,8 @@ pub struct Silence {
     pub removed_at: Option<i64>,
 }
 
-const ALERT_COLUMNS: &str = "id, scope, rule, severity, status, source, key_id, key_name, budget,
+pub(super) const ALERT_COLUMNS: &str =
+    "id, scope, rule, severity, status, source, key_id, key_name, budget,
     summary, observed, baseline, threshold, unit, period_start, period_end, starts_at, ends_at";
 
 fn severity(s: &str) -> Severity {
@@ -48,7 +49,7 @@ fn severity(s: &str) -> Severity {
     }
 }
 
-fn alert_from_row(r: &SqliteRow) -> Alert {
+pub(super) fn alert_from_row(r: &SqliteRow) -> Alert {
     let period_start: Option<i64> = r.get(14);
     let period_end: Option<i64> = r.get(15);
     Alert {
@@ -280,7 +281,7 @@ async fn insert_alert(
     Ok(n > 0)
 }
 
-async fn silenced(
+pub(super) async fn silenced(
     tx: &mut Transaction<'_, Sqlite>,
     a: &Alert,
     now: i64,
@@ -300,7 +301,7 @@ async fn silenced(
 }
 
 /// Records a state change; returns its sequence number.
-async fn record_event(
+pub(super) async fn record_event(
     tx: &mut Transaction<'_, Sqlite>,
     alert_id: &str,
     status: AlertStatus,

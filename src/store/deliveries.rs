@@ -46,8 +46,10 @@ pub(super) async fn enqueue(
 ) -> Result<(), StoreError> {
     let payload = alert.to_json().to_string();
     for route in routes.iter().filter(|r| alert.severity >= r.min_severity) {
-        // Deterministic: an alert fires once and resolves once per notifier.
-        let hash = stable_hash(&[&alert.id, alert.status.as_str(), &route.notifier]);
+        // Deterministic: one delivery per state change and notifier (an alert re-opened after
+        // a clock jump is a new state change, so it is delivered again).
+        let seq_text = seq.to_string();
+        let hash = stable_hash(&[&alert.id, alert.status.as_str(), &route.notifier, &seq_text]);
         let id = format!("msg_{hash:016x}");
         sqlx::query(
             "INSERT INTO deliveries (id, event_seq, alert_id, notifier, payload, severity, state,

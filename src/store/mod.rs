@@ -7,10 +7,12 @@ mod deliveries;
 mod digests;
 mod keys;
 mod poll_state;
+mod reopen;
 mod report;
 mod retention;
 mod rollup;
 mod samples;
+mod unpriced;
 mod usage;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +32,7 @@ pub use report::{PeriodUsage, ReconcileDay};
 pub use retention::Pruned;
 pub use rollup::{local_midnight_day, zone_offsets, DaySpend, TopSpend};
 pub use samples::KeySeries;
+pub use unpriced::UnpricedUsage;
 pub use usage::{HistoryRow, UnpricedModel, UsageRecord};
 
 /// A storage failure; callers branch on whether the database could be opened at all.

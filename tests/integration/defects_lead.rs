@@ -148,3 +148,137 @@ fn line_breaks_in_smtp_host_or_a_source_name_are_refused_naming_the_key() {
     assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("sources[0].name"), "{err}");
 }
+
+async fn alerts_json(app: &crate::helpers::TestApp, all: bool) -> Vec<serde_json::Value> {
+    let mut args = vec!["alerts", "--format", "json"];
+    if all {
+        args.push("--all");
+    }
+    let out = app.cli_ok(&args).await;
+    serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn seeded_with_budget() -> crate::helpers::TestApp {
+    let probe = crate::helpers::spawn_app_with_lookback("8d", "").await;
+    let limit = crate::detection::seed(&probe);
+    drop(probe);
+    let app = crate::helpers::spawn_app_with_lookback(
+        "8d",
+        &format!(
+            "[[budgets]]\nname = \"gateway\"\nkey_id = \"apikey_normal2\"\ndaily_usd = {limit}\n"
+        ),
+    )
+    .await;
+    crate::detection::seed(&app);
+    app
+}
+
+#[tokio::test]
+async fn the_first_start_dates_a_spike_from_its_first_bucket_not_the_judged_one() {
+    let app = seeded_with_budget().await;
+    app.cli_ok(&["run", "--once"]).await;
+    let alerts = alerts_json(&app, false).await;
+    let spike = alerts
+        .iter()
+        .find(|a| a["rule"] == "spike")
+        .unwrap_or_else(|| panic!("{alerts:#?}"));
+    // The seed leaks 5 and 4 hours ago; with settle = 3h the judged bucket is the one 4 hours
+    // ago, and the leak began an hour before it.
+    let began = crate::fake_anthropic::rfc3339(crate::helpers::this_hour() - 5 * 3600);
+    assert_eq!(spike["starts_at"], began.as_str(), "{spike:#}");
+    assert!(
+        spike["summary"].as_str().unwrap().contains("since"),
+        "{spike:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_clock_jump_forward_and_back_leaves_live_alerts_firing() {
+    let app = seeded_with_budget().await;
+    app.cli_ok(&["run", "--once"]).await;
+    let before: Vec<String> = alerts_json(&app, false)
+        .await
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        before.len(),
+        5,
+        "spike, budget 50 and 75, key age, inactive use"
+    );
+
+    // The host clock runs 40 days ahead for one pass, then is corrected.
+    let config = app.config();
+    let store = keywatch::store::Store::open_existing(&app.db_path())
+        .await
+        .unwrap();
+    let real = chrono::Utc::now();
+    keywatch::alerts::evaluate(&store, &config, real + chrono::Duration::days(40))
+        .await
+        .unwrap();
+    let during = alerts_json(&app, false).await;
+    assert!(
+        during.iter().all(|a| a["rule"] == "key_age"),
+        "the future pass resolved everything else: {during:#?}"
+    );
+    keywatch::alerts::evaluate(&store, &config, real)
+        .await
+        .unwrap();
+    store.close().await;
+
+    let mut after: Vec<String> = alerts_json(&app, false)
+        .await
+        .iter()
+        .filter(|a| a["status"] == "firing")
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut before = before;
+    before.sort();
+    after.sort();
+    assert_eq!(after, before, "every live alert fires again, with its id");
+}
+
+#[tokio::test]
+async fn usage_on_an_unpriced_model_is_judged_by_tokens_and_warned_about_once() {
+    const UNPRICED: &str = "claude-unreleased-9";
+    let app = crate::helpers::spawn_app_with_lookback("8d", "").await;
+    let now = crate::helpers::this_hour();
+    for h in 0..(8 * 24) {
+        // A steady key on a model without a price; 500x its traffic 4 hours ago (the bucket
+        // judged with settle = 3h).
+        let u = if h == 4 { 500 * 30_000 } else { 30_000 };
+        app.fake.add_usage(
+            now - h * 3600,
+            crate::helpers::row(Some("apikey_unpriced"), UNPRICED, u, u / 10),
+        );
+    }
+    app.cli_ok(&["run", "--once"]).await;
+    app.cli_ok(&["run", "--once"]).await;
+    let alerts = alerts_json(&app, true).await;
+
+    let spikes: Vec<_> = alerts.iter().filter(|a| a["rule"] == "spike").collect();
+    assert_eq!(spikes.len(), 1, "{alerts:#?}");
+    assert_eq!(spikes[0]["unit"], "tokens");
+    assert_eq!(spikes[0]["key_id"], "apikey_unpriced");
+    assert!(spikes[0]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("judged by tokens"));
+
+    let unpriced: Vec<_> = alerts
+        .iter()
+        .filter(|a| a["rule"] == "unpriced_usage")
+        .collect();
+    assert_eq!(unpriced.len(), 1, "once per key and model: {alerts:#?}");
+    assert_eq!(unpriced[0]["severity"], "warning");
+    assert_eq!(unpriced[0]["status"], "firing");
+    let summary = unpriced[0]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(UNPRICED) && summary.contains("floors") && summary.contains("[prices."),
+        "{summary}"
+    );
+}
