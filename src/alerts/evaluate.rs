@@ -584,8 +584,17 @@ impl Pass<'_> {
         a.budget = Some(b.name.clone());
         if let BudgetScope::Key(id) = &b.scope {
             a.key_id = Some(id.clone());
-            if let Some(((source, _), key)) = self.keys.iter().find(|((_, k), _)| k == id) {
-                a.source = Some(source.clone());
+            // The budget's source when it names one; else the one source holding the key. A key
+            // id held by several sources (two sources on one organisation) counts on each, and
+            // the alert names no single source rather than a random one.
+            let mut holders: Vec<_> = self
+                .keys
+                .iter()
+                .filter(|((s, k), _)| k == id && b.source.as_deref().is_none_or(|want| want == s))
+                .collect();
+            holders.sort_by(|x, y| x.0.cmp(y.0));
+            if let Some(((source, _), key)) = holders.first() {
+                a.source = (holders.len() == 1 || b.source.is_some()).then(|| source.clone());
                 a.key_name.clone_from(&key.name);
             }
         }

@@ -111,7 +111,12 @@ pub async fn silence(
         expires_at: now.saturating_add(secs),
         removed_at: None,
     };
-    let store = Store::open(&config.database).await?;
+    // A silence may come before the first run; an existing database is never migrated here.
+    let store = if config.database.exists() {
+        Store::open_existing(&config.database).await?
+    } else {
+        Store::open(&config.database).await?
+    };
     store.add_silence(&silence).await?;
     store.close().await;
     println!(

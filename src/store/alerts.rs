@@ -41,27 +41,44 @@ pub(super) const ALERT_COLUMNS: &str =
     "id, scope, rule, severity, status, source, key_id, key_name, budget,
     summary, observed, baseline, threshold, unit, period_start, period_end, starts_at, ends_at";
 
-fn severity(s: &str) -> Severity {
-    match s {
-        "critical" => Severity::Critical,
-        "warning" => Severity::Warning,
-        _ => Severity::Info,
+/// A stored value this keywatch does not know (written by a newer version, or edited by hand) is
+/// an error naming the row and the value: it is never re-read as something else.
+fn unknown(id: &str, column: &'static str, value: &str) -> StoreError {
+    StoreError::UnknownValue {
+        row: format!("alert {id}"),
+        column,
+        value: value.to_string(),
     }
 }
 
-pub(super) fn alert_from_row(r: &SqliteRow) -> Alert {
+fn severity(id: &str, s: &str) -> Result<Severity, StoreError> {
+    match s {
+        "critical" => Ok(Severity::Critical),
+        "warning" => Ok(Severity::Warning),
+        "info" => Ok(Severity::Info),
+        _ => Err(unknown(id, "severity", s)),
+    }
+}
+
+pub(super) fn status(id: &str, s: &str) -> Result<AlertStatus, StoreError> {
+    match s {
+        "firing" => Ok(AlertStatus::Firing),
+        "resolved" => Ok(AlertStatus::Resolved),
+        _ => Err(unknown(id, "status", s)),
+    }
+}
+
+pub(super) fn alert_from_row(r: &SqliteRow) -> Result<Alert, StoreError> {
     let period_start: Option<i64> = r.get(14);
     let period_end: Option<i64> = r.get(15);
-    Alert {
-        id: r.get(0),
+    let id: String = r.get(0);
+    let rule: &str = r.get(2);
+    Ok(Alert {
+        rule: Rule::parse(rule).ok_or_else(|| unknown(&id, "rule", rule))?,
+        severity: severity(&id, r.get(3))?,
+        status: status(&id, r.get(4))?,
+        id,
         scope: r.get(1),
-        rule: Rule::parse(r.get::<&str, _>(2)).unwrap_or(Rule::Spike),
-        severity: severity(r.get(3)),
-        status: if r.get::<&str, _>(4) == "firing" {
-            AlertStatus::Firing
-        } else {
-            AlertStatus::Resolved
-        },
         source: r.get(5),
         key_id: r.get(6),
         key_name: r.get(7),
@@ -74,7 +91,7 @@ pub(super) fn alert_from_row(r: &SqliteRow) -> Alert {
         period: period_start.zip(period_end),
         starts_at: r.get(16),
         ends_at: r.get(17),
-    }
+    })
 }
 
 impl Store {
@@ -88,7 +105,7 @@ impl Store {
             if all { "" } else { "WHERE status = 'firing'" }
         );
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(alert_from_row).collect())
+        rows.iter().map(alert_from_row).collect()
     }
 
     /// Applies detection's decisions in one transaction and returns the state changes made.
@@ -151,7 +168,7 @@ impl Store {
                         .bind(id)
                         .fetch_one(&mut *tx)
                         .await?;
-                        let resolved = alert_from_row(&row);
+                        let resolved = alert_from_row(&row)?;
                         let silenced = silenced(&mut tx, &resolved, now).await?;
                         let seq =
                             record_event(&mut tx, id, AlertStatus::Resolved, now, silenced).await?;
@@ -229,18 +246,16 @@ impl Store {
         let rows = sqlx::query("SELECT alert_id, status, silenced FROM alert_events ORDER BY seq")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| StateChange {
-                alert_id: r.get(0),
-                status: if r.get::<&str, _>(1) == "firing" {
-                    AlertStatus::Firing
-                } else {
-                    AlertStatus::Resolved
-                },
-                silenced: r.get::<i64, _>(2) != 0,
+        rows.into_iter()
+            .map(|r| {
+                let alert_id: String = r.get(0);
+                Ok(StateChange {
+                    status: status(&alert_id, r.get(1))?,
+                    alert_id,
+                    silenced: r.get::<i64, _>(2) != 0,
+                })
             })
-            .collect())
+            .collect()
     }
 }
 

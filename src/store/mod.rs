@@ -52,6 +52,12 @@ pub enum StoreError {
     /// Another `keywatch run` holds the database.
     #[error("another keywatch process is running on {path} (it holds {lock}); stop it first, or give this one its own storage.url")]
     Locked { path: PathBuf, lock: PathBuf },
+    /// `open_existing` on a database a newer keywatch would migrate first.
+    #[error("the database {path} is older than this keywatch (migration {version} is not applied); commands other than `run` never upgrade it: restart the daemon or run `keywatch run --once` with this version first")]
+    Behind { path: PathBuf, version: i64 },
+    /// The database was migrated by a newer keywatch: an older one must not run on it.
+    #[error("the database was upgraded by a newer keywatch (migration {version}, unknown to this version): run that version or newer, or restore a backup taken before the upgrade")]
+    Newer { version: i64 },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// SQLITE_FULL: the disk, or `storage.max_size_mb`, is full. Nothing was written.
@@ -60,6 +66,13 @@ pub enum StoreError {
     /// SQLITE_BUSY after the busy timeout: another process held the write lock too long.
     #[error("the database stayed locked by another process for longer than {}s: nothing of this write was stored and it is retried; check what else opens the database", BUSY_TIMEOUT.as_secs())]
     Busy,
+    /// A stored value this keywatch does not know: never re-read as something else.
+    #[error("{row} has {column} {value:?} in the database, which this keywatch does not know (written by a newer version, or edited by hand): upgrade keywatch, or correct the row")]
+    UnknownValue {
+        row: String,
+        column: &'static str,
+        value: String,
+    },
     #[error("database error: {0}")]
     Sqlx(sqlx::Error),
 }
@@ -101,18 +114,36 @@ impl Store {
     pub async fn open_limited(path: &Path, max_bytes: Option<u64>) -> Result<Self, StoreError> {
         check_is_ours(path).await?;
         let pool = Self::pool(path, true, max_bytes).await?;
+        if let Schema::Newer(version) = schema(&pool).await? {
+            return Err(StoreError::Newer { version });
+        }
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
 
-    /// Opens an existing database for reading (the CLI's read commands): never creates a file.
+    /// Opens an existing database for the CLI's commands other than `run`: never creates a file
+    /// and never migrates (a newer CLI upgrading the schema under an older daemon would stop that
+    /// daemon from starting again). A database behind this keywatch is refused with what to do.
     pub async fn open_existing(path: &Path) -> Result<Self, StoreError> {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
         check_is_ours(path).await?;
         let pool = Self::pool(path, false, None).await?;
-        MIGRATOR.run(&pool).await?;
+        match schema(&pool).await? {
+            Schema::Current => {}
+            Schema::Newer(version) => tracing::warn!(
+                version,
+                "the database was upgraded by a newer keywatch; reading it as this version knows it"
+            ),
+            Schema::Behind(version) => {
+                pool.close().await;
+                return Err(StoreError::Behind {
+                    path: path.to_path_buf(),
+                    version,
+                });
+            }
+        }
         Ok(Self { pool })
     }
 
@@ -155,9 +186,66 @@ impl Store {
     }
 }
 
+/// Where a database's schema stands against this keywatch's migrations.
+enum Schema {
+    Current,
+    /// A migration this keywatch has is not applied (the newest missing version).
+    Behind(i64),
+    /// A migration is applied that this keywatch does not have (the newest such version).
+    Newer(i64),
+}
+
+async fn schema(pool: &SqlitePool) -> Result<Schema, StoreError> {
+    let has_table: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+    )
+    .fetch_one(pool)
+    .await?;
+    let applied: Vec<i64> = if has_table {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
+            .fetch_all(pool)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let ours: Vec<i64> = MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .map(|m| m.version)
+        .collect();
+    if let Some(newer) = applied.iter().filter(|v| !ours.contains(v)).max() {
+        return Ok(Schema::Newer(*newer));
+    }
+    Ok(match ours.iter().filter(|v| !applied.contains(v)).max() {
+        Some(missing) => Schema::Behind(*missing),
+        None => Schema::Current,
+    })
+}
+
+/// The path a database is locked under: symlinks and relative parts resolved, so two names for
+/// one file take one lock. A file not created yet resolves through its folder.
+fn canonical(database: &Path) -> PathBuf {
+    if let Ok(path) = std::fs::canonicalize(database) {
+        return path;
+    }
+    match (database.parent(), database.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::canonicalize(dir)
+                .map(|d| d.join(name))
+                .unwrap_or_else(|_| database.to_path_buf())
+        }
+        _ => database.to_path_buf(),
+    }
+}
+
 /// Held by the process that polls and delivers for a database (`keywatch run`): a second one
-/// would send every notification twice. An advisory lock on `<database>.lock`, released by the
-/// kernel when the process ends, however it ends.
+/// would send every notification twice. An advisory lock on `<database>.lock` next to the real
+/// file (through any symlink), released by the kernel when the process ends, however it ends.
 #[derive(Debug)]
 pub struct InstanceLock {
     _file: std::fs::File,
@@ -165,7 +253,7 @@ pub struct InstanceLock {
 
 impl InstanceLock {
     pub fn acquire(database: &Path) -> Result<Self, StoreError> {
-        let mut name = database.as_os_str().to_owned();
+        let mut name = canonical(database).into_os_string();
         name.push(".lock");
         let lock = PathBuf::from(name);
         let file = std::fs::OpenOptions::new()

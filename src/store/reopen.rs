@@ -30,7 +30,7 @@ impl Store {
         .await?;
         let mut made = Vec::new();
         for row in rows {
-            let mut alert = alert_from_row(&row);
+            let mut alert = alert_from_row(&row)?;
             let ended: i64 = row.get("ends_at");
             sqlx::query(
                 "UPDATE alerts SET status = 'firing', ends_at = NULL, last_evaluated_at = ?
