@@ -2,8 +2,6 @@
 
 use std::fmt::Write as _;
 
-use humantime::format_duration;
-
 use crate::config::{BudgetScope, Config, Notifier, TlsMode};
 use crate::exit;
 use crate::prices::PRICES_CHECKED;
@@ -35,6 +33,22 @@ pub async fn print(config: &Config) -> anyhow::Result<u8> {
     }
     print!("{out}");
     Ok(exit::OK)
+}
+
+/// A duration as the config writes it: `8d`, `2m`, `1h30m`, `90s`.
+fn format_duration(d: std::time::Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    out
 }
 
 fn money(v: f64) -> String {
@@ -90,12 +104,15 @@ pub fn summary(c: &Config) -> String {
     let sp = &c.spike;
     let _ = writeln!(
         o,
-        "spike     factor {}, window {}, quantile {}, seasonal {}, metric {:?}, floor {}",
+        "spike     factor {}, window {}, quantile {}, seasonal {}, metric {}, floor {}",
         sp.factor,
         format_duration(sp.baseline_window.0),
         sp.baseline_quantile,
         sp.seasonal,
-        sp.metric,
+        match sp.metric {
+            crate::detect::SpikeMetric::Cost => "cost",
+            crate::detect::SpikeMetric::Tokens => "tokens",
+        },
         sp.min_baseline
     );
     let _ = writeln!(
@@ -156,9 +173,13 @@ pub fn summary(c: &Config) -> String {
                 let signed = if w.secret.is_some() { ", signed" } else { "" };
                 let _ = writeln!(
                     o,
-                    "notifier  {}: webhook {:?} to {}{signed}, min {}",
+                    "notifier  {}: webhook ({}) to {}{signed}, min {}",
                     w.name,
-                    w.format,
+                    match w.format {
+                        crate::config::WebhookFormat::Json => "json",
+                        crate::config::WebhookFormat::Slack => "slack",
+                        crate::config::WebhookFormat::Pagerduty => "pagerduty",
+                    },
                     w.url_display,
                     w.min_severity.as_str()
                 );
@@ -168,9 +189,12 @@ pub fn summary(c: &Config) -> String {
     for d in &c.digests {
         let _ = writeln!(
             o,
-            "digest    {}: {:?} at {} {} to {}",
+            "digest    {}: {} at {} {} to {}",
             d.name,
-            d.schedule,
+            match d.schedule {
+                crate::config::DigestSchedule::Daily => "daily",
+                crate::config::DigestSchedule::Weekly => "weekly",
+            },
             d.at.format("%H:%M"),
             d.timezone,
             d.notifiers.join(", ")

@@ -2,6 +2,7 @@
 //! resolved from the environment or files (`secret`). Errors name the key and exit with 78.
 
 mod check;
+mod locate;
 mod schema;
 pub mod secret;
 
@@ -33,8 +34,13 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{key}: {message}")]
-    Invalid { key: String, message: String },
+    #[error("{}{key}: {message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+    Invalid {
+        key: String,
+        message: String,
+        /// Where the key is written, when it is (a missing key has no line).
+        line: Option<usize>,
+    },
 }
 
 impl ConfigError {
@@ -42,6 +48,7 @@ impl ConfigError {
         Self::Invalid {
             key: key.into(),
             message: message.into(),
+            line: None,
         }
     }
 }
@@ -206,13 +213,21 @@ impl Config {
     /// Parses and checks config text as if read from `path` (relative paths resolve against
     /// its folder), resolving secrets through `env`.
     pub fn from_str(text: &str, path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
-        let raw = parse(text, path)?;
         let base_dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        check::build(raw, path, &base_dir, env)
+        parse(text, path)
+            .and_then(|raw| check::build(raw, path, &base_dir, env))
+            .map_err(|e| match e {
+                ConfigError::Invalid { key, message, .. } => ConfigError::Invalid {
+                    line: locate::line_of(text, &key),
+                    key,
+                    message,
+                },
+                other => other,
+            })
     }
 }
 

@@ -92,3 +92,42 @@ fn a_config_readable_or_writable_by_other_users_warns_and_a_private_one_does_not
     assert_eq!(warnings(0o640), (false, false));
     assert_eq!(warnings(0o600), (false, false));
 }
+
+/// #13.26: the summary speaks the config's own words, and errors found after parsing name the
+/// line as parse errors do.
+#[test]
+fn the_summary_uses_the_configs_words_and_sense_check_errors_name_the_line() {
+    let out = keywatch(Path::new("config.example.toml"), EXAMPLE_ENV);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("lookback 8d,"), "{stdout}");
+    assert!(stdout.contains("metric cost,"), "{stdout}");
+    assert!(stdout.contains("webhook (json)"), "{stdout}");
+    for internal in ["8days", "Cost", "Json", "Daily"] {
+        assert!(!stdout.contains(internal), "{internal}: {stdout}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keywatch.toml");
+    let text = std::fs::read_to_string("config.example.toml").unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("timezone = \"Europe/Berlin\""))
+        .unwrap()
+        + 1;
+    std::fs::write(
+        &path,
+        text.replacen(
+            "timezone = \"Europe/Berlin\"",
+            "timezone = \"Mars/Olympus\"",
+            1,
+        ),
+    )
+    .unwrap();
+    let out = keywatch(&path, EXAMPLE_ENV);
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("line {line}: budgets[0].timezone")),
+        "{stderr}"
+    );
+}
