@@ -23,7 +23,17 @@ pub async fn execute(cli: Cli) -> u8 {
             exit::FAILURE
         });
     }
-    let config = match Config::load(&cli.config) {
+    // Commands that only read the database load the config without its secrets.
+    let read_only = !matches!(
+        cli.command,
+        Command::Run { .. } | Command::CheckConfig | Command::TestNotify { .. }
+    );
+    let loaded = if read_only {
+        Config::load_read_only(&cli.config)
+    } else {
+        Config::load(&cli.config)
+    };
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             report_config_error(&cli.config, &e);

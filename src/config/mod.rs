@@ -5,6 +5,7 @@ mod check;
 mod locate;
 mod schema;
 pub mod secret;
+mod secret_file;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -199,11 +200,21 @@ impl Config {
     /// Reads, parses and checks the file at `path`, resolving secrets from the process
     /// environment.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(path, &ProcessEnv)
+    }
+
+    /// As [`Config::load`] for the commands that only read the database: secrets that are not
+    /// set are left out instead of refused (such commands never use one).
+    pub fn load_read_only(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(path, &secret::ReadOnlyEnv(ProcessEnv))
+    }
+
+    fn load_with(path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config = Self::from_str(&text, path, &ProcessEnv)?;
+        let mut config = Self::from_str(&text, path, env)?;
         for w in permission_warnings(path) {
             config.warnings.push(w);
         }

@@ -10,7 +10,29 @@ use secrecy::SecretString;
 /// process environment.
 pub trait Env {
     fn var(&self, name: &str) -> Option<String>;
+    /// Whether a secret that cannot be found may be left out: true only for the commands that
+    /// read the database and never use a secret (`report`, `history`, `alerts`, …).
+    fn secrets_optional(&self) -> bool {
+        false
+    }
 }
+
+/// An environment for the read-only commands: a secret variable that is not set, or a secret
+/// file that cannot be read, is not an error (nothing will use it); everything else is checked
+/// as for `run`.
+pub struct ReadOnlyEnv<E>(pub E);
+
+impl<E: Env> Env for ReadOnlyEnv<E> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.var(name)
+    }
+    fn secrets_optional(&self) -> bool {
+        true
+    }
+}
+
+/// What stands in for a secret a read-only command did not load; it never leaves the process.
+const NOT_LOADED: &str = "(not loaded by a read-only command)";
 
 /// The real process environment.
 pub struct ProcessEnv;
@@ -65,23 +87,35 @@ impl SecretRef {
                         "is empty: name the environment variable that holds the secret",
                     ));
                 }
-                env.var(var).ok_or_else(|| {
-                    ConfigError::invalid(
-                        format!("{key}_env"),
-                        format!(
+                match env.var(var) {
+                    Some(v) => v,
+                    None if env.secrets_optional() => {
+                        return Ok(Some(SecretString::from(NOT_LOADED)))
+                    }
+                    None => {
+                        return Err(ConfigError::invalid(
+                            format!("{key}_env"),
+                            format!(
                             "environment variable {var} is not set: export it, or use {key}_file"
                         ),
-                    )
-                })?
+                        ))
+                    }
+                }
             }
             (None, Some(file)) => {
                 let path = resolve_credential_path(file, base_dir, env);
-                std::fs::read_to_string(&path).map_err(|e| {
-                    ConfigError::invalid(
-                        format!("{key}_file"),
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?
+                match super::secret_file::read(&path) {
+                    Ok(v) => v,
+                    Err(_) if env.secrets_optional() => {
+                        return Ok(Some(SecretString::from(NOT_LOADED)))
+                    }
+                    Err(e) => {
+                        return Err(ConfigError::invalid(
+                            format!("{key}_file"),
+                            format!("cannot read {}: {e}", path.display()),
+                        ))
+                    }
+                }
             }
         };
         let trimmed = value.trim_end_matches(['\r', '\n']);

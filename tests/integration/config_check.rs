@@ -131,3 +131,73 @@ fn the_summary_uses_the_configs_words_and_sense_check_errors_name_the_line() {
         "{stderr}"
     );
 }
+
+/// #13.24: a secret file that is a FIFO used to hang `check-config`, and `/dev/zero` was read
+/// until memory ran out; read-only commands needed every notifier's secret.
+#[test]
+fn secret_files_that_are_not_regular_files_are_refused_and_read_commands_need_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keywatch.toml");
+    let text = std::fs::read_to_string("config.example.toml").unwrap();
+    let fifo = dir.path().join("admin-key.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let big = dir.path().join("big.key");
+    std::fs::write(&big, vec![b'k'; 100_000]).unwrap();
+    for file in [fifo.as_path(), Path::new("/dev/zero"), big.as_path()] {
+        std::fs::write(
+            &path,
+            text.replacen(
+                "admin_key_env = \"ANTHROPIC_ADMIN_KEY\"",
+                &format!("admin_key_file = \"{}\"", file.display()),
+                1,
+            ),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let out = keywatch(&path, EXAMPLE_ENV);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert_eq!(out.status.code(), Some(78));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("sources[0].admin_key_file"), "{stderr}");
+        assert!(
+            stderr.contains("not a regular file") || stderr.contains("larger than"),
+            "{stderr}"
+        );
+    }
+
+    // No secret set at all: reading commands work, `run` still names what is missing.
+    std::fs::write(&path, &text).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keywatch"))
+            .arg("--config")
+            .arg(&path)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("ANTHROPIC_ADMIN_KEY")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["silence", "--rule", "spike", "--reason", "maintenance"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for args in [&["alerts"][..], &["report"][..], &["silences"][..]] {
+        let out = run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = run(&["run", "--once"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ANTHROPIC_ADMIN_KEY"));
+}
