@@ -1,4 +1,4 @@
-//! The command line (interface.md, "Command line").
+//! The command line (docs/contract.md, "Command line").
 
 use std::path::PathBuf;
 
@@ -150,7 +150,7 @@ pub enum Command {
         #[arg(long)]
         notifier: Option<String>,
     },
-    /// Replay the spike and inactive-key rules over stored history: what would have fired, when.
+    /// Replay the spike rule over stored history: what would have fired, when.
     Backtest {
         /// How far back to replay: a duration ago or an RFC 3339 time.
         #[arg(long, default_value = "30d", value_parser = parse_time)]

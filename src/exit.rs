@@ -1,4 +1,4 @@
-//! Process exit codes (interface.md): sysexits where one fits.
+//! Process exit codes (docs/contract.md): sysexits where one fits.
 
 /// Success.
 pub const OK: u8 = 0;

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            // --help and --version are not errors; a bad argument is exit 1 (interface.md).
+            // --help and --version are not errors; a bad argument is exit 1 (docs/contract.md).
             return ExitCode::from(if e.use_stderr() {
                 keywatch::exit::FAILURE
             } else {

@@ -436,9 +436,14 @@ impl Pass<'_> {
                 Severity::Critical,
             );
             a.summary = format!(
-                "{} ({source}) is {} but was used in the hour from {}: {tokens} tokens, {}. Something still holds this key: find it, and make sure the key cannot be re-enabled",
+                "{} ({source}) is {} but was used in the {} from {}: {tokens} tokens, {}. Something still holds this key: find it, and make sure the key cannot be re-enabled",
                 self.label(source, key_id),
                 key.status,
+                match self.width {
+                    60 => "minute",
+                    86_400 => "day",
+                    _ => "hour",
+                },
                 hhmm(judged),
                 money(*cost)
             );

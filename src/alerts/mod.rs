@@ -1,5 +1,5 @@
 //! Alerts: the verdicts of `detect` turned into alert state (firing, resolved) with stable ids,
-//! and the alert object of interface.md.
+//! and the alert object of docs/contract.md.
 
 mod evaluate;
 pub mod forecast;
@@ -132,7 +132,7 @@ pub fn rfc3339(ts: i64) -> String {
 }
 
 impl Alert {
-    /// The alert object of interface.md (version 1).
+    /// The alert object of docs/contract.md (version 1).
     pub fn to_json(&self) -> Value {
         json!({
             "version": 1,

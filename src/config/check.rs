@@ -610,6 +610,13 @@ fn build_webhook(
                     "the signing secret must be a Standard Webhooks secret starting with \"whsec_\"",
                 ))
             }
+            Some(s) if !unloaded && !valid_base64(s.expose_secret().trim_start_matches("whsec_")) => {
+                return Err(ConfigError::invalid(
+                    format!("{at}.secret_env"),
+                    "the signing secret is not valid base64 after \"whsec_\": copy it whole from \
+                     the receiver (every delivery would fail with it)",
+                ))
+            }
             Some(_) => {}
         },
         WebhookFormat::Pagerduty if routing_key.is_none() => {
@@ -683,4 +690,12 @@ fn build_digests(
             })
         })
         .collect()
+}
+
+/// Whether a `whsec_` secret's body decodes, as signing will need.
+fn valid_base64(encoded: &str) -> bool {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .is_ok_and(|k| !k.is_empty())
 }

@@ -1,4 +1,4 @@
-//! The TOML schema of interface.md, as strict serde structs: unknown keys are errors, defaults
+//! The TOML schema of docs/contract.md, as strict serde structs: unknown keys are errors, defaults
 //! live in code. Parsing is step one; `super::check` sense-checks the parsed values.
 
 use std::collections::BTreeMap;

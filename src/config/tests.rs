@@ -21,6 +21,7 @@ fn env() -> HashMap<String, String> {
             "HOOK".to_owned(),
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
         ),
+        ("BADHOOK".to_owned(), "whsec_not base64!".to_owned()),
     ])
 }
 
@@ -193,6 +194,10 @@ fn json_webhook_needs_a_whsec_secret() {
     assert!(e.contains("notifiers[0].secret_env"), "{e}");
     let ok = load(&format!("{SOURCE}{hook}secret_env = \"HOOK\"\n")).unwrap();
     assert_eq!(ok.notifiers.len(), 1);
+    // A secret that would fail every signature is refused up front.
+    let bad = format!("{SOURCE}{hook}secret_env = \"BADHOOK\"\n");
+    let e = error(&bad);
+    assert!(e.contains("not valid base64"), "{e}");
 }
 
 #[test]

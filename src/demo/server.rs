@@ -1,5 +1,5 @@
 //! The demo's simulated provider: an Anthropic-shaped Admin API on 127.0.0.1 serving a week of
-//! generated traffic. Shapes follow `provider-apis.md`; only what keywatch calls is served.
+//! generated traffic. Shapes follow `docs/providers.md`; only what keywatch calls is served.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

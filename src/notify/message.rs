@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-/// The fields of an alert object (interface.md) that messages use.
+/// The fields of an alert object (docs/contract.md) that messages use.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertView {
     pub json: Value,

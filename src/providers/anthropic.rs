@@ -1,5 +1,5 @@
 //! The Anthropic Admin API: the key listing and the messages usage report
-//! (`../shared/docs/provider-apis.md` §1). Lenient parsing: unknown fields are ignored,
+//! (`docs/providers.md`, Anthropic). Lenient parsing: unknown fields are ignored,
 //! dimensions are nullable, missing counters are 0.
 
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -1,5 +1,5 @@
 //! The OpenAI Administration API: projects and their API keys, the completions usage report and
-//! per-key billed costs (`../shared/docs/provider-apis.md` §2). Lenient parsing: unknown fields
+//! per-key billed costs (`docs/providers.md`, OpenAI). Lenient parsing: unknown fields
 //! are ignored, dimensions are nullable, newer optional token fields may be absent.
 
 use chrono::{DateTime, Utc};

@@ -6,7 +6,7 @@ use super::{Store, StoreError};
 use crate::prices::TokenCounts;
 use crate::providers::WORKBENCH_KEY_ID;
 
-/// Rows per INSERT statement. Plain `?` placeholders (see perf-notes.md): 14 binds a row.
+/// Rows per INSERT statement. Plain `?` placeholders (see docs/storage.md): 14 binds a row.
 const ROWS_PER_STATEMENT: usize = 100;
 
 /// One usage row ready to store.

@@ -1,5 +1,5 @@
 //! A fake Anthropic Admin API on wiremock that serves the documented shapes
-//! (`../shared/docs/provider-apis.md` §1): paged key listings in both item shapes, and a paged
+//! (`docs/providers.md`, Anthropic): paged key listings in both item shapes, and a paged
 //! usage report with empty buckets and `api_key_id: null` rows. It enforces what the real API
 //! enforces: the admin key, `anthropic-version`, and the `group_by[]` array form.
 

@@ -1,5 +1,5 @@
 //! A fake OpenAI Administration API on wiremock serving the documented shapes
-//! (`../shared/docs/provider-apis.md` §2): paged projects (archived ones only with
+//! (`docs/providers.md`, OpenAI): paged projects (archived ones only with
 //! `include_archived=true`), paged project keys (inactive ones hidden without
 //! `owner_project_access=any`), the completions usage report (first bucket starting at the raw
 //! `start_time`, empty buckets, optional token fields present or absent) and daily costs.
