@@ -577,9 +577,10 @@ fn build_webhook(
     // A read-only command may not have loaded a secret URL: nothing to check then.
     let unloaded = env.secrets_optional();
     let parsed = reqwest::Url::parse(url.expose_secret()).ok();
-    if !(unloaded && from_secret.is_set())
-        && !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-    {
+    let skip = unloaded && from_secret.is_set();
+    let is_http =
+        parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if !skip && !is_http {
         return Err(ConfigError::invalid(
             format!("{at}.url"),
             format!("{url_display:?} is not an http(s) URL"),
