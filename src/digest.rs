@@ -330,4 +330,22 @@ mod tests {
             ("2026-W46", "2026-W47")
         );
     }
+
+    #[test]
+    fn a_first_digest_is_only_the_latest_closed_period() {
+        let d = digest(DigestSchedule::Daily, "08:00");
+        // 07:30 in Berlin on the 26th, never sent: nothing (the 24th is not the latest closed
+        // day); once sent before, the 24th is still owed.
+        assert_eq!(first_or_due(&d, utc("2026-11-26T06:30:00Z"), false), None);
+        let [_, owed] = first_or_due(&d, utc("2026-11-26T06:30:00Z"), true).unwrap();
+        assert_eq!(owed.label, "2026-11-24");
+        // 08:30: the 25th, the latest closed day, is due either way.
+        let [_, due] = first_or_due(&d, utc("2026-11-26T07:30:00Z"), false).unwrap();
+        assert_eq!(due.label, "2026-11-25");
+        let w = digest(DigestSchedule::Weekly, "08:00");
+        // Monday 07:00 in Berlin: last week's digest is not due yet.
+        assert_eq!(first_or_due(&w, utc("2026-11-30T06:00:00Z"), false), None);
+        let [_, week] = first_or_due(&w, utc("2026-11-30T08:00:00Z"), false).unwrap();
+        assert_eq!(week.label, "2026-W48");
+    }
 }
