@@ -72,7 +72,16 @@ async fn cli_report(app: &TestApp, args: &[&str]) -> Vec<Value> {
 }
 
 /// (now, zone, period, --last, expected periods): days 1, 8 and 31 of months, DST changes.
-const CASES: &[(&str, &str, &str, Option<&str>, &[&str])] = &[
+/// now, zone, period, --last, the periods expected.
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static [&'static str],
+);
+
+const CASES: &[Case] = &[
     (
         "2026-10-31T12:00:00Z",
         "UTC",
