@@ -2,6 +2,7 @@
 //! source; `run_once` does one full cycle; `run_until_stopped` is the daemon. Tests call the same
 //! functions the binary does.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -207,13 +208,17 @@ impl App {
             tracker.spawn(async move { watchdog(every / 2, &cancel).await });
         }
         let detected = Arc::new(Notify::new());
+        // Digests are composed only once a detection pass has judged the polled data, so the
+        // first one after a start counts the alerts that pass fired.
+        let judged = Arc::new(AtomicBool::new(false));
         {
             let store = self.store.clone();
             let config = Arc::clone(&self.config);
             let cancel = cancel.clone();
             let detected = Arc::clone(&detected);
+            let judged = Arc::clone(&judged);
             tracker.spawn(async move {
-                detect_loop(&store, &config, &polled, &detected, &cancel).await
+                detect_loop(&store, &config, &polled, &detected, &judged, &cancel).await
             });
         }
         {
@@ -227,7 +232,7 @@ impl App {
             let outbox = Outbox::new(Arc::clone(&self.config));
             let cancel = cancel.clone();
             tracker.spawn(async move {
-                delivery_loop(&store, &config, &outbox, &detected, &cancel).await
+                delivery_loop(&store, &config, &outbox, &detected, &judged, &cancel).await
             });
         }
         tracker.close();
@@ -285,6 +290,7 @@ async fn detect_loop(
     config: &Config,
     polled: &Notify,
     detected: &Notify,
+    judged: &AtomicBool,
     cancel: &CancellationToken,
 ) {
     loop {
@@ -293,8 +299,12 @@ async fn detect_loop(
             _ = polled.notified() => {}
         }
         match evaluate(store, config, Utc::now()).await {
-            Ok(r) if !r.changes.is_empty() => detected.notify_one(),
-            Ok(_) => {}
+            Ok(r) => {
+                let first = !judged.swap(true, Ordering::SeqCst);
+                if first || !r.changes.is_empty() {
+                    detected.notify_one();
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "detection failed; it runs again after the next poll")
             }
@@ -309,6 +319,7 @@ async fn delivery_loop(
     config: &Config,
     outbox: &Outbox,
     detected: &Notify,
+    judged: &AtomicBool,
     cancel: &CancellationToken,
 ) {
     let mut failures = 0u32;
@@ -320,7 +331,9 @@ async fn delivery_loop(
                 tracing::error!(error = %e, "the outbox could not be read");
             }
         }
-        digests(store, config, false).await;
+        if judged.load(Ordering::SeqCst) {
+            digests(store, config, false).await;
+        }
         let pause = next_delay(DELIVERY_TICK, failures);
         tokio::select! {
             _ = cancel.cancelled() => return,

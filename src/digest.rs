@@ -5,42 +5,47 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
 use crate::config::{Config, Digest, DigestSchedule, Notifier, WebhookFormat};
 use crate::notify::{email, retry_delay, webhook, NotifyError};
-use crate::report::{periods, rollup, to_csv, Dim, KeyFacts, PeriodKind, ReportPeriod};
+use crate::report::{rollup, sum_usd, to_csv, Dim, KeyFacts, Period, PeriodKind};
 use crate::store::{DigestSend, Store, StoreError};
 
 /// The period the digest due at `now` covers, with the one before it: the latest scheduled
 /// send time not after `now` (daily at `at`; weekly on Mondays at `at`) covers the day or week
 /// that ended before it.
-pub fn due_periods(d: &Digest, now: DateTime<Utc>) -> [ReportPeriod; 2] {
+pub fn due_periods(d: &Digest, now: DateTime<Utc>) -> Option<[Period; 2]> {
     let local = now.with_timezone(&d.timezone);
     let mut send_day: NaiveDate = local.date_naive();
     if local.time() < d.at {
-        send_day -= Duration::days(1);
+        send_day = send_day.pred_opt()?;
     }
-    let kind = match d.schedule {
-        DigestSchedule::Daily => PeriodKind::Day,
-        DigestSchedule::Weekly => {
-            send_day -= Duration::days(i64::from(send_day.weekday().num_days_from_monday()));
-            PeriodKind::Week
-        }
-    };
-    let covered_last_day = send_day - Duration::days(1);
-    let list = periods(
-        kind,
-        d.timezone,
-        covered_last_day - Duration::days(if kind == PeriodKind::Week { 7 } else { 1 }),
-        covered_last_day,
-    );
-    let n = list.len();
-    [list[n - 2].clone(), list[n - 1].clone()]
+    let sending = Period::starting(kind_of(d), d.timezone, send_day);
+    let covered = sending.previous()?;
+    Some([covered.previous()?, covered])
 }
 
+fn kind_of(d: &Digest) -> PeriodKind {
+    match d.schedule {
+        DigestSchedule::Daily => PeriodKind::Day,
+        DigestSchedule::Weekly => PeriodKind::Week,
+    }
+}
+
+/// The digest to queue at `now`, if any: the due period, unless the digest was never sent and
+/// that period is not the latest closed one (a first start before today's send time sends
+/// nothing for the day before yesterday; it waits for the send time of yesterday's).
+fn first_or_due(d: &Digest, now: DateTime<Utc>, ever_queued: bool) -> Option<[Period; 2]> {
+    let due = due_periods(d, now)?;
+    let latest_closed = Period::containing(kind_of(d), d.timezone, now).previous()?;
+    (ever_queued || due[1] == latest_closed).then_some(due)
+}
+
+/// `$12.34`; an amount that rounds to zero is `$0.00`, never `$-0.00`.
 fn money(v: f64) -> String {
+    let v = if v.abs() < 0.005 { 0.0 } else { v };
     format!("${v:.2}")
 }
 
@@ -51,11 +56,14 @@ async fn build(
     d: &Digest,
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<DigestSend>>, StoreError> {
-    let [before, period] = due_periods(d, now);
+    let ever_queued = store.digest_ever_queued(&d.name).await?;
+    let Some([before, period]) = first_or_due(d, now, ever_queued) else {
+        return Ok(None);
+    };
     if store.digest_queued(&d.name, &period.label).await? {
         return Ok(None);
     }
-    let spans = [(before.start, before.end), (period.start, period.end)];
+    let spans = [before.span(), period.span()];
     let usage = store
         .usage_by_period(config.poll.bucket_width.seconds(), d.timezone, &spans)
         .await?;
@@ -70,19 +78,12 @@ async fn build(
     };
     let list = [before.clone(), period.clone()];
     let rows = rollup(&list, &usage, &billed, &[Dim::Key], &facts);
-    let total: f64 = rows.iter().map(|r| r.cost_usd).sum();
-    let previous: f64 = usage
-        .iter()
-        .filter(|u| u.period == 0)
-        .map(|u| u.cost_usd)
-        .sum();
+    let total = sum_usd(rows.iter().map(|r| r.cost_usd));
+    let previous = sum_usd(usage.iter().filter(|u| u.period == 0).map(|u| u.cost_usd));
     let forecasts = crate::alerts::forecast::budget_forecasts(store, config, now).await?;
     let alerts = store.alerts(false).await?;
 
-    let what = match d.schedule {
-        DigestSchedule::Daily => "day",
-        DigestSchedule::Weekly => "week",
-    };
+    let (what, adjective) = (period.kind.noun(), period.kind.as_str());
     let subject = format!(
         "[keywatch] {} digest {}: {} spent",
         d.name,
@@ -90,7 +91,7 @@ async fn build(
         money(total)
     );
     let mut body = format!(
-        "keywatch {what}ly digest {:?} for {} ({})\n\n",
+        "keywatch {adjective} digest {:?} for {} ({})\n\n",
         d.name, period.label, d.timezone
     );
     let change = if previous > 0.0 {
@@ -115,7 +116,11 @@ async fn build(
             .abs()
             .total_cmp(&a.change_usd.unwrap_or(a.cost_usd).abs())
     });
-    let _ = writeln!(body, "\nTop movers by key:");
+    if movers.is_empty() {
+        let _ = writeln!(body, "\nTop movers by key: no change");
+    } else {
+        let _ = writeln!(body, "\nTop movers by key:");
+    }
     for r in movers.iter().take(5) {
         let name = r
             .group
@@ -305,13 +310,13 @@ mod tests {
     fn a_daily_digest_covers_yesterday_once_its_hour_has_come() {
         let d = digest(DigestSchedule::Daily, "08:00");
         // 08:30 in Berlin on the 26th: the digest of the 25th is due.
-        let [before, period] = due_periods(&d, utc("2026-11-26T07:30:00Z"));
+        let [before, period] = due_periods(&d, utc("2026-11-26T07:30:00Z")).unwrap();
         assert_eq!(
             (before.label.as_str(), period.label.as_str()),
             ("2026-11-24", "2026-11-25")
         );
         // 07:30 in Berlin: still the digest of the 24th.
-        let [_, period] = due_periods(&d, utc("2026-11-26T06:30:00Z"));
+        let [_, period] = due_periods(&d, utc("2026-11-26T06:30:00Z")).unwrap();
         assert_eq!(period.label, "2026-11-24");
     }
 
@@ -319,10 +324,28 @@ mod tests {
     fn a_weekly_digest_covers_the_week_before_the_monday() {
         let d = digest(DigestSchedule::Weekly, "08:00");
         // Thursday 2026-11-26: the Monday send (23rd) covered week 47 (16th to 22nd).
-        let [before, period] = due_periods(&d, utc("2026-11-26T12:00:00Z"));
+        let [before, period] = due_periods(&d, utc("2026-11-26T12:00:00Z")).unwrap();
         assert_eq!(
             (before.label.as_str(), period.label.as_str()),
             ("2026-W46", "2026-W47")
         );
+    }
+
+    #[test]
+    fn a_first_digest_is_only_the_latest_closed_period() {
+        let d = digest(DigestSchedule::Daily, "08:00");
+        // 07:30 in Berlin on the 26th, never sent: nothing (the 24th is not the latest closed
+        // day); once sent before, the 24th is still owed.
+        assert_eq!(first_or_due(&d, utc("2026-11-26T06:30:00Z"), false), None);
+        let [_, owed] = first_or_due(&d, utc("2026-11-26T06:30:00Z"), true).unwrap();
+        assert_eq!(owed.label, "2026-11-24");
+        // 08:30: the 25th, the latest closed day, is due either way.
+        let [_, due] = first_or_due(&d, utc("2026-11-26T07:30:00Z"), false).unwrap();
+        assert_eq!(due.label, "2026-11-25");
+        let w = digest(DigestSchedule::Weekly, "08:00");
+        // Monday 07:00 in Berlin: last week's digest is not due yet.
+        assert_eq!(first_or_due(&w, utc("2026-11-30T06:00:00Z"), false), None);
+        let [_, week] = first_or_due(&w, utc("2026-11-30T08:00:00Z"), false).unwrap();
+        assert_eq!(week.label, "2026-W48");
     }
 }

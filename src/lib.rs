@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod notify;
+pub mod period;
 pub mod poller;
 pub mod prices;
 pub mod providers;

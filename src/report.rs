@@ -1,23 +1,17 @@
 //! Spend reports: periods in a time zone, usage rolled up by key, workspace, model or source,
-//! with the change against the previous period and each group's share. Pure: the command loads
-//! [`PeriodUsage`] from the store and prints what this returns.
+//! with the change against the previous period and each group's share. [`load`] reads what a
+//! [`Request`] asks for, for the CLI and the API alike; [`rollup`] is the pure part.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use chrono::{Datelike, Duration, NaiveDate};
+use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::detect::budget::local_midnight;
+pub use crate::period::{periods, Period, PeriodKind};
 use crate::prices::TokenCounts;
-use crate::store::PeriodUsage;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PeriodKind {
-    Day,
-    Week,
-    Month,
-}
+use crate::store::{PeriodUsage, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Dim {
@@ -27,61 +21,122 @@ pub enum Dim {
     Model,
 }
 
-/// One report period: its label and its bounds in UTC.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportPeriod {
-    /// `2026-11-26`, `2026-W48` or `2026-11`.
-    pub label: String,
-    pub start: i64,
-    pub end: i64,
-}
-
-/// The first day of the period containing `date`.
-pub fn period_start(kind: PeriodKind, date: NaiveDate) -> NaiveDate {
-    match kind {
-        PeriodKind::Day => date,
-        PeriodKind::Week => date - Duration::days(i64::from(date.weekday().num_days_from_monday())),
-        PeriodKind::Month => date.with_day(1).unwrap_or(date),
-    }
-}
-
-fn next_start(kind: PeriodKind, start: NaiveDate) -> NaiveDate {
-    match kind {
-        PeriodKind::Day => start + Duration::days(1),
-        PeriodKind::Week => start + Duration::days(7),
-        PeriodKind::Month => {
-            let (y, m) = if start.month() == 12 {
-                (start.year() + 1, 1)
-            } else {
-                (start.year(), start.month() + 1)
-            };
-            NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(start + Duration::days(31))
+impl Dim {
+    /// `source`, `workspace`, `key` or `model` as a user writes it.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "source" => Some(Self::Source),
+            "workspace" => Some(Self::Workspace),
+            "key" => Some(Self::Key),
+            "model" => Some(Self::Model),
+            _ => None,
         }
     }
 }
 
-/// The periods from the one containing `first` to the one containing `last`, in `tz`.
-pub fn periods(kind: PeriodKind, tz: Tz, first: NaiveDate, last: NaiveDate) -> Vec<ReportPeriod> {
-    let mut out = Vec::new();
-    let mut start = period_start(kind, first);
-    while start <= last && out.len() < 10_000 {
-        let next = next_start(kind, start);
-        let label = match kind {
-            PeriodKind::Day => start.format("%Y-%m-%d").to_string(),
-            PeriodKind::Week => {
-                let w = start.iso_week();
-                format!("{}-W{:02}", w.year(), w.week())
+/// What a report covers: the same for `keywatch report` and `/api/v1/report`.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub kind: PeriodKind,
+    pub zone: Tz,
+    /// The first period is the one containing this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// End (exclusive): the last period is the one containing the instant before it; default
+    /// now.
+    pub until: Option<DateTime<Utc>>,
+    /// Exactly this many periods ending with the last one (default
+    /// [`PeriodKind::default_last`]); ignored with `since`.
+    pub last: Option<u32>,
+    pub by: Vec<Dim>,
+}
+
+/// The upper bound of `--last` and `last=`.
+pub const MAX_LAST: u32 = 1_000;
+
+impl Request {
+    /// The periods reported, oldest first, preceded by one more: the baseline of the change
+    /// column. Err when `since` is not before `until`.
+    pub fn periods(&self, now: DateTime<Utc>) -> Result<Vec<Period>, String> {
+        let until = self.until.unwrap_or(now);
+        // The end is exclusive: the last period holds the second before it.
+        let last_instant = until
+            .checked_sub_signed(Duration::seconds(1))
+            .unwrap_or(until);
+        let mut list = match self.since {
+            Some(since) if since >= until => {
+                return Err("--since must be before --until".to_owned());
             }
-            PeriodKind::Month => start.format("%Y-%m").to_string(),
+            Some(since) => crate::period::between(self.kind, self.zone, since, last_instant),
+            None => crate::period::last_n(
+                self.kind,
+                self.zone,
+                last_instant,
+                self.last
+                    .unwrap_or_else(|| self.kind.default_last())
+                    .clamp(1, MAX_LAST),
+            ),
         };
-        out.push(ReportPeriod {
-            label,
-            start: local_midnight(tz, start).timestamp(),
-            end: local_midnight(tz, next).timestamp(),
-        });
-        start = next;
+        if let Some(before) = list.first().and_then(Period::previous) {
+            list.insert(0, before);
+        }
+        Ok(list)
     }
-    out
+
+    /// The grouping, sorted and without repeats.
+    pub fn dims(&self) -> Vec<Dim> {
+        let mut by = self.by.clone();
+        by.sort();
+        by.dedup();
+        by
+    }
+}
+
+/// A report read from the store: the periods shown (without the baseline) and their rows.
+pub struct Report {
+    pub periods: Vec<Period>,
+    pub rows: Vec<Row>,
+    pub dims: Vec<Dim>,
+}
+
+/// Reads and rolls up the report `req` asks for, at `now`.
+pub async fn load(
+    store: &Store,
+    width_secs: i64,
+    req: &Request,
+    now: DateTime<Utc>,
+) -> Result<Result<Report, String>, StoreError> {
+    let list = match req.periods(now) {
+        Ok(list) => list,
+        Err(e) => return Ok(Err(e)),
+    };
+    let spans: Vec<(i64, i64)> = list.iter().map(Period::span).collect();
+    let usage = store.usage_by_period(width_secs, req.zone, &spans).await?;
+    let billed = store.billed_by_period(&spans).await?;
+    let keys: std::collections::HashMap<(String, String), (Option<String>, Option<String>)> = store
+        .all_keys()
+        .await?
+        .into_iter()
+        .map(|k| ((k.source, k.key_id), (k.name, k.workspace_id)))
+        .collect();
+    let facts = |source: &str, key: &str| {
+        let (name, workspace) = keys
+            .get(&(source.to_owned(), key.to_owned()))
+            .cloned()
+            .unwrap_or_default();
+        KeyFacts { name, workspace }
+    };
+    let dims = req.dims();
+    let rows = rollup(&list, &usage, &billed, &dims, &facts);
+    Ok(Ok(Report {
+        periods: list.into_iter().skip(1).collect(),
+        rows,
+        dims,
+    }))
+}
+
+/// A sum of USD amounts: 0.00 (never -0.00) when there are none.
+pub fn sum_usd(amounts: impl IntoIterator<Item = f64>) -> f64 {
+    amounts.into_iter().fold(0.0, |a, b| a + b)
 }
 
 /// One report row: a group in a period.
@@ -100,6 +155,39 @@ pub struct Row {
     /// Percent of the period's estimated total.
     pub share_pct: f64,
     pub unpriced_tokens: i64,
+}
+
+/// One object per row, the same for `report --format json` and `/api/v1/report`: `period`, the
+/// group's columns, the token classes (and their input sum), requests, estimated and billed USD,
+/// change, share and unpriced tokens.
+impl Serialize for Row {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let t = &self.tokens;
+        let mut m = serializer.serialize_map(None)?;
+        m.serialize_entry("period", &self.period)?;
+        for (k, v) in &self.group {
+            m.serialize_entry(k, v)?;
+        }
+        let input = t
+            .uncached_input
+            .saturating_add(t.cache_read)
+            .saturating_add(t.cache_write_5m)
+            .saturating_add(t.cache_write_1h);
+        m.serialize_entry("input_tokens", &input)?;
+        m.serialize_entry("uncached_input_tokens", &t.uncached_input)?;
+        m.serialize_entry("cache_write_5m_tokens", &t.cache_write_5m)?;
+        m.serialize_entry("cache_write_1h_tokens", &t.cache_write_1h)?;
+        m.serialize_entry("cache_read_input_tokens", &t.cache_read)?;
+        m.serialize_entry("output_tokens", &t.output)?;
+        m.serialize_entry("requests", &self.requests)?;
+        m.serialize_entry("cost_usd", &self.cost_usd)?;
+        m.serialize_entry("billed_usd", &self.billed_usd)?;
+        m.serialize_entry("change_usd", &self.change_usd)?;
+        m.serialize_entry("change_pct", &self.change_pct)?;
+        m.serialize_entry("share_pct", &self.share_pct)?;
+        m.serialize_entry("unpriced_tokens", &self.unpriced_tokens)?;
+        m.end()
+    }
 }
 
 /// A group's (column, value) pairs.
@@ -149,7 +237,7 @@ fn group_of(
 /// Rolls usage up by `dims`. `periods[0]` is only the baseline for the change column; rows are
 /// returned for the others, largest cost first within each period.
 pub fn rollup(
-    periods: &[ReportPeriod],
+    periods: &[Period],
     usage: &[PeriodUsage],
     billed: &[(usize, String, String, f64)],
     dims: &[Dim],
@@ -289,20 +377,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn weeks_start_on_monday_and_months_follow_the_zone() {
-        let tz: Tz = "Europe/Berlin".parse().unwrap();
-        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-        let weeks = periods(PeriodKind::Week, tz, d("2026-11-26"), d("2026-11-30"));
-        assert_eq!(
-            weeks.iter().map(|p| p.label.as_str()).collect::<Vec<_>>(),
-            ["2026-W48", "2026-W49"]
-        );
-        assert_eq!(
-            weeks[0].start,
-            local_midnight(tz, d("2026-11-23")).timestamp()
-        );
-        let months = periods(PeriodKind::Month, tz, d("2026-10-15"), d("2026-10-31"));
-        // October 2026 in Berlin has 31 days and one 25-hour day (DST ends on the 25th).
-        assert_eq!(months[0].end - months[0].start, 31 * 86_400 + 3_600);
+    fn a_row_serializes_its_group_and_every_figure() {
+        let row = Row {
+            period: "2026-11".into(),
+            group: vec![("key_id", "apikey_a".into()), ("key_name", "alpha".into())],
+            tokens: TokenCounts {
+                uncached_input: 1,
+                cache_read: 2,
+                cache_write_5m: 3,
+                cache_write_1h: 4,
+                output: 5,
+            },
+            requests: None,
+            cost_usd: 1.5,
+            billed_usd: None,
+            change_usd: Some(-0.5),
+            change_pct: None,
+            share_pct: 100.0,
+            unpriced_tokens: 0,
+        };
+        let v = serde_json::to_value(&row).unwrap();
+        assert_eq!(v["key_id"], "apikey_a");
+        assert_eq!(v["key_name"], "alpha");
+        assert_eq!(v["input_tokens"], 10);
+        assert_eq!(v["cache_write_1h_tokens"], 4);
+        assert_eq!(v["billed_usd"], serde_json::Value::Null);
+        assert_eq!(v["change_usd"], -0.5);
+    }
+
+    #[test]
+    fn an_empty_sum_is_positive_zero() {
+        assert_eq!(format!("{:.2}", sum_usd([])), "0.00");
+        assert_eq!(format!("{:.2}", sum_usd([-0.0])), "0.00");
     }
 }

@@ -151,6 +151,7 @@ fn limit_for(b: &Budget, period: &Period) -> Option<f64> {
     match period.kind {
         PeriodKind::Day => b.daily_usd,
         PeriodKind::Month => b.monthly_usd,
+        PeriodKind::Week => None,
     }
 }
 

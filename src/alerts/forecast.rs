@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::evaluate::{budget_spends, in_scope, KeyMap, Spends};
 use crate::config::{Budget, Config};
-use crate::detect::budget::{current_periods, local_midnight, PeriodKind};
+use crate::detect::budget::{current_periods, Period, PeriodKind};
 use crate::detect::forecast::{project, Forecast};
 use crate::store::{Store, StoreError};
 
@@ -30,27 +30,21 @@ pub struct BudgetForecast {
 
 /// The last `RECENT_DAYS` complete local days before `now` in `tz`, as UTC spans.
 pub fn recent_day_spans(tz: Tz, now: DateTime<Utc>) -> Vec<(i64, i64)> {
-    let today = now.with_timezone(&tz).date_naive();
-    (1..=RECENT_DAYS)
-        .map(|d| {
-            let day = today - Duration::days(d);
-            (
-                local_midnight(tz, day).timestamp(),
-                local_midnight(tz, day + Duration::days(1)).timestamp(),
-            )
-        })
-        .collect()
+    let mut days = crate::period::last_n(PeriodKind::Day, tz, now, RECENT_DAYS as u32 + 1);
+    days.pop();
+    days.iter().rev().map(Period::span).collect()
 }
 
 /// Spend of `b`'s scope in the period `span`.
 pub(super) fn spend_in(spends: &Spends, span: (i64, i64), keys: &KeyMap, b: &Budget) -> f64 {
-    spends
-        .get(&span)
-        .into_iter()
-        .flatten()
-        .filter(|(s, k, _)| in_scope(keys, b, s, k))
-        .map(|(_, _, c)| c)
-        .sum()
+    crate::report::sum_usd(
+        spends
+            .get(&span)
+            .into_iter()
+            .flatten()
+            .filter(|(s, k, _)| in_scope(keys, b, s, k))
+            .map(|(_, _, c)| *c),
+    )
 }
 
 /// Forecasts for every budget with a monthly limit, from spends already read.

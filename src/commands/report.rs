@@ -1,15 +1,14 @@
 //! `keywatch report`: spend per period and group, as a table, CSV or JSON.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use chrono_tz::Tz;
 
 use crate::cli::{Format, TimeArg};
 use crate::config::Config;
 use crate::exit;
-use crate::report::{csv_field, fmt_opt as opt, periods, rollup, Dim, KeyFacts, PeriodKind, Row};
+use crate::report::{csv_field, fmt_opt as opt, sum_usd, Dim, PeriodKind, Report, Request, Row};
 use crate::store::Store;
 
 pub struct ReportArgs {
@@ -23,7 +22,7 @@ pub struct ReportArgs {
 }
 
 pub async fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
-    let tz: Tz = match &args.timezone {
+    let zone: Tz = match &args.timezone {
         Some(name) => name.parse().map_err(|_| {
             anyhow::anyhow!(
                 "--timezone {name:?} is not an IANA time zone (e.g. \"Europe/Berlin\", \"UTC\")"
@@ -32,96 +31,29 @@ pub async fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
         None => Tz::UTC,
     };
     let now = Utc::now();
-    let until = args.until.map_or(now, |u| u.resolve(now));
-    let last_date = (until - Duration::seconds(1))
-        .with_timezone(&tz)
-        .date_naive();
-    let first_date = match (args.since, args.last) {
-        (Some(s), _) => s.resolve(now).with_timezone(&tz).date_naive(),
-        (None, n) => {
-            let n = i64::from(n.unwrap_or(match args.period {
-                PeriodKind::Day => 7,
-                PeriodKind::Week => 4,
-                PeriodKind::Month => 3,
-            }))
-            .clamp(1, 1000);
-            let back = match args.period {
-                PeriodKind::Day => Duration::days(n - 1),
-                PeriodKind::Week => Duration::days(7 * (n - 1)),
-                PeriodKind::Month => Duration::days(31 * (n - 1)),
-            };
-            let first = last_date - back;
-            if args.period == PeriodKind::Month {
-                crate::report::period_start(PeriodKind::Month, first + Duration::days(27))
-            } else {
-                first
-            }
-        }
+    let req = Request {
+        kind: args.period,
+        zone,
+        since: args.since.map(|s| s.resolve(now)),
+        until: args.until.map(|u| u.resolve(now)),
+        last: args.last,
+        by: args.by.clone(),
     };
-    anyhow::ensure!(first_date <= last_date, "--since must be before --until");
-    // One more period in front: the baseline of the change column.
-    let before = crate::report::period_start(args.period, first_date) - Duration::days(1);
-    let list = periods(args.period, tz, before, last_date);
-    let spans: Vec<(i64, i64)> = list.iter().map(|p| (p.start, p.end)).collect();
-
     let store = Store::open_existing(&config.database).await?;
-    let usage = store
-        .usage_by_period(config.poll.bucket_width.seconds(), tz, &spans)
-        .await?;
-    let billed = store.billed_by_period(&spans).await?;
-    let keys: HashMap<(String, String), (Option<String>, Option<String>)> = store
-        .all_keys()
-        .await?
-        .into_iter()
-        .map(|k| ((k.source, k.key_id), (k.name, k.workspace_id)))
-        .collect();
+    let report = crate::report::load(&store, config.poll.bucket_width.seconds(), &req, now).await;
     store.close().await;
-    let facts = |source: &str, key: &str| {
-        let (name, workspace) = keys
-            .get(&(source.to_owned(), key.to_owned()))
-            .cloned()
-            .unwrap_or_default();
-        KeyFacts { name, workspace }
-    };
-    let mut by = args.by.clone();
-    by.sort();
-    by.dedup();
-    let rows = rollup(&list, &usage, &billed, &by, &facts);
+    let Report {
+        periods,
+        rows,
+        dims,
+    } = report?.map_err(anyhow::Error::msg)?;
     let text = match args.format {
-        Format::Csv => crate::report::to_csv(&rows, &by),
-        Format::Json => json(&rows)?,
-        Format::Table => table(&rows, &list[1..], tz),
+        Format::Csv => crate::report::to_csv(&rows, &dims),
+        Format::Json => serde_json::to_string_pretty(&rows)? + "\n",
+        Format::Table => table(&rows, &periods, zone),
     };
     print!("{text}");
     Ok(exit::OK)
-}
-
-fn json(rows: &[Row]) -> anyhow::Result<String> {
-    let items: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| {
-            let mut v = serde_json::json!({
-                "period": r.period,
-                "uncached_input_tokens": r.tokens.uncached_input,
-                "cache_write_5m_tokens": r.tokens.cache_write_5m,
-                "cache_write_1h_tokens": r.tokens.cache_write_1h,
-                "cache_read_input_tokens": r.tokens.cache_read,
-                "output_tokens": r.tokens.output,
-                "requests": r.requests,
-                "cost_usd": r.cost_usd,
-                "billed_usd": r.billed_usd,
-                "change_usd": r.change_usd,
-                "change_pct": r.change_pct,
-                "share_pct": r.share_pct,
-                "unpriced_tokens": r.unpriced_tokens,
-            });
-            for (k, val) in &r.group {
-                v[*k] = val.clone().into();
-            }
-            v
-        })
-        .collect();
-    Ok(serde_json::to_string_pretty(&items)? + "\n")
 }
 
 fn cut(s: &str, n: usize) -> String {
@@ -134,7 +66,7 @@ fn cut(s: &str, n: usize) -> String {
 
 /// At most 100 columns: period, group, input and output tokens, estimated and billed USD,
 /// change and share; a total row per period.
-fn table(rows: &[Row], periods: &[crate::report::ReportPeriod], tz: Tz) -> String {
+fn table(rows: &[Row], periods: &[crate::report::Period], tz: Tz) -> String {
     let mut o = format!("spend per {} period in {tz} (estimated from list prices; billed where the provider reports it)\n",
         if periods.len() == 1 { "one" } else { "each" });
     let _ = writeln!(
@@ -176,7 +108,7 @@ fn table(rows: &[Row], periods: &[crate::report::ReportPeriod], tz: Tz) -> Strin
                 r.share_pct
             );
         }
-        let total: f64 = in_period.iter().map(|r| r.cost_usd).sum();
+        let total = sum_usd(in_period.iter().map(|r| r.cost_usd));
         let billed: Option<f64> = in_period
             .iter()
             .filter_map(|r| r.billed_usd)

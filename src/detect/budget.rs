@@ -1,75 +1,17 @@
 //! The budget rule: spend of a scope in the current day and month of a time zone, against
 //! percentage thresholds of its limits.
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::config::Severity;
+pub use crate::period::{local_midnight, Period, PeriodKind};
 
-/// Which budget period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeriodKind {
-    Day,
-    Month,
-}
-
-impl PeriodKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Day => "daily",
-            Self::Month => "monthly",
-        }
-    }
-}
-
-/// One budget period, as UTC instants bounding the local day or month.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Period {
-    pub kind: PeriodKind,
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-    /// The local date (`2026-11-26`) or month (`2026-11`).
-    pub label: String,
-}
-
-/// The UTC instant of local midnight starting `date` in `tz`. Where midnight does not exist
-/// (a DST gap at midnight), the first instant of the day that does.
-pub fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
-    let mut t = date.and_hms_opt(0, 0, 0).unwrap_or_default();
-    for _ in 0..4 {
-        match tz.from_local_datetime(&t) {
-            LocalResult::Single(d) => return d.with_timezone(&Utc),
-            LocalResult::Ambiguous(first, _) => return first.with_timezone(&Utc),
-            LocalResult::None => t += Duration::minutes(30),
-        }
-    }
-    Utc.from_utc_datetime(&t)
-}
-
-/// The day and the month containing `now` in `tz`.
+/// The day and the month containing `now` in `tz` (one period computation: [`crate::period`]).
 pub fn current_periods(tz: Tz, now: DateTime<Utc>) -> [Period; 2] {
-    let today = now.with_timezone(&tz).date_naive();
-    let tomorrow = today.succ_opt().unwrap_or(today);
-    let month_start = today.with_day(1).unwrap_or(today);
-    let next_month = if month_start.month() == 12 {
-        NaiveDate::from_ymd_opt(month_start.year() + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(month_start.year(), month_start.month() + 1, 1)
-    }
-    .unwrap_or(tomorrow);
     [
-        Period {
-            kind: PeriodKind::Day,
-            start: local_midnight(tz, today),
-            end: local_midnight(tz, tomorrow),
-            label: today.format("%Y-%m-%d").to_string(),
-        },
-        Period {
-            kind: PeriodKind::Month,
-            start: local_midnight(tz, month_start),
-            end: local_midnight(tz, next_month),
-            label: month_start.format("%Y-%m").to_string(),
-        },
+        Period::containing(PeriodKind::Day, tz, now),
+        Period::containing(PeriodKind::Month, tz, now),
     ]
 }
 

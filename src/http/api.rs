@@ -6,14 +6,14 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{Datelike, Utc};
+use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::AppState;
 use crate::alerts::{rfc3339, Alert};
 use crate::cli::parse_time;
-use crate::report::{periods, rollup, Dim, KeyFacts, PeriodKind};
+use crate::report::{Dim, PeriodKind, Request};
 
 /// An error answer: JSON with a message.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -27,25 +27,25 @@ fn internal(e: impl std::fmt::Display) -> Response {
     )
 }
 
-/// Spend per (source, key) today and this month (UTC).
+/// Spend per (source, key) today and this month in `[http] timezone`.
 pub async fn spend_today_and_month(
     state: &AppState,
 ) -> Result<HashMap<(String, String), (f64, f64)>, Response> {
     let now = Utc::now();
-    let today = now.timestamp().div_euclid(86_400) * 86_400;
-    let month = now
-        .date_naive()
-        .with_day(1)
-        .unwrap_or(now.date_naive())
-        .and_hms_opt(0, 0, 0)
-        .unwrap_or_default()
-        .and_utc()
-        .timestamp();
+    let zone = state
+        .config
+        .http
+        .as_ref()
+        .map_or(chrono_tz::Tz::UTC, |h| h.timezone);
+    let [day, month] = crate::detect::budget::current_periods(zone, now);
+    // Billed figures count for UTC days the provider has closed.
+    let utc_today = now.timestamp().div_euclid(86_400) * 86_400;
     let width = state.config.poll.bucket_width.seconds();
     let mut out: HashMap<(String, String), (f64, f64)> = HashMap::new();
+    let (d, m) = (day.span(), month.span());
     for (s, k, usd) in state
         .store
-        .spend_by_key(width, chrono_tz::Tz::UTC, today, today + 86_400, today)
+        .spend_by_key(width, zone, d.0, d.1, utc_today)
         .await
         .map_err(internal)?
     {
@@ -53,7 +53,7 @@ pub async fn spend_today_and_month(
     }
     for (s, k, usd) in state
         .store
-        .spend_by_key(width, chrono_tz::Tz::UTC, month, today + 86_400, today)
+        .spend_by_key(width, zone, m.0, m.1, utc_today)
         .await
         .map_err(internal)?
     {
@@ -227,84 +227,77 @@ pub struct ReportQuery {
     period: Option<String>,
     by: Option<String>,
     last: Option<u32>,
+    since: Option<String>,
+    until: Option<String>,
+    timezone: Option<String>,
 }
 
+/// The same report as `keywatch report --format json`: the same periods for the same
+/// parameters (`timezone` defaults to `[http] timezone`), the same row objects.
 pub async fn report(State(state): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
-    let kind = match q.period.as_deref().unwrap_or("day") {
-        "day" => PeriodKind::Day,
-        "week" => PeriodKind::Week,
-        "month" => PeriodKind::Month,
-        other => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("period {other:?}: use day, week or month"),
-            )
-        }
+    let period = q.period.as_deref().unwrap_or("day");
+    let Some(kind) = PeriodKind::parse(period) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("period {period:?}: use day, week or month"),
+        );
     };
-    let mut dims = Vec::new();
+    let mut by = Vec::new();
     for d in q.by.as_deref().unwrap_or("key").split(',') {
-        dims.push(match d.trim() {
-            "key" => Dim::Key,
-            "workspace" => Dim::Workspace,
-            "model" => Dim::Model,
-            "source" => Dim::Source,
-            other => {
+        match Dim::parse(d.trim()) {
+            Some(dim) => by.push(dim),
+            None => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    format!("by {other:?}: use key, workspace, model or source"),
+                    format!("by {d:?}: use key, workspace, model or source"),
                 )
             }
-        });
-    }
-    dims.sort();
-    dims.dedup();
-    let tz = state
-        .config
-        .http
-        .as_ref()
-        .map_or(chrono_tz::Tz::UTC, |h| h.timezone);
-    let today = Utc::now().with_timezone(&tz).date_naive();
-    let back = i64::from(q.last.unwrap_or(7).clamp(1, 400));
-    let first = today
-        - chrono::Duration::days(match kind {
-            PeriodKind::Day => back,
-            PeriodKind::Week => 7 * back,
-            PeriodKind::Month => 31 * back,
-        });
-    let list = periods(kind, tz, first, today);
-    let spans: Vec<(i64, i64)> = list.iter().map(|p| (p.start, p.end)).collect();
-    let width = state.config.poll.bucket_width.seconds();
-    let (usage, billed, keys) = match tokio::try_join!(
-        state.store.usage_by_period(width, tz, &spans),
-        state.store.billed_by_period(&spans),
-        state.store.all_keys()
-    ) {
-        Ok(x) => x,
-        Err(e) => return internal(e),
-    };
-    let facts = |s: &str, k: &str| {
-        let key = keys.iter().find(|x| x.source == s && x.key_id == k);
-        KeyFacts {
-            name: key.and_then(|k| k.name.clone()),
-            workspace: key.and_then(|k| k.workspace_id.clone()),
         }
+    }
+    let zone = match q.timezone.as_deref() {
+        None => state
+            .config
+            .http
+            .as_ref()
+            .map_or(chrono_tz::Tz::UTC, |h| h.timezone),
+        Some(name) => match name.parse() {
+            Ok(z) => z,
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("timezone {name:?} is not an IANA time zone (e.g. \"Europe/Berlin\")"),
+                )
+            }
+        },
     };
-    let rows = rollup(&list, &usage, &billed, &dims, &facts);
-    Json(
-        rows.iter()
-            .map(|r| {
-                let mut v = json!({"period": r.period, "cost_usd": r.cost_usd, "billed_usd": r.billed_usd,
-                    "change_usd": r.change_usd, "change_pct": r.change_pct, "share_pct": r.share_pct,
-                    "input_tokens": r.tokens.uncached_input + r.tokens.cache_read + r.tokens.cache_write_5m + r.tokens.cache_write_1h,
-                    "output_tokens": r.tokens.output, "requests": r.requests});
-                for (k, val) in &r.group {
-                    v[*k] = val.clone().into();
-                }
-                v
-            })
-            .collect::<Vec<_>>(),
-    )
-    .into_response()
+    let now = Utc::now();
+    let time = |field: &str, v: Option<&String>| match v {
+        None => Ok(None),
+        Some(v) => parse_time(v)
+            .map(|t| Some(t.resolve(now)))
+            .map_err(|e| format!("{field}: {e}")),
+    };
+    let (since, until) = match (
+        time("since", q.since.as_ref()),
+        time("until", q.until.as_ref()),
+    ) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let req = Request {
+        kind,
+        zone,
+        since,
+        until,
+        last: q.last,
+        by,
+    };
+    let width = state.config.poll.bucket_width.seconds();
+    match crate::report::load(&state.store, width, &req, now).await {
+        Ok(Ok(report)) => Json(report.rows).into_response(),
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e.replace("--", "")),
+        Err(e) => internal(e),
+    }
 }
 
 pub async fn budgets(State(state): State<AppState>) -> Response {

@@ -5,13 +5,13 @@ use std::fmt::Write as _;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Response};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::AppState;
 use crate::alerts::Alert;
-use crate::report::{periods, PeriodKind};
+use crate::period::PeriodKind;
 
 /// Escapes text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -166,9 +166,8 @@ async fn spend_per_day(
 /// `/`: spend per day for 30 days stacked by key (top 8 + other), budgets, open alerts.
 pub async fn overview(State(state): State<AppState>) -> Response {
     let zone = tz(&state);
-    let today = Utc::now().with_timezone(&zone).date_naive();
-    let days = periods(PeriodKind::Day, zone, today - Duration::days(29), today);
-    let spans: Vec<(i64, i64)> = days.iter().map(|p| (p.start, p.end)).collect();
+    let days = crate::period::last_n(PeriodKind::Day, zone, Utc::now(), 30);
+    let spans: Vec<(i64, i64)> = days.iter().map(crate::period::Period::span).collect();
     let width = state.config.poll.bucket_width.seconds();
     let (usage, keys, alerts, forecasts) = match tokio::try_join!(
         spend_per_day(&state, zone, width, &spans),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{Store, StoreError};
-use crate::providers::CostLine;
+use crate::providers::{CostLine, UNATTRIBUTED_KEY_ID};
 
 /// One day of a provider's cost report.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,37 +167,113 @@ impl Store {
                 .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect());
         }
+        // Estimates per key and UTC day; on a billed day, the day's estimate stands for each
+        // key the bill has no row of its own for (its cost went to `unattributed`, or was
+        // left out), so a key's spend never drops below its estimate for lack of attribution.
         let estimated = sqlx::query(
-            "SELECT u.source, u.key_id, SUM(COALESCE(u.cost_usd, 0.0)) FROM usage_buckets u
-             WHERE u.bucket_width = ? AND u.bucket_start >= ? AND u.bucket_start < ?
-               AND NOT EXISTS (
-                   SELECT 1 FROM billed_costs b
-                   WHERE b.source = u.source AND b.day_start = (u.bucket_start / 86400) * 86400
-                     AND b.day_start >= ? AND b.day_start + 86400 <= ? AND b.day_start + 86400 <= ?)
-             GROUP BY u.source, u.key_id",
+            "SELECT u.source, u.key_id, (u.bucket_start / 86400) * 86400 AS day,
+                    SUM(COALESCE(u.cost_usd, 0.0)),
+                    EXISTS (SELECT 1 FROM billed_costs b
+                            WHERE b.source = u.source AND b.day_start = (u.bucket_start / 86400) * 86400
+                              AND b.day_start >= ?4 AND b.day_start + 86400 <= ?3
+                              AND b.day_start + 86400 <= ?5) AS billed_day
+             FROM usage_buckets u
+             WHERE u.bucket_width = ?1 AND u.bucket_start >= ?2 AND u.bucket_start < ?3
+             GROUP BY u.source, u.key_id, day",
         )
         .bind(width_secs)
         .bind(from)
         .bind(to)
         .bind(from)
-        .bind(to)
         .bind(today)
         .fetch_all(&self.pool)
         .await?;
         let billed = sqlx::query(
-            "SELECT source, key_id, SUM(amount_usd) FROM billed_costs
-             WHERE day_start >= ? AND day_start + 86400 <= ? AND day_start + 86400 <= ?
-             GROUP BY source, key_id",
+            "SELECT source, key_id, day_start, amount_usd FROM billed_costs
+             WHERE day_start >= ? AND day_start + 86400 <= ? AND day_start + 86400 <= ?",
         )
         .bind(from)
         .bind(to)
         .bind(today)
         .fetch_all(&self.pool)
         .await?;
-        let mut sums: HashMap<(String, String), f64> = HashMap::with_capacity(estimated.len());
-        for r in estimated.into_iter().chain(billed) {
-            *sums.entry((r.get(0), r.get(1))).or_default() += r.get::<f64, _>(2);
+        let billed: HashMap<(String, String, i64), f64> = billed
+            .into_iter()
+            .map(|r| ((r.get(0), r.get(1), r.get(2)), r.get(3)))
+            .collect();
+        Ok(attribute(
+            estimated.into_iter().map(|r| {
+                (
+                    (r.get(0), r.get(1), r.get(2)),
+                    r.get::<f64, _>(3),
+                    r.get::<bool, _>(4),
+                )
+            }),
+            billed,
+        ))
+    }
+}
+
+/// Spend per (source, key) from estimates per (source, key, UTC day) — each with whether the
+/// provider billed that source's day — and the bill's rows per (source, key, day).
+///
+/// A billed row replaces the key's estimate for its day. A key the bill has no row for on a
+/// billed day keeps its estimate, and the source's `unattributed` row for that day shrinks by
+/// as much (not below 0): that cost is already in it, and the organisation's total stays the
+/// bill's.
+fn attribute(
+    estimated: impl Iterator<Item = ((String, String, i64), f64, bool)>,
+    billed: HashMap<(String, String, i64), f64>,
+) -> Vec<(String, String, f64)> {
+    let mut sums: HashMap<(String, String), f64> = HashMap::new();
+    // Estimates moved back to their keys, per (source, day).
+    let mut moved: HashMap<(String, i64), f64> = HashMap::new();
+    for ((source, key, day), usd, billed_day) in estimated {
+        if billed_day && billed.contains_key(&(source.clone(), key.clone(), day)) {
+            continue;
         }
-        Ok(sums.into_iter().map(|((s, k), usd)| (s, k, usd)).collect())
+        if billed_day && key != UNATTRIBUTED_KEY_ID {
+            *moved.entry((source.clone(), day)).or_default() += usd;
+        }
+        *sums.entry((source, key)).or_default() += usd;
+    }
+    for ((source, key, day), usd) in billed {
+        let usd = if key == UNATTRIBUTED_KEY_ID {
+            let taken = moved.get(&(source.clone(), day)).copied().unwrap_or(0.0);
+            (usd - taken).max(0.0)
+        } else {
+            usd
+        };
+        *sums.entry((source, key)).or_default() += usd;
+    }
+    sums.into_iter().map(|((s, k), usd)| (s, k, usd)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_without_a_billed_row_keeps_its_estimate_and_unattributed_shrinks() {
+        let day = 86_400;
+        let k = |key: &str, d: i64| ("openai".to_owned(), key.to_owned(), d);
+        let estimated = vec![
+            (k("key_a", day), 4.0, true),
+            (k("key_b", day), 3.0, true),
+            (k("key_b", 2 * day), 1.0, false),
+        ];
+        let billed = HashMap::from([(k("key_a", day), 5.0), (k(UNATTRIBUTED_KEY_ID, day), 3.2)]);
+        let mut got = attribute(estimated.into_iter(), billed);
+        got.sort_by(|a, b| a.1.cmp(&b.1));
+        let usd: Vec<(&str, f64)> = got.iter().map(|(_, k, u)| (k.as_str(), *u)).collect();
+        assert_eq!(usd.len(), 3);
+        assert_eq!(
+            usd[0],
+            ("key_a", 5.0),
+            "the billed row replaces the estimate"
+        );
+        assert_eq!(usd[1], ("key_b", 4.0), "its estimate on both days");
+        assert_eq!(usd[2].0, UNATTRIBUTED_KEY_ID);
+        assert!((usd[2].1 - 0.2).abs() < 1e-9, "3.2 less the 3.0 moved back");
     }
 }

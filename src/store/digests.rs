@@ -30,6 +30,16 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Whether any period of `digest` was ever queued (false before its first send).
+    pub async fn digest_ever_queued(&self, digest: &str) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM digest_sends WHERE digest = ?)")
+                .bind(digest)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// Queues a digest for its notifiers in one transaction; a period already queued is left
     /// alone (never sent twice).
     pub async fn queue_digest(&self, sends: &[DigestSend], now: i64) -> Result<(), StoreError> {

@@ -42,7 +42,7 @@ fn spans_of(zone: Tz) -> Vec<(i64, i64)> {
         NaiveDate::from_ymd_opt(2026, 4, 1).unwrap(),
     )
     .iter()
-    .map(|p| (p.start, p.end))
+    .map(|p| p.span())
     .collect()
 }
 
@@ -78,7 +78,7 @@ async fn assert_reports_match(store: &Store, zone: Tz) {
             NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
             NaiveDate::from_ymd_opt(2026, 4, 2).unwrap(),
         );
-        let spans: Vec<(i64, i64)> = list.iter().map(|p| (p.start, p.end)).collect();
+        let spans: Vec<(i64, i64)> = list.iter().map(|p| p.span()).collect();
         let rolled = store
             .usage_by_days(H, zone, &spans)
             .await
