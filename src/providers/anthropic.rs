@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{HttpClient, PollError, RetryPolicy};
 use super::{
-    collect_pages, ApiKey, CostBucket, CostLine, CostPage, UsageBucket, UsagePage, UsageRow,
-    UNKNOWN_MODEL, WORKBENCH_KEY_ID,
+    bounded_count, collect_pages, ApiKey, CostBucket, CostLine, CostPage, UsageBucket, UsagePage,
+    UsageRow, UNKNOWN_MODEL, WORKBENCH_KEY_ID,
 };
 use crate::config::{BucketWidth, SourceConfig};
 use crate::prices::TokenCounts;
@@ -343,13 +343,6 @@ struct ServerToolUse {
     web_search_requests: Option<u64>,
 }
 
-fn count(v: Option<u64>) -> Result<i64, PollError> {
-    i64::try_from(v.unwrap_or(0)).map_err(|_| PollError::Decode {
-        endpoint: USAGE_ENDPOINT.to_owned(),
-        message: "a token counter is out of range".to_owned(),
-    })
-}
-
 impl UsageReport {
     fn into_page(self) -> Result<UsagePage, PollError> {
         let mut buckets = Vec::with_capacity(self.data.len());
@@ -366,19 +359,32 @@ impl UsageReport {
             let mut rows = Vec::with_capacity(b.results.len());
             for r in b.results {
                 let cache = r.cache_creation.unwrap_or_default();
+                let key = r.api_key_id.as_deref();
+                let count = |field: &str, v: Option<u64>| {
+                    bounded_count(USAGE_ENDPOINT, field, key, b.starting_at, v)
+                };
+                let tokens = TokenCounts {
+                    uncached_input: count("uncached_input_tokens", r.uncached_input_tokens)?,
+                    cache_read: count("cache_read_input_tokens", r.cache_read_input_tokens)?,
+                    cache_write_5m: count(
+                        "cache_creation.ephemeral_5m_input_tokens",
+                        cache.ephemeral_5m_input_tokens,
+                    )?,
+                    cache_write_1h: count(
+                        "cache_creation.ephemeral_1h_input_tokens",
+                        cache.ephemeral_1h_input_tokens,
+                    )?,
+                    output: count("output_tokens", r.output_tokens)?,
+                };
+                let web_search_requests = count(
+                    "server_tool_use.web_search_requests",
+                    r.server_tool_use.unwrap_or_default().web_search_requests,
+                )?;
                 rows.push(UsageRow {
                     key_id: r.api_key_id.unwrap_or_else(|| WORKBENCH_KEY_ID.to_owned()),
                     model: r.model.unwrap_or_else(|| UNKNOWN_MODEL.to_owned()),
-                    tokens: TokenCounts {
-                        uncached_input: count(r.uncached_input_tokens)?,
-                        cache_read: count(r.cache_read_input_tokens)?,
-                        cache_write_5m: count(cache.ephemeral_5m_input_tokens)?,
-                        cache_write_1h: count(cache.ephemeral_1h_input_tokens)?,
-                        output: count(r.output_tokens)?,
-                    },
-                    web_search_requests: count(
-                        r.server_tool_use.unwrap_or_default().web_search_requests,
-                    )?,
+                    tokens,
+                    web_search_requests,
                     requests: None,
                 });
             }
