@@ -134,18 +134,18 @@ impl Poller {
             match self.poll_inventory(now, cancel).await {
                 Err(e) if e.is_cancelled() => return PollOutcome::Cancelled,
                 r => {
-                    let err = r.as_ref().err();
-                    if err.is_some() {
+                    let ok = self
+                        .finish_stream(
+                            KEYS_STREAM,
+                            "the key listing",
+                            &self.keys_schedule,
+                            now,
+                            r.as_ref().err(),
+                        )
+                        .await;
+                    if !ok {
                         failed_streams.push("keys");
                     }
-                    self.finish_stream(
-                        KEYS_STREAM,
-                        "the key listing",
-                        &self.keys_schedule,
-                        now,
-                        err,
-                    )
-                    .await;
                     keys = r.ok();
                 }
             }
@@ -158,18 +158,18 @@ impl Poller {
             match self.poll_billed(now, cancel).await {
                 Err(e) if e.is_cancelled() => return PollOutcome::Cancelled,
                 r => {
-                    let err = r.as_ref().err();
-                    if err.is_some() {
+                    let ok = self
+                        .finish_stream(
+                            COSTS_STREAM,
+                            "the cost report",
+                            &self.costs_schedule,
+                            now,
+                            r.as_ref().err(),
+                        )
+                        .await;
+                    if !ok {
                         failed_streams.push("costs");
                     }
-                    self.finish_stream(
-                        COSTS_STREAM,
-                        "the cost report",
-                        &self.costs_schedule,
-                        now,
-                        err,
-                    )
-                    .await;
                 }
             }
         }
@@ -242,6 +242,7 @@ impl Poller {
     }
 
     /// Records one secondary stream's outcome in the store and its schedule, and logs a failure.
+    /// Returns whether the stream succeeded and its outcome was stored.
     async fn finish_stream(
         &self,
         stream: &str,
@@ -249,7 +250,7 @@ impl Poller {
         schedule: &Mutex<StreamSchedule>,
         now: DateTime<Utc>,
         error: Option<&PollFailure>,
-    ) {
+    ) -> bool {
         let failures = schedule.lock().unwrap_or_else(|p| p.into_inner()).record(
             now.timestamp(),
             self.poll.interval.0,
@@ -271,7 +272,9 @@ impl Poller {
             .await
         {
             tracing::error!(error = %e, stream, "could not record the poll's outcome");
+            return false;
         }
+        error.is_none()
     }
 
     async fn poll_inventory(
