@@ -277,10 +277,11 @@ async fn a_failing_key_listing_and_cost_report_back_off_on_their_own_and_usage_g
     let alerts = source_unhealthy(&store).await;
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
     let summary = &alerts[0].summary;
+    println!("source_unhealthy: {summary}");
     assert!(
         summary.contains("cost report")
             && summary.contains("key listing")
-            && summary.contains("usage is still polled"),
+            && summary.contains("Usage is still polled"),
         "{summary}"
     );
     assert!(!summary.contains("revoked"), "{summary}");
@@ -400,6 +401,7 @@ async fn cycling_page_tokens_end_the_poll_at_once_and_raise_source_unhealthy() {
         .collect();
     assert_eq!(unhealthy.len(), 1, "{alerts:#}");
     let summary = unhealthy[0]["summary"].as_str().unwrap();
+    println!("source_unhealthy: {summary}");
     assert!(
         summary.contains("paging did not end") && summary.contains("key listing"),
         "{summary}"

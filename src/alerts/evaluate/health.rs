@@ -57,38 +57,57 @@ fn polls(n: i64) -> String {
 }
 
 impl Failing {
-    fn sentence(&self, source: &str) -> String {
+    /// What fails and why. `first` starts the summary (names the source); `usage_ok` says
+    /// whether usage, and so leak detection, still works.
+    fn sentence(&self, source: &str, first: bool, usage_ok: bool) -> String {
         let s = &self.state;
         let n = s.consecutive_failures;
         let last = s.last_error.as_deref().unwrap_or("unknown error");
-        let since = match s.last_success_at {
-            Some(t) => format!("since {}", super::super::rfc3339(t)),
-            None => "ever".to_owned(),
-        };
         let cause = if self.paging {
             " The provider's paging did not end (a next-page token repeated, or too many pages): a provider fault; keywatch stops following it and tries again on the next poll."
         } else if self.rejected && self.stream == Stream::Costs {
-            " The provider refuses the cost report to this admin key: it may lack permission to read costs. Usage is still polled and watched; only billed costs and reconciliation are missing."
+            " The provider refuses the cost report to this admin key: it may lack permission to read costs; only billed costs and reconciliation are missing."
         } else if self.rejected {
             " The provider rejected the admin key: it was most likely revoked, expired or is not an organisation admin key. Create a new admin key and update the source's admin_key_env/admin_key_file."
         } else {
             ""
         };
-        match (self.stream, s.last_success_at) {
-            (Stream::Usage, Some(_)) => format!(
-                "Source {source} has not been polled successfully {since} ({}): keywatch is blind to it.{cause} Last error: {last}",
-                polls(n)
-            ),
-            (Stream::Usage, None) => format!(
-                "Source {source} has never been polled successfully ({}): keywatch is blind to it.{cause} Last error: {last}",
-                polls(n)
-            ),
-            (other, _) => format!(
-                "Source {source}: the {} has failed {n} time{} in a row (no success {since}); usage is still polled and watched.{cause} Last error: {last}",
-                if other == Stream::Keys { "key listing" } else { "cost report" },
-                if n == 1 { "" } else { "s" },
-            ),
+        if self.stream == Stream::Usage {
+            return match s.last_success_at {
+                Some(t) => format!(
+                    "Source {source} has not been polled successfully since {} ({}): keywatch is blind to it.{cause} Last error: {last}",
+                    super::super::rfc3339(t),
+                    polls(n)
+                ),
+                None => format!(
+                    "Source {source} has never been polled successfully ({}): keywatch is blind to it.{cause} Last error: {last}",
+                    polls(n)
+                ),
+            };
         }
+        let what = if self.stream == Stream::Keys {
+            "key listing"
+        } else {
+            "cost report"
+        };
+        let subject = if first {
+            format!("Source {source}: the {what}")
+        } else {
+            format!("Its {what}")
+        };
+        let since = match s.last_success_at {
+            Some(t) => format!("last success {}", super::super::rfc3339(t)),
+            None => "never succeeded".to_owned(),
+        };
+        let still = if usage_ok && first {
+            " Usage is still polled and watched."
+        } else {
+            ""
+        };
+        format!(
+            "{subject} failed {n} time{} in a row ({since}).{cause}{still} Last error: {last}",
+            if n == 1 { "" } else { "s" },
+        )
     }
 }
 
@@ -117,9 +136,17 @@ impl Pass<'_> {
                     &since.to_string(),
                     Severity::Warning,
                 );
+                let usage_ok = failing.iter().all(|f| f.stream != Stream::Usage);
                 a.summary = failing
                     .iter()
-                    .map(|f| f.sentence(&source.name))
+                    .enumerate()
+                    .map(|(i, f)| {
+                        let mut text = f.sentence(&source.name, i == 0, usage_ok);
+                        if !text.ends_with('.') {
+                            text.push('.');
+                        }
+                        text
+                    })
                     .collect::<Vec<_>>()
                     .join(" ");
                 a.source = Some(source.name.clone());
