@@ -118,7 +118,7 @@ impl App {
         let mut report = CycleReport::default();
         while let Some(joined) = polls.join_next().await {
             match joined {
-                Ok((_, PollOutcome::Done { .. })) => {}
+                Ok((_, PollOutcome::Done { failed_streams, .. })) if failed_streams.is_empty() => {}
                 Ok((source, _)) => report.failed_sources.push(source),
                 Err(e) => report
                     .failed_sources

@@ -1,18 +1,26 @@
-//! Polling one source: the key inventory, then usage from the stored cursor to now, page by
-//! page. Each page is stored with the cursor it justifies in one transaction, so a failure
-//! part-way leaves a consistent store and the next poll resumes where this one stopped.
+//! Polling one source: the key inventory, usage from the stored cursor to now page by page,
+//! and the provider's cost report. Each is a stream of its own: its outcome is recorded apart
+//! and a failing key listing or cost report backs off on its own, so it never slows usage
+//! polling (leak detection). Each usage page is stored with the cursor it justifies in one
+//! transaction, so a failure part-way leaves a consistent store and the next poll resumes
+//! where this one stopped.
+
+mod costs;
+mod schedule;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use tokio_util::sync::CancellationToken;
 
+pub use schedule::next_delay;
+use schedule::{floor_to, Cursor, StreamSchedule};
+
 use crate::config::{PollConfig, SourceConfig};
 use crate::prices::PriceTable;
-use crate::providers::{PollError, ProviderClient, RetryPolicy, UsagePage};
-use crate::store::{CostDay, Store, StoreError, UsageRecord};
+use crate::providers::{Pager, PollError, ProviderClient, RetryPolicy, UsagePage};
+use crate::store::{Store, StoreError, UsageRecord, COSTS_STREAM, KEYS_STREAM};
 
 /// Why one poll did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -36,19 +44,22 @@ struct UsageStats {
     changed: u64,
 }
 
-/// How one poll ended; the loop picks its next sleep from this.
+/// How one poll ended; the loop picks its next sleep from this (usage only).
 #[derive(Debug)]
 pub enum PollOutcome {
-    /// Every request succeeded. `changed` counts usage rows that were new or different.
+    /// Usage was polled. `changed` counts usage rows that were new or different; `keys` is
+    /// the listing's size when it was polled and succeeded; `failed_streams` names the other
+    /// streams (`keys`, `costs`) that failed this time (each backs off on its own).
     Done {
         pages: usize,
         buckets: usize,
         changed: u64,
-        keys: usize,
+        keys: Option<usize>,
+        failed_streams: Vec<&'static str>,
     },
     /// Stopped by shutdown between pages; what was read is stored.
     Cancelled,
-    /// A request or a write failed after its retries; data stored before it is kept.
+    /// A usage request or write failed after its retries; data stored before it is kept.
     Failed(PollFailure),
 }
 
@@ -61,6 +72,28 @@ pub struct Poller {
     poll: PollConfig,
     /// Models already reported as unpriced, so each is logged once per process.
     warned_unpriced: Mutex<HashSet<String>>,
+    keys_schedule: Mutex<StreamSchedule>,
+    costs_schedule: Mutex<StreamSchedule>,
+}
+
+/// The first bucket usage is read from: the stored cursor, or the lookback on first start;
+/// never before the lookback nor after the current bucket. A cursor ahead of the clock (the
+/// clock went back after running ahead) re-reads the lookback, so nothing is skipped and
+/// polling is never stuck waiting for the clock to catch up.
+fn usage_window_start(now: i64, lookback: i64, width: i64, cursor: Option<i64>) -> i64 {
+    let current = floor_to(now, width);
+    let oldest = floor_to(now.saturating_sub(lookback), width).min(current);
+    match cursor {
+        Some(c) if c <= current.saturating_add(width) => c.max(oldest).min(current),
+        Some(c) => {
+            tracing::warn!(
+                cursor = c,
+                "the usage cursor is ahead of the clock (did the clock go back?): re-reading the lookback"
+            );
+            oldest
+        }
+        None => oldest,
+    }
 }
 
 impl Poller {
@@ -81,6 +114,8 @@ impl Poller {
             prices,
             poll: poll.clone(),
             warned_unpriced: Mutex::new(HashSet::new()),
+            keys_schedule: Mutex::new(StreamSchedule::default()),
+            costs_schedule: Mutex::new(StreamSchedule::default()),
         })
     }
 
@@ -88,30 +123,64 @@ impl Poller {
         &self.source_name
     }
 
-    /// One poll: inventory, then usage. Failures are logged and recorded in the poll state.
+    /// One poll: the key listing and the cost report when due, and usage every time. Each
+    /// stream's outcome is logged and recorded in its own poll state.
     #[tracing::instrument(name = "poll", skip_all, fields(source = %self.source_name))]
     pub async fn poll_once(&self, now: DateTime<Utc>, cancel: &CancellationToken) -> PollOutcome {
         let started = std::time::Instant::now();
-        let inventory = self.poll_inventory(now, cancel).await;
-        if let Err(e) = &inventory {
-            if !e.is_cancelled() {
-                tracing::error!(error = %e, "key inventory poll failed; usage is still polled");
+        let mut failed_streams = Vec::new();
+        let mut keys = None;
+        if self.due(&self.keys_schedule, now) {
+            match self.poll_inventory(now, cancel).await {
+                Err(e) if e.is_cancelled() => return PollOutcome::Cancelled,
+                r => {
+                    let ok = self
+                        .finish_stream(
+                            KEYS_STREAM,
+                            "the key listing",
+                            &self.keys_schedule,
+                            now,
+                            r.as_ref().err(),
+                        )
+                        .await;
+                    if !ok {
+                        failed_streams.push("keys");
+                    }
+                    keys = r.ok();
+                }
             }
         }
-        let mut usage = self.poll_usage(now, cancel).await;
-        if usage.is_ok() {
-            if let Err(e) = self.poll_billed(now, cancel).await {
-                usage = Err(e);
+        let usage = self.poll_usage(now, cancel).await;
+        if usage.as_ref().is_err_and(PollFailure::is_cancelled) {
+            return PollOutcome::Cancelled;
+        }
+        if self.due(&self.costs_schedule, now) {
+            match self.poll_billed(now, cancel).await {
+                Err(e) if e.is_cancelled() => return PollOutcome::Cancelled,
+                r => {
+                    let ok = self
+                        .finish_stream(
+                            COSTS_STREAM,
+                            "the cost report",
+                            &self.costs_schedule,
+                            now,
+                            r.as_ref().err(),
+                        )
+                        .await;
+                    if !ok {
+                        failed_streams.push("costs");
+                    }
+                }
             }
         }
-        let outcome = match (usage, inventory) {
-            (Err(e), _) | (Ok(_), Err(e)) if e.is_cancelled() => return PollOutcome::Cancelled,
-            (Err(e), _) | (Ok(_), Err(e)) => PollOutcome::Failed(e),
-            (Ok(u), Ok(keys)) => PollOutcome::Done {
+        let outcome = match usage {
+            Err(e) => PollOutcome::Failed(e),
+            Ok(u) => PollOutcome::Done {
                 pages: u.pages,
                 buckets: u.buckets,
                 changed: u.changed,
                 keys,
+                failed_streams,
             },
         };
         let error = match &outcome {
@@ -127,34 +196,85 @@ impl Poller {
             tracing::error!(error = %e, "could not record the poll's outcome");
         }
         let took_ms = started.elapsed().as_millis() as u64;
-        if !matches!(outcome, PollOutcome::Cancelled) {
-            let changed = match &outcome {
-                PollOutcome::Done { changed, .. } => *changed,
-                _ => 0,
-            };
-            let ok = matches!(outcome, PollOutcome::Done { .. });
-            crate::metrics::poll_finished(
-                &self.source_name,
-                ok,
-                started.elapsed().as_secs_f64(),
-                changed,
-                now.timestamp(),
-            );
-        }
+        let changed = match &outcome {
+            PollOutcome::Done { changed, .. } => *changed,
+            _ => 0,
+        };
+        let ok = matches!(outcome, PollOutcome::Done { .. });
+        crate::metrics::poll_finished(
+            &self.source_name,
+            ok,
+            started.elapsed().as_secs_f64(),
+            changed,
+            now.timestamp(),
+        );
         match &outcome {
             PollOutcome::Done {
                 pages,
                 buckets,
                 changed,
                 keys,
+                failed_streams,
             } => {
-                tracing::info!(pages, buckets, changed, keys, took_ms, "poll finished");
+                let failed = (!failed_streams.is_empty()).then(|| failed_streams.join(", "));
+                tracing::info!(
+                    pages,
+                    buckets,
+                    changed,
+                    keys,
+                    failed,
+                    took_ms,
+                    "poll finished"
+                );
             }
             PollOutcome::Failed(e) => tracing::error!(error = %e, took_ms,
-                "poll failed; stored data is kept and the next poll resumes from the cursor"),
+                "usage poll failed; stored data is kept and the next poll resumes from the cursor"),
             PollOutcome::Cancelled => {}
         }
         outcome
+    }
+
+    fn due(&self, schedule: &Mutex<StreamSchedule>, now: DateTime<Utc>) -> bool {
+        schedule
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .due(now.timestamp(), self.poll.interval.0)
+    }
+
+    /// Records one secondary stream's outcome in the store and its schedule, and logs a failure.
+    /// Returns whether the stream succeeded and its outcome was stored.
+    async fn finish_stream(
+        &self,
+        stream: &str,
+        what: &str,
+        schedule: &Mutex<StreamSchedule>,
+        now: DateTime<Utc>,
+        error: Option<&PollFailure>,
+    ) -> bool {
+        let failures = schedule.lock().unwrap_or_else(|p| p.into_inner()).record(
+            now.timestamp(),
+            self.poll.interval.0,
+            error.is_none(),
+        );
+        if let Some(e) = error {
+            tracing::error!(error = %e, failures,
+                "{what} failed; it backs off on its own and usage polling goes on unchanged");
+        }
+        let message = error.map(ToString::to_string);
+        if let Err(e) = self
+            .store
+            .record_poll(
+                &self.source_name,
+                stream,
+                now.timestamp(),
+                message.as_deref(),
+            )
+            .await
+        {
+            tracing::error!(error = %e, stream, "could not record the poll's outcome");
+            return false;
+        }
+        error.is_none()
     }
 
     async fn poll_inventory(
@@ -182,21 +302,16 @@ impl Poller {
             .await?;
         let backfill = state.cursor.is_none();
         let lookback = i64::try_from(self.poll.lookback.0.as_secs()).unwrap_or(i64::MAX / 2);
-        let oldest = floor_to(now.timestamp() - lookback, width_secs);
-        // Never ask for the future (a clock that went back) nor before the lookback window.
-        let from = state
-            .cursor
-            .unwrap_or(oldest)
-            .clamp(oldest, floor_to(now.timestamp(), width_secs));
+        let from = usage_window_start(now.timestamp(), lookback, width_secs, state.cursor);
         let from_time = Utc.timestamp_opt(from, 0).single().unwrap_or(now);
         let settle_cutoff = now.timestamp() - self.poll.settle.0.as_secs() as i64;
         let mut cursor = Cursor::new(from);
         let mut stats = UsageStats::default();
-        let mut token: Option<String> = None;
+        let mut pager = Pager::new("usage report");
         loop {
             let page = self
                 .client
-                .usage_page(from_time, width, token.as_deref(), cancel)
+                .usage_page(from_time, width, pager.token(), cancel)
                 .await?;
             let records = self.records(&page);
             for b in &page.buckets {
@@ -230,81 +345,8 @@ impl Poller {
                     "usage page stored"
                 );
             }
-            match page.next_page {
-                Some(next) if token.as_ref() != Some(&next) => token = Some(next),
-                Some(_) => {
-                    return Err(PollError::Paging {
-                        endpoint: "usage_report".to_owned(),
-                        message: "next_page repeats the current page".to_owned(),
-                    }
-                    .into())
-                }
-                None => return Ok(stats),
-            }
-            if cancel.is_cancelled() {
-                return Err(PollError::Cancelled.into());
-            }
-        }
-    }
-
-    /// The provider's daily cost report — per key where it has one (OpenAI), per workspace and
-    /// cost type (Anthropic) — from the cost cursor, or the lookback on first start. The last
-    /// two days are re-read on every poll until the provider has closed them.
-    async fn poll_billed(
-        &self,
-        now: DateTime<Utc>,
-        cancel: &CancellationToken,
-    ) -> Result<(), PollFailure> {
-        const DAY: i64 = 86_400;
-        let lookback = i64::try_from(self.poll.lookback.0.as_secs()).unwrap_or(i64::MAX / 2);
-        let oldest = floor_to(now.timestamp() - lookback, DAY);
-        let yesterday = floor_to(now.timestamp(), DAY) - DAY;
-        let stored = self.store.billed_cursor(&self.source_name).await?;
-        let from = stored.unwrap_or(oldest).clamp(oldest, yesterday);
-        let from_time = Utc.timestamp_opt(from, 0).single().unwrap_or(now);
-        let today_time = Utc
-            .timestamp_opt(yesterday + DAY, 0)
-            .single()
-            .unwrap_or(now);
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .cost_page(from_time, today_time, token.as_deref(), cancel)
-                .await?;
-            let days: Vec<CostDay> = page
-                .buckets
-                .iter()
-                .map(|b| CostDay {
-                    day: floor_to(b.start.timestamp(), DAY),
-                    per_key: b.rows.clone(),
-                    lines: b.lines.clone(),
-                })
-                .collect();
-            let last_end = page
-                .buckets
-                .iter()
-                .map(|b| b.end.timestamp())
-                .max()
-                .unwrap_or(from);
-            self.store
-                .store_billed(
-                    &self.source_name,
-                    &days,
-                    last_end.min(yesterday).max(from),
-                    now.timestamp(),
-                )
-                .await?;
-            match page.next_page {
-                Some(next) if token.as_ref() != Some(&next) => token = Some(next),
-                Some(_) => {
-                    return Err(PollError::Paging {
-                        endpoint: "costs".to_owned(),
-                        message: "next_page repeats the current page".to_owned(),
-                    }
-                    .into())
-                }
-                None => return Ok(()),
+            if !pager.advance(page.next_page)? {
+                return Ok(stats);
             }
             if cancel.is_cancelled() {
                 return Err(PollError::Cancelled.into());
@@ -347,70 +389,21 @@ impl Poller {
     }
 }
 
-/// Where the next poll re-reads from: the start of the oldest bucket that may still change,
-/// else the end of the last bucket read.
-struct Cursor {
-    last_end: i64,
-    oldest_unsettled: Option<i64>,
-}
-
-impl Cursor {
-    fn new(from: i64) -> Self {
-        Self {
-            last_end: from,
-            oldest_unsettled: None,
-        }
-    }
-
-    fn see(&mut self, start: i64, end: i64, settle_cutoff: i64) {
-        if end > settle_cutoff {
-            self.oldest_unsettled = Some(self.oldest_unsettled.map_or(start, |o| o.min(start)));
-        }
-        self.last_end = self.last_end.max(end);
-    }
-
-    fn value(&self) -> i64 {
-        self.oldest_unsettled.unwrap_or(self.last_end)
-    }
-}
-
-fn floor_to(ts: i64, width: i64) -> i64 {
-    ts.div_euclid(width) * width
-}
-
-/// The sleep after a poll: the interval after success; after `failures` consecutive failures,
-/// the interval doubled per failure up to 30 minutes, with jitter, so a broken provider is not
-/// hammered and many daemons do not retry in step.
-pub fn next_delay(interval: Duration, failures: u32) -> Duration {
-    if failures == 0 {
-        return interval;
-    }
-    let cap = Duration::from_secs(30 * 60).max(interval);
-    let backoff = interval
-        .saturating_mul(1 << (failures - 1).min(10))
-        .min(cap);
-    backoff.mul_f64(0.75 + 0.5 * fastrand::f64())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn cursor_stops_at_oldest_unsettled_bucket() {
-        let mut c = Cursor::new(0);
-        c.see(0, 3600, 5000);
-        assert_eq!(c.value(), 3600);
-        c.see(3600, 7200, 5000);
-        c.see(7200, 10800, 5000);
-        assert_eq!(c.value(), 3600);
-    }
-
-    #[test]
-    fn failure_delay_grows_and_is_capped() {
-        let i = Duration::from_secs(120);
-        assert_eq!(next_delay(i, 0), i);
-        assert!(next_delay(i, 1) >= Duration::from_secs(90));
-        assert!(next_delay(i, 20) <= Duration::from_secs(30 * 60 * 5 / 4));
+    fn the_usage_window_starts_within_the_lookback_and_never_in_the_future() {
+        let (h, now) = (3600, 1_000 * 3600 + 120);
+        assert_eq!(usage_window_start(now, 48 * h, h, None), 952 * h);
+        assert_eq!(usage_window_start(now, 48 * h, h, Some(990 * h)), 990 * h);
+        assert_eq!(usage_window_start(now, 48 * h, h, Some(10 * h)), 952 * h);
+        assert_eq!(
+            usage_window_start(now, 48 * h, h, Some(1_001 * h)),
+            1_000 * h
+        );
+        // Left far ahead by a clock that ran ahead: the lookback is read again.
+        assert_eq!(usage_window_start(now, 48 * h, h, Some(9_000 * h)), 952 * h);
     }
 }

@@ -79,11 +79,12 @@ pub struct TokenCounts {
 
 impl TokenCounts {
     pub fn total(&self) -> i64 {
+        // Saturating: a sum of provider numbers must never abort the daemon.
         self.uncached_input
-            + self.cache_read
-            + self.cache_write_5m
-            + self.cache_write_1h
-            + self.output
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_write_5m)
+            .saturating_add(self.cache_write_1h)
+            .saturating_add(self.output)
     }
 }
 

@@ -252,16 +252,17 @@ pub fn rollup(
             ))
             .or_default();
         let t = &mut s.tokens;
-        t.uncached_input += u.tokens.uncached_input;
-        t.cache_read += u.tokens.cache_read;
-        t.cache_write_5m += u.tokens.cache_write_5m;
-        t.cache_write_1h += u.tokens.cache_write_1h;
-        t.output += u.tokens.output;
+        // Saturating: provider counts are bounded at decode, but a sum must never abort.
+        t.uncached_input = t.uncached_input.saturating_add(u.tokens.uncached_input);
+        t.cache_read = t.cache_read.saturating_add(u.tokens.cache_read);
+        t.cache_write_5m = t.cache_write_5m.saturating_add(u.tokens.cache_write_5m);
+        t.cache_write_1h = t.cache_write_1h.saturating_add(u.tokens.cache_write_1h);
+        t.output = t.output.saturating_add(u.tokens.output);
         if let Some(r) = u.requests {
-            s.requests = Some(s.requests.unwrap_or(0) + r);
+            s.requests = Some(s.requests.unwrap_or(0).saturating_add(r));
         }
         s.cost += u.cost_usd;
-        s.unpriced += u.unpriced_tokens;
+        s.unpriced = s.unpriced.saturating_add(u.unpriced_tokens);
     }
     // Billed cost has no model: it joins the groups only when they are not split by model.
     if !dims.contains(&Dim::Model) {

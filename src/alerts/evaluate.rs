@@ -18,6 +18,8 @@ use crate::store::{
     AlertChange, KeySeries, Route, StateChange, Store, StoreError, StoredKey, UnpricedUsage,
 };
 
+mod health;
+
 const DAY: i64 = 86_400;
 
 /// What one pass did.
@@ -614,58 +616,5 @@ impl Pass<'_> {
             a.starts_at = open.starts_at;
         }
         self.changes.push(AlertChange::Fire(Box::new(a)));
-    }
-
-    async fn source_health(&mut self, store: &Store) -> Result<(), StoreError> {
-        let interval = self.config.poll.interval.0.as_secs() as i64;
-        for source in &self.config.sources {
-            let state = store.usage_poll_state(&source.name, self.width).await?;
-            let scope = format!("source_unhealthy/{}", source.name);
-            let since = state.last_success_at.unwrap_or(0);
-            // A rejected admin key (revoked, expired, not an admin key) does not heal by
-            // itself: say so after the first failure instead of waiting out three polls.
-            let rejected = state.consecutive_failures >= 1
-                && state
-                    .last_error
-                    .as_deref()
-                    .is_some_and(|e| e.contains(": HTTP 401") || e.contains(": HTTP 403"));
-            let stale =
-                rejected || (state.consecutive_failures >= 3 && self.now - since > 3 * interval);
-            if !stale {
-                self.resolve(&scope, self.now);
-                continue;
-            }
-            let mut a = self.base_alert(
-                Rule::SourceUnhealthy,
-                scope,
-                &since.to_string(),
-                Severity::Warning,
-            );
-            let last = state.last_error.as_deref().unwrap_or("unknown error");
-            let cause = if rejected {
-                " The provider rejected the admin key: it was most likely revoked, expired or is not an organisation admin key. Create a new admin key and update the source's admin_key_env/admin_key_file."
-            } else {
-                ""
-            };
-            a.summary = match state.last_success_at {
-                Some(t) => format!(
-                    "Source {} has not been polled successfully since {} ({} failed polls): keywatch is blind to it.{cause} Last error: {last}",
-                    source.name, super::rfc3339(t), state.consecutive_failures
-                ),
-                None => format!(
-                    "Source {} has never been polled successfully ({} failed polls): keywatch is blind to it.{cause} Last error: {last}",
-                    source.name, state.consecutive_failures
-                ),
-            };
-            a.source = Some(source.name.clone());
-            a.observed = Some((self.now - since) as f64);
-            a.unit = "seconds".to_owned();
-            a.starts_at = state.last_success_at.unwrap_or(self.now);
-            if let Some(open) = self.open.get(&a.scope) {
-                a.starts_at = open.starts_at;
-            }
-            self.changes.push(AlertChange::Fire(Box::new(a)));
-        }
-        Ok(())
     }
 }

@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{HttpClient, PollError, RetryPolicy};
 use super::{
-    collect_pages, ApiKey, CostBucket, CostLine, CostPage, UsageBucket, UsagePage, UsageRow,
-    UNKNOWN_MODEL, WORKBENCH_KEY_ID,
+    bounded_count, collect_pages, ApiKey, CostBucket, CostLine, CostPage, UsageBucket, UsagePage,
+    UsageRow, UNKNOWN_MODEL, WORKBENCH_KEY_ID,
 };
 use crate::config::{BucketWidth, SourceConfig};
 use crate::prices::TokenCounts;
@@ -343,13 +343,6 @@ struct ServerToolUse {
     web_search_requests: Option<u64>,
 }
 
-fn count(v: Option<u64>) -> Result<i64, PollError> {
-    i64::try_from(v.unwrap_or(0)).map_err(|_| PollError::Decode {
-        endpoint: USAGE_ENDPOINT.to_owned(),
-        message: "a token counter is out of range".to_owned(),
-    })
-}
-
 impl UsageReport {
     fn into_page(self) -> Result<UsagePage, PollError> {
         let mut buckets = Vec::with_capacity(self.data.len());
@@ -366,19 +359,32 @@ impl UsageReport {
             let mut rows = Vec::with_capacity(b.results.len());
             for r in b.results {
                 let cache = r.cache_creation.unwrap_or_default();
+                let key = r.api_key_id.as_deref();
+                let count = |field: &str, v: Option<u64>| {
+                    bounded_count(USAGE_ENDPOINT, field, key, b.starting_at, v)
+                };
+                let tokens = TokenCounts {
+                    uncached_input: count("uncached_input_tokens", r.uncached_input_tokens)?,
+                    cache_read: count("cache_read_input_tokens", r.cache_read_input_tokens)?,
+                    cache_write_5m: count(
+                        "cache_creation.ephemeral_5m_input_tokens",
+                        cache.ephemeral_5m_input_tokens,
+                    )?,
+                    cache_write_1h: count(
+                        "cache_creation.ephemeral_1h_input_tokens",
+                        cache.ephemeral_1h_input_tokens,
+                    )?,
+                    output: count("output_tokens", r.output_tokens)?,
+                };
+                let web_search_requests = count(
+                    "server_tool_use.web_search_requests",
+                    r.server_tool_use.unwrap_or_default().web_search_requests,
+                )?;
                 rows.push(UsageRow {
                     key_id: r.api_key_id.unwrap_or_else(|| WORKBENCH_KEY_ID.to_owned()),
                     model: r.model.unwrap_or_else(|| UNKNOWN_MODEL.to_owned()),
-                    tokens: TokenCounts {
-                        uncached_input: count(r.uncached_input_tokens)?,
-                        cache_read: count(r.cache_read_input_tokens)?,
-                        cache_write_5m: count(cache.ephemeral_5m_input_tokens)?,
-                        cache_write_1h: count(cache.ephemeral_1h_input_tokens)?,
-                        output: count(r.output_tokens)?,
-                    },
-                    web_search_requests: count(
-                        r.server_tool_use.unwrap_or_default().web_search_requests,
-                    )?,
+                    tokens,
+                    web_search_requests,
                     requests: None,
                 });
             }
@@ -395,78 +401,4 @@ impl UsageReport {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_documented_usage_page_with_null_key_and_empty_bucket() {
-        let body = r#"{"data": [
-          {"starting_at": "2026-05-01T10:00:00Z", "ending_at": "2026-05-01T11:00:00Z", "results": [
-            {"api_key_id": "apikey_01Rj2N8SVvo6BePZj99NhmiT", "workspace_id": null, "model": "claude-sonnet-4-20250514",
-             "service_tier": null, "context_window": null, "inference_geo": null,
-             "uncached_input_tokens": 1200, "cache_read_input_tokens": 16549, "output_tokens": 448,
-             "cache_creation": {"ephemeral_5m_input_tokens": 17355, "ephemeral_1h_input_tokens": 0},
-             "server_tool_use": {"web_search_requests": 0}},
-            {"api_key_id": null, "workspace_id": null, "model": "claude-3-5-haiku-20241022", "service_tier": null,
-             "context_window": null, "inference_geo": null, "uncached_input_tokens": 50, "cache_read_input_tokens": 0,
-             "output_tokens": 20, "cache_creation": null,
-             "server_tool_use": {"web_search_requests": 0}}]},
-          {"starting_at": "2026-05-01T11:00:00Z", "ending_at": "2026-05-01T12:00:00Z", "results": []}],
-         "has_more": true, "next_page": "page_MjAyNi0wNS0wMVQxMjowMDowMFo="}"#;
-        let report: UsageReport = serde_json::from_str(body).unwrap();
-        let page = report.into_page().unwrap();
-        assert_eq!(page.buckets.len(), 2);
-        assert_eq!(page.buckets[0].rows[0].tokens.cache_write_5m, 17355);
-        assert_eq!(page.buckets[0].rows[1].key_id, WORKBENCH_KEY_ID);
-        assert_eq!(page.buckets[0].rows[1].tokens.cache_write_5m, 0);
-        assert!(page.buckets[1].rows.is_empty());
-        assert_eq!(
-            page.next_page.as_deref(),
-            Some("page_MjAyNi0wNS0wMVQxMjowMDowMFo=")
-        );
-    }
-
-    #[test]
-    fn cost_report_amounts_are_cents_strings() {
-        let body = r#"{"data": [{"starting_at": "2026-05-01T00:00:00Z", "ending_at": "2026-05-02T00:00:00Z", "results": [
-           {"currency": "USD", "amount": "1234.5678", "workspace_id": "wrkspc_01JwQvzr7rXLA5AGx3HKfFUJ",
-            "description": "Claude Sonnet 4 Usage - Input Tokens", "cost_type": "tokens", "model": "claude-sonnet-4-20250514",
-            "service_tier": "standard", "context_window": "0-200k", "token_type": "uncached_input_tokens", "inference_geo": null},
-           {"currency": "USD", "amount": "50", "workspace_id": null, "description": "Web Search Usage", "cost_type": "web_search",
-            "model": null, "service_tier": null, "context_window": null, "token_type": null, "inference_geo": null}]}],
-         "has_more": false, "next_page": null}"#;
-        let page = serde_json::from_str::<CostReport>(body)
-            .unwrap()
-            .into_page()
-            .unwrap();
-        let lines = &page.buckets[0].lines;
-        assert!((lines[0].usd - 12.345678).abs() < 1e-9);
-        assert_eq!(
-            (lines[1].cost_type.as_str(), lines[1].usd),
-            ("web_search", 0.5)
-        );
-    }
-
-    #[test]
-    fn negative_counter_is_a_decode_error() {
-        let body = r#"{"data":[{"starting_at":"2026-05-01T10:00:00Z","ending_at":"2026-05-01T11:00:00Z",
-            "results":[{"api_key_id":"k","model":"m","output_tokens":-5}]}],"has_more":false,"next_page":null}"#;
-        assert!(serde_json::from_str::<UsageReport>(body).is_err());
-    }
-
-    #[test]
-    fn both_key_shapes_give_the_workspace() {
-        let old: KeyJson = serde_json::from_str(
-            r#"{"id":"apikey_1","type":"api_key","name":"ci","status":"active",
-                "workspace_id":"wrkspc_1","created_at":"2026-05-01T00:00:00Z","expires_at":null}"#,
-        )
-        .unwrap();
-        let new: KeyJson = serde_json::from_str(
-            r#"{"id":"apikey_2","type":"api_key","name":"ci","status":"active","principal":null,
-                "scope":{"type":"workspace","workspace_id":"wrkspc_2"},"created_at":"2026-05-01T00:00:00Z"}"#,
-        )
-        .unwrap();
-        assert_eq!(ApiKey::from(old).workspace_id.as_deref(), Some("wrkspc_1"));
-        assert_eq!(ApiKey::from(new).workspace_id.as_deref(), Some("wrkspc_2"));
-    }
-}
+mod tests;

@@ -278,10 +278,25 @@ impl HttpClient {
 
 /// A JSON body decoded into `T`, or a decode error naming the endpoint and what was wrong.
 pub fn decode<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T, PollError> {
-    serde_json::from_slice(body).map_err(|e| PollError::Decode {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        PollError::Decode {
+            endpoint: endpoint.to_owned(),
+            // The field's path (`data[0].results[1].output_tokens`) makes the error findable.
+            message: if path.is_empty() || path == "." {
+                inner.to_string()
+            } else {
+                format!("{path}: {inner}")
+            },
+        }
+    })?;
+    de.end().map_err(|e| PollError::Decode {
         endpoint: endpoint.to_owned(),
         message: e.to_string(),
-    })
+    })?;
+    Ok(value)
 }
 
 /// `retry-after` in whole seconds (the HTTP-date form is rare from APIs and treated as absent).

@@ -5,6 +5,7 @@ pub mod anthropic;
 mod http;
 pub mod openai;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
@@ -94,34 +95,108 @@ pub struct CostPage {
     pub next_page: Option<String>,
 }
 
+/// The largest count (tokens or requests) one row of one bucket may carry: 10^12, a million
+/// times more than a busy key uses in an hour. A larger value is refused at decode, so the sums
+/// keywatch keeps (per day, per report) stay far inside an i64 whatever was stored.
+pub const MAX_COUNT: u64 = 1_000_000_000_000;
+
+/// A provider counter as stored: absent is 0; above [`MAX_COUNT`] is a decode error naming
+/// the field, the key and the bucket.
+pub(crate) fn bounded_count(
+    endpoint: &str,
+    field: &str,
+    key: Option<&str>,
+    bucket: DateTime<Utc>,
+    value: Option<u64>,
+) -> Result<i64, PollError> {
+    let v = value.unwrap_or(0);
+    match i64::try_from(v) {
+        Ok(n) if v <= MAX_COUNT => Ok(n),
+        _ => Err(PollError::Decode {
+            endpoint: endpoint.to_owned(),
+            message: format!(
+                "{field} = {v} for key {} in the bucket from {} is above {MAX_COUNT} (10^12), \
+                 the most keywatch accepts per bucket: the provider sent an absurd count, so \
+                 nothing of this page was stored",
+                key.unwrap_or("(none)"),
+                bucket.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        }),
+    }
+}
+
+/// Follows one paged listing: caps the pages at `MAX_PAGES` and refuses a next-page token
+/// already followed (a cycle such as A→B→A), so a buggy or hostile provider cannot keep a poll
+/// running forever. Every paging loop goes through it.
+#[derive(Debug)]
+pub struct Pager {
+    endpoint: String,
+    seen: HashSet<String>,
+    pages: usize,
+    token: Option<String>,
+}
+
+impl Pager {
+    pub fn new(endpoint: &str) -> Self {
+        Self {
+            endpoint: endpoint.to_owned(),
+            seen: HashSet::new(),
+            pages: 0,
+            token: None,
+        }
+    }
+
+    /// The token of the page to fetch next (`None` for the first page).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// Records the page just read and its next-page token: `Ok(true)` to fetch the next page,
+    /// `Ok(false)` at the end, an error when paging would not end.
+    pub fn advance(&mut self, next: Option<String>) -> Result<bool, PollError> {
+        self.pages += 1;
+        let Some(next) = next else {
+            return Ok(false);
+        };
+        if !self.seen.insert(next.clone()) {
+            return Err(PollError::Paging {
+                endpoint: self.endpoint.clone(),
+                message: format!(
+                    "the provider sent a next-page token it had already sent (a paging cycle, \
+                     after {} pages); the listing was not followed further",
+                    self.pages
+                ),
+            });
+        }
+        if self.pages >= MAX_PAGES {
+            return Err(PollError::Paging {
+                endpoint: self.endpoint.clone(),
+                message: format!(
+                    "more than {MAX_PAGES} pages; the listing was not followed further"
+                ),
+            });
+        }
+        self.token = Some(next);
+        Ok(true)
+    }
+}
+
 /// Follows a cursor-paged listing to its end: `fetch(cursor)` returns a page's items and the
-/// next cursor (`None` on the last page). A cursor that repeats, or more than `MAX_PAGES`
-/// pages, is an error rather than an endless loop.
+/// next cursor (`None` on the last page), through a [`Pager`].
 pub async fn collect_pages<T, F, Fut>(endpoint: &str, mut fetch: F) -> Result<Vec<T>, PollError>
 where
     F: FnMut(Option<String>) -> Fut,
     Fut: Future<Output = Result<(Vec<T>, Option<String>), PollError>>,
 {
     let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..MAX_PAGES {
-        let (page, next) = fetch(cursor.clone()).await?;
+    let mut pager = Pager::new(endpoint);
+    loop {
+        let (page, next) = fetch(pager.token().map(str::to_owned)).await?;
         items.extend(page);
-        match next {
-            None => return Ok(items),
-            Some(n) if cursor.as_ref() == Some(&n) => {
-                return Err(PollError::Paging {
-                    endpoint: endpoint.to_owned(),
-                    message: "the next-page cursor repeats".to_owned(),
-                })
-            }
-            Some(n) => cursor = Some(n),
+        if !pager.advance(next)? {
+            return Ok(items);
         }
     }
-    Err(PollError::Paging {
-        endpoint: endpoint.to_owned(),
-        message: format!("more than {MAX_PAGES} pages"),
-    })
 }
 
 /// A client for one source, whichever provider it is: the poller, store and detector only

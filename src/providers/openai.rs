@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{HttpClient, PollError, RetryPolicy};
 use super::{
-    collect_pages, ApiKey, CostBucket, CostPage, UsageBucket, UsagePage, UsageRow,
+    bounded_count, collect_pages, ApiKey, CostBucket, CostPage, UsageBucket, UsagePage, UsageRow,
     UNATTRIBUTED_KEY_ID, UNKNOWN_MODEL,
 };
 use crate::config::{BucketWidth, SourceConfig};
@@ -187,7 +187,7 @@ fn usage_from(report: Report<UsageResult>) -> Result<UsagePage, PollError> {
         let rows = b
             .results
             .into_iter()
-            .map(UsageResult::into_row)
+            .map(|r| r.into_row(start))
             .collect::<Result<_, _>>()?;
         buckets.push(UsageBucket { start, end, rows });
     }
@@ -378,37 +378,36 @@ struct UsageResult {
     model: Option<String>,
 }
 
-fn count(v: u64) -> Result<i64, PollError> {
-    i64::try_from(v).map_err(|_| PollError::Decode {
-        endpoint: USAGE_ENDPOINT.to_owned(),
-        message: "a token counter is out of range".to_owned(),
-    })
-}
-
 impl UsageResult {
     /// `input_tokens` already includes cached and cache-write tokens: they are stored apart so
     /// each is priced at its own rate.
-    fn into_row(self) -> Result<UsageRow, PollError> {
-        let input = self.input_tokens.unwrap_or(0);
-        let cached = self.input_cached_tokens.unwrap_or(0);
-        let written = self.input_cache_write_tokens.unwrap_or(0);
-        let uncached = self
-            .input_uncached_tokens
-            .unwrap_or_else(|| input.saturating_sub(cached).saturating_sub(written));
+    fn into_row(self, bucket: DateTime<Utc>) -> Result<UsageRow, PollError> {
+        let key = self.api_key_id.as_deref();
+        let count =
+            |field: &str, v: Option<u64>| bounded_count(USAGE_ENDPOINT, field, key, bucket, v);
+        let input = count("input_tokens", self.input_tokens)?;
+        let cached = count("input_cached_tokens", self.input_cached_tokens)?;
+        let written = count("input_cache_write_tokens", self.input_cache_write_tokens)?;
+        let uncached = match self.input_uncached_tokens {
+            Some(v) => count("input_uncached_tokens", Some(v))?,
+            None => (input - cached - written).max(0),
+        };
+        let output = count("output_tokens", self.output_tokens)?;
+        let requests = count("num_model_requests", self.num_model_requests)?;
         Ok(UsageRow {
             key_id: self
                 .api_key_id
                 .unwrap_or_else(|| UNATTRIBUTED_KEY_ID.to_owned()),
             model: self.model.unwrap_or_else(|| UNKNOWN_MODEL.to_owned()),
             tokens: TokenCounts {
-                uncached_input: count(uncached)?,
-                cache_read: count(cached)?,
-                cache_write_5m: count(written)?,
+                uncached_input: uncached,
+                cache_read: cached,
+                cache_write_5m: written,
                 cache_write_1h: 0,
-                output: count(self.output_tokens.unwrap_or(0))?,
+                output,
             },
             web_search_requests: 0,
-            requests: Some(count(self.num_model_requests.unwrap_or(0))?),
+            requests: Some(requests),
         })
     }
 }
@@ -426,45 +425,4 @@ struct Amount {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cached_tokens_are_split_out_of_input_tokens() {
-        let with: UsageResult = serde_json::from_str(
-            r#"{"object":"organization.usage.completions.result","input_tokens":1000,"input_cached_tokens":400,
-               "input_cache_write_tokens":100,"input_uncached_tokens":500,"output_tokens":500,"num_model_requests":5,
-               "project_id":"proj_abc","user_id":null,"api_key_id":"key_abc","model":"gpt-4o-mini-2024-07-18","batch":null,"service_tier":null}"#,
-        )
-        .unwrap();
-        let row = with.into_row().unwrap();
-        assert_eq!(
-            (
-                row.tokens.uncached_input,
-                row.tokens.cache_read,
-                row.tokens.cache_write_5m
-            ),
-            (500, 400, 100)
-        );
-        assert_eq!(row.requests, Some(5));
-        // An older response without the optional fields: uncached = input - cached.
-        let without: UsageResult = serde_json::from_str(
-            r#"{"input_tokens":1000,"input_cached_tokens":300,"output_tokens":5,"num_model_requests":1,"api_key_id":"key_abc","model":"gpt-4o"}"#,
-        )
-        .unwrap();
-        assert_eq!(without.into_row().unwrap().tokens.uncached_input, 700);
-    }
-
-    #[test]
-    fn keys_of_archived_projects_are_archived() {
-        let k: KeyJson = serde_json::from_str(
-            r#"{"object":"organization.project.api_key","id":"key_abc","name":"ci-bot","redacted_value":"sk-abc...def",
-               "created_at":1711471533,"last_used_at":1711471534,"owner_project_access":"active"}"#,
-        )
-        .unwrap();
-        let key = k.into_api_key("proj_1", true);
-        assert_eq!(key.status, "archived");
-        assert_eq!(key.workspace_id.as_deref(), Some("proj_1"));
-        assert_eq!(key.partial_key_hint.as_deref(), Some("sk-abc...def"));
-    }
-}
+mod tests;

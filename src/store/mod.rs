@@ -27,13 +27,13 @@ pub use billing::CostDay;
 pub use deliveries::{Delivery, OutboxCounts, Route};
 pub use digests::DigestSend;
 pub use keys::StoredKey;
-pub use poll_state::PollState;
+pub use poll_state::{PollState, COSTS_STREAM, KEYS_STREAM};
 pub use report::{PeriodUsage, ReconcileDay};
 pub use retention::Pruned;
 pub use rollup::{local_midnight_day, zone_offsets, DaySpend, TopSpend};
 pub use samples::KeySeries;
 pub use unpriced::UnpricedUsage;
-pub use usage::{HistoryRow, UnpricedModel, UsageRecord};
+pub use usage::{usage_stream, HistoryRow, UnpricedModel, UsageRecord};
 
 /// A storage failure; callers branch on whether the database could be opened at all.
 #[derive(Debug, thiserror::Error)]

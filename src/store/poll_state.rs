@@ -16,29 +16,42 @@ pub struct PollState {
     pub last_error: Option<String>,
 }
 
+/// The poll-state stream of the key listing.
+pub const KEYS_STREAM: &str = "keys";
+/// The poll-state stream of the provider's daily cost report.
+pub const COSTS_STREAM: &str = "costs:86400";
+
+fn state_from(r: &sqlx::sqlite::SqliteRow) -> PollState {
+    PollState {
+        cursor: r.get("cursor"),
+        last_attempt_at: r.get("last_attempt_at"),
+        last_success_at: r.get("last_success_at"),
+        consecutive_failures: r.get("consecutive_failures"),
+        last_error: r.get("last_error"),
+    }
+}
+
 impl Store {
     pub async fn usage_poll_state(
         &self,
         source: &str,
         width_secs: i64,
     ) -> Result<PollState, StoreError> {
+        self.poll_state(source, &usage_stream(width_secs)).await
+    }
+
+    /// The state of one stream (`usage:<width>`, [`KEYS_STREAM`], [`COSTS_STREAM`]) of a
+    /// source; the default before its first poll.
+    pub async fn poll_state(&self, source: &str, stream: &str) -> Result<PollState, StoreError> {
         let row = sqlx::query(
             "SELECT cursor, last_attempt_at, last_success_at, consecutive_failures, last_error
              FROM poll_state WHERE source = ? AND stream = ?",
         )
         .bind(source)
-        .bind(usage_stream(width_secs))
+        .bind(stream)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row
-            .map(|r| PollState {
-                cursor: r.get(0),
-                last_attempt_at: r.get(1),
-                last_success_at: r.get(2),
-                consecutive_failures: r.get(3),
-                last_error: r.get(4),
-            })
-            .unwrap_or_default())
+        Ok(row.as_ref().map(state_from).unwrap_or_default())
     }
 
     /// Records how a usage poll ended. `error` is an operator-facing message (never a secret).
@@ -46,6 +59,19 @@ impl Store {
         &self,
         source: &str,
         width_secs: i64,
+        now: i64,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.record_poll(source, &usage_stream(width_secs), now, error)
+            .await
+    }
+
+    /// Records how one stream's poll ended: each stream (keys, usage, costs) keeps its own
+    /// failure count and last error.
+    pub async fn record_poll(
+        &self,
+        source: &str,
+        stream: &str,
         now: i64,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
@@ -60,7 +86,7 @@ impl Store {
                 last_error = excluded.last_error",
         )
         .bind(source)
-        .bind(usage_stream(width_secs))
+        .bind(stream)
         .bind(now)
         .bind(error)
         .execute(&self.pool)

@@ -9,8 +9,10 @@ const BATCH: i64 = 5_000;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pruned {
     pub usage_rows: u64,
+    /// Rows of `billed_costs` and `provider_costs`.
     pub billed_rows: u64,
     pub alerts: u64,
+    pub digest_sends: u64,
 }
 
 impl Store {
@@ -31,13 +33,54 @@ impl Store {
         .rows_affected())
     }
 
-    /// Deletes billed cost of days before `before` (small: one row per key and day).
+    /// The start of the newest stored usage bucket of `width_secs`, if any: retention never
+    /// deletes data newer than this minus the retention, whatever the clock says.
+    pub async fn newest_usage_bucket(&self, width_secs: i64) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT MAX(bucket_start) FROM usage_buckets WHERE bucket_width = ?",
+            )
+            .bind(width_secs)
+            .fetch_one(&self.pool)
+            .await?,
+        )
+    }
+
+    /// The newest stored day of the provider's cost report (either table), if any.
+    pub async fn newest_cost_day(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(d) FROM (SELECT MAX(day_start) AS d FROM billed_costs
+                                 UNION ALL SELECT MAX(day_start) FROM provider_costs)",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Deletes the provider's cost report (per key and per line) of days before `before`
+    /// (small: a few rows per day).
     pub async fn prune_billed(&self, before: i64) -> Result<u64, StoreError> {
-        Ok(sqlx::query("DELETE FROM billed_costs WHERE day_start < ?")
-            .bind(before)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        let mut n = 0;
+        for table in ["billed_costs", "provider_costs"] {
+            n += sqlx::query(&format!("DELETE FROM {table} WHERE day_start < ?"))
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(n)
+    }
+
+    /// Deletes digests sent (or given up) that were queued before `before`; pending ones are
+    /// kept. Only past periods go, and a digest is only ever queued for its latest period, so
+    /// none is sent again.
+    pub async fn prune_digest_sends(&self, before: i64) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM digest_sends WHERE state != 'pending' AND created_at < ?")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
     }
 
     /// Deletes up to one batch of alerts resolved before `before`, with their state changes and

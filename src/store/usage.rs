@@ -145,7 +145,7 @@ impl Store {
 }
 
 /// The poll-state stream name for usage at a bucket width.
-pub(super) fn usage_stream(width_secs: i64) -> String {
+pub fn usage_stream(width_secs: i64) -> String {
     format!("usage:{width_secs}")
 }
 
