@@ -89,8 +89,12 @@ async fn build(
         period.label,
         money(total)
     );
+    let every = match d.schedule {
+        DigestSchedule::Daily => "daily",
+        DigestSchedule::Weekly => "weekly",
+    };
     let mut body = format!(
-        "keywatch {what}ly digest {:?} for {} ({})\n\n",
+        "keywatch {every} digest {:?} for {} ({})\n\n",
         d.name, period.label, d.timezone
     );
     let change = if previous > 0.0 {
@@ -122,8 +126,8 @@ async fn build(
             .iter()
             .find(|(k, v)| *k == "key_name" && !v.is_empty())
             .or_else(|| r.group.first())
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("?");
+            .map(|(_, v)| crate::text::clean(v))
+            .unwrap_or("?".into());
         let delta = r.change_usd.map_or_else(
             || "new".to_owned(),
             |c| format!("{}{}", if c >= 0.0 { "+" } else { "-" }, money(c.abs())),
@@ -153,7 +157,7 @@ async fn build(
             "  {} {}: {}",
             a.severity.as_str().to_uppercase(),
             a.rule.as_str(),
-            a.summary
+            crate::text::clean(&a.summary)
         );
     }
     body.push_str(
@@ -222,7 +226,11 @@ async fn send(
             let body = match hook.format {
                 WebhookFormat::Json => s.payload.clone(),
                 WebhookFormat::Slack => {
-                    json!({"text": format!("*{}*\n```{}```", s.subject, s.body)}).to_string()
+                    let (subject, body) = (
+                        crate::text::slack(&s.subject),
+                        crate::text::clean_multiline(&s.body),
+                    );
+                    json!({"text": format!("*{subject}*\n```{}```", crate::text::slack_escape(&body))}).to_string()
                 }
                 WebhookFormat::Pagerduty => {
                     return Ok("skipped: PagerDuty takes incidents, not digests".to_owned())

@@ -634,12 +634,12 @@ impl Pass<'_> {
             };
             a.summary = match state.last_success_at {
                 Some(t) => format!(
-                    "Source {} has not been polled successfully since {} ({} failed polls): keywatch is blind to it.{cause} Last error: {last}",
-                    source.name, super::rfc3339(t), state.consecutive_failures
+                    "Source {} has not been polled successfully since {} ({}): keywatch is blind to it.{cause} Last error: {last}",
+                    source.name, super::rfc3339(t), crate::text::count(state.consecutive_failures, "failed poll", "failed polls")
                 ),
                 None => format!(
-                    "Source {} has never been polled successfully ({} failed polls): keywatch is blind to it.{cause} Last error: {last}",
-                    source.name, state.consecutive_failures
+                    "Source {} has never been polled successfully ({}): keywatch is blind to it.{cause} Last error: {last}",
+                    source.name, crate::text::count(state.consecutive_failures, "failed poll", "failed polls")
                 ),
             };
             a.source = Some(source.name.clone());

@@ -41,7 +41,8 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// Records how a usage poll ended. `error` is an operator-facing message (never a secret).
+    /// Records how a usage poll ended. `error` is an operator-facing message; any configured
+    /// secret in it is redacted.
     pub async fn record_usage_poll(
         &self,
         source: &str,
@@ -62,7 +63,9 @@ impl Store {
         .bind(source)
         .bind(usage_stream(width_secs))
         .bind(now)
-        .bind(error)
+        // The last line against a secret quoted in an error body (a provider or proxy echoing
+        // the admin key): redacted before it is stored.
+        .bind(error.map(crate::config::secret::redact))
         .execute(&self.pool)
         .await?;
         Ok(())
