@@ -12,6 +12,7 @@ mod crash;
 mod daemon;
 mod dashboard;
 mod defects_lead;
+mod defects_output;
 mod detection;
 mod notifier_faults;
 mod notify;
