@@ -12,6 +12,7 @@ use crate::config::{Config, Digest, DigestSchedule, Notifier, WebhookFormat};
 use crate::notify::{email, retry_delay, webhook, NotifyError};
 use crate::report::{periods, rollup, to_csv, Dim, KeyFacts, PeriodKind, ReportPeriod};
 use crate::store::{DigestSend, Store, StoreError};
+use crate::text::usd;
 
 /// The period the digest due at `now` covers, with the one before it: the latest scheduled
 /// send time not after `now` (daily at `at`; weekly on Mondays at `at`) covers the day or week
@@ -165,9 +166,9 @@ async fn build(
     );
     let payload = json!({
         "type": "digest", "digest": d.name, "period": period.label, "timezone": d.timezone.name(),
-        "spend_usd": total, "previous_spend_usd": previous,
-        "top_movers": movers.iter().take(5).map(|r| json!({"group": r.group.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<std::collections::BTreeMap<_, _>>(), "cost_usd": r.cost_usd, "change_usd": r.change_usd})).collect::<Vec<_>>(),
-        "budgets": forecasts.iter().map(|f| json!({"budget": f.budget, "spent_usd": f.spent, "limit_usd": f.limit, "projected_usd": f.forecast.projected})).collect::<Vec<_>>(),
+        "spend_usd": usd(total), "previous_spend_usd": usd(previous),
+        "top_movers": movers.iter().take(5).map(|r| json!({"group": r.group.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<std::collections::BTreeMap<_, _>>(), "cost_usd": usd(r.cost_usd), "change_usd": r.change_usd.map(usd)})).collect::<Vec<_>>(),
+        "budgets": forecasts.iter().map(|f| json!({"budget": f.budget, "spent_usd": usd(f.spent), "limit_usd": usd(f.limit), "projected_usd": usd(f.forecast.projected)})).collect::<Vec<_>>(),
         "open_alerts": alerts.len(),
     })
     .to_string();

@@ -673,20 +673,27 @@ async fn an_admin_key_quoted_in_an_error_body_is_redacted_everywhere() {
 
 #[tokio::test]
 async fn money_in_alert_json_has_no_float_noise() {
-    let app =
-        spawn_app_with("[[budgets]]\nname = \"noise\"\ndaily_usd = 0.0001\nthresholds = [100]\n")
-            .await;
-    old_key(&app, "apikey_money", "money-key");
-    // Many small rows whose costs add up with binary floating-point noise.
-    for h in 0..20 {
-        for (m, model) in ["claude-sonnet-4-20250514", "claude-opus-4-1-20250805"]
-            .into_iter()
-            .enumerate()
-        {
-            let r = row(Some("apikey_money"), model, 7 + m as i64 + h, 3);
-            app.fake.add_usage(this_hour() - h * HOUR, r);
-        }
+    let mut prices = String::new();
+    for model in ["noise-a", "noise-b"] {
+        prices.push_str(&format!(
+            "[prices.\"{model}\"]\ninput = 1.0\noutput = 1.0\ncache_write_5m = 0.0\ncache_write_1h = 0.0\ncache_read = 0.0\n"
+        ));
     }
+    let app = spawn_app_with(&format!(
+        "{prices}[[budgets]]\nname = \"noise\"\ndaily_usd = 0.25\nthresholds = [100]\n"
+    ))
+    .await;
+    old_key(&app, "apikey_money", "money-key");
+    // $0.10 and $0.20 in the current hour: in binary floating point they add up to
+    // 0.30000000000000004.
+    app.fake.add_usage(
+        this_hour(),
+        row(Some("apikey_money"), "noise-a", 100_000, 0),
+    );
+    app.fake.add_usage(
+        this_hour(),
+        row(Some("apikey_money"), "noise-b", 200_000, 0),
+    );
     app.cli_ok(&["run", "--once"]).await;
     let alerts: Value =
         serde_json::from_str(&app.cli_ok(&["alerts", "--format", "json"]).await).unwrap();
@@ -695,10 +702,7 @@ async fn money_in_alert_json_has_no_float_noise() {
         .unwrap()
         .iter()
         .find(|a| a["rule"] == "budget")
-        .expect("the budget fired");
-    for field in ["observed", "baseline"] {
-        let text = budget[field].to_string();
-        let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
-        assert!(decimals <= 6, "{field} = {text}");
-    }
+        .unwrap_or_else(|| panic!("the budget fired: {alerts:#}"));
+    assert_eq!(budget["observed"].to_string(), "0.3", "{budget:#}");
+    assert_eq!(budget["baseline"].to_string(), "0.25", "{budget:#}");
 }
