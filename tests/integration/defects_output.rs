@@ -706,3 +706,55 @@ async fn money_in_alert_json_has_no_float_noise() {
     assert_eq!(budget["observed"].to_string(), "0.3", "{budget:#}");
     assert_eq!(budget["baseline"].to_string(), "0.25", "{budget:#}");
 }
+
+#[tokio::test]
+async fn the_daily_digest_says_daily_threads_and_escapes_for_slack() {
+    let smtp = SmtpServer::start(false);
+    let hook = WebhookReceiver::start().await;
+    let app = spawn_app_with(&format!(
+        "{}{}[[digests]]\nname = \"daily-spend\"\nschedule = \"daily\"\nat = \"00:00\"\ntimezone = \"UTC\"\nnotifiers = [\"digest-mail\", \"digest-slack\"]\n",
+        email("digest-mail", smtp.port),
+        webhook("digest-slack", &hook.url(), "slack", "critical")
+    ))
+    .await;
+    let created = rfc3339(chrono::Utc::now().timestamp() - 10 * DAY);
+    app.fake.add_key(key_old_shape(
+        "apikey_dg",
+        "<!channel> <https://evil.example|open>\u{1b}[2J",
+        "active",
+        &created,
+        None,
+    ));
+    let yesterday = this_hour().div_euclid(DAY) * DAY - DAY;
+    app.fake.add_usage(
+        yesterday + 3 * HOUR,
+        row(Some("apikey_dg"), "claude-sonnet-4-20250514", 50_000, 5_000),
+    );
+    app.cli_ok(&["run", "--once"]).await;
+
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "one digest mail");
+    let mail = &mails[0].data;
+    assert!(mail.contains("keywatch daily digest"), "{mail}");
+    assert!(!mail.contains("dayly"), "{mail}");
+    assert!(!mail.contains('\u{1b}'), "{mail}");
+    let (head, _) = decode_mail(mail);
+    assert_eq!(header(&head, "MIME-Version").as_deref(), Some("1.0"));
+    assert!(header(&head, "Message-ID").is_some(), "{head}");
+
+    let posts = hook.received();
+    let digest = posts
+        .iter()
+        .find(|r| {
+            r.body["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("digest"))
+        })
+        .expect("the Slack digest");
+    let text = digest.body["text"].as_str().unwrap();
+    assert!(
+        !text.contains("<!channel>") && !text.contains("<https://"),
+        "{text}"
+    );
+    assert!(text.contains("&lt;!channel&gt;"), "{text}");
+}
