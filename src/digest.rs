@@ -12,6 +12,7 @@ use crate::config::{Config, Digest, DigestSchedule, Notifier, WebhookFormat};
 use crate::notify::{email, retry_delay, webhook, NotifyError};
 use crate::report::{rollup, sum_usd, to_csv, Dim, KeyFacts, Period, PeriodKind};
 use crate::store::{DigestSend, Store, StoreError};
+use crate::text::usd;
 
 /// The period the digest due at `now` covers, with the one before it: the latest scheduled
 /// send time not after `now` (daily at `at`; weekly on Mondays at `at`) covers the day or week
@@ -127,8 +128,8 @@ async fn build(
             .iter()
             .find(|(k, v)| *k == "key_name" && !v.is_empty())
             .or_else(|| r.group.first())
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("?");
+            .map(|(_, v)| crate::text::clean(v))
+            .unwrap_or("?".into());
         let delta = r.change_usd.map_or_else(
             || "new".to_owned(),
             |c| format!("{}{}", if c >= 0.0 { "+" } else { "-" }, money(c.abs())),
@@ -158,7 +159,7 @@ async fn build(
             "  {} {}: {}",
             a.severity.as_str().to_uppercase(),
             a.rule.as_str(),
-            a.summary
+            crate::text::clean(&a.summary)
         );
     }
     body.push_str(
@@ -166,9 +167,9 @@ async fn build(
     );
     let payload = json!({
         "type": "digest", "digest": d.name, "period": period.label, "timezone": d.timezone.name(),
-        "spend_usd": total, "previous_spend_usd": previous,
-        "top_movers": movers.iter().take(5).map(|r| json!({"group": r.group.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<std::collections::BTreeMap<_, _>>(), "cost_usd": r.cost_usd, "change_usd": r.change_usd})).collect::<Vec<_>>(),
-        "budgets": forecasts.iter().map(|f| json!({"budget": f.budget, "spent_usd": f.spent, "limit_usd": f.limit, "projected_usd": f.forecast.projected})).collect::<Vec<_>>(),
+        "spend_usd": usd(total), "previous_spend_usd": usd(previous),
+        "top_movers": movers.iter().take(5).map(|r| json!({"group": r.group.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<std::collections::BTreeMap<_, _>>(), "cost_usd": usd(r.cost_usd), "change_usd": r.change_usd.map(usd)})).collect::<Vec<_>>(),
+        "budgets": forecasts.iter().map(|f| json!({"budget": f.budget, "spent_usd": usd(f.spent), "limit_usd": usd(f.limit), "projected_usd": usd(f.forecast.projected)})).collect::<Vec<_>>(),
         "open_alerts": alerts.len(),
     })
     .to_string();
@@ -227,7 +228,11 @@ async fn send(
             let body = match hook.format {
                 WebhookFormat::Json => s.payload.clone(),
                 WebhookFormat::Slack => {
-                    json!({"text": format!("*{}*\n```{}```", s.subject, s.body)}).to_string()
+                    let (subject, body) = (
+                        crate::text::slack(&s.subject),
+                        crate::text::clean_multiline(&s.body),
+                    );
+                    json!({"text": format!("*{subject}*\n```{}```", crate::text::slack_escape(&body))}).to_string()
                 }
                 WebhookFormat::Pagerduty => {
                     return Ok("skipped: PagerDuty takes incidents, not digests".to_owned())

@@ -1,7 +1,8 @@
 //! Prometheus metrics: one process-wide recorder (metrics + metrics-exporter-prometheus), the
 //! names keywatch exports, and the gauges refreshed from the store at scrape time.
 
-use std::sync::OnceLock;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, OnceLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -59,8 +60,33 @@ pub fn delivery_expired(notifier: &str) {
         .increment(1);
 }
 
+/// Notifiers the pending gauge reports, 0 included: every one any configuration named.
+static NOTIFIERS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// Registers the configured notifiers, so `keywatch_deliveries_pending` reports each of them,
+/// at 0 when nothing is pending.
+pub fn notifiers_configured<'a>(names: impl IntoIterator<Item = &'a str>) {
+    let mut known = NOTIFIERS.lock().unwrap_or_else(|e| e.into_inner());
+    known.extend(names.into_iter().map(str::to_owned));
+}
+
+/// Sets `keywatch_deliveries_pending` for every known notifier from `pending` (the store's
+/// counts per notifier): a notifier missing from it has nothing pending.
+pub fn deliveries_pending(pending: &[(String, i64)]) {
+    let mut known = NOTIFIERS.lock().unwrap_or_else(|e| e.into_inner());
+    known.extend(pending.iter().map(|(n, _)| n.clone()));
+    for notifier in known.iter() {
+        let n = pending
+            .iter()
+            .find(|(name, _)| name == notifier)
+            .map_or(0, |(_, n)| *n);
+        metrics::gauge!("keywatch_deliveries_pending", "notifier" => notifier.clone())
+            .set(n as f64);
+    }
+}
+
 /// Sets the gauges that describe the store's current state (alerts firing by rule and
-/// severity, deliveries pending by notifier), then renders every metric.
+/// severity, deliveries pending by notifier; 0 where nothing is), then renders every metric.
 pub async fn render(store: &Store) -> Result<String, StoreError> {
     let Some(handle) = handle() else {
         return Ok(String::new());
@@ -69,8 +95,6 @@ pub async fn render(store: &Store) -> Result<String, StoreError> {
         metrics::gauge!("keywatch_alerts_firing", "rule" => rule, "severity" => severity)
             .set(n as f64);
     }
-    for (notifier, n) in store.pending_by_notifier().await? {
-        metrics::gauge!("keywatch_deliveries_pending", "notifier" => notifier).set(n as f64);
-    }
+    deliveries_pending(&store.pending_by_notifier().await?);
     Ok(handle.render())
 }

@@ -364,13 +364,9 @@ pub fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
     v.map(|v| format!("{v:.decimals$}")).unwrap_or_default()
 }
 
-/// Quotes a CSV field when it needs it.
+/// A CSV text field, quoted and neutralised against formula injection ([`crate::csv::text`]).
 pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
+    crate::csv::text(s)
 }
 
 #[cfg(test)]

@@ -132,8 +132,14 @@ pub fn rfc3339(ts: i64) -> String {
 }
 
 impl Alert {
-    /// The alert object of docs/contract.md (version 1).
+    /// The alert object of docs/contract.md (version 1). Amounts in USD are rounded to 6 decimals
+    /// (no float noise such as `11.969100000000001`); the summary never carries a configured
+    /// secret.
     pub fn to_json(&self) -> Value {
+        let money = |v: Option<f64>| match self.unit.as_str() {
+            "usd" => v.map(crate::text::usd),
+            _ => v,
+        };
         json!({
             "version": 1,
             "id": self.id,
@@ -144,9 +150,9 @@ impl Alert {
             "key_id": self.key_id,
             "key_name": self.key_name,
             "budget": self.budget,
-            "summary": self.summary,
-            "observed": self.observed,
-            "baseline": self.baseline,
+            "summary": crate::config::secret::redact(&self.summary),
+            "observed": money(self.observed),
+            "baseline": money(self.baseline),
             "threshold": self.threshold,
             "unit": self.unit,
             "period": self.period.map(|(s, e)| format!("{}/{}", rfc3339(s), rfc3339(e))),

@@ -46,6 +46,8 @@ pub fn table(alerts: &[Alert], all: bool) -> String {
             .or_else(|| a.key_id.clone())
             .or_else(|| a.source.clone())
             .unwrap_or_default();
+        // Provider text (key names, error bodies in summaries) cannot drive the terminal.
+        let subject = crate::text::clean(&subject);
         let when = rfc3339(a.starts_at);
         let head = format!(
             "{:<8} {:<8} {:<18} {}",
@@ -55,7 +57,7 @@ pub fn table(alerts: &[Alert], all: bool) -> String {
             truncate(&subject, 80 - 37 - when.len() - 1),
         );
         let _ = writeln!(o, "{head:<width$} {when}", width = 79 - when.len());
-        for line in wrap(&a.summary, 76) {
+        for line in wrap(&crate::text::clean(&a.summary), 76) {
             let _ = writeln!(o, "    {line}");
         }
         let _ = writeln!(o, "    id {}", a.id);
@@ -155,8 +157,8 @@ pub async fn silences(config: &Config) -> anyhow::Result<u8> {
         println!(
             "{}  {}  {state}\n    reason: {}",
             s.id,
-            describe(s),
-            s.reason
+            crate::text::clean(&describe(s)),
+            crate::text::clean(&s.reason)
         );
     }
     Ok(exit::OK)

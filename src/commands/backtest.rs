@@ -79,10 +79,12 @@ pub async fn run(config: &Config, since: TimeArg, format: ListFormat) -> anyhow:
                 println!(
                     "{}  {:<28} {:>9.2} vs {:>7.2} ({:>5.1}x)  until {}",
                     r["fires_at"].as_str().unwrap_or_default(),
-                    r["key_name"]
-                        .as_str()
-                        .or(r["key_id"].as_str())
-                        .unwrap_or_default(),
+                    crate::text::clean(
+                        r["key_name"]
+                            .as_str()
+                            .or(r["key_id"].as_str())
+                            .unwrap_or_default()
+                    ),
                     r["observed"].as_f64().unwrap_or_default(),
                     r["baseline"].as_f64().unwrap_or_default(),
                     r["ratio"].as_f64().unwrap_or_default(),

@@ -15,15 +15,17 @@ pub async fn print(config: &Config) -> anyhow::Result<u8> {
             Ok(store) => {
                 let unpriced = store.unpriced_models().await?;
                 for m in &unpriced {
+                    let model = crate::text::clean(&m.model);
                     let _ = writeln!(
                         out,
                         "unpriced  {} on {}: {} rows, {} tokens stored without a cost; add [prices.\"{}\"]",
-                        m.model, m.source, m.rows, m.tokens, m.model
+                        model, m.source, m.rows, m.tokens, model
                     );
                 }
                 store.close().await;
             }
             Err(e) => {
+                let e = crate::text::clean(&e.to_string()).into_owned();
                 let _ = writeln!(out, "database  cannot be read: {e}");
             }
         }

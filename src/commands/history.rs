@@ -48,13 +48,13 @@ pub async fn print(
                 let _ = writeln!(
                     t,
                     "key {} {:?} on {}: {}{}",
-                    k.key_id,
+                    crate::text::clean(&k.key_id),
                     k.name.as_deref().unwrap_or("(unnamed)"),
                     k.source,
-                    k.status,
+                    crate::text::clean(&k.status),
                     k.workspace_id
                         .as_deref()
-                        .map(|w| format!(", workspace {w}"))
+                        .map(|w| format!(", workspace {}", crate::text::clean(w)))
                         .unwrap_or_default()
                 );
             }
@@ -80,15 +80,6 @@ pub(super) fn time(ts: i64) -> String {
 const CSV_HEADER: &str = "source,key_id,bucket_start,bucket_end,model,uncached_input_tokens,\
 cache_write_5m_tokens,cache_write_1h_tokens,cache_read_input_tokens,output_tokens,\
 web_search_requests,requests,cost_usd,priced,billed_usd_day";
-
-/// Quotes a CSV field when it needs it.
-fn field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
 
 /// Billed cost per (source, UTC day) of the key, where the provider reports it.
 pub(super) struct Billed(pub(super) Vec<(String, i64, f64)>);
@@ -139,11 +130,11 @@ pub(super) fn csv(key: &str, rows: &[HistoryRow], billed: &Billed) -> String {
         let _ = writeln!(
             o,
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            field(&r.source),
-            field(key),
+            crate::csv::text(&r.source),
+            crate::csv::text(key),
             time(r.bucket_start),
             time(r.bucket_start + r.bucket_width),
-            field(&r.model),
+            crate::csv::text(&r.model),
             t.uncached_input,
             t.cache_write_5m,
             t.cache_write_1h,
@@ -192,7 +183,13 @@ fn table(rows: &[HistoryRow]) -> String {
     if rows.is_empty() {
         return "no usage stored in this window\n".to_owned();
     }
-    let model_w = rows.iter().map(|r| r.model.len()).max().unwrap_or(5).max(5);
+    let model = |r: &HistoryRow| crate::text::clean(&r.model).into_owned();
+    let model_w = rows
+        .iter()
+        .map(|r| model(r).chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -217,7 +214,7 @@ fn table(rows: &[HistoryRow]) -> String {
                 format!("{c:.4}")
             }
             None => {
-                unpriced.insert(r.model.clone());
+                unpriced.insert(model(r));
                 "unpriced".to_owned()
             }
         };
@@ -225,7 +222,7 @@ fn table(rows: &[HistoryRow]) -> String {
             o,
             "{:<20}  {:<model_w$}  {:>11}  {:>11}  {:>11}  {:>11}  {:>11}  {:>8}  {:>10}",
             time(r.bucket_start),
-            r.model,
+            model(r),
             t.uncached_input,
             t.cache_write_5m,
             t.cache_write_1h,

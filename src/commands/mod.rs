@@ -106,7 +106,9 @@ pub async fn execute(cli: Cli) -> u8 {
     };
     result.unwrap_or_else(|e| {
         tracing::error!(error = %format!("{e:#}"), "command failed");
-        eprintln!("keywatch: {e:#}");
+        let message = format!("{e:#}");
+        let message = crate::config::secret::redact(&message);
+        eprintln!("keywatch: {}", crate::text::clean(&message));
         // A locked or full database is temporary: retry later (75), as for a failed poll.
         let temporary = e.chain().any(|c| {
             matches!(
@@ -220,10 +222,11 @@ async fn test_notify(config: Config, only: Option<&str>) -> anyhow::Result<u8> {
     let mut failed = 0;
     for n in chosen {
         match outbox.send_test(n).await {
-            Ok(answer) => println!("{}: ok ({answer})", n.name()),
+            Ok(answer) => println!("{}: ok ({})", n.name(), crate::text::clean(&answer)),
             Err(e) => {
                 failed += 1;
-                println!("{}: FAILED: {e}", n.name());
+                let e = crate::config::secret::redact(&e.to_string()).into_owned();
+                println!("{}: FAILED: {}", n.name(), crate::text::clean(&e));
             }
         }
     }

@@ -88,7 +88,7 @@ fn table(rows: &[Row], periods: &[crate::report::Period], tz: Tz) -> String {
                             .iter()
                             .any(|(n, v)| *n == "key_name" && !v.is_empty())
                 })
-                .map(|(_, v)| v.as_str())
+                .map(|(_, v)| crate::text::clean(v))
                 .collect::<Vec<_>>()
                 .join(" / ");
             let t = &r.tokens;
@@ -202,9 +202,11 @@ pub async fn forecast(config: &Config, format: Format) -> anyhow::Result<u8> {
 fn likely_cause(d: &crate::store::ReconcileDay) -> String {
     let mut causes = Vec::new();
     for m in &d.unpriced_models {
+        let m = crate::text::clean(m);
         causes.push(format!("no price for model {m} (add [prices.\"{m}\"])"));
     }
     for (t, usd) in &d.other_cost_types {
+        let t = crate::text::clean(t);
         causes.push(format!("cost type keywatch does not see: {t} ${usd:.2}"));
     }
     if causes.is_empty() {

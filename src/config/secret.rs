@@ -1,7 +1,9 @@
 //! Where secrets come from: an environment variable (`<name>_env`) or a file (`<name>_file`),
 //! never the config file itself.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use super::ConfigError;
 use secrecy::SecretString;
@@ -126,6 +128,7 @@ impl SecretRef {
                 "the secret it points to is empty",
             ));
         }
+        remember(trimmed);
         Ok(Some(SecretString::from(trimmed.to_owned())))
     }
 
@@ -167,6 +170,46 @@ fn resolve_credential_path(file: &Path, base_dir: &Path, env: &dyn Env) -> PathB
 /// Builds a reference from a section's `<name>_env` and `<name>_file` fields.
 pub fn pair(env: Option<String>, file: Option<PathBuf>) -> SecretRef {
     SecretRef { env, file }
+}
+
+/// What a redacted secret reads as.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Shorter secrets are not redacted from text: they would blank ordinary words. Every secret
+/// keywatch is given (admin keys, routing keys, webhook secrets, tokens) is far longer.
+const MIN_REDACTED_LEN: usize = 6;
+
+/// Every secret resolved from any configuration in this process, longest first: the one
+/// redactor of keywatch, applied where outside text (a provider's or a receiver's error body)
+/// enters an error, before anything is stored (alert summaries, poll and delivery errors) and
+/// by the log writer, whatever the text's origin.
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Adds `secret` (and, for a `whsec_` webhook secret, its key part) to the redactor.
+fn remember(secret: &str) {
+    let mut known = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    let parts = [Some(secret), secret.strip_prefix("whsec_")];
+    for part in parts.into_iter().flatten() {
+        if part.len() >= MIN_REDACTED_LEN && !known.iter().any(|k| k == part) {
+            known.push(part.to_owned());
+        }
+    }
+    known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+}
+
+/// `text` with every configured secret replaced by [`REDACTED`].
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let known = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    if !known.iter().any(|k| text.contains(k.as_str())) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = text.to_owned();
+    for k in known.iter() {
+        if out.contains(k.as_str()) {
+            out = out.replace(k.as_str(), REDACTED);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Keys that would hold a secret's value. Any of them in the file is refused with a hint.
@@ -226,6 +269,20 @@ mod tests {
     fn both_given_is_an_error() {
         let r = pair(Some("K".into()), Some("f".into()));
         assert!(r.resolve("a", Path::new("/"), &env(&[("K", "v")])).is_err());
+    }
+
+    #[test]
+    fn resolved_secrets_are_redacted_from_any_text() {
+        let r = pair(Some("K".into()), None);
+        let e = env(&[("K", "sk-ant-admin01-redact-me-42")]);
+        r.resolve_required("a", Path::new("/"), &e).unwrap();
+        let hook = env(&[("K", "whsec_UmVkYWN0TWVUb28=")]);
+        r.resolve_required("b", Path::new("/"), &hook).unwrap();
+        assert_eq!(
+            redact("401: invalid x-api-key sk-ant-admin01-redact-me-42 (UmVkYWN0TWVUb28=)"),
+            "401: invalid x-api-key [REDACTED] ([REDACTED])"
+        );
+        assert!(matches!(redact("nothing secret"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -153,10 +153,10 @@ pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -
             let t = &r.tokens;
             csv.push_str(&format!(
                 "{},{},{},{},{},{},{},{},{},{},{}\n",
-                crate::report::csv_field(&r.source),
+                crate::csv::text(&r.source),
                 rfc3339(r.bucket_start),
                 rfc3339(r.bucket_start + r.bucket_width),
-                crate::report::csv_field(&r.model),
+                crate::csv::text(&r.model),
                 t.uncached_input,
                 t.cache_write_5m,
                 t.cache_write_1h,

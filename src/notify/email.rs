@@ -50,10 +50,73 @@ fn hint(n: &EmailNotifier) -> &'static str {
     }
 }
 
+/// The domain of the `from` address, for Message-IDs.
+fn id_domain(n: &EmailNotifier) -> String {
+    n.from
+        .parse::<Mailbox>()
+        .map(|m| m.email.domain().to_owned())
+        .unwrap_or_else(|_| "keywatch.invalid".to_owned())
+}
+
+/// An alert id as the left part of a Message-ID (dot-atom text only).
+fn id_part(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .collect()
+}
+
+/// The Message-ID of the email that announces `alert_id` in `status` (`firing`, `resolved`):
+/// derived from the alert id alone, so a retry carries the same id and a resolve can name
+/// the firing email it answers.
+pub fn message_id(alert_id: &str, status: &str, domain: &str) -> String {
+    format!("<{}.{status}@{domain}>", id_part(alert_id))
+}
+
+/// Message-ID, In-Reply-To and References of an email about `alerts`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Threading {
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+}
+
+/// One alert's email is `<id.firing@domain>` or `<id.resolved@domain>`, a resolve answering its
+/// firing email; an email listing several has an id derived from them and references the
+/// firing emails of those it resolves.
+pub fn threading(alerts: &[AlertView], domain: &str) -> Threading {
+    let status = |a: &AlertView| if a.resolved() { "resolved" } else { "firing" };
+    let firing_of_resolved: Vec<String> = alerts
+        .iter()
+        .filter(|a| a.resolved())
+        .map(|a| message_id(a.id(), "firing", domain))
+        .collect();
+    match alerts {
+        [one] => Threading {
+            message_id: Some(message_id(one.id(), status(one), domain)),
+            in_reply_to: firing_of_resolved.first().cloned(),
+            references: firing_of_resolved,
+        },
+        _ => {
+            let parts: Vec<String> = alerts
+                .iter()
+                .map(|a| format!("{}.{}", a.id(), status(a)))
+                .collect();
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            let hash = crate::alerts::stable_hash(&refs);
+            Threading {
+                message_id: Some(format!("<kw_batch_{hash:016x}@{domain}>")),
+                in_reply_to: None,
+                references: firing_of_resolved,
+            }
+        }
+    }
+}
+
 /// Sends one email listing `alerts`; returns the server's reply.
 pub async fn send(n: &EmailNotifier, alerts: &[AlertView]) -> Result<String, NotifyError> {
     let (subject, body) = email(alerts);
-    send_text(n, &subject, body, None).await
+    let ids = threading(alerts, &id_domain(n));
+    compose_and_send(n, &subject, body, None, &ids).await
 }
 
 /// Sends a plain-text email, with an optional attachment (file name, CSV text).
@@ -63,14 +126,34 @@ pub async fn send_text(
     body: String,
     attachment: Option<(&str, &str)>,
 ) -> Result<String, NotifyError> {
+    compose_and_send(n, subject, body, attachment, &Threading::default()).await
+}
+
+/// The message: `MIME-Version` and a `Message-ID` always (one made up when `ids` has none);
+/// subject and body with control characters escaped.
+pub fn compose(
+    n: &EmailNotifier,
+    subject: &str,
+    body: String,
+    attachment: Option<(&str, &str)>,
+    ids: &Threading,
+) -> Result<Message, NotifyError> {
     let mut builder = Message::builder()
         .from(mailbox("from", &n.from)?)
-        .subject(subject);
+        .subject(crate::text::clean(subject))
+        .message_id(ids.message_id.clone());
+    if let Some(parent) = &ids.in_reply_to {
+        builder = builder.in_reply_to(parent.clone());
+    }
+    if !ids.references.is_empty() {
+        builder = builder.references(ids.references.join(" "));
+    }
     for to in &n.to {
         builder = builder.to(mailbox("to", to)?);
     }
+    let body = crate::text::clean_multiline(&body).into_owned();
     let built = match attachment {
-        None => builder.header(ContentType::TEXT_PLAIN).body(body),
+        None => builder.singlepart(SinglePart::plain(body)),
         Some((name, csv)) => {
             let csv_type =
                 ContentType::parse("text/csv").map_err(|e| NotifyError::Config(e.to_string()))?;
@@ -81,8 +164,17 @@ pub async fn send_text(
             )
         }
     };
-    let message =
-        built.map_err(|e| NotifyError::Config(format!("cannot build the message: {e}")))?;
+    built.map_err(|e| NotifyError::Config(format!("cannot build the message: {e}")))
+}
+
+async fn compose_and_send(
+    n: &EmailNotifier,
+    subject: &str,
+    body: String,
+    attachment: Option<(&str, &str)>,
+    ids: &Threading,
+) -> Result<String, NotifyError> {
+    let message = compose(n, subject, body, attachment, ids)?;
     // lettre's timeout covers only the connect: a server that stops answering after EHLO
     // would hold the delivery loop forever. Bound the whole session.
     let transport = transport(n)?;

@@ -9,9 +9,18 @@ pub struct AlertView {
 }
 
 impl AlertView {
+    /// The alert object in `payload`, its text made safe to show: configured secrets redacted
+    /// and control characters escaped in every field (a key named with a newline or an ESC
+    /// sequence cannot add lines to an email or drive a terminal).
     pub fn parse(payload: &str) -> Option<Self> {
-        let json: Value = serde_json::from_str(payload).ok()?;
-        json.is_object().then_some(Self { json })
+        let mut json: Value = serde_json::from_str(payload).ok()?;
+        for (_, v) in json.as_object_mut()?.iter_mut() {
+            if let Value::String(s) = v {
+                let safe = crate::text::clean(&crate::config::secret::redact(s)).into_owned();
+                *s = safe;
+            }
+        }
+        Some(Self { json })
     }
 
     fn str(&self, field: &str) -> Option<&str> {
@@ -217,7 +226,9 @@ pub fn email(alerts: &[AlertView]) -> (String, String) {
 
 const FOOTER: &str = "\n--\nSent by keywatch. List open alerts with `keywatch alerts`; silence with `keywatch silence`.\n";
 
-/// A Slack incoming-webhook message: text for notifications, blocks for reading.
+/// A Slack incoming-webhook message: text for notifications, blocks for reading. Every piece
+/// of alert text is escaped for Slack (`&`, `<`, `>`), so a key name cannot mention
+/// `<!channel>` or plant a link.
 pub fn slack(a: &AlertView) -> Value {
     let emoji = match (a.resolved(), a.severity()) {
         (true, _) => ":white_check_mark:",
@@ -226,13 +237,15 @@ pub fn slack(a: &AlertView) -> Value {
         _ => ":information_source:",
     };
     let title = a.title();
+    let esc = crate::text::slack;
     json!({
-        "text": title,
+        "text": esc(&title),
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": format!("{emoji} *{}*\n{}", title.trim_start_matches("[keywatch] "), a.summary())}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": format!("*What to do:* {}", a.advice())}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!("{emoji} *{}*\n{}",
+                esc(title.trim_start_matches("[keywatch] ")), esc(a.summary()))}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!("*What to do:* {}", esc(a.advice()))}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": format!("alert `{}` · source {} · key `{}`",
-                a.id(), a.json["source"].as_str().unwrap_or("-"), a.json["key_id"].as_str().unwrap_or("-"))}]}
+                esc(a.id()), esc(a.json["source"].as_str().unwrap_or("-")), esc(a.json["key_id"].as_str().unwrap_or("-")))}]}
         ]
     })
 }
@@ -306,6 +319,29 @@ mod tests {
         let (subject, body) = email(&[spike(), spike()]);
         assert_eq!(subject, "[keywatch] 2 alerts: 2 firing, 0 resolved");
         assert_eq!(body.matches("• [keywatch]").count(), 2);
+    }
+
+    #[test]
+    fn provider_text_is_escaped_in_slack_and_made_printable() {
+        let hostile = AlertView::parse(&spike().json.to_string().replace(
+            "prod-rag-service",
+            "<!channel> \\u001b[2J & <https://evil.example|click here>\\nforged",
+        ))
+        .unwrap();
+        let text = slack(&hostile).to_string();
+        for raw in ["<!channel>", "<https://", "\\u001b"] {
+            assert!(!text.contains(raw), "{raw} in {text}");
+        }
+        assert!(text.contains("&lt;!channel&gt;"), "{text}");
+        let (subject, body) = email(&[hostile]);
+        assert!(
+            !subject.contains('\n') && !subject.contains('\u{1b}'),
+            "{subject}"
+        );
+        assert!(
+            !body.contains("\nforged") && body.contains("\\nforged"),
+            "{body}"
+        );
     }
 
     #[test]

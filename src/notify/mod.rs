@@ -1,9 +1,12 @@
 //! Notification: the outbox worker that delivers alert state changes to email and webhook
 //! notifiers, with retries and back-off across restarts.
 
+mod batch;
 pub mod email;
 pub mod message;
 pub mod webhook;
+
+pub use batch::{MAX_ALERTS_PER_EMAIL, MAX_EMAIL_BYTES};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -61,6 +64,7 @@ pub fn retry_delay(attempts: i64) -> Duration {
 
 impl Outbox {
     pub fn new(config: Arc<Config>) -> Self {
+        crate::metrics::notifiers_configured(config.notifiers.iter().map(Notifier::name));
         let client = reqwest::Client::builder()
             .user_agent(concat!("keywatch/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
@@ -123,65 +127,25 @@ impl Outbox {
                 }
                 continue;
             };
-            let results = self.send(notifier, &live, Utc::now().timestamp()).await;
-            for (d, result) in live.iter().zip(results) {
-                match result {
-                    Ok(answer) => {
-                        store.mark_delivered(&d.id, now, &answer).await?;
-                        crate::metrics::delivery_attempted(
-                            name,
-                            Some((now - d.created_at).max(0) as f64),
-                        );
-                        tracing::info!(delivery = %d.id, alert = %d.alert_id, notifier = name, answer, "notification delivered");
-                        report.delivered += 1;
-                    }
-                    Err(e) => {
-                        let next = now + retry_delay(d.attempts).as_secs() as i64;
-                        tracing::warn!(delivery = %d.id, alert = %d.alert_id, notifier = name, error = %e,
-                            attempts = d.attempts + 1, "notification failed; will retry");
-                        store.mark_failed(&d.id, next, &e.to_string()).await?;
-                        crate::metrics::delivery_attempted(name, None);
-                        report.failed += 1;
+            let mut outcome = Recorder {
+                store,
+                name,
+                now,
+                report: &mut report,
+            };
+            match notifier {
+                Notifier::Email(mail) => batch::deliver(mail, &live, &mut outcome).await?,
+                Notifier::Webhook(hook) => {
+                    for d in live {
+                        let result =
+                            webhook::send(&self.client, hook, d, Utc::now().timestamp()).await;
+                        outcome.record(d, result).await?;
                     }
                 }
             }
         }
+        crate::metrics::deliveries_pending(&store.pending_by_notifier().await?);
         Ok(report)
-    }
-
-    /// Sends deliveries to one notifier: one email listing them all, or one POST each.
-    async fn send(
-        &self,
-        notifier: &Notifier,
-        deliveries: &[&Delivery],
-        now: i64,
-    ) -> Vec<Result<String, NotifyError>> {
-        match notifier {
-            Notifier::Email(mail) => {
-                let views: Option<Vec<AlertView>> = deliveries
-                    .iter()
-                    .map(|d| AlertView::parse(&d.payload))
-                    .collect();
-                let result = match views {
-                    Some(views) => email::send(mail, &views).await,
-                    None => Err(NotifyError::Config(
-                        "a stored payload is not an alert object".to_owned(),
-                    )),
-                };
-                let shared = result.map_err(|e| e.to_string());
-                deliveries
-                    .iter()
-                    .map(|_| shared.clone().map_err(NotifyError::Rejected))
-                    .collect()
-            }
-            Notifier::Webhook(hook) => {
-                let mut out = Vec::with_capacity(deliveries.len());
-                for d in deliveries {
-                    out.push(webhook::send(&self.client, hook, d, now).await);
-                }
-                out
-            }
-        }
     }
 
     /// Sends a clearly marked test alert through `notifier`, bypassing the outbox.
@@ -208,8 +172,63 @@ impl Outbox {
             created_at: now.timestamp(),
             next_attempt_at: now.timestamp(),
         };
-        self.send(notifier, &[&delivery], now.timestamp())
-            .await
-            .remove(0)
+        match notifier {
+            Notifier::Email(mail) => {
+                let view = AlertView::parse(&delivery.payload).ok_or_else(|| {
+                    NotifyError::Config("the test alert is not an alert object".to_owned())
+                })?;
+                email::send(mail, &[view]).await
+            }
+            Notifier::Webhook(hook) => {
+                webhook::send(&self.client, hook, &delivery, now.timestamp()).await
+            }
+        }
+    }
+}
+
+/// Records the outcome of attempts to one notifier in the store, the metrics, the log and the
+/// pass's report.
+pub(crate) struct Recorder<'a> {
+    store: &'a Store,
+    name: &'a str,
+    now: i64,
+    report: &'a mut OutboxReport,
+}
+
+impl Recorder<'_> {
+    async fn record(
+        &mut self,
+        d: &Delivery,
+        result: Result<String, NotifyError>,
+    ) -> Result<(), StoreError> {
+        let (name, now) = (self.name, self.now);
+        match result {
+            Ok(answer) => {
+                let answer = crate::config::secret::redact(&answer);
+                self.store.mark_delivered(&d.id, now, &answer).await?;
+                crate::metrics::delivery_attempted(name, Some((now - d.created_at).max(0) as f64));
+                tracing::info!(delivery = %d.id, alert = %d.alert_id, notifier = name, answer = %answer, "notification delivered");
+                self.report.delivered += 1;
+            }
+            Err(e) => {
+                let error = crate::config::secret::redact(&e.to_string()).into_owned();
+                let next = now + retry_delay(d.attempts).as_secs() as i64;
+                tracing::warn!(delivery = %d.id, alert = %d.alert_id, notifier = name, error = %error,
+                    attempts = d.attempts + 1, "notification failed; will retry");
+                self.store.mark_failed(&d.id, next, &error).await?;
+                crate::metrics::delivery_attempted(name, None);
+                self.report.failed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// A delivery that can never be sent (its stored payload is not an alert object).
+    async fn give_up(&mut self, d: &Delivery, why: &str) -> Result<(), StoreError> {
+        tracing::error!(delivery = %d.id, alert = %d.alert_id, notifier = self.name, why, "giving up on a notification");
+        self.store.mark_expired(&d.id, why).await?;
+        crate::metrics::delivery_expired(self.name);
+        self.report.expired += 1;
+        Ok(())
     }
 }

@@ -43,7 +43,12 @@ pub fn parse_error(body: &[u8]) -> Option<ErrorBody> {
     let code = e.error.code.and_then(|c| c.as_str().map(str::to_owned));
     Some(ErrorBody {
         kind: e.error.kind.or(code),
-        message: e.error.message.unwrap_or_else(|| "(no message)".to_owned()),
+        // A provider or proxy may quote the admin key back: never carried further.
+        message: e
+            .error
+            .message
+            .map(|m| crate::config::secret::redact(&m).into_owned())
+            .unwrap_or_else(|| "(no message)".to_owned()),
         request_id: e.request_id,
     })
 }
@@ -307,7 +312,8 @@ fn parse_retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
 
 /// A short, printable description of an unexpected error body (e.g. an HTML error page).
 fn describe_body(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+    // Redacted before it is cut short, so no part of a quoted secret survives the cut.
+    let text = crate::config::secret::redact(&String::from_utf8_lossy(body)).into_owned();
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match flat.char_indices().nth(200) {
         Some((i, _)) => format!("{}…", &flat[..i]),

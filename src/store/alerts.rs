@@ -143,7 +143,7 @@ impl Store {
                              WHERE id = ? AND status = 'firing'",
                         )
                         .bind(a.observed)
-                        .bind(&a.summary)
+                        .bind(crate::config::secret::redact(&a.summary))
                         .bind(now)
                         .bind(&a.id)
                         .execute(&mut *tx)
@@ -280,7 +280,7 @@ async fn insert_alert(
     .bind(&a.key_id)
     .bind(&a.key_name)
     .bind(&a.budget)
-    .bind(&a.summary)
+    .bind(crate::config::secret::redact(&a.summary))
     .bind(a.observed)
     .bind(a.baseline)
     .bind(a.threshold)

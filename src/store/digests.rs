@@ -115,7 +115,7 @@ impl Store {
         .bind(retry_at)
         .bind(state)
         .bind(now)
-        .bind(result)
+        .bind(crate::config::secret::redact(result))
         .bind(&s.digest)
         .bind(&s.period)
         .bind(&s.notifier)

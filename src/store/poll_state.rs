@@ -54,7 +54,8 @@ impl Store {
         Ok(row.as_ref().map(state_from).unwrap_or_default())
     }
 
-    /// Records how a usage poll ended. `error` is an operator-facing message (never a secret).
+    /// Records how a usage poll ended. `error` is an operator-facing message; any configured
+    /// secret in it is redacted.
     pub async fn record_usage_poll(
         &self,
         source: &str,
@@ -88,7 +89,9 @@ impl Store {
         .bind(source)
         .bind(stream)
         .bind(now)
-        .bind(error)
+        // The last line against a secret quoted in an error body (a provider or proxy echoing
+        // the admin key): redacted before it is stored.
+        .bind(error.map(crate::config::secret::redact))
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -12,6 +12,7 @@ mod crash;
 mod daemon;
 mod dashboard;
 mod defects_lead;
+mod defects_output;
 mod defects_poller;
 mod defects_report;
 mod defects_store;
