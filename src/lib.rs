@@ -26,3 +26,4 @@ pub mod retention;
 pub mod signals;
 pub mod store;
 pub mod telemetry;
+pub mod window;

@@ -25,9 +25,8 @@ pub async fn run(
     until: Option<TimeArg>,
     out: &Path,
 ) -> anyhow::Result<u8> {
-    let now = Utc::now();
-    let (since, until) = (since.resolve(now), until.map_or(now, |u| u.resolve(now)));
-    anyhow::ensure!(since < until, "--since must be before --until");
+    let (since, until) = crate::window::range(since, until, Utc::now())
+        .map_err(|e| anyhow::anyhow!("--since/--until: {e}"))?;
     if out.exists()
         && out
             .read_dir()

@@ -3,17 +3,19 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{Datelike, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::pages::url;
 use super::AppState;
 use crate::alerts::{rfc3339, Alert};
-use crate::cli::parse_time;
 use crate::report::{periods, rollup, Dim, KeyFacts, PeriodKind};
+use crate::store::{UsageCursor, UsagePage};
+use crate::window::{parse_time, WindowError};
 
 /// An error answer: JSON with a message.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -93,6 +95,10 @@ pub async fn keys(State(state): State<AppState>) -> Response {
     Json(items).into_response()
 }
 
+/// The most rows one answer of `/api/v1/usage` carries; a `Link: <…>; rel="next"` header
+/// points at the next page.
+pub const MAX_USAGE_ROWS: u32 = 10_000;
+
 #[derive(Deserialize)]
 pub struct UsageQuery {
     key: Option<String>,
@@ -102,6 +108,43 @@ pub struct UsageQuery {
     width: Option<String>,
     /// `json` (default) or `csv`.
     format: Option<String>,
+    /// Rows per answer, 1 to [`MAX_USAGE_ROWS`] (the default).
+    limit: Option<String>,
+    /// The cursor of the next page, from the previous answer's `Link` header.
+    after: Option<String>,
+}
+
+/// 400 naming the query parameter, and the maximum where the value was beyond it.
+pub fn bad_parameter(parameter: &str, e: &WindowError) -> Response {
+    let mut body = json!({"error": format!("{parameter}: {e}"), "parameter": parameter});
+    if matches!(
+        e,
+        WindowError::TooLong(_) | WindowError::TooOld(_) | WindowError::TooFarAhead(_)
+    ) {
+        body["maximum"] = crate::window::MAX_TEXT.into();
+    }
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+fn encode_cursor(c: &UsageCursor) -> String {
+    use base64::Engine as _;
+    let text = json!([c.bucket_start, c.bucket_width, c.source, c.model]).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+fn decode_cursor(text: &str) -> Option<UsageCursor> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()?;
+    let (bucket_start, bucket_width, source, model): (i64, i64, String, String) =
+        serde_json::from_slice(&bytes).ok()?;
+    Some(UsageCursor {
+        bucket_start,
+        bucket_width,
+        source,
+        model,
+    })
 }
 
 pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -> Response {
@@ -111,13 +154,17 @@ pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -
             "key is required, e.g. /api/v1/usage?key=apikey_01…",
         );
     };
-    let now = Utc::now();
-    let time = |v: Option<&String>, default: &str| {
-        parse_time(v.map_or(default, String::as_str)).map(|t| t.resolve(now))
+    let since = match parse_time(q.since.as_deref().unwrap_or("48h")) {
+        Ok(t) => t,
+        Err(e) => return bad_parameter("since", &e),
     };
-    let (since, until) = match (time(q.since.as_ref(), "48h"), time(q.until.as_ref(), "0s")) {
-        (Ok(s), Ok(u)) => (s, u),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    let until = match q.until.as_deref().map(parse_time).transpose() {
+        Ok(t) => t,
+        Err(e) => return bad_parameter("until", &e),
+    };
+    let (since, until) = match crate::window::range(since, until, Utc::now()) {
+        Ok(r) => r,
+        Err(e) => return bad_parameter("since", &e),
     };
     let width = match q.width.as_deref() {
         None => None,
@@ -131,19 +178,80 @@ pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -
             )
         }
     };
-    let rows = match state
+    let limit = match q.limit.as_deref().map(str::parse::<u32>) {
+        None => MAX_USAGE_ROWS,
+        Some(Ok(n)) if (1..=MAX_USAGE_ROWS).contains(&n) => n,
+        Some(_) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({
+                    "error": format!("limit {:?}: give a number of rows from 1 to {MAX_USAGE_ROWS}", q.limit.unwrap_or_default()),
+                    "parameter": "limit", "maximum": MAX_USAGE_ROWS,
+                })),
+            )
+                .into_response()
+        }
+    };
+    let after = match q.after.as_deref().map(|a| decode_cursor(a).ok_or(a)) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(a)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("after {a:?}: not a cursor from a previous answer's Link header"),
+            )
+        }
+    };
+    let mut rows = match state
         .store
-        .history(
-            &key,
-            q.source.as_deref(),
-            since.timestamp(),
-            until.timestamp(),
-        )
+        .usage_page(UsagePage {
+            key_id: &key,
+            source: q.source.as_deref(),
+            width,
+            since: since.timestamp(),
+            until: until.timestamp(),
+            after: after.as_ref(),
+            limit: limit + 1,
+        })
         .await
     {
         Ok(rows) => rows,
         Err(e) => return internal(e),
     };
+    // More than a page: the next one starts after the last row of this one.
+    let link = (rows.len() > limit as usize).then(|| {
+        rows.truncate(limit as usize);
+        let last = rows.last().map(|r| UsageCursor {
+            bucket_start: r.bucket_start,
+            bucket_width: r.bucket_width,
+            source: r.source.clone(),
+            model: r.model.clone(),
+        });
+        // `since` as given (a duration stays relative, so later pages stay within the bound;
+        // the cursor is past it anyway), `until` pinned to this answer's end.
+        let mut next = format!(
+            "/api/v1/usage?key={}&since={}&until={}",
+            url(&key),
+            url(q.since.as_deref().unwrap_or("48h")),
+            url(&rfc3339(until.timestamp()))
+        );
+        for (name, value) in [
+            ("source", q.source.as_deref()),
+            ("width", q.width.as_deref()),
+            ("format", q.format.as_deref()),
+        ] {
+            if let Some(v) = value {
+                next.push_str(&format!("&{name}={}", url(v)));
+            }
+        }
+        if q.limit.is_some() {
+            next.push_str(&format!("&limit={limit}"));
+        }
+        if let Some(c) = last {
+            next.push_str(&format!("&after={}", encode_cursor(&c)));
+        }
+        format!("<{next}>; rel=\"next\"")
+    });
     if q.format.as_deref() == Some("csv") {
         let mut csv = String::from("source,bucket_start,bucket_end,model,uncached_input_tokens,cache_write_5m_tokens,cache_write_1h_tokens,cache_read_input_tokens,output_tokens,requests,cost_usd\n");
         for r in rows
@@ -173,16 +281,19 @@ pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -
                 "_"
             )
         );
-        return (
-            [
-                (axum::http::header::CONTENT_TYPE, "text/csv".to_owned()),
-                (axum::http::header::CONTENT_DISPOSITION, disposition),
-            ],
-            csv,
-        )
-            .into_response();
+        return with_link(
+            (
+                [
+                    (axum::http::header::CONTENT_TYPE, "text/csv".to_owned()),
+                    (axum::http::header::CONTENT_DISPOSITION, disposition),
+                ],
+                csv,
+            )
+                .into_response(),
+            link,
+        );
     }
-    Json(
+    let body = Json(
         rows.iter()
             .filter(|r| width.is_none_or(|w| r.bucket_width == w))
             .map(|r| json!({
@@ -194,7 +305,16 @@ pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -
             }))
             .collect::<Vec<_>>(),
     )
-    .into_response()
+    .into_response();
+    with_link(body, link)
+}
+
+/// Adds the `Link` header of the next page, if there is one.
+fn with_link(mut response: Response, link: Option<String>) -> Response {
+    if let Some(value) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, value);
+    }
+    response
 }
 
 #[derive(Deserialize)]
