@@ -10,12 +10,13 @@ use chrono::{Datelike, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::pages::url;
+pub use super::paging::bad_parameter;
+use super::paging::{self, next_link};
 use super::AppState;
 use crate::alerts::{rfc3339, Alert};
 use crate::report::{periods, rollup, Dim, KeyFacts, PeriodKind};
-use crate::store::{UsageCursor, UsagePage};
-use crate::window::{parse_time, WindowError};
+use crate::store::UsagePage;
+use crate::window::parse_time;
 
 /// An error answer: JSON with a message.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -102,53 +103,20 @@ pub const MAX_USAGE_ROWS: u32 = 10_000;
 #[derive(Deserialize)]
 pub struct UsageQuery {
     key: Option<String>,
-    source: Option<String>,
-    since: Option<String>,
+    pub(super) source: Option<String>,
+    pub(super) since: Option<String>,
     until: Option<String>,
-    width: Option<String>,
+    pub(super) width: Option<String>,
     /// `json` (default) or `csv`.
-    format: Option<String>,
+    pub(super) format: Option<String>,
     /// Rows per answer, 1 to [`MAX_USAGE_ROWS`] (the default).
-    limit: Option<String>,
+    pub(super) limit: Option<String>,
     /// The cursor of the next page, from the previous answer's `Link` header.
     after: Option<String>,
 }
 
-/// 400 naming the query parameter, and the maximum where the value was beyond it.
-pub fn bad_parameter(parameter: &str, e: &WindowError) -> Response {
-    let mut body = json!({"error": format!("{parameter}: {e}"), "parameter": parameter});
-    if matches!(
-        e,
-        WindowError::TooLong(_) | WindowError::TooOld(_) | WindowError::TooFarAhead(_)
-    ) {
-        body["maximum"] = crate::window::MAX_TEXT.into();
-    }
-    (StatusCode::BAD_REQUEST, Json(body)).into_response()
-}
-
-fn encode_cursor(c: &UsageCursor) -> String {
-    use base64::Engine as _;
-    let text = json!([c.bucket_start, c.bucket_width, c.source, c.model]).to_string();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
-}
-
-fn decode_cursor(text: &str) -> Option<UsageCursor> {
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()?;
-    let (bucket_start, bucket_width, source, model): (i64, i64, String, String) =
-        serde_json::from_slice(&bytes).ok()?;
-    Some(UsageCursor {
-        bucket_start,
-        bucket_width,
-        source,
-        model,
-    })
-}
-
 pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -> Response {
-    let Some(key) = q.key else {
+    let Some(key) = q.key.clone() else {
         return error(
             StatusCode::BAD_REQUEST,
             "key is required, e.g. /api/v1/usage?key=apikey_01…",
@@ -192,7 +160,11 @@ pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -
                 .into_response()
         }
     };
-    let after = match q.after.as_deref().map(|a| decode_cursor(a).ok_or(a)) {
+    let after = match q
+        .after
+        .as_deref()
+        .map(|a| paging::decode_cursor(a).ok_or(a))
+    {
         None => None,
         Some(Ok(c)) => Some(c),
         Some(Err(a)) => {
@@ -221,36 +193,7 @@ pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -
     // More than a page: the next one starts after the last row of this one.
     let link = (rows.len() > limit as usize).then(|| {
         rows.truncate(limit as usize);
-        let last = rows.last().map(|r| UsageCursor {
-            bucket_start: r.bucket_start,
-            bucket_width: r.bucket_width,
-            source: r.source.clone(),
-            model: r.model.clone(),
-        });
-        // `since` as given (a duration stays relative, so later pages stay within the bound;
-        // the cursor is past it anyway), `until` pinned to this answer's end.
-        let mut next = format!(
-            "/api/v1/usage?key={}&since={}&until={}",
-            url(&key),
-            url(q.since.as_deref().unwrap_or("48h")),
-            url(&rfc3339(until.timestamp()))
-        );
-        for (name, value) in [
-            ("source", q.source.as_deref()),
-            ("width", q.width.as_deref()),
-            ("format", q.format.as_deref()),
-        ] {
-            if let Some(v) = value {
-                next.push_str(&format!("&{name}={}", url(v)));
-            }
-        }
-        if q.limit.is_some() {
-            next.push_str(&format!("&limit={limit}"));
-        }
-        if let Some(c) = last {
-            next.push_str(&format!("&after={}", encode_cursor(&c)));
-        }
-        format!("<{next}>; rel=\"next\"")
+        next_link(&key, &q, until, limit, rows.last())
     });
     if q.format.as_deref() == Some("csv") {
         let mut csv = String::from("source,bucket_start,bucket_end,model,uncached_input_tokens,cache_write_5m_tokens,cache_write_1h_tokens,cache_read_input_tokens,output_tokens,requests,cost_usd\n");

@@ -6,6 +6,7 @@ mod chart;
 mod guard;
 mod key_page;
 mod pages;
+mod paging;
 mod serve;
 
 use std::sync::Arc;
