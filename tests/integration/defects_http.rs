@@ -434,7 +434,8 @@ async fn foreign_hosts_are_refused_security_headers_are_sent_and_bearer_is_case_
 }
 
 /// #13.25: an unknown key is a 404 page that says so; with `metric = "tokens"` the key page
-/// draws tokens against the token baseline (it drew dollars against a floor in tokens).
+/// draws tokens against the token baseline, and export's busy level is in tokens (both used
+/// dollars against a floor in tokens).
 #[tokio::test]
 async fn unknown_keys_are_404_and_the_key_page_draws_the_judged_metric() {
     let port = free_port();
@@ -484,4 +485,23 @@ async fn unknown_keys_are_404_and_the_key_page_draws_the_judged_metric() {
     );
     let (status, _) = get(&format!("{base}/keys/apikey_t?source=elsewhere")).await;
     assert_eq!(status, 404);
+
+    // The evidence summary's busy level is in tokens too (it was dollars against a token floor).
+    let out = app.dir.path().join("evidence");
+    app.cli_ok(&[
+        "export",
+        "--key",
+        "apikey_t",
+        "--since",
+        "2d",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+    assert!(
+        summary.contains("busy level:    5450 tokens per bucket")
+            && summary.contains("peak / level:  1.0x"),
+        "{summary}"
+    );
 }
