@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -45,7 +44,7 @@ pub enum Command {
         /// Only this source's rows (default: every source that has the key).
         #[arg(long)]
         source: Option<String>,
-        /// Start: a duration ago ("48h", "7d") or an RFC 3339 time.
+        /// Start: a duration ago ("48h", "7d") or an RFC 3339 time, at most 400 days back.
         #[arg(long, default_value = "48h", value_parser = parse_time)]
         since: TimeArg,
         /// End (exclusive): a duration ago or an RFC 3339 time; default now.
@@ -94,7 +93,8 @@ pub enum Command {
         /// IANA time zone of the period boundaries (default UTC).
         #[arg(long)]
         timezone: Option<String>,
-        /// First period: the one containing this time (a duration ago or RFC 3339).
+        /// First period: the one containing this time (a duration ago or RFC 3339, at most 400
+        /// days back).
         #[arg(long, value_parser = parse_time)]
         since: Option<TimeArg>,
         /// End (exclusive): a duration ago or RFC 3339; default now.
@@ -128,7 +128,7 @@ pub enum Command {
         /// Only this source's records.
         #[arg(long)]
         source: Option<String>,
-        /// Start of the window: a duration ago or an RFC 3339 time.
+        /// Start of the window: a duration ago or an RFC 3339 time, at most 400 days back.
         #[arg(long, value_parser = parse_time)]
         since: TimeArg,
         /// End of the window (exclusive); default now.
@@ -152,7 +152,7 @@ pub enum Command {
     },
     /// Replay the spike rule over stored history: what would have fired, when.
     Backtest {
-        /// How far back to replay: a duration ago or an RFC 3339 time.
+        /// How far back to replay: a duration ago or an RFC 3339 time, at most 400 days back.
         #[arg(long, default_value = "30d", value_parser = parse_time)]
         since: TimeArg,
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
@@ -196,56 +196,11 @@ pub enum Format {
     Json,
 }
 
-/// A point in time given as an RFC 3339 time or as a duration before now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeArg {
-    At(DateTime<Utc>),
-    Ago(std::time::Duration),
-}
-
-impl TimeArg {
-    pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
-        match self {
-            Self::At(t) => t,
-            Self::Ago(d) => chrono::Duration::from_std(d)
-                .ok()
-                .and_then(|d| now.checked_sub_signed(d))
-                .unwrap_or(DateTime::<Utc>::MIN_UTC),
-        }
-    }
-}
-
-pub fn parse_time(s: &str) -> Result<TimeArg, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(TimeArg::At(t.with_timezone(&Utc)));
-    }
-    humantime::parse_duration(s).map(TimeArg::Ago).map_err(|_| {
-        format!("{s:?} is neither a duration (\"48h\", \"7d\") nor an RFC 3339 time (\"2026-11-26T14:00:00Z\")")
-    })
-}
+pub use crate::window::{parse_time, TimeArg};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn time_args() {
-        let now = DateTime::parse_from_rfc3339("2026-11-26T14:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(
-            parse_time("48h").unwrap().resolve(now).to_rfc3339(),
-            "2026-11-24T14:00:00+00:00"
-        );
-        assert_eq!(
-            parse_time("2026-11-01T00:00:00+01:00")
-                .unwrap()
-                .resolve(now)
-                .to_rfc3339(),
-            "2026-10-31T23:00:00+00:00"
-        );
-        assert!(parse_time("yesterday").unwrap_err().contains("yesterday"));
-    }
 
     #[test]
     fn cli_is_well_formed() {

@@ -29,3 +29,4 @@ pub mod signals;
 pub mod store;
 pub mod telemetry;
 pub mod text;
+pub mod window;

@@ -25,9 +25,8 @@ pub async fn run(
     until: Option<TimeArg>,
     out: &Path,
 ) -> anyhow::Result<u8> {
-    let now = Utc::now();
-    let (since, until) = (since.resolve(now), until.map_or(now, |u| u.resolve(now)));
-    anyhow::ensure!(since < until, "--since must be before --until");
+    let (since, until) = crate::window::range(since, until, Utc::now())
+        .map_err(|e| anyhow::anyhow!("--since/--until: {e}"))?;
     if out.exists()
         && out
             .read_dir()
@@ -146,12 +145,22 @@ fn summary(
         }
     }
     let total: f64 = buckets.iter().map(|b| b.1).sum();
-    let peak = buckets
-        .iter()
-        .copied()
-        .fold((0, 0.0, 0), |a, b| if b.1 > a.1 { b } else { a });
+    // Peak and level in the unit the spike rule judges (`metric`), against its floor in it.
+    let by_tokens = config.spike.metric == crate::detect::SpikeMetric::Tokens;
+    let metric = |b: &(i64, f64, i64)| if by_tokens { b.2 as f64 } else { b.1 };
+    let peak =
+        buckets.iter().copied().fold(
+            (0, 0.0, 0),
+            |a, b| {
+                if metric(&b) > metric(&a) {
+                    b
+                } else {
+                    a
+                }
+            },
+        );
     let width = config.poll.bucket_width.seconds();
-    let points: Vec<(i64, f64)> = buckets.iter().map(|b| (b.0, b.1)).collect();
+    let points: Vec<(i64, f64)> = buckets.iter().map(|b| (b.0, metric(b))).collect();
     let from = since.div_euclid(width) * width;
     let values =
         crate::alerts::dense_values(&points, from, buckets.last().map_or(from, |b| b.0), width);
@@ -170,12 +179,17 @@ fn summary(
         peak.1,
         peak.2
     );
+    let level = if by_tokens {
+        format!("{:.0} tokens", baseline.value)
+    } else {
+        format!("${:.4}", baseline.value)
+    };
     let _ = writeln!(
         o,
-        "busy level:    ${:.4} per bucket ({} quantile over the window)",
-        baseline.value, config.spike.baseline_quantile
+        "busy level:    {level} per bucket ({} quantile over the window)",
+        config.spike.baseline_quantile
     );
-    let _ = writeln!(o, "peak / level:  {:.1}x", peak.1 / baseline.value);
+    let _ = writeln!(o, "peak / level:  {:.1}x", metric(&peak) / baseline.value);
     let _ = writeln!(o, "alerts:        {}", alerts.len());
     for a in alerts {
         let _ = writeln!(

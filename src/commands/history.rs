@@ -18,12 +18,8 @@ pub async fn print(
     until: Option<TimeArg>,
     format: Format,
 ) -> anyhow::Result<u8> {
-    let now = Utc::now();
-    let since = since.resolve(now);
-    let until = until.map_or(now, |u| u.resolve(now));
-    if since >= until {
-        anyhow::bail!("--since ({since}) must be before --until ({until})");
-    }
+    let (since, until) = crate::window::range(since, until, Utc::now())
+        .map_err(|e| anyhow::anyhow!("--since/--until: {e}"))?;
     let store = Store::open_existing(&config.database).await?;
     let rows = store
         .history(key, source, since.timestamp(), until.timestamp())

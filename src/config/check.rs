@@ -2,19 +2,18 @@
 //! the key it is about.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::schema::{
-    BudgetSection, EmailSection, HttpSection, NotifierSection, PollSection, RawConfig,
-    SourceSection, TlsMode, WebhookFormat, WebhookSection,
+    BudgetSection, EmailSection, NotifierSection, PollSection, RawConfig, SourceSection, TlsMode,
+    WebhookFormat, WebhookSection,
 };
 use super::secret::{pair, Env};
 use super::{
-    Budget, BudgetScope, Config, ConfigError, EmailNotifier, HttpConfig, Notifier, SourceConfig,
+    Budget, BudgetScope, Config, ConfigError, EmailNotifier, Notifier, SourceConfig,
     WebhookNotifier,
 };
 use crate::prices::{Price, PriceTable};
@@ -48,7 +47,7 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
     let http = raw
         .http
         .as_ref()
-        .map(|h| build_http(h, base_dir, env))
+        .map(|h| super::http::build_http(h, base_dir, env))
         .transpose()?;
     let sources = build_sources(&raw.sources, base_dir, env)?;
     let mut prices = PriceTable::builtin();
@@ -239,44 +238,6 @@ fn check_poll(poll: &PollSection, warnings: &mut Vec<String>) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn build_http(h: &HttpSection, base_dir: &Path, env: &dyn Env) -> Result<HttpConfig> {
-    let listen: SocketAddr = h.listen.parse().map_err(|_| {
-        ConfigError::invalid(
-            "http.listen",
-            format!(
-                "{:?} is not an address:port such as \"127.0.0.1:9464\"",
-                h.listen
-            ),
-        )
-    })?;
-    let token =
-        pair(h.token_env.clone(), h.token_file.clone()).resolve("http.token", base_dir, env)?;
-    if !listen.ip().is_loopback() && token.is_none() {
-        return Err(ConfigError::invalid(
-            "http.token_env",
-            format!(
-                "http.listen = {:?} is not a loopback address, so a bearer token is required: \
-                 set http.token_env or http.token_file",
-                h.listen
-            ),
-        ));
-    }
-    let timezone: Tz = h.timezone.parse().map_err(|_| {
-        ConfigError::invalid(
-            "http.timezone",
-            format!(
-                "unknown time zone {:?}: use an IANA name such as \"Europe/Berlin\"",
-                h.timezone
-            ),
-        )
-    })?;
-    Ok(HttpConfig {
-        listen,
-        timezone,
-        token,
-    })
 }
 
 /// Refuses control characters (CR/LF, ESC, …) in a value that reaches logs, tables, email

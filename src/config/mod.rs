@@ -2,7 +2,9 @@
 //! resolved from the environment or files (`secret`). Errors name the key and exit with 78.
 
 mod check;
+mod http;
 mod locate;
+pub use http::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 mod schema;
 pub mod secret;
 mod secret_file;
@@ -84,6 +86,13 @@ pub struct HttpConfig {
     /// The zone the dashboard shows times in.
     pub timezone: Tz,
     pub token: Option<SecretString>,
+    /// Host names (lowercase, no port) served besides the listen address and, on loopback,
+    /// `localhost`: any other `Host` header is refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Connections served at once; more are closed at once.
+    pub max_connections: usize,
+    /// A connection that sends no complete request head for this long is closed.
+    pub idle_timeout: std::time::Duration,
 }
 
 /// One provider account to poll.

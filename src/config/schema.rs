@@ -265,6 +265,14 @@ pub struct HttpSection {
     pub timezone: String,
     pub token_env: Option<String>,
     pub token_file: Option<PathBuf>,
+    /// Extension: host names served besides the listen address (e.g. a reverse proxy's name).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Extension: connections served at once, 1 to 10,000. Default 256.
+    pub max_connections: Option<u32>,
+    /// Extension: how long a connection may wait before sending a complete request head
+    /// (idle keep-alive included), 1s to 10m. Default 30s.
+    pub idle_timeout: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

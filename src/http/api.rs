@@ -3,17 +3,20 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+pub use super::paging::bad_parameter;
+use super::paging::{self, next_link};
 use super::AppState;
 use crate::alerts::{rfc3339, Alert};
-use crate::cli::parse_time;
 use crate::report::{Dim, PeriodKind, Request};
+use crate::store::UsagePage;
+use crate::window::parse_time;
 
 /// An error answer: JSON with a message.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -93,31 +96,43 @@ pub async fn keys(State(state): State<AppState>) -> Response {
     Json(items).into_response()
 }
 
+/// The most rows one answer of `/api/v1/usage` carries; a `Link: <…>; rel="next"` header
+/// points at the next page.
+pub const MAX_USAGE_ROWS: u32 = 10_000;
+
 #[derive(Deserialize)]
 pub struct UsageQuery {
     key: Option<String>,
-    source: Option<String>,
-    since: Option<String>,
+    pub(super) source: Option<String>,
+    pub(super) since: Option<String>,
     until: Option<String>,
-    width: Option<String>,
+    pub(super) width: Option<String>,
     /// `json` (default) or `csv`.
-    format: Option<String>,
+    pub(super) format: Option<String>,
+    /// Rows per answer, 1 to [`MAX_USAGE_ROWS`] (the default).
+    pub(super) limit: Option<String>,
+    /// The cursor of the next page, from the previous answer's `Link` header.
+    after: Option<String>,
 }
 
 pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -> Response {
-    let Some(key) = q.key else {
+    let Some(key) = q.key.clone() else {
         return error(
             StatusCode::BAD_REQUEST,
             "key is required, e.g. /api/v1/usage?key=apikey_01…",
         );
     };
-    let now = Utc::now();
-    let time = |v: Option<&String>, default: &str| {
-        parse_time(v.map_or(default, String::as_str)).map(|t| t.resolve(now))
+    let since = match parse_time(q.since.as_deref().unwrap_or("48h")) {
+        Ok(t) => t,
+        Err(e) => return bad_parameter("since", &e),
     };
-    let (since, until) = match (time(q.since.as_ref(), "48h"), time(q.until.as_ref(), "0s")) {
-        (Ok(s), Ok(u)) => (s, u),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    let until = match q.until.as_deref().map(parse_time).transpose() {
+        Ok(t) => t,
+        Err(e) => return bad_parameter("until", &e),
+    };
+    let (since, until) = match crate::window::range(since, until, Utc::now()) {
+        Ok(r) => r,
+        Err(e) => return bad_parameter("since", &e),
     };
     let width = match q.width.as_deref() {
         None => None,
@@ -131,19 +146,55 @@ pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -
             )
         }
     };
-    let rows = match state
+    let limit = match q.limit.as_deref().map(str::parse::<u32>) {
+        None => MAX_USAGE_ROWS,
+        Some(Ok(n)) if (1..=MAX_USAGE_ROWS).contains(&n) => n,
+        Some(_) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({
+                    "error": format!("limit {:?}: give a number of rows from 1 to {MAX_USAGE_ROWS}", q.limit.unwrap_or_default()),
+                    "parameter": "limit", "maximum": MAX_USAGE_ROWS,
+                })),
+            )
+                .into_response()
+        }
+    };
+    let after = match q
+        .after
+        .as_deref()
+        .map(|a| paging::decode_cursor(a).ok_or(a))
+    {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(a)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("after {a:?}: not a cursor from a previous answer's Link header"),
+            )
+        }
+    };
+    let mut rows = match state
         .store
-        .history(
-            &key,
-            q.source.as_deref(),
-            since.timestamp(),
-            until.timestamp(),
-        )
+        .usage_page(UsagePage {
+            key_id: &key,
+            source: q.source.as_deref(),
+            width,
+            since: since.timestamp(),
+            until: until.timestamp(),
+            after: after.as_ref(),
+            limit: limit + 1,
+        })
         .await
     {
         Ok(rows) => rows,
         Err(e) => return internal(e),
     };
+    // More than a page: the next one starts after the last row of this one.
+    let link = (rows.len() > limit as usize).then(|| {
+        rows.truncate(limit as usize);
+        next_link(&key, &q, until, limit, rows.last())
+    });
     if q.format.as_deref() == Some("csv") {
         let mut csv = String::from("source,bucket_start,bucket_end,model,uncached_input_tokens,cache_write_5m_tokens,cache_write_1h_tokens,cache_read_input_tokens,output_tokens,requests,cost_usd\n");
         for r in rows
@@ -173,16 +224,19 @@ pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -
                 "_"
             )
         );
-        return (
-            [
-                (axum::http::header::CONTENT_TYPE, "text/csv".to_owned()),
-                (axum::http::header::CONTENT_DISPOSITION, disposition),
-            ],
-            csv,
-        )
-            .into_response();
+        return with_link(
+            (
+                [
+                    (axum::http::header::CONTENT_TYPE, "text/csv".to_owned()),
+                    (axum::http::header::CONTENT_DISPOSITION, disposition),
+                ],
+                csv,
+            )
+                .into_response(),
+            link,
+        );
     }
-    Json(
+    let body = Json(
         rows.iter()
             .filter(|r| width.is_none_or(|w| r.bucket_width == w))
             .map(|r| json!({
@@ -194,7 +248,16 @@ pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -
             }))
             .collect::<Vec<_>>(),
     )
-    .into_response()
+    .into_response();
+    with_link(body, link)
+}
+
+/// Adds the `Link` header of the next page, if there is one.
+fn with_link(mut response: Response, link: Option<String>) -> Response {
+    if let Some(value) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, value);
+    }
+    response
 }
 
 #[derive(Deserialize)]

@@ -2,21 +2,26 @@
 //! read-only JSON API under `/api/v1/` and the dashboard.
 
 mod api;
+mod chart;
+mod guard;
+mod key_page;
 mod pages;
+mod paging;
+mod serve;
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::Utc;
-use secrecy::ExposeSecret;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::store::Store;
+
+pub use serve::serve;
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -36,66 +41,20 @@ pub fn router(store: Store, config: Arc<Config>) -> Router {
         .route("/api/v1/report", get(api::report))
         .route("/api/v1/budgets", get(api::budgets))
         .route("/", get(pages::overview))
-        .route("/keys/{key_id}", get(pages::key))
+        .route("/keys/{key_id}", get(key_page::key))
         .route("/alerts", get(pages::alerts))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            require_token,
+            guard::require_token,
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(protected)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
-}
-
-/// Serves until `cancel` fires. Binding errors are returned (and end the daemon: a monitor
-/// that cannot be monitored should say so at once).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    store: Store,
-    config: Arc<Config>,
-    cancel: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(store, config))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
-}
-
-/// Constant-time comparison (`subtle`), so the token cannot be guessed byte by byte from
-/// timings; comparing SHA-256 digests hides the token's length too.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
-    bool::from(Sha256::digest(a).ct_eq(&Sha256::digest(b)))
-}
-
-/// With `[http] token_env`, `/readyz` and `/metrics` need `Authorization: Bearer <token>`.
-fn authorised(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(token) = state.config.http.as_ref().and_then(|h| h.token.as_ref()) else {
-        return true;
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    same(given.as_bytes(), token.expose_secret().as_bytes())
-}
-
-/// Everything but `/healthz` needs the bearer token when one is configured.
-async fn require_token(
-    State(state): State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if authorised(&state, request.headers()) {
-        next.run(request).await
-    } else {
-        api::error(
-            StatusCode::UNAUTHORIZED,
-            "a bearer token is required (Authorization: Bearer …, http.token_env)",
-        )
-    }
 }
 
 /// 200 when every source was polled successfully within 3 poll intervals, else 503 naming the
@@ -138,17 +97,5 @@ async fn metrics(State(state): State<AppState>) -> Response {
             format!("cannot read the store: {e}\n"),
         )
             .into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same;
-
-    #[test]
-    fn token_comparison() {
-        assert!(same(b"abc", b"abc"));
-        assert!(!same(b"abc", b"abd"));
-        assert!(!same(b"abc", b"abcd"));
     }
 }

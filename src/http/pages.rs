@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -30,7 +30,7 @@ pub fn esc(s: &str) -> String {
 }
 
 /// Percent-encodes a path or query component.
-fn url(s: &str) -> String {
+pub(super) fn url(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -41,16 +41,16 @@ fn url(s: &str) -> String {
         .collect()
 }
 
-fn money(v: f64) -> String {
+pub(super) fn money(v: f64) -> String {
     format!("${v:.2}")
 }
 
-fn tz(state: &AppState) -> Tz {
+pub(super) fn tz(state: &AppState) -> Tz {
     state.config.http.as_ref().map_or(Tz::UTC, |h| h.timezone)
 }
 
 /// A time in the dashboard's zone, UTC on hover.
-fn when(ts: i64, zone: Tz) -> String {
+pub(super) fn when(ts: i64, zone: Tz) -> String {
     let Some(t) = DateTime::<Utc>::from_timestamp(ts, 0) else {
         return String::new();
     };
@@ -62,7 +62,7 @@ fn when(ts: i64, zone: Tz) -> String {
     )
 }
 
-fn page(title: &str, body: &str) -> Response {
+pub(super) fn page(title: &str, body: &str) -> Response {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -87,14 +87,16 @@ const COLOURS: [&str; 9] = [
     "#9c755f",
 ];
 
-fn error_page(e: impl std::fmt::Display) -> Response {
-    page(
+pub(super) fn error_page(e: impl std::fmt::Display) -> Response {
+    let mut r = page(
         "Error",
         &format!("<p>cannot read the store: {}</p>", esc(&e.to_string())),
-    )
+    );
+    *r.status_mut() = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+    r
 }
 
-fn alert_list(alerts: &[Alert], zone: Tz) -> String {
+pub(super) fn alert_list(alerts: &[Alert], zone: Tz) -> String {
     if alerts.is_empty() {
         return "<p>No alerts.</p>".to_owned();
     }
@@ -261,157 +263,6 @@ pub async fn overview(State(state): State<AppState>) -> Response {
         "Overview",
         &format!("<h2>Spend per day, last 30 days ({})</h2>{svg}{legend}<h2>Budgets this month</h2>{budgets}<h2>Open alerts</h2>{}",
             esc(zone.name()), alert_list(&alerts, zone)),
-    )
-}
-
-#[derive(Deserialize)]
-pub struct KeyQuery {
-    source: Option<String>,
-    window: Option<String>,
-}
-
-/// `/keys/{key_id}`: the key's buckets with its rolling baseline and spike level, alert markers,
-/// and its inventory facts.
-pub async fn key(
-    State(state): State<AppState>,
-    Path(key_id): Path<String>,
-    Query(q): Query<KeyQuery>,
-) -> Response {
-    let zone = tz(&state);
-    let window = humantime::parse_duration(q.window.as_deref().unwrap_or("7d"))
-        .unwrap_or(std::time::Duration::from_secs(7 * 86_400));
-    let now = Utc::now().timestamp();
-    let w = state.config.poll.bucket_width.seconds();
-    let until = now.div_euclid(w) * w + w;
-    let since = until - window.as_secs() as i64;
-    let history_from = since - state.config.spike.baseline_window.0.as_secs() as i64;
-    let (rows, keys, alerts) = match tokio::try_join!(
-        state
-            .store
-            .history(&key_id, q.source.as_deref(), history_from, until),
-        state.store.keys_by_id(&key_id),
-        state.store.alerts(true)
-    ) {
-        Ok(x) => x,
-        Err(e) => return error_page(e),
-    };
-    let key = keys
-        .iter()
-        .find(|k| q.source.as_deref().is_none_or(|s| k.source == s));
-    let title = key
-        .and_then(|k| k.name.clone())
-        .unwrap_or_else(|| key_id.clone());
-    let points: Vec<(i64, f64)> = {
-        let mut p: Vec<(i64, f64)> = Vec::new();
-        for r in rows.iter().filter(|r| r.bucket_width == w) {
-            match p.last_mut() {
-                Some(last) if last.0 == r.bucket_start => last.1 += r.cost_usd.unwrap_or(0.0),
-                _ => p.push((r.bucket_start, r.cost_usd.unwrap_or(0.0))),
-            }
-        }
-        p
-    };
-    let from = history_from.div_euclid(w) * w;
-    let values = crate::alerts::dense_values(&points, from, until - w, w);
-    let first_shown = ((since - from) / w).max(0) as usize;
-    let cfg = &state.config.spike;
-    let known_since = key.and_then(|k| k.created_at).unwrap_or(from);
-    let shown = &values[first_shown.min(values.len())..];
-    let baselines: Vec<f64> = (first_shown..values.len())
-        .map(|i| {
-            crate::detect::spike::baseline(cfg, w, &values[..i], from + i as i64 * w - known_since)
-                .value
-        })
-        .collect();
-    let max = shown
-        .iter()
-        .chain(
-            baselines
-                .iter()
-                .map(|b| b * cfg.factor)
-                .collect::<Vec<_>>()
-                .iter(),
-        )
-        .fold(0.01f64, |a, b| a.max(*b));
-    let (cw, ch, pad) = (900.0, 260.0, 30.0);
-    let step = (cw - 2.0 * pad) / shown.len().max(1) as f64;
-    let y = |v: f64| ch - pad - v / max * (ch - 2.0 * pad);
-    let mut svg = format!("<svg class=\"chart\" id=\"key-usage\" viewBox=\"0 0 {cw} {ch}\" role=\"img\" aria-label=\"usage per bucket\"><text x=\"4\" y=\"14\" font-size=\"11\">{}</text>", money(max));
-    svg.push_str("<g class=\"series\" data-series=\"usage\" fill=\"#4e79a7\">");
-    for (i, v) in shown.iter().enumerate() {
-        if *v > 0.0 {
-            let _ = write!(svg, "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{}: {}</title></rect>",
-                pad + i as f64 * step, y(*v), step * 0.85, ch - pad - y(*v), esc(&crate::alerts::rfc3339(since + i as i64 * w)), money(*v));
-        }
-    }
-    svg.push_str("</g>");
-    for (name, factor, colour) in [
-        ("baseline", 1.0, "#59a14f"),
-        ("spike threshold", cfg.factor, "#e15759"),
-    ] {
-        let path: Vec<String> = baselines
-            .iter()
-            .enumerate()
-            .map(|(i, b)| format!("{:.1},{:.1}", pad + (i as f64 + 0.4) * step, y(b * factor)))
-            .collect();
-        let _ = write!(svg, "<polyline class=\"series\" data-series=\"{name}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>", path.join(" "));
-    }
-    for a in alerts
-        .iter()
-        .filter(|a| a.key_id.as_deref() == Some(key_id.as_str()))
-    {
-        if let Some((start, _)) = a.period.filter(|p| p.0 >= since && p.0 < until) {
-            let i = ((start - since) / w) as f64;
-            let _ = write!(svg, "<circle class=\"alert-marker\" data-rule=\"{}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"6\" fill=\"#b00020\"><title>{}</title></circle>",
-                esc(a.rule.as_str()), pad + (i + 0.4) * step, pad, esc(&a.summary));
-        }
-    }
-    svg.push_str("</svg>");
-    let mut facts = String::from("<table>");
-    if let Some(k) = key {
-        let age = k.created_at.map(|c| (now - c).div_euclid(86_400));
-        for (label, value) in [
-            ("key id", esc(&k.key_id)),
-            ("source", esc(&k.source)),
-            ("status", esc(&k.status)),
-            (
-                "workspace",
-                esc(k.workspace_id.as_deref().unwrap_or("default")),
-            ),
-            (
-                "created",
-                k.created_at.map(|c| when(c, zone)).unwrap_or_default(),
-            ),
-            (
-                "age",
-                age.map(|a| {
-                    format!(
-                        "{a} days (rotation policy {} days)",
-                        state.config.rotation.max_key_age_days
-                    )
-                })
-                .unwrap_or_default(),
-            ),
-            ("first seen", when(k.first_seen, zone)),
-            ("last seen in listing", when(k.last_seen, zone)),
-            ("hint", esc(k.partial_key_hint.as_deref().unwrap_or("-"))),
-        ] {
-            let _ = write!(facts, "<tr><th>{label}</th><td>{value}</td></tr>");
-        }
-    }
-    facts.push_str("</table>");
-    let key_alerts: Vec<Alert> = alerts
-        .into_iter()
-        .filter(|a| a.key_id.as_deref() == Some(key_id.as_str()))
-        .collect();
-    page(
-        &title,
-        &format!(
-            "<h2>Cost per bucket, last {}</h2>{svg}<p class=\"legend\"><span>bars: usage</span><span style=\"color:#59a14f\">line: baseline</span><span style=\"color:#e15759\">line: spike threshold ({}x)</span><span style=\"color:#b00020\">dot: alert</span></p>\
-             <p>Export: <a class=\"csv\" href=\"/api/v1/usage?key={}&amp;since={}&amp;format=csv\">usage as CSV</a> (also <code>keywatch history --key {} --format csv</code>)</p>\
-             <h2>Key</h2>{facts}<h2>Alerts on this key</h2>{}",
-            esc(q.window.as_deref().unwrap_or("7d")), cfg.factor, url(&key_id), url(q.window.as_deref().unwrap_or("7d")), esc(&key_id), alert_list(&key_alerts, zone)
-        ),
     )
 }
 

@@ -11,6 +11,7 @@ mod config_check;
 mod crash;
 mod daemon;
 mod dashboard;
+mod defects_http;
 mod defects_lead;
 mod defects_output;
 mod defects_poller;

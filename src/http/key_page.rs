@@ -1,0 +1,258 @@
+//! `/keys/{key_id}`: the key's buckets with the spike rule's baseline and level, alert markers,
+//! and its inventory facts. The window is bounded (`crate::window`), the chart has at most
+//! `chart::MAX_BARS` bars, and an unknown key is a 404.
+
+use std::fmt::Write as _;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::pages::{alert_list, error_page, esc, money, page, tz, url, when};
+use super::{api, chart, AppState};
+use crate::alerts::{rfc3339, Alert};
+use crate::detect::SpikeMetric;
+
+#[derive(Deserialize)]
+pub struct KeyQuery {
+    source: Option<String>,
+    window: Option<String>,
+}
+
+/// The unit the chart is drawn in: the spike rule's metric for this key.
+#[derive(Clone, Copy, PartialEq)]
+enum Unit {
+    Usd,
+    Tokens,
+}
+
+impl Unit {
+    fn show(self, v: f64) -> String {
+        match self {
+            Self::Usd => money(v),
+            Self::Tokens => format!("{v:.0} tokens"),
+        }
+    }
+}
+
+pub async fn key(
+    State(state): State<AppState>,
+    Path(key_id): Path<String>,
+    Query(q): Query<KeyQuery>,
+) -> Response {
+    let zone = tz(&state);
+    let window_text = q.window.as_deref().unwrap_or("7d");
+    let window = match crate::window::parse_window(window_text) {
+        Ok(d) => d,
+        Err(e) => return api::bad_parameter("window", &e),
+    };
+    let source = q.source.as_deref();
+    let now = Utc::now().timestamp();
+    let w = state.config.poll.bucket_width.seconds();
+    let until = now.div_euclid(w) * w + w;
+    // Both bounded: the window by crate::window, the baseline window by the config check.
+    let since = until - window.as_secs() as i64;
+    let from = (since - state.config.spike.baseline_window.0.as_secs() as i64).div_euclid(w) * w;
+    let (buckets, keys, alerts) = match tokio::try_join!(
+        state.store.key_buckets(&key_id, source, w, from, until),
+        state.store.keys_by_id(&key_id),
+        state.store.alerts(true)
+    ) {
+        Ok(x) => x,
+        Err(e) => return error_page(e),
+    };
+    let key = keys.iter().find(|k| source.is_none_or(|s| k.source == s));
+    if key.is_none() && buckets.is_empty() {
+        match state.store.key_has_usage(&key_id, source).await {
+            Ok(true) => {}
+            Ok(false) => return unknown(&key_id, source),
+            Err(e) => return error_page(e),
+        }
+    }
+    let title = key
+        .and_then(|k| k.name.clone())
+        .unwrap_or_else(|| key_id.clone());
+    // The rule judges by tokens when so configured, and keys on an unpriced model by tokens
+    // with their own floor (their dollars are only a floor); the chart shows what is judged.
+    let spike = &state.config.spike;
+    let unpriced = spike.metric == SpikeMetric::Cost && buckets.iter().any(|b| b.unpriced);
+    let (cfg, unit) = match (spike.metric, unpriced) {
+        (SpikeMetric::Tokens, _) => (spike.clone(), Unit::Tokens),
+        (SpikeMetric::Cost, true) => (spike.by_tokens(), Unit::Tokens),
+        (SpikeMetric::Cost, false) => (spike.clone(), Unit::Usd),
+    };
+    let points: Vec<(i64, f64)> = buckets
+        .iter()
+        .map(|b| {
+            (
+                b.start,
+                if unit == Unit::Tokens {
+                    b.tokens
+                } else {
+                    b.cost_usd
+                },
+            )
+        })
+        .collect();
+    let known_since = key.and_then(|k| k.created_at).unwrap_or(from);
+    let first_shown = usize::try_from((since - from) / w).unwrap_or_default();
+    let factor = cfg.factor;
+    let built = tokio::task::spawn_blocking(move || {
+        let values = crate::alerts::dense_values(&points, from, until - w, w);
+        chart::build(&cfg, w, &values, from, first_shown, known_since)
+    })
+    .await;
+    let chart = match built {
+        Ok(c) => c,
+        Err(e) => return error_page(format!("the chart could not be computed: {e}")),
+    };
+    let key_alerts: Vec<Alert> = alerts
+        .into_iter()
+        .filter(|a| a.key_id.as_deref() == Some(key_id.as_str()))
+        .filter(|a| source.is_none_or(|s| a.source.as_deref() == Some(s)))
+        .collect();
+    let svg = svg(&chart, unit, factor, &key_alerts, since, until, w);
+    let facts = key.map(|k| facts(&state, k, now, zone)).unwrap_or_default();
+    let what = if unit == Unit::Tokens {
+        "Tokens"
+    } else {
+        "Cost"
+    };
+    let mut notes = String::new();
+    if chart.buckets_per_bar > 1 {
+        let _ = write!(
+            notes,
+            "<p>Each bar is the busiest of {} buckets.</p>",
+            chart.buckets_per_bar
+        );
+    }
+    if unpriced {
+        notes.push_str("<p>This key has usage on a model without a price, so the spike rule judges it by tokens (floor <code>min_baseline_tokens</code>).</p>");
+    }
+    page(
+        &title,
+        &format!(
+            "<h2>{what} per bucket, last {}</h2>{svg}{notes}<p class=\"legend\"><span>bars: usage</span><span style=\"color:#59a14f\">line: baseline</span><span style=\"color:#e15759\">line: spike threshold ({}x)</span><span style=\"color:#b00020\">dot: alert</span></p>\
+             <p>Export: <a class=\"csv\" href=\"/api/v1/usage?key={}&amp;since={}&amp;format=csv\">usage as CSV</a> (also <code>keywatch history --key {} --format csv</code>)</p>\
+             <h2>Key</h2>{facts}<h2>Alerts on this key</h2>{}",
+            esc(window_text), factor, url(&key_id), url(window_text), esc(&key_id), alert_list(&key_alerts, zone)
+        ),
+    )
+}
+
+/// 404: nothing is stored about the key.
+fn unknown(key_id: &str, source: Option<&str>) -> Response {
+    let mut r = page(
+        "Unknown key",
+        &format!(
+            "<p>No key <code>{}</code>{} is known: nothing about it is stored. Check the id (the overview links every key); a new key appears after the next poll.</p>",
+            esc(key_id),
+            source.map(|s| format!(" in source <code>{}</code>", esc(s))).unwrap_or_default()
+        ),
+    );
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
+}
+
+fn svg(
+    chart: &chart::Chart,
+    unit: Unit,
+    factor: f64,
+    alerts: &[Alert],
+    since: i64,
+    until: i64,
+    width: i64,
+) -> String {
+    let max = chart
+        .bars
+        .iter()
+        .map(|b| b.value.max(b.baseline * factor))
+        .fold(0.01f64, f64::max);
+    let (cw, ch, pad) = (900.0, 260.0, 30.0);
+    let step = (cw - 2.0 * pad) / chart.bars.len().max(1) as f64;
+    let y = |v: f64| ch - pad - v / max * (ch - 2.0 * pad);
+    let mut svg = format!("<svg class=\"chart\" id=\"key-usage\" viewBox=\"0 0 {cw} {ch}\" role=\"img\" aria-label=\"usage per bucket\"><text x=\"4\" y=\"14\" font-size=\"11\">{}</text>", esc(&unit.show(max)));
+    svg.push_str("<g class=\"series\" data-series=\"usage\" fill=\"#4e79a7\">");
+    for (i, b) in chart.bars.iter().enumerate() {
+        if b.value > 0.0 {
+            let label = if chart.buckets_per_bar > 1 {
+                format!(
+                    "{} (busiest of {} buckets from {})",
+                    rfc3339(b.peak_at),
+                    chart.buckets_per_bar,
+                    rfc3339(b.start)
+                )
+            } else {
+                rfc3339(b.start)
+            };
+            let _ = write!(svg, "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{}: {}</title></rect>",
+                pad + i as f64 * step, y(b.value), step * 0.85, ch - pad - y(b.value), esc(&label), esc(&unit.show(b.value)));
+        }
+    }
+    svg.push_str("</g>");
+    for (name, f, colour) in [
+        ("baseline", 1.0, "#59a14f"),
+        ("spike threshold", factor, "#e15759"),
+    ] {
+        let path: Vec<String> = chart
+            .bars
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                format!(
+                    "{:.1},{:.1}",
+                    pad + (i as f64 + 0.4) * step,
+                    y(b.baseline * f)
+                )
+            })
+            .collect();
+        let _ = write!(svg, "<polyline class=\"series\" data-series=\"{name}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>", path.join(" "));
+    }
+    let per_bar = chart.buckets_per_bar.max(1) as i64;
+    for a in alerts {
+        if let Some((start, _)) = a.period.filter(|p| p.0 >= since && p.0 < until) {
+            let i = ((start - since) / width / per_bar) as f64;
+            let _ = write!(svg, "<circle class=\"alert-marker\" data-rule=\"{}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"6\" fill=\"#b00020\"><title>{}</title></circle>",
+                esc(a.rule.as_str()), pad + (i + 0.4) * step, pad, esc(&a.summary));
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn facts(state: &AppState, k: &crate::store::StoredKey, now: i64, zone: chrono_tz::Tz) -> String {
+    let mut facts = String::from("<table>");
+    let age = k.created_at.map(|c| (now - c).div_euclid(86_400));
+    for (label, value) in [
+        ("key id", esc(&k.key_id)),
+        ("source", esc(&k.source)),
+        ("status", esc(&k.status)),
+        (
+            "workspace",
+            esc(k.workspace_id.as_deref().unwrap_or("default")),
+        ),
+        (
+            "created",
+            k.created_at.map(|c| when(c, zone)).unwrap_or_default(),
+        ),
+        (
+            "age",
+            age.map(|a| {
+                format!(
+                    "{a} days (rotation policy {} days)",
+                    state.config.rotation.max_key_age_days
+                )
+            })
+            .unwrap_or_default(),
+        ),
+        ("first seen", when(k.first_seen, zone)),
+        ("last seen in listing", when(k.last_seen, zone)),
+        ("hint", esc(k.partial_key_hint.as_deref().unwrap_or("-"))),
+    ] {
+        let _ = write!(facts, "<tr><th>{label}</th><td>{value}</td></tr>");
+    }
+    facts.push_str("</table>");
+    facts
+}

@@ -1,0 +1,182 @@
+//! The one parser and bound for every time, window and range keywatch reads: `--since`/`--until`
+//! of `history`, `report`, `backtest` and `export`, the `since`/`until` of `/api/v1/*`, and the
+//! dashboard's `window`. Nothing reaches back more than [`MAX_DAYS`] days (the default
+//! retention of hourly usage) or ahead more than a day, so no input can make a read, a period
+//! list or the calendar arithmetic behind them unbounded.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// The longest window, and the furthest back any time may lie, in days.
+pub const MAX_DAYS: u64 = 400;
+/// [`MAX_DAYS`] as a duration.
+pub const MAX_WINDOW: Duration = Duration::from_secs(MAX_DAYS * 86_400);
+/// How far ahead of now a time may lie (an end in a zone east of UTC, a clock slightly behind).
+pub const MAX_AHEAD: Duration = Duration::from_secs(86_400);
+/// The maximum as users write it, for messages and error answers.
+pub const MAX_TEXT: &str = "400d";
+
+/// A time or window that cannot be read: each message names the value and says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("{0:?} is neither a duration (\"48h\", \"7d\") nor an RFC 3339 time (\"2026-11-26T14:00:00Z\")")]
+    NotATime(String),
+    #[error("{0:?} is not a duration such as \"6h\" or \"7d\"")]
+    NotADuration(String),
+    #[error("{0:?} is longer than the {MAX_TEXT} keywatch reads at most; give a shorter window")]
+    TooLong(String),
+    #[error("{0:?} lies more than {MAX_TEXT} back; keywatch reads at most the last {MAX_TEXT}")]
+    TooOld(String),
+    #[error("{0:?} lies more than a day ahead of now")]
+    TooFarAhead(String),
+    #[error("the start ({since}) must be before the end ({until})")]
+    Empty { since: String, until: String },
+}
+
+/// A point in time given as an RFC 3339 time or as a duration before now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeArg {
+    At(DateTime<Utc>),
+    Ago(Duration),
+}
+
+impl TimeArg {
+    /// The instant, relative to `now`. Parsed values are bounded, so this never saturates in
+    /// practice; an unbounded one saturates at the earliest representable time.
+    pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Self::At(t) => t,
+            Self::Ago(d) => chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| now.checked_sub_signed(d))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        }
+    }
+}
+
+/// A window length such as `"7d"`: at most [`MAX_WINDOW`], more than zero.
+pub fn parse_window(s: &str) -> Result<Duration, WindowError> {
+    let d = humantime::parse_duration(s).map_err(|_| WindowError::NotADuration(s.to_owned()))?;
+    if d > MAX_WINDOW {
+        return Err(WindowError::TooLong(s.to_owned()));
+    }
+    if d.is_zero() {
+        return Err(WindowError::NotADuration(s.to_owned()));
+    }
+    Ok(d)
+}
+
+/// A time as the CLI and the API take it, checked against the current time.
+pub fn parse_time(s: &str) -> Result<TimeArg, WindowError> {
+    parse_time_at(s, Utc::now())
+}
+
+/// A time: a duration ago (at most [`MAX_WINDOW`]) or an RFC 3339 time at most
+/// [`MAX_WINDOW`] before `now` and [`MAX_AHEAD`] after it.
+pub fn parse_time_at(s: &str, now: DateTime<Utc>) -> Result<TimeArg, WindowError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        let t = t.with_timezone(&Utc);
+        let earliest = TimeArg::Ago(MAX_WINDOW).resolve(now);
+        let latest = chrono::Duration::from_std(MAX_AHEAD)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        if t < earliest {
+            return Err(WindowError::TooOld(s.to_owned()));
+        }
+        if t > latest {
+            return Err(WindowError::TooFarAhead(s.to_owned()));
+        }
+        return Ok(TimeArg::At(t));
+    }
+    let d = humantime::parse_duration(s).map_err(|_| WindowError::NotATime(s.to_owned()))?;
+    if d > MAX_WINDOW {
+        return Err(WindowError::TooLong(s.to_owned()));
+    }
+    Ok(TimeArg::Ago(d))
+}
+
+/// `[since, until)` resolved against `now` (`until` defaults to now); refuses an empty range.
+/// Both ends are bounded by [`parse_time_at`], so the range spans at most
+/// [`MAX_WINDOW`] + [`MAX_AHEAD`].
+pub fn range(
+    since: TimeArg,
+    until: Option<TimeArg>,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), WindowError> {
+    let since = since.resolve(now);
+    let until = until.map_or(now, |u| u.resolve(now));
+    if since >= until {
+        return Err(WindowError::Empty {
+            since: since.to_rfc3339(),
+            until: until.to_rfc3339(),
+        });
+    }
+    Ok((since, until))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-26T14:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn times_are_bounded_both_ways() {
+        let at = |s| parse_time_at(s, now());
+        assert_eq!(
+            at("48h").unwrap().resolve(now()).to_rfc3339(),
+            "2026-11-24T14:00:00+00:00"
+        );
+        assert!(at("400d").is_ok());
+        assert_eq!(at("401d"), Err(WindowError::TooLong("401d".into())));
+        assert!(matches!(at("999999999d"), Err(WindowError::TooLong(_))));
+        assert!(matches!(at("1000000y"), Err(WindowError::TooLong(_))));
+        assert!(at("2025-11-01T00:00:00Z").is_ok());
+        assert!(matches!(
+            at("2020-01-01T00:00:00Z"),
+            Err(WindowError::TooOld(_))
+        ));
+        assert!(matches!(
+            at("9999-01-01T00:00:00Z"),
+            Err(WindowError::TooFarAhead(_))
+        ));
+        assert!(at("2026-11-27T10:00:00+01:00").is_ok());
+        let e = at("yesterday").unwrap_err().to_string();
+        assert!(e.contains("yesterday") && e.contains("RFC 3339"), "{e}");
+        assert!(at("401d").unwrap_err().to_string().contains("400d"));
+    }
+
+    #[test]
+    fn windows_are_bounded_and_not_empty() {
+        assert_eq!(parse_window("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_window("400d").is_ok());
+        assert!(matches!(
+            parse_window("1000000y"),
+            Err(WindowError::TooLong(_))
+        ));
+        assert!(matches!(
+            parse_window("0s"),
+            Err(WindowError::NotADuration(_))
+        ));
+        assert!(matches!(
+            parse_window("soon"),
+            Err(WindowError::NotADuration(_))
+        ));
+    }
+
+    #[test]
+    fn ranges_must_not_be_empty() {
+        let since = TimeArg::Ago(Duration::from_secs(3_600));
+        assert!(range(since, None, now()).is_ok());
+        assert!(matches!(
+            range(since, Some(TimeArg::Ago(Duration::from_secs(7_200))), now()),
+            Err(WindowError::Empty { .. })
+        ));
+    }
+}
