@@ -358,12 +358,23 @@ async fn check_tables(path: &Path) -> Result<(), StoreError> {
 /// The five token classes from consecutive columns starting at `first`, in the order every
 /// usage query selects them: uncached input, cache read, 5-minute write, 1-hour write, output.
 fn token_columns(r: &sqlx::sqlite::SqliteRow, first: usize) -> crate::prices::TokenCounts {
-    use sqlx::Row;
     crate::prices::TokenCounts {
-        uncached_input: r.get(first),
-        cache_read: r.get(first + 1),
-        cache_write_5m: r.get(first + 2),
-        cache_write_1h: r.get(first + 3),
-        output: r.get(first + 4),
+        uncached_input: count(r, first),
+        cache_read: count(r, first + 1),
+        cache_write_5m: count(r, first + 2),
+        cache_write_1h: count(r, first + 3),
+        output: count(r, first + 4),
     }
+}
+
+/// A token count. SQLite turns an integer sum that overflows into a REAL: a database written
+/// before counts were bounded at decode may hold one; it reads as the largest count instead of
+/// aborting the process (`Row::get` panics on a type it cannot decode).
+fn count(r: &sqlx::sqlite::SqliteRow, i: usize) -> i64 {
+    use sqlx::Row;
+    if let Ok(v) = r.try_get::<Option<i64>, _>(i) {
+        return v.unwrap_or(0);
+    }
+    // `as` saturates; NaN becomes 0.
+    r.try_get::<f64, _>(i).map_or(i64::MAX, |f| f as i64)
 }

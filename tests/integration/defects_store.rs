@@ -203,3 +203,30 @@ async fn read_commands_never_migrate_and_an_older_keywatch_refuses_a_newer_datab
         stderr(&out)
     );
 }
+
+/// #13.3: a rollup whose sums overflowed (SQLite stores them as REAL) made `report` panic and the
+/// report API abort the daemon. Counts are now bounded at decode; a database written before
+/// that still reads, saturated.
+#[tokio::test]
+async fn an_overflowed_rollup_from_an_older_version_is_read_without_aborting() {
+    let app = spawn_app_with("").await;
+    seed(&app);
+    app.cli_ok(&["run", "--once"]).await;
+    sql(
+        &app,
+        "UPDATE usage_daily SET output_tokens = 1.5e19; UPDATE usage_buckets SET output_tokens = 2e19",
+    );
+    for args in [
+        &["report"][..],
+        &["report", "--format", "json"][..],
+        &["history", "--key", "apikey_shared"][..],
+    ] {
+        let out = app.cli(args, &[]).await;
+        assert!(
+            out.status.code().is_some(),
+            "{args:?} was killed by a signal: {}",
+            stderr(&out)
+        );
+        assert_ne!(out.status.code(), Some(134), "{args:?} aborted");
+    }
+}
