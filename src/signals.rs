@@ -1,7 +1,8 @@
 //! The daemon's signals, as decisions: SIGTERM and SIGINT stop it (the current step finishes),
 //! SIGHUP asks it to re-read its configuration, and the other signals a person or a tool may
-//! send by mistake (SIGUSR1, SIGUSR2) are logged and ignored — their default action would kill
-//! every task at once.
+//! send by mistake (SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR) are logged and
+//! ignored — their default action would kill every task at once. SIGQUIT and SIGKILL keep
+//! theirs: they are never sent by mistake.
 
 /// What a received signal asks the daemon to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +25,28 @@ struct UnixSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
-    usr1: tokio::signal::unix::Signal,
-    usr2: tokio::signal::unix::Signal,
+    /// Signals whose default action terminates, received only by mistake: logged, ignored.
+    ignored: Vec<(&'static str, tokio::signal::unix::Signal)>,
+}
+
+/// The stray signals, by name and number (Linux numbering for those tokio does not name).
+#[cfg(unix)]
+fn stray() -> Vec<(&'static str, tokio::signal::unix::SignalKind)> {
+    use tokio::signal::unix::SignalKind;
+    #[allow(unused_mut)]
+    let mut list = vec![
+        ("SIGUSR1", SignalKind::user_defined1()),
+        ("SIGUSR2", SignalKind::user_defined2()),
+        ("SIGALRM", SignalKind::alarm()),
+        ("SIGIO", SignalKind::io()),
+    ];
+    #[cfg(target_os = "linux")]
+    list.extend([
+        ("SIGVTALRM", SignalKind::from_raw(26)),
+        ("SIGPROF", SignalKind::from_raw(27)),
+        ("SIGPWR", SignalKind::from_raw(30)),
+    ]);
+    list
 }
 
 impl Signals {
@@ -39,8 +60,10 @@ impl Signals {
                     term: signal(SignalKind::terminate())?,
                     int: signal(SignalKind::interrupt())?,
                     hup: signal(SignalKind::hangup())?,
-                    usr1: signal(SignalKind::user_defined1())?,
-                    usr2: signal(SignalKind::user_defined2())?,
+                    ignored: stray()
+                        .into_iter()
+                        .map(|(name, kind)| signal(kind).map(|s| (name, s)))
+                        .collect::<std::io::Result<_>>()?,
                 },
             })
         }
@@ -66,11 +89,8 @@ impl Signals {
                     tracing::info!("SIGHUP received: re-reading the configuration");
                     return Signal::Reload;
                 }
-                _ = s.usr1.recv() => {
-                    tracing::warn!("SIGUSR1 received: ignored (SIGHUP re-reads the configuration, SIGTERM stops)");
-                }
-                _ = s.usr2.recv() => {
-                    tracing::warn!("SIGUSR2 received: ignored (SIGHUP re-reads the configuration, SIGTERM stops)");
+                name = stray_received(&mut s.ignored) => {
+                    tracing::warn!("{name} received: ignored (SIGHUP re-reads the configuration, SIGTERM stops)");
                 }
             }
         }
@@ -80,4 +100,21 @@ impl Signals {
             Signal::Stop
         }
     }
+}
+
+/// The name of the next stray signal received.
+#[cfg(unix)]
+async fn stray_received(
+    ignored: &mut [(&'static str, tokio::signal::unix::Signal)],
+) -> &'static str {
+    if ignored.is_empty() {
+        return std::future::pending().await;
+    }
+    let waits = ignored.iter_mut().map(|(name, s)| {
+        Box::pin(async move {
+            s.recv().await;
+            *name
+        })
+    });
+    futures_util::future::select_all(waits).await.0
 }
