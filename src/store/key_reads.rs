@@ -78,8 +78,8 @@ impl Store {
                 bucket_width: r.get(2),
                 model: r.get(3),
                 tokens: super::token_columns(&r, 4),
-                web_search_requests: r.get(9),
-                requests: r.get(10),
+                web_search_requests: super::count(&r, 9),
+                requests: super::count_or_none(&r, 10),
                 cost_usd: r.get(11),
             })
             .collect())

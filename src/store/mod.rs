@@ -370,11 +370,19 @@ fn token_columns(r: &sqlx::sqlite::SqliteRow, first: usize) -> crate::prices::To
 /// A token count. SQLite turns an integer sum that overflows into a REAL: a database written
 /// before counts were bounded at decode may hold one; it reads as the largest count instead of
 /// aborting the process (`Row::get` panics on a type it cannot decode).
-fn count(r: &sqlx::sqlite::SqliteRow, i: usize) -> i64 {
+pub(super) fn count(r: &sqlx::sqlite::SqliteRow, i: usize) -> i64 {
+    count_or_none(r, i).unwrap_or(0)
+}
+
+/// As [`count`], keeping NULL (no count reported) apart from 0.
+pub(super) fn count_or_none(r: &sqlx::sqlite::SqliteRow, i: usize) -> Option<i64> {
     use sqlx::Row;
     if let Ok(v) = r.try_get::<Option<i64>, _>(i) {
-        return v.unwrap_or(0);
+        return v;
     }
     // `as` saturates; NaN becomes 0.
-    r.try_get::<f64, _>(i).map_or(i64::MAX, |f| f as i64)
+    match r.try_get::<Option<f64>, _>(i) {
+        Ok(v) => v.map(|f| f as i64),
+        Err(_) => Some(i64::MAX),
+    }
 }

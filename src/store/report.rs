@@ -31,9 +31,9 @@ pub(super) fn period_usage(r: &sqlx::sqlite::SqliteRow) -> PeriodUsage {
         key_id: r.get(2),
         model: r.get(3),
         tokens: super::token_columns(r, 4),
-        requests: r.get(9),
+        requests: super::count_or_none(r, 9),
         cost_usd: r.get(10),
-        unpriced_tokens: r.get(11),
+        unpriced_tokens: super::count(r, 11),
     }
 }
 

@@ -214,7 +214,8 @@ async fn an_overflowed_rollup_from_an_older_version_is_read_without_aborting() {
     app.cli_ok(&["run", "--once"]).await;
     sql(
         &app,
-        "UPDATE usage_daily SET output_tokens = 1.5e19; UPDATE usage_buckets SET output_tokens = 2e19",
+        "UPDATE usage_daily SET output_tokens = 1.5e19, requests = 1e19, unpriced_tokens = 3e19; \
+         UPDATE usage_buckets SET output_tokens = 2e19, requests = 2e19",
     );
     for args in [
         &["report"][..],
