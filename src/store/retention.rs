@@ -71,16 +71,20 @@ impl Store {
     }
 
     /// Deletes digests sent (or given up) that were queued before `before`; pending ones are
-    /// kept. Only past periods go, and a digest is only ever queued for its latest period, so
-    /// none is sent again.
+    /// kept, and so is each digest's newest send: it is what says its latest period went out (a
+    /// weekly digest whose record was pruned on Tuesday would go out again every day that week).
     pub async fn prune_digest_sends(&self, before: i64) -> Result<u64, StoreError> {
-        Ok(
-            sqlx::query("DELETE FROM digest_sends WHERE state != 'pending' AND created_at < ?")
-                .bind(before)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
+        Ok(sqlx::query(
+            "DELETE FROM digest_sends
+             WHERE state != 'pending' AND created_at < ?
+               AND created_at < (SELECT MAX(newest.created_at) FROM digest_sends newest
+                                 WHERE newest.digest = digest_sends.digest
+                                   AND newest.notifier = digest_sends.notifier)",
         )
+        .bind(before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     /// Deletes up to one batch of alerts resolved before `before`, with their state changes and

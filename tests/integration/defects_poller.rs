@@ -451,6 +451,20 @@ async fn provider_costs_and_sent_digests_are_pruned_with_their_retention() {
         created_at: 0,
     };
     let (old, kept_pending, recent) = (send("old"), send("old-pending"), send("recent"));
+    // A weekly digest's only send, older than the retention: kept, or the week would be sent
+    // again every day (review of #13.15).
+    let weekly = DigestSend {
+        digest: "weekly".to_owned(),
+        ..send("weekly-latest")
+    };
+    store
+        .queue_digest(std::slice::from_ref(&weekly), now - 60 * DAY)
+        .await
+        .unwrap();
+    store
+        .mark_digest(&weekly, "delivered", 0, now - 60 * DAY, "ok")
+        .await
+        .unwrap();
     store
         .queue_digest(&[old.clone(), kept_pending], now - 60 * DAY)
         .await
@@ -493,6 +507,10 @@ async fn provider_costs_and_sent_digests_are_pruned_with_their_retention() {
             .fetch_all(store.pool_ref())
             .await
             .unwrap();
-    assert_eq!(periods, ["old-pending", "recent"], "pending ones are kept");
+    assert_eq!(
+        periods,
+        ["old-pending", "recent", "weekly-latest"],
+        "pending ones and each digest's newest are kept"
+    );
     store.close().await;
 }
