@@ -93,14 +93,15 @@ pub enum Command {
         /// IANA time zone of the period boundaries (default UTC).
         #[arg(long)]
         timezone: Option<String>,
-        /// First period: the one containing this time (a duration ago or RFC 3339, at most 400
+        /// First period: the one containing this time (a duration ago or RFC 3339, at most 3650
         /// days back).
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = crate::window::parse_report_time)]
         since: Option<TimeArg>,
         /// End (exclusive): a duration ago or RFC 3339; default now.
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = crate::window::parse_report_time)]
         until: Option<TimeArg>,
-        /// The last N periods up to now (default 7 days, 4 weeks or 3 months).
+        /// The last N periods up to now (default 7 days, 4 weeks or 3 months; at most 400 days,
+        /// 260 weeks or 120 months).
         #[arg(long, conflicts_with = "since")]
         last: Option<u32>,
         /// Per budget: month-to-date spend, limit, month-end projection and when the limit is

@@ -48,6 +48,16 @@ impl PeriodKind {
     }
 
     /// How many periods a report shows by default: 7 days, 4 weeks or 3 months.
+    /// The most periods one report spans (`--last`, `last=`): 400 days, 5 years of weeks,
+    /// 10 years of months.
+    pub fn max_last(self) -> u32 {
+        match self {
+            Self::Day => 400,
+            Self::Week => 260,
+            Self::Month => 120,
+        }
+    }
+
     pub fn default_last(self) -> u32 {
         match self {
             Self::Day => 7,

@@ -50,8 +50,18 @@ pub struct Request {
     pub by: Vec<Dim>,
 }
 
-/// The upper bound of `--last` and `last=`.
-pub const MAX_LAST: u32 = 1_000;
+/// `--last N` within 1 and the kind's maximum; the error names both.
+pub fn check_last(kind: PeriodKind, n: u32) -> Result<(), String> {
+    let max = kind.max_last();
+    if (1..=max).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!(
+            "--last {n}: give 1 to {max} {}s (the most one report spans)",
+            kind.noun()
+        ))
+    }
+}
 
 impl Request {
     /// The periods reported, oldest first, preceded by one more: the baseline of the change
@@ -67,14 +77,11 @@ impl Request {
                 return Err("--since must be before --until".to_owned());
             }
             Some(since) => crate::period::between(self.kind, self.zone, since, last_instant),
-            None => crate::period::last_n(
-                self.kind,
-                self.zone,
-                last_instant,
-                self.last
-                    .unwrap_or_else(|| self.kind.default_last())
-                    .clamp(1, MAX_LAST),
-            ),
+            None => {
+                let n = self.last.unwrap_or_else(|| self.kind.default_last());
+                check_last(self.kind, n)?;
+                crate::period::last_n(self.kind, self.zone, last_instant, n)
+            }
         };
         if let Some(before) = list.first().and_then(Period::previous) {
             list.insert(0, before);

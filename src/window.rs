@@ -1,8 +1,9 @@
 //! The one parser and bound for every time, window and range keywatch reads: `--since`/`--until`
 //! of `history`, `report`, `backtest` and `export`, the `since`/`until` of `/api/v1/*`, and the
-//! dashboard's `window`. Nothing reaches back more than [`MAX_DAYS`] days (the default
-//! retention of hourly usage) or ahead more than a day, so no input can make a read, a period
-//! list or the calendar arithmetic behind them unbounded.
+//! dashboard's `window`. Nothing that reads buckets reaches back more than [`MAX_DAYS`] days (the
+//! default retention of hourly usage), a report (daily rollup) more than [`REPORT_MAX_DAYS`],
+//! and nothing more than a day ahead, so no input can make a read, a period list or the calendar
+//! arithmetic behind them unbounded.
 
 use std::time::Duration;
 
@@ -16,6 +17,28 @@ pub const MAX_WINDOW: Duration = Duration::from_secs(MAX_DAYS * 86_400);
 pub const MAX_AHEAD: Duration = Duration::from_secs(86_400);
 /// The maximum as users write it, for messages and error answers.
 pub const MAX_TEXT: &str = "400d";
+/// How far back a report's `--since`/`--until` may lie, in days: reports read whole days from
+/// the daily rollup, which keeps daily usage for ever; ten years bounds the period list.
+pub const REPORT_MAX_DAYS: u64 = 3_650;
+const REPORT_MAX_TEXT: &str = "3650d";
+
+/// How far back a time may lie, and how users write that bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reach {
+    window: Duration,
+    pub text: &'static str,
+}
+
+/// Reads of buckets: history, backtest, export, the API's usage and the key page.
+pub const BUCKETS: Reach = Reach {
+    window: MAX_WINDOW,
+    text: MAX_TEXT,
+};
+/// Reports, which read the daily rollup.
+pub const REPORTS: Reach = Reach {
+    window: Duration::from_secs(REPORT_MAX_DAYS * 86_400),
+    text: REPORT_MAX_TEXT,
+};
 
 /// A time or window that cannot be read: each message names the value and says what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,10 +47,10 @@ pub enum WindowError {
     NotATime(String),
     #[error("{0:?} is not a duration such as \"6h\" or \"7d\"")]
     NotADuration(String),
-    #[error("{0:?} is longer than the {MAX_TEXT} keywatch reads at most; give a shorter window")]
-    TooLong(String),
-    #[error("{0:?} lies more than {MAX_TEXT} back; keywatch reads at most the last {MAX_TEXT}")]
-    TooOld(String),
+    #[error("{0:?} is longer than the {1} keywatch reads at most; give a shorter window")]
+    TooLong(String, &'static str),
+    #[error("{0:?} lies more than {1} back; keywatch reads at most the last {1}")]
+    TooOld(String, &'static str),
     #[error("{0:?} lies more than a day ahead of now")]
     TooFarAhead(String),
     #[error("the start ({since}) must be before the end ({until})")]
@@ -59,7 +82,7 @@ impl TimeArg {
 pub fn parse_window(s: &str) -> Result<Duration, WindowError> {
     let d = humantime::parse_duration(s).map_err(|_| WindowError::NotADuration(s.to_owned()))?;
     if d > MAX_WINDOW {
-        return Err(WindowError::TooLong(s.to_owned()));
+        return Err(WindowError::TooLong(s.to_owned(), MAX_TEXT));
     }
     if d.is_zero() {
         return Err(WindowError::NotADuration(s.to_owned()));
@@ -67,23 +90,37 @@ pub fn parse_window(s: &str) -> Result<Duration, WindowError> {
     Ok(d)
 }
 
-/// A time as the CLI and the API take it, checked against the current time.
+/// A time as the CLI and the API take it for reading buckets, checked against the current time.
 pub fn parse_time(s: &str) -> Result<TimeArg, WindowError> {
     parse_time_at(s, Utc::now())
+}
+
+/// A time as `report` and `/api/v1/report` take it (at most [`REPORT_MAX_DAYS`] back).
+pub fn parse_report_time(s: &str) -> Result<TimeArg, WindowError> {
+    parse_time_within(s, Utc::now(), REPORTS)
 }
 
 /// A time: a duration ago (at most [`MAX_WINDOW`]) or an RFC 3339 time at most
 /// [`MAX_WINDOW`] before `now` and [`MAX_AHEAD`] after it.
 pub fn parse_time_at(s: &str, now: DateTime<Utc>) -> Result<TimeArg, WindowError> {
+    parse_time_within(s, now, BUCKETS)
+}
+
+/// A time at most `reach` before `now` and [`MAX_AHEAD`] after it.
+pub fn parse_time_within(
+    s: &str,
+    now: DateTime<Utc>,
+    reach: Reach,
+) -> Result<TimeArg, WindowError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         let t = t.with_timezone(&Utc);
-        let earliest = TimeArg::Ago(MAX_WINDOW).resolve(now);
+        let earliest = TimeArg::Ago(reach.window).resolve(now);
         let latest = chrono::Duration::from_std(MAX_AHEAD)
             .ok()
             .and_then(|d| now.checked_add_signed(d))
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         if t < earliest {
-            return Err(WindowError::TooOld(s.to_owned()));
+            return Err(WindowError::TooOld(s.to_owned(), reach.text));
         }
         if t > latest {
             return Err(WindowError::TooFarAhead(s.to_owned()));
@@ -91,8 +128,8 @@ pub fn parse_time_at(s: &str, now: DateTime<Utc>) -> Result<TimeArg, WindowError
         return Ok(TimeArg::At(t));
     }
     let d = humantime::parse_duration(s).map_err(|_| WindowError::NotATime(s.to_owned()))?;
-    if d > MAX_WINDOW {
-        return Err(WindowError::TooLong(s.to_owned()));
+    if d > reach.window {
+        return Err(WindowError::TooLong(s.to_owned(), reach.text));
     }
     Ok(TimeArg::Ago(d))
 }
@@ -134,13 +171,21 @@ mod tests {
             "2026-11-24T14:00:00+00:00"
         );
         assert!(at("400d").is_ok());
-        assert_eq!(at("401d"), Err(WindowError::TooLong("401d".into())));
-        assert!(matches!(at("999999999d"), Err(WindowError::TooLong(_))));
-        assert!(matches!(at("1000000y"), Err(WindowError::TooLong(_))));
+        assert_eq!(at("401d"), Err(WindowError::TooLong("401d".into(), "400d")));
+        assert!(matches!(at("999999999d"), Err(WindowError::TooLong(..))));
+        assert!(matches!(at("1000000y"), Err(WindowError::TooLong(..))));
+        // Reports reach ten years back (the daily rollup), and no further.
+        let report = |s| parse_time_within(s, now(), REPORTS);
+        assert!(report("2020-01-01T00:00:00Z").is_ok());
+        assert!(report("3650d").is_ok());
+        assert_eq!(
+            report("3651d"),
+            Err(WindowError::TooLong("3651d".into(), "3650d"))
+        );
         assert!(at("2025-11-01T00:00:00Z").is_ok());
         assert!(matches!(
             at("2020-01-01T00:00:00Z"),
-            Err(WindowError::TooOld(_))
+            Err(WindowError::TooOld(..))
         ));
         assert!(matches!(
             at("9999-01-01T00:00:00Z"),
@@ -158,7 +203,7 @@ mod tests {
         assert!(parse_window("400d").is_ok());
         assert!(matches!(
             parse_window("1000000y"),
-            Err(WindowError::TooLong(_))
+            Err(WindowError::TooLong(..))
         ));
         assert!(matches!(
             parse_window("0s"),

@@ -239,7 +239,12 @@ pub async fn reconcile(
     let today = now.timestamp().div_euclid(86_400) * 86_400;
     let from = match since {
         Some(s) => s.resolve(now).timestamp().div_euclid(86_400) * 86_400,
-        None => today - i64::from(last.unwrap_or(7).clamp(1, 400)) * 86_400,
+        None => {
+            let n = last.unwrap_or(7);
+            crate::report::check_last(crate::report::PeriodKind::Day, n)
+                .map_err(anyhow::Error::msg)?;
+            today - i64::from(n) * 86_400
+        }
     };
     let store = Store::open_existing(&config.database).await?;
     let days = store

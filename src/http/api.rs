@@ -289,7 +289,7 @@ pub async fn alerts(State(state): State<AppState>, Query(q): Query<AlertsQuery>)
 pub struct ReportQuery {
     period: Option<String>,
     by: Option<String>,
-    last: Option<u32>,
+    last: Option<String>,
     since: Option<String>,
     until: Option<String>,
     timezone: Option<String>,
@@ -333,26 +333,45 @@ pub async fn report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
             }
         },
     };
+    let last = match q.last.as_deref().map(str::parse::<u32>) {
+        None => None,
+        Some(Ok(n)) if (1..=kind.max_last()).contains(&n) => Some(n),
+        Some(_) => {
+            let max = kind.max_last();
+            let body = json!({
+                "error": format!(
+                    "last {:?}: give a whole number of {}s from 1 to {max}",
+                    q.last.as_deref().unwrap_or_default(),
+                    kind.noun()
+                ),
+                "parameter": "last",
+                "maximum": max,
+            });
+            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        }
+    };
     let now = Utc::now();
-    let time = |field: &str, v: Option<&String>| match v {
+    let time = |field: &'static str, v: Option<&String>| match v {
         None => Ok(None),
-        Some(v) => parse_time(v)
+        Some(v) => crate::window::parse_report_time(v)
             .map(|t| Some(t.resolve(now)))
-            .map_err(|e| format!("{field}: {e}")),
+            .map_err(|e| (field, e)),
     };
     let (since, until) = match (
         time("since", q.since.as_ref()),
         time("until", q.until.as_ref()),
     ) {
         (Ok(s), Ok(u)) => (s, u),
-        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+        (Err((field, e)), _) | (_, Err((field, e))) => {
+            return super::paging::bad_parameter(field, &e)
+        }
     };
     let req = Request {
         kind,
         zone,
         since,
         until,
-        last: q.last,
+        last,
         by,
     };
     let width = state.config.poll.bucket_width.seconds();

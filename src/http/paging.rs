@@ -17,11 +17,12 @@ use crate::window::WindowError;
 /// 400 naming the query parameter, and the maximum where the value was beyond it.
 pub fn bad_parameter(parameter: &str, e: &WindowError) -> Response {
     let mut body = json!({"error": format!("{parameter}: {e}"), "parameter": parameter});
-    if matches!(
-        e,
-        WindowError::TooLong(_) | WindowError::TooOld(_) | WindowError::TooFarAhead(_)
-    ) {
-        body["maximum"] = crate::window::MAX_TEXT.into();
+    match e {
+        WindowError::TooLong(_, max) | WindowError::TooOld(_, max) => {
+            body["maximum"] = (*max).into();
+        }
+        WindowError::TooFarAhead(_) => body["maximum"] = "1d ahead".into(),
+        _ => {}
     }
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }

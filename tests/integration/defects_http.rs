@@ -231,7 +231,8 @@ async fn cli_windows_beyond_400_days_exit_1_with_a_clear_message() {
     for args in [
         vec!["report", "--since", "999999999d"],
         vec!["report", "--until", "1000000y"],
-        vec!["report", "--since", "401d"],
+        vec!["report", "--since", "3651d"],
+        vec!["report", "--last", "121", "--period", "month"],
         vec!["history", "--key", "apikey_a", "--since", "1000y"],
         vec![
             "history",
@@ -257,11 +258,18 @@ async fn cli_windows_beyond_400_days_exit_1_with_a_clear_message() {
         assert_eq!(result.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(
-            stderr.contains("400d") || stderr.contains("a day ahead"),
+            stderr.contains("400d")
+                || stderr.contains("3650d")
+                || stderr.contains("a day ahead")
+                || stderr.contains("1 to 120 months"),
             "{args:?}: the bound is named: {stderr}"
         );
     }
-    app.cli_ok(&["report", "--since", "400d"]).await;
+    // Reports read whole days from the rollup, kept for ever: ten years back.
+    app.cli_ok(&["report", "--since", "3650d", "--period", "month"])
+        .await;
+    app.cli_ok(&["report", "--last", "120", "--period", "month"])
+        .await;
     app.cli_ok(&["history", "--key", "apikey_a", "--since", "400d"])
         .await;
     app.cli_ok(&["backtest", "--since", "400d"]).await;

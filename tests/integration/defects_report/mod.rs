@@ -271,4 +271,20 @@ async fn report_last_n_is_exactly_n_periods_and_the_api_serves_the_cli_rows() {
     let (status, body) = get(&format!("{base}?period=month&since=1d&until=2d")).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("since must be before until"), "{body}");
+    // Every bad parameter is a JSON error naming it, with the bound where there is one.
+    for (query, parameter, maximum) in [
+        ("period=month&last=121", "last", Some(Value::from(120))),
+        ("period=day&last=abc", "last", Some(Value::from(400))),
+        ("period=week&last=0", "last", Some(Value::from(260))),
+        ("since=3651d", "since", Some(Value::from("3650d"))),
+        ("until=soon", "until", None),
+    ] {
+        let (status, body) = get(&format!("{base}?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{query}: {body}"));
+        assert_eq!(v["parameter"], parameter, "{query}: {body}");
+        if let Some(max) = maximum {
+            assert_eq!(v["maximum"], max, "{query}: {body}");
+        }
+    }
 }
