@@ -1,7 +1,8 @@
 //! keywatch: watches each LLM API key's usage and spend, and alerts on leaks, spikes and budgets.
 //!
 //! Data flows one way: `providers` → `store` → `detect` → `alerts` → `notify`, with `config`,
-//! `cli` and `telemetry` beside them. `app` is the one entry point that builds and runs it.
+//! `cli` and `telemetry` beside them, and `model` (the shared vocabulary, importing nothing from
+//! the crate) beneath them all. `app` is the one entry point that builds and runs it.
 #![forbid(unsafe_code)]
 
 pub mod alerts;
@@ -18,6 +19,7 @@ pub mod exit;
 pub mod fuzzing;
 pub mod http;
 pub mod metrics;
+pub mod model;
 pub mod notify;
 pub mod period;
 pub mod poller;

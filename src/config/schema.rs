@@ -8,33 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::detect::SpikeConfig;
-
-/// A humantime duration such as `"90s"`, `"5m"` or `"7d"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-/// The longest duration any key accepts (3650 days): longer ones overflow the calendar
-/// arithmetic they feed and mean nothing for a monitor. Each key has its own, tighter range.
-pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
-
-fn parse_bounded(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if d > MAX_DURATION {
-        return Err("longer than the 3650d any duration may be".to_owned());
-    }
-    Ok(d)
-}
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_bounded(&text).map(HumanDuration).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {text:?} ({e}); write e.g. \"90s\", \"5m\", \"1h\" or \"7d\""
-            ))
-        })
-    }
-}
+use crate::model::parse_bounded;
+pub use crate::model::{HumanDuration, Severity};
 
 /// The resolution usage is stored and judged at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
@@ -365,25 +340,6 @@ fn default_thresholds() -> Vec<u32> {
 
 fn default_timezone() -> String {
     "UTC".to_owned()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    #[default]
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Warning => "warning",
-            Self::Critical => "critical",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

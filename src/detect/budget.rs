@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::config::Severity;
+use crate::model::Severity;
 pub use crate::period::{local_midnight, Period, PeriodKind};
 
 /// The day and the month containing `now` in `tz` (one period computation: [`crate::period`]).

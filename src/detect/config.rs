@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::HumanDuration;
+use crate::model::HumanDuration;
 
 /// What the spike rule measures per bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -5,8 +5,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::deliveries::{enqueue, Route};
 use super::{Store, StoreError};
-use crate::alerts::{Alert, AlertStatus, Rule};
-use crate::config::Severity;
+use crate::model::{Alert, AlertStatus, Rule, Severity};
 
 /// What detection decided about one alert.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,8 +3,7 @@
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{Store, StoreError};
-use crate::alerts::{stable_hash, Alert};
-use crate::config::Severity;
+use crate::model::{stable_hash, Alert, Severity};
 
 /// Which notifier receives which severities.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use sqlx::Row;
 use super::alerts::{alert_from_row, record_event, silenced, ALERT_COLUMNS};
 use super::deliveries::enqueue;
 use super::{Route, StateChange, Store, StoreError};
-use crate::alerts::AlertStatus;
+use crate::model::AlertStatus;
 
 /// A resolution this far after "now" was made by a clock that was ahead (clocks slewed by NTP
 /// move by far less).

@@ -1,0 +1,281 @@
+//! The `[[notifiers]]` (email and webhook) and `[[digests]]` checks of step two.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use chrono_tz::Tz;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{check_name, plain_text, Result};
+use crate::config::schema::{
+    EmailSection, NotifierSection, TlsMode, WebhookFormat, WebhookSection,
+};
+use crate::config::secret::{pair, Env};
+use crate::config::{ConfigError, EmailNotifier, Notifier, WebhookNotifier};
+
+pub(super) fn build_notifiers(
+    raw: &[NotifierSection],
+    base_dir: &Path,
+    env: &dyn Env,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Notifier>> {
+    let mut seen = HashSet::new();
+    raw.iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let at = format!("notifiers[{i}]");
+            check_name(&format!("{at}.name"), n.name(), &mut seen)?;
+            Ok(match n {
+                NotifierSection::Email(e) => {
+                    Notifier::Email(build_email(e, &at, base_dir, env, warnings)?)
+                }
+                NotifierSection::Webhook(w) => {
+                    Notifier::Webhook(build_webhook(w, &at, base_dir, env)?)
+                }
+            })
+        })
+        .collect()
+}
+
+fn looks_like_address(a: &str) -> bool {
+    let a = a.rsplit('<').next().unwrap_or(a).trim_end_matches('>');
+    matches!(a.split_once('@'), Some((l, d)) if !l.is_empty() && d.contains('.') && !a.contains(' '))
+}
+
+fn build_email(
+    e: &EmailSection,
+    at: &str,
+    base_dir: &Path,
+    env: &dyn Env,
+    warnings: &mut Vec<String>,
+) -> Result<EmailNotifier> {
+    if e.smtp_host.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{at}.smtp_host"),
+            "must not be empty",
+        ));
+    }
+    if e.smtp_host.chars().any(char::is_whitespace) {
+        return Err(ConfigError::invalid(
+            format!("{at}.smtp_host"),
+            format!(
+                "{:?} contains whitespace or a line break; give a host name or address only",
+                e.smtp_host
+            ),
+        ));
+    }
+    plain_text(&format!("{at}.from"), &e.from)?;
+    for to in &e.to {
+        plain_text(&format!("{at}.to"), to)?;
+    }
+    if !looks_like_address(&e.from) {
+        return Err(ConfigError::invalid(
+            format!("{at}.from"),
+            format!("{:?} is not an email address", e.from),
+        ));
+    }
+    if e.to.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{at}.to"),
+            "name at least one recipient",
+        ));
+    }
+    if let Some(bad) = e.to.iter().find(|a| !looks_like_address(a)) {
+        return Err(ConfigError::invalid(
+            format!("{at}.to"),
+            format!("{bad:?} is not an email address"),
+        ));
+    }
+    let username = pair(e.username_env.clone(), e.username_file.clone()).resolve(
+        &format!("{at}.username"),
+        base_dir,
+        env,
+    )?;
+    let password = pair(e.password_env.clone(), e.password_file.clone()).resolve(
+        &format!("{at}.password"),
+        base_dir,
+        env,
+    )?;
+    if username.is_some() != password.is_some() {
+        return Err(ConfigError::invalid(
+            format!("{at}.password_env"),
+            "SMTP authentication needs both username_env/_file and password_env/_file",
+        ));
+    }
+    if e.tls == TlsMode::None && password.is_some() {
+        warnings.push(format!(
+            "{at} ({}) sends its SMTP password without TLS (tls = \"none\")",
+            e.name
+        ));
+    }
+    let smtp_port = e.smtp_port.unwrap_or(match e.tls {
+        TlsMode::None => 25,
+        TlsMode::Starttls => 587,
+        TlsMode::Tls => 465,
+    });
+    if smtp_port == 0 {
+        return Err(ConfigError::invalid(
+            format!("{at}.smtp_port"),
+            "must not be 0",
+        ));
+    }
+    Ok(EmailNotifier {
+        name: e.name.clone(),
+        smtp_host: e.smtp_host.clone(),
+        smtp_port,
+        tls: e.tls,
+        username,
+        password,
+        from: e.from.clone(),
+        to: e.to.clone(),
+        min_severity: e.min_severity,
+        timeout: std::time::Duration::from_secs(20),
+    })
+}
+
+fn build_webhook(
+    w: &WebhookSection,
+    at: &str,
+    base_dir: &Path,
+    env: &dyn Env,
+) -> Result<WebhookNotifier> {
+    let from_secret = pair(w.url_env.clone(), w.url_file.clone());
+    let (url, url_display) = match (&w.url, from_secret.is_set()) {
+        (Some(u), false) => (SecretString::from(u.clone()), u.clone()),
+        (None, true) => (
+            from_secret.resolve_required(&format!("{at}.url"), base_dir, env)?,
+            format!("from {}", from_secret.describe()),
+        ),
+        _ => {
+            return Err(ConfigError::invalid(
+                format!("{at}.url"),
+                "give exactly one of url, url_env or url_file",
+            ))
+        }
+    };
+    // A read-only command may not have loaded a secret URL: nothing to check then.
+    let unloaded = env.secrets_optional();
+    let parsed = reqwest::Url::parse(url.expose_secret()).ok();
+    let skip = unloaded && from_secret.is_set();
+    let is_http =
+        parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if !skip && !is_http {
+        return Err(ConfigError::invalid(
+            format!("{at}.url"),
+            format!("{url_display:?} is not an http(s) URL"),
+        ));
+    }
+    let secret = pair(w.secret_env.clone(), w.secret_file.clone()).resolve(
+        &format!("{at}.secret"),
+        base_dir,
+        env,
+    )?;
+    let routing_key = pair(w.routing_key_env.clone(), w.routing_key_file.clone()).resolve(
+        &format!("{at}.routing_key"),
+        base_dir,
+        env,
+    )?;
+    match w.format {
+        WebhookFormat::Json => match &secret {
+            None => {
+                return Err(ConfigError::invalid(
+                    format!("{at}.secret_env"),
+                    "json webhooks are signed (Standard Webhooks): set secret_env or secret_file \
+                     to a \"whsec_…\" secret",
+                ))
+            }
+            Some(s) if !unloaded && !s.expose_secret().starts_with("whsec_") => {
+                return Err(ConfigError::invalid(
+                    format!("{at}.secret_env"),
+                    "the signing secret must be a Standard Webhooks secret starting with \"whsec_\"",
+                ))
+            }
+            Some(s) if !unloaded && !valid_base64(s.expose_secret().trim_start_matches("whsec_")) => {
+                return Err(ConfigError::invalid(
+                    format!("{at}.secret_env"),
+                    "the signing secret is not valid base64 after \"whsec_\": copy it whole from \
+                     the receiver (every delivery would fail with it)",
+                ))
+            }
+            Some(_) => {}
+        },
+        WebhookFormat::Pagerduty if routing_key.is_none() => {
+            return Err(ConfigError::invalid(
+                format!("{at}.routing_key_env"),
+                "pagerduty webhooks need the integration's routing key: set routing_key_env or \
+                 routing_key_file",
+            ))
+        }
+        _ => {}
+    }
+    Ok(WebhookNotifier {
+        name: w.name.clone(),
+        url,
+        url_display,
+        format: w.format,
+        secret,
+        routing_key,
+        min_severity: w.min_severity,
+        timeout: std::time::Duration::from_secs(20),
+    })
+}
+
+pub(super) fn build_digests(
+    raw: &[crate::config::schema::DigestSection],
+    notifiers: &[Notifier],
+) -> Result<Vec<crate::config::Digest>> {
+    let mut seen = HashSet::new();
+    raw.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let at_key = format!("digests[{i}]");
+            check_name(&format!("{at_key}.name"), &d.name, &mut seen)?;
+            let at = chrono::NaiveTime::parse_from_str(&d.at, "%H:%M").map_err(|_| {
+                ConfigError::invalid(
+                    format!("{at_key}.at"),
+                    format!("{:?} is not a time of day such as \"08:00\"", d.at),
+                )
+            })?;
+            let timezone: Tz = d.timezone.parse().map_err(|_| {
+                ConfigError::invalid(
+                    format!("{at_key}.timezone"),
+                    format!(
+                        "unknown time zone {:?}: use an IANA name such as \"Europe/Berlin\"",
+                        d.timezone
+                    ),
+                )
+            })?;
+            if d.notifiers.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{at_key}.notifiers"),
+                    "name at least one [[notifiers]] entry",
+                ));
+            }
+            if let Some(unknown) = d
+                .notifiers
+                .iter()
+                .find(|n| !notifiers.iter().any(|x| x.name() == n.as_str()))
+            {
+                return Err(ConfigError::invalid(
+                    format!("{at_key}.notifiers"),
+                    format!("no notifier named {unknown:?}"),
+                ));
+            }
+            Ok(crate::config::Digest {
+                name: d.name.clone(),
+                schedule: d.schedule,
+                at,
+                timezone,
+                notifiers: d.notifiers.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Whether a `whsec_` secret's body decodes, as signing will need.
+fn valid_base64(encoded: &str) -> bool {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .is_ok_and(|k| !k.is_empty())
+}

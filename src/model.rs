@@ -1,0 +1,163 @@
+//! The shared vocabulary every layer speaks: alert, rule, status, severity and durations. A leaf:
+//! it imports nothing from the crate, so dependencies point one way.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A humantime duration such as `"90s"`, `"5m"` or `"7d"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+/// The longest duration any key accepts (3650 days): longer ones overflow the calendar
+/// arithmetic they feed and mean nothing for a monitor. Each key has its own, tighter range.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+pub(crate) fn parse_bounded(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d > MAX_DURATION {
+        return Err("longer than the 3650d any duration may be".to_owned());
+    }
+    Ok(d)
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_bounded(&text).map(HumanDuration).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?} ({e}); write e.g. \"90s\", \"5m\", \"1h\" or \"7d\""
+            ))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    #[default]
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// The rules that raise alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    Spike,
+    Budget,
+    BudgetForecast,
+    KeyAge,
+    InactiveKeyUsage,
+    SourceUnhealthy,
+    UnpricedUsage,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 7] = [
+        Rule::Spike,
+        Rule::Budget,
+        Rule::BudgetForecast,
+        Rule::KeyAge,
+        Rule::InactiveKeyUsage,
+        Rule::SourceUnhealthy,
+        Rule::UnpricedUsage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Spike => "spike",
+            Self::Budget => "budget",
+            Self::BudgetForecast => "budget_forecast",
+            Self::KeyAge => "key_age",
+            Self::InactiveKeyUsage => "inactive_key_usage",
+            Self::SourceUnhealthy => "source_unhealthy",
+            Self::UnpricedUsage => "unpriced_usage",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Firing => "firing",
+            Self::Resolved => "resolved",
+        }
+    }
+}
+
+/// One alert: a condition episode with its numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// Stable: [`alert_id`] of the rule, scope and episode.
+    pub id: String,
+    /// What open alerts are matched by, e.g. `spike/anthropic-prod/apikey_01…`.
+    pub scope: String,
+    pub rule: Rule,
+    pub severity: Severity,
+    pub status: AlertStatus,
+    pub source: Option<String>,
+    pub key_id: Option<String>,
+    pub key_name: Option<String>,
+    pub budget: Option<String>,
+    pub summary: String,
+    pub observed: Option<f64>,
+    pub baseline: Option<f64>,
+    pub threshold: Option<f64>,
+    /// `usd`, `tokens`, `days`, `percent` or `seconds`.
+    pub unit: String,
+    /// The bucket or budget period the numbers are about (Unix seconds, end exclusive).
+    pub period: Option<(i64, i64)>,
+    pub starts_at: i64,
+    pub ends_at: Option<i64>,
+}
+
+/// A stable alert id: the same rule, scope and episode always give the same id.
+pub fn alert_id(rule: Rule, scope: &str, episode: &str) -> String {
+    format!("kw_{:016x}", stable_hash(&[rule.as_str(), scope, episode]))
+}
+
+/// FNV-1a 64 over the parts (each followed by a 0 byte), written out here so ids never change
+/// with a library or compiler version.
+pub fn stable_hash(parts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in parts.iter().flat_map(|p| p.bytes().chain([0])) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        let a = alert_id(Rule::Spike, "spike/src/k", "1800000000");
+        assert_eq!(a, alert_id(Rule::Spike, "spike/src/k", "1800000000"));
+        assert_ne!(a, alert_id(Rule::Spike, "spike/src/k", "1800003600"));
+        assert_ne!(a, alert_id(Rule::KeyAge, "spike/src/k", "1800000000"));
+        assert_eq!(a.len(), 19);
+    }
+}
