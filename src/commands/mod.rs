@@ -124,13 +124,20 @@ pub async fn execute(cli: Cli) -> u8 {
     })
 }
 
+/// One shape for every config error, `keywatch: config error in FILE: …`, with provider-free
+/// but user-written text shown safely (a control or bidi character in a name is escaped).
 fn report_config_error(path: &std::path::Path, e: &ConfigError) {
-    match e {
-        ConfigError::Invalid { .. } => {
-            eprintln!("keywatch: config error in {}: {e}", path.display())
+    let message = match e {
+        // These already name their file.
+        ConfigError::Read { .. } => format!("keywatch: config error: {e}"),
+        ConfigError::Parse { message, .. } => {
+            format!("keywatch: config error in {}: {message}", path.display())
         }
-        _ => eprintln!("keywatch: config error: {e}"),
-    }
+        ConfigError::Invalid { .. } => {
+            format!("keywatch: config error in {}: {e}", path.display())
+        }
+    };
+    eprintln!("{}", crate::text::clean(&message));
 }
 
 /// `keywatch run`: the daemon until SIGTERM/SIGINT, re-reading the config on SIGHUP (the

@@ -67,8 +67,10 @@ fn cut(s: &str, n: usize) -> String {
 /// At most 100 columns: period, group, input and output tokens, estimated and billed USD,
 /// change and share; a total row per period.
 fn table(rows: &[Row], periods: &[crate::report::Period], tz: Tz) -> String {
-    let mut o = format!("spend per {} period in {tz} (estimated from list prices; billed where the provider reports it)\n",
-        if periods.len() == 1 { "one" } else { "each" });
+    let noun = periods.first().map_or("period", |p| p.kind.noun());
+    let mut o = format!(
+        "spend per {noun} in {tz} (estimated from list prices; billed where the provider reports it)\n"
+    );
     let _ = writeln!(
         o,
         "{:<10} {:<26} {:>11} {:>10} {:>10} {:>9} {:>7} {:>6}",

@@ -201,3 +201,24 @@ fn secret_files_that_are_not_regular_files_are_refused_and_read_commands_need_no
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ANTHROPIC_ADMIN_KEY"));
 }
+
+/// #13.18: a bidi override in a name reached the terminal raw through a config error; every
+/// config error now has one shape, `config error in FILE: …`, with such characters escaped.
+#[test]
+fn config_errors_have_one_shape_and_show_no_raw_bidi_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keywatch.toml");
+    let source = "[[sources]]\nname = \"prod\u{202e}txt\"\nprovider = \"anthropic\"\nadmin_key_env = \"ANTHROPIC_ADMIN_KEY\"\n";
+    std::fs::write(&path, format!("{source}{source}")).unwrap();
+    let out = keywatch(&path, EXAMPLE_ENV);
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains('\u{202e}'), "{stderr}");
+    assert!(stderr.contains("sources[1].name"), "{stderr}");
+    let shape = format!("keywatch: config error in {}: line ", path.display());
+    assert!(stderr.starts_with(&shape), "{stderr}");
+
+    std::fs::write(&path, "[poll\n").unwrap();
+    let stderr = String::from_utf8_lossy(&keywatch(&path, EXAMPLE_ENV).stderr).into_owned();
+    assert!(stderr.starts_with(&shape), "{stderr}");
+}
