@@ -2,8 +2,6 @@
 //! key's per-bucket series packed into a single row (as `samples.rs` does for detection), so
 //! a year of 1-minute buckets costs one string, not half a million rows through sqlx.
 
-use sqlx::Row;
-
 use super::usage::HistoryRow;
 use super::{Store, StoreError};
 
@@ -70,19 +68,7 @@ impl Store {
         .bind(i64::from(q.limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| HistoryRow {
-                source: r.get(0),
-                bucket_start: r.get(1),
-                bucket_width: r.get(2),
-                model: r.get(3),
-                tokens: super::token_columns(&r, 4),
-                web_search_requests: super::count(&r, 9),
-                requests: super::count_or_none(&r, 10),
-                cost_usd: r.get(11),
-            })
-            .collect())
+        Ok(rows.iter().map(super::usage::history_row).collect())
     }
 
     /// Whether any usage of the key is stored (of `source`, when named).

@@ -99,19 +99,7 @@ impl Store {
         .bind(until)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| HistoryRow {
-                source: r.get(0),
-                bucket_start: r.get(1),
-                bucket_width: r.get(2),
-                model: r.get(3),
-                tokens: super::token_columns(&r, 4),
-                web_search_requests: super::count(&r, 9),
-                requests: super::count_or_none(&r, 10),
-                cost_usd: r.get(11),
-            })
-            .collect())
+        Ok(rows.iter().map(history_row).collect())
     }
 
     /// Models stored without a price, with how much usage they carry.
@@ -205,4 +193,19 @@ async fn upsert_rows(
         changed += qb.build().execute(&mut **tx).await?.rows_affected();
     }
     Ok(changed)
+}
+
+/// A row of the bucket reads (`history`, `/api/v1/usage`): source, start, width, model, the five
+/// token classes, web searches, requests, cost.
+pub(super) fn history_row(r: &sqlx::sqlite::SqliteRow) -> HistoryRow {
+    HistoryRow {
+        source: r.get(0),
+        bucket_start: r.get(1),
+        bucket_width: r.get(2),
+        model: r.get(3),
+        tokens: super::token_columns(r, 4),
+        web_search_requests: super::count(r, 9),
+        requests: super::count_or_none(r, 10),
+        cost_usd: r.get(11),
+    }
 }
