@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use super::evaluate::{budget_spends, in_scope, KeyMap, Spends};
 use crate::config::{Budget, Config};
 use crate::detect::budget::{current_periods, Period, PeriodKind};
-use crate::detect::forecast::{project, Forecast};
+use crate::detect::projection::{project, Forecast};
 use crate::store::{Store, StoreError};
 
 /// How many complete days the run rate is taken from.

@@ -6,8 +6,8 @@
 
 pub mod budget;
 mod config;
-pub mod forecast;
 pub mod hygiene;
+pub mod projection;
 pub mod spike;
 
 pub use config::{SpikeConfig, SpikeMetric};

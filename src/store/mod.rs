@@ -8,11 +8,11 @@ mod digests;
 mod key_reads;
 mod keys;
 mod poll_state;
+mod prune;
 mod reopen;
-mod report;
-mod retention;
 mod rollup;
 mod samples;
+mod spend;
 mod unpriced;
 mod usage;
 
@@ -30,10 +30,10 @@ pub use digests::DigestSend;
 pub use key_reads::{KeyBucket, UsageCursor, UsagePage};
 pub use keys::StoredKey;
 pub use poll_state::{PollState, COSTS_STREAM, KEYS_STREAM};
-pub use report::{PeriodUsage, ReconcileDay};
-pub use retention::Pruned;
+pub use prune::Pruned;
 pub use rollup::{local_midnight_day, zone_offsets, DaySpend, TopSpend};
 pub use samples::KeySeries;
+pub use spend::{PeriodUsage, ReconcileDay};
 pub use unpriced::UnpricedUsage;
 pub use usage::{usage_stream, HistoryRow, UnpricedModel, UsageRecord};
 

@@ -396,7 +396,7 @@ impl Store {
         .bind(width_secs)
         .fetch_all(&self.pool)
         .await?;
-        Ok(Some(rows.iter().map(super::report::period_usage).collect()))
+        Ok(Some(rows.iter().map(super::spend::period_usage).collect()))
     }
 
     /// Removes rollup rows whose buckets retention has deleted.

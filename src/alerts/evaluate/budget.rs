@@ -87,7 +87,7 @@ impl Pass<'_> {
     pub(super) fn forecasts(&mut self, spends: &Spends) {
         let now = DateTime::<Utc>::from_timestamp(self.now, 0).unwrap_or_default();
         for f in crate::alerts::forecast::compute(self.config, &self.keys, spends, now) {
-            if !crate::detect::forecast::warns(&f.forecast, f.spent, f.limit, f.month_end) {
+            if !crate::detect::projection::warns(&f.forecast, f.spent, f.limit, f.month_end) {
                 continue;
             }
             let scope = format!("budget_forecast/{}/{}", f.budget, f.month);
