@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// A humantime duration such as `"90s"`, `"5m"` or `"7d"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +32,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     #[default]
@@ -91,8 +91,10 @@ impl Rule {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AlertStatus {
+    #[default]
     Firing,
     Resolved,
 }
@@ -130,6 +132,71 @@ pub struct Alert {
     pub period: Option<(i64, i64)>,
     pub starts_at: i64,
     pub ends_at: Option<i64>,
+}
+
+/// The alert object of docs/contract.md (version 1), as written to `alerts --format json`, the
+/// API, the outbox and json webhooks, and as read back by messages. Built from an [`Alert`] by
+/// `Alert::wire` (money rounded, summary redacted).
+///
+/// The fields are declared in alphabetical order on purpose: the object has always been written
+/// with its keys sorted, and receivers may have pinned the bytes (signatures cover them).
+/// Reading is lenient, as a stored payload is read back by a later version: unknown fields are
+/// ignored and missing ones take their defaults.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AlertObject {
+    pub baseline: Option<f64>,
+    pub budget: Option<String>,
+    /// RFC 3339 UTC.
+    pub ends_at: Option<String>,
+    pub id: String,
+    pub key_id: Option<String>,
+    pub key_name: Option<String>,
+    pub observed: Option<f64>,
+    /// `start/end` in RFC 3339 UTC, end exclusive.
+    pub period: Option<String>,
+    /// A [`Rule`] name, or `test` for the test alert of `test-notify`.
+    pub rule: String,
+    pub severity: Severity,
+    pub source: Option<String>,
+    /// RFC 3339 UTC.
+    pub starts_at: String,
+    pub status: AlertStatus,
+    pub summary: String,
+    pub threshold: Option<f64>,
+    /// `usd`, `tokens`, `days`, `seconds`, or `none` for the test alert.
+    pub unit: String,
+    pub version: u8,
+}
+
+impl AlertObject {
+    /// The object as JSON text, e.g. an outbox payload.
+    pub fn to_json_string(&self) -> String {
+        // Cannot fail: the object holds only strings, numbers and options of them.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Replaces every text field `t` with `f(t)`, e.g. to make them safe to show.
+    pub fn map_texts(&mut self, f: impl Fn(&str) -> String) {
+        let required = [
+            &mut self.id,
+            &mut self.rule,
+            &mut self.starts_at,
+            &mut self.summary,
+            &mut self.unit,
+        ];
+        let optional = [
+            &mut self.budget,
+            &mut self.ends_at,
+            &mut self.key_id,
+            &mut self.key_name,
+            &mut self.period,
+            &mut self.source,
+        ];
+        for text in required.into_iter().chain(optional.into_iter().flatten()) {
+            *text = f(text);
+        }
+    }
 }
 
 /// A stable alert id: the same rule, scope and episode always give the same id.

@@ -17,7 +17,7 @@ pub async fn list(config: &Config, all: bool, format: ListFormat) -> anyhow::Res
     store.close().await;
     match format {
         ListFormat::Json => {
-            let items: Vec<_> = alerts.iter().map(Alert::to_json).collect();
+            let items: Vec<_> = alerts.iter().map(Alert::wire).collect();
             println!("{}", serde_json::to_string_pretty(&items)?);
         }
         ListFormat::Table => print!("{}", table(&alerts, all)),

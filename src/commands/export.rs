@@ -82,7 +82,7 @@ pub async fn run(
         ("usage.csv", csv(key, &rows, &billed)),
         (
             "alerts.json",
-            serde_json::to_string_pretty(&alerts.iter().map(Alert::to_json).collect::<Vec<_>>())?
+            serde_json::to_string_pretty(&alerts.iter().map(Alert::wire).collect::<Vec<_>>())?
                 + "\n",
         ),
         (

@@ -111,15 +111,13 @@ thresholds = [80, 100]
 
     alerts.sort_by_key(|a| std::cmp::Reverse(a.severity));
     if json {
-        let items: Vec<_> = alerts.iter().map(Alert::to_json).collect();
+        let items: Vec<_> = alerts.iter().map(Alert::wire).collect();
         println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(exit::OK);
     }
     for a in &alerts {
-        if let Some(view) = AlertView::parse(&a.to_json().to_string()) {
-            println!("{}", "─".repeat(78));
-            print!("{}", view.text());
-        }
+        println!("{}", "─".repeat(78));
+        print!("{}", AlertView::new(a.wire()).text());
     }
     println!("{}", "─".repeat(78));
     println!(

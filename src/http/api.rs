@@ -277,7 +277,7 @@ pub async fn alerts(State(state): State<AppState>, Query(q): Query<AlertsQuery>)
         Ok(list) => Json(
             list.iter()
                 .filter(|a| status == "all" || a.status.as_str() == status)
-                .map(Alert::to_json)
+                .map(Alert::wire)
                 .collect::<Vec<_>>(),
         )
         .into_response(),
@@ -403,7 +403,7 @@ pub async fn budgets(State(state): State<AppState>) -> Response {
             let crossed: Vec<Value> = open
                 .iter()
                 .filter(|a| a.budget.as_deref() == Some(b.name.as_str()))
-                .map(|a| json!({"rule": a.rule.as_str(), "threshold": a.threshold, "period": a.to_json()["period"]}))
+                .map(|a| json!({"rule": a.rule.as_str(), "threshold": a.threshold, "period": a.wire().period}))
                 .collect();
             json!({
                 "budget": b.name, "daily_limit_usd": b.daily_usd, "monthly_limit_usd": b.monthly_usd,

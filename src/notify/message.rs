@@ -2,66 +2,65 @@
 
 use serde_json::{json, Value};
 
-/// The fields of an alert object (docs/contract.md) that messages use.
+use crate::model::{AlertObject, AlertStatus};
+
+/// An alert object (docs/contract.md) as messages show it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertView {
-    pub json: Value,
+    pub alert: AlertObject,
 }
 
 impl AlertView {
-    /// The alert object in `payload`, its text made safe to show: configured secrets redacted
-    /// and control characters escaped in every field (a key named with a newline or an ESC
-    /// sequence cannot add lines to an email or drive a terminal).
+    /// The alert object in `payload`, its text made safe to show (see [`AlertView::new`]).
     pub fn parse(payload: &str) -> Option<Self> {
-        let mut json: Value = serde_json::from_str(payload).ok()?;
-        for (_, v) in json.as_object_mut()?.iter_mut() {
-            if let Value::String(s) = v {
-                let safe = crate::text::clean(&crate::config::secret::redact(s)).into_owned();
-                *s = safe;
-            }
-        }
-        Some(Self { json })
+        serde_json::from_str(payload).ok().map(Self::new)
     }
 
-    fn str(&self, field: &str) -> Option<&str> {
-        self.json[field].as_str()
+    /// `alert` with its text made safe to show: configured secrets redacted and control
+    /// characters escaped in every field (a key named with a newline or an ESC sequence cannot
+    /// add lines to an email or drive a terminal).
+    pub fn new(mut alert: AlertObject) -> Self {
+        alert.map_texts(|s| crate::text::clean(&crate::config::secret::redact(s)).into_owned());
+        Self { alert }
     }
 
     pub fn id(&self) -> &str {
-        self.str("id").unwrap_or_default()
+        &self.alert.id
     }
 
     pub fn rule(&self) -> &str {
-        self.str("rule").unwrap_or_default()
+        &self.alert.rule
     }
 
     pub fn severity(&self) -> &str {
-        self.str("severity").unwrap_or("info")
+        self.alert.severity.as_str()
     }
 
     pub fn resolved(&self) -> bool {
-        self.str("status") == Some("resolved")
+        self.alert.status == AlertStatus::Resolved
     }
 
     pub fn summary(&self) -> &str {
-        self.str("summary").unwrap_or_default()
+        &self.alert.summary
     }
 
     /// Who or what the alert is about: the key's name, its id, the budget or the source.
     pub fn subject(&self) -> String {
-        if let Some(b) = self.str("budget") {
+        let a = &self.alert;
+        if let Some(b) = &a.budget {
             return format!("budget {b}");
         }
-        self.str("key_name")
-            .or_else(|| self.str("key_id"))
-            .or_else(|| self.str("source"))
+        a.key_name
+            .as_deref()
+            .or(a.key_id.as_deref())
+            .or(a.source.as_deref())
             .unwrap_or("keywatch")
             .to_owned()
     }
 
     /// A number in the alert's unit, as a person reads it: `$7.41`, `209 days`, `12m`.
     fn value(&self, v: f64) -> String {
-        match self.str("unit").unwrap_or_default() {
+        match self.alert.unit.as_str() {
             "usd" if v.abs() < 0.1 && v != 0.0 => format!("${v:.4}"),
             "usd" => format!("${v:.2}"),
             "days" => format!("{v:.0} days"),
@@ -76,14 +75,10 @@ impl AlertView {
 
     /// The key numbers in a few words, e.g. `$7.41/h vs $0.49/h baseline`.
     pub fn numbers(&self) -> Option<String> {
-        let observed = self.json["observed"].as_f64()?;
+        let observed = self.alert.observed?;
         let value = |v: f64| self.value(v);
         Some(
-            match (
-                self.rule(),
-                self.json["baseline"].as_f64(),
-                self.json["threshold"].as_f64(),
-            ) {
+            match (self.rule(), self.alert.baseline, self.alert.threshold) {
                 ("spike", Some(b), _) => {
                     let per = self.per_bucket();
                     format!("{}{per} vs {}{per} baseline", value(observed), value(b))
@@ -103,7 +98,9 @@ impl AlertView {
     /// `/h`, `/min` or `/d` from the length of the alert's period.
     fn per_bucket(&self) -> &'static str {
         let seconds = self
-            .str("period")
+            .alert
+            .period
+            .as_deref()
             .and_then(|p| p.split_once('/'))
             .and_then(|(a, b)| {
                 let a = chrono::DateTime::parse_from_rfc3339(a).ok()?;
@@ -156,27 +153,27 @@ impl AlertView {
     /// A plain-text section for one alert.
     pub fn text(&self) -> String {
         let mut t = format!("{}\n\n{}\n", self.title(), self.summary());
-        let j = &self.json;
+        let a = &self.alert;
         for (label, field) in [
-            ("Status", "status"),
-            ("Rule", "rule"),
-            ("Severity", "severity"),
-            ("Source", "source"),
-            ("Key id", "key_id"),
-            ("Key name", "key_name"),
-            ("Budget", "budget"),
-            ("Period", "period"),
-            ("Started", "starts_at"),
-            ("Ended", "ends_at"),
+            ("Status", Some(a.status.as_str())),
+            ("Rule", Some(a.rule.as_str())),
+            ("Severity", Some(a.severity.as_str())),
+            ("Source", a.source.as_deref()),
+            ("Key id", a.key_id.as_deref()),
+            ("Key name", a.key_name.as_deref()),
+            ("Budget", a.budget.as_deref()),
+            ("Period", a.period.as_deref()),
+            ("Started", Some(a.starts_at.as_str())),
+            ("Ended", a.ends_at.as_deref()),
         ] {
-            if let Some(v) = j[field].as_str() {
+            if let Some(v) = field {
                 t.push_str(&format!("{label:<10} {v}\n"));
             }
         }
-        if let Some(v) = j["observed"].as_f64() {
+        if let Some(v) = a.observed {
             t.push_str(&format!("{:<10} {}\n", "Observed", self.value(v)));
         }
-        if let Some(v) = j["baseline"].as_f64() {
+        if let Some(v) = a.baseline {
             let label = if self.rule() == "budget" {
                 "Limit"
             } else {
@@ -184,7 +181,7 @@ impl AlertView {
             };
             t.push_str(&format!("{label:<10} {}\n", self.value(v)));
         }
-        if let Some(v) = j["threshold"].as_f64() {
+        if let Some(v) = a.threshold {
             let threshold = match self.rule() {
                 "spike" => format!("{v}x the baseline"),
                 "budget" | "budget_forecast" => format!("{v:.0}% of the limit"),
@@ -245,7 +242,7 @@ pub fn slack(a: &AlertView) -> Value {
                 esc(title.trim_start_matches("[keywatch] ")), esc(a.summary()))}},
             {"type": "section", "text": {"type": "mrkdwn", "text": format!("*What to do:* {}", esc(a.advice()))}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": format!("alert `{}` · source {} · key `{}`",
-                esc(a.id()), esc(a.json["source"].as_str().unwrap_or("-")), esc(a.json["key_id"].as_str().unwrap_or("-")))}]}
+                esc(a.id()), esc(a.alert.source.as_deref().unwrap_or("-")), esc(a.alert.key_id.as_deref().unwrap_or("-")))}]}
         ]
     })
 }
@@ -271,10 +268,10 @@ pub fn pagerduty(a: &AlertView) -> Value {
         "payload": {
             "summary": summary,
             "severity": a.severity(),
-            "source": format!("keywatch/{}", a.json["source"].as_str().unwrap_or("keywatch")),
-            "component": a.json["key_id"],
+            "source": format!("keywatch/{}", a.alert.source.as_deref().unwrap_or("keywatch")),
+            "component": a.alert.key_id,
             "class": a.rule(),
-            "custom_details": a.json,
+            "custom_details": a.alert,
         },
         "client": "keywatch",
     })
@@ -323,7 +320,7 @@ mod tests {
 
     #[test]
     fn provider_text_is_escaped_in_slack_and_made_printable() {
-        let hostile = AlertView::parse(&spike().json.to_string().replace(
+        let hostile = AlertView::parse(&spike().alert.to_json_string().replace(
             "prod-rag-service",
             "<!channel> \\u001b[2J & <https://evil.example|click here>\\nforged",
         ))

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::json;
 
 use crate::config::{Config, Notifier};
+use crate::model::{AlertObject, AlertStatus, Severity};
 use crate::store::{Delivery, Store, StoreError};
 use message::AlertView;
 
@@ -151,18 +151,7 @@ impl Outbox {
     /// Sends a clearly marked test alert through `notifier`, bypassing the outbox.
     pub async fn send_test(&self, notifier: &Notifier) -> Result<String, NotifyError> {
         let now = Utc::now();
-        let payload = json!({
-            "version": 1,
-            "id": format!("kw_test_{}", now.timestamp()),
-            "status": "firing",
-            "rule": "test",
-            "severity": "info",
-            "source": null, "key_id": null, "key_name": "test alert", "budget": null,
-            "summary": format!("This is a test alert from keywatch to the notifier {:?}: if you can read it, the wiring works. No action needed.", notifier.name()),
-            "observed": null, "baseline": null, "threshold": null, "unit": "none", "period": null,
-            "starts_at": now.format("%Y-%m-%dT%H:%M:%SZ").to_string(), "ends_at": null,
-        })
-        .to_string();
+        let payload = test_alert(notifier.name(), now).to_json_string();
         let delivery = Delivery {
             id: format!("msg_test_{}", now.timestamp_nanos_opt().unwrap_or_default()),
             alert_id: "test".to_owned(),
@@ -183,6 +172,22 @@ impl Outbox {
                 webhook::send(&self.client, hook, &delivery, now.timestamp()).await
             }
         }
+    }
+}
+
+/// The clearly marked test alert `test-notify` sends to the notifier `name` at `now`.
+fn test_alert(name: &str, now: chrono::DateTime<Utc>) -> AlertObject {
+    AlertObject {
+        version: 1,
+        id: format!("kw_test_{}", now.timestamp()),
+        status: AlertStatus::Firing,
+        rule: "test".to_owned(),
+        severity: Severity::Info,
+        key_name: Some("test alert".to_owned()),
+        summary: format!("This is a test alert from keywatch to the notifier {name:?}: if you can read it, the wiring works. No action needed."),
+        unit: "none".to_owned(),
+        starts_at: now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        ..AlertObject::default()
     }
 }
 
@@ -230,5 +235,19 @@ impl Recorder<'_> {
         crate::metrics::delivery_expired(self.name);
         self.report.expired += 1;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_alert_is_written_as_it_always_was() {
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(
+            test_alert("ops", now).to_json_string(),
+            r#"{"baseline":null,"budget":null,"ends_at":null,"id":"kw_test_1800000000","key_id":null,"key_name":"test alert","observed":null,"period":null,"rule":"test","severity":"info","source":null,"starts_at":"2027-01-15T08:00:00Z","status":"firing","summary":"This is a test alert from keywatch to the notifier \"ops\": if you can read it, the wiring works. No action needed.","threshold":null,"unit":"none","version":1}"#
+        );
     }
 }

@@ -43,7 +43,7 @@ pub(super) async fn enqueue(
     routes: &[Route],
     now: i64,
 ) -> Result<(), StoreError> {
-    let payload = alert.to_json().to_string();
+    let payload = alert.wire().to_json_string();
     for route in routes.iter().filter(|r| alert.severity >= r.min_severity) {
         // Deterministic: one delivery per state change and notifier (an alert re-opened after
         // a clock jump is a new state change, so it is delivered again).
