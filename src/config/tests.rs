@@ -201,6 +201,19 @@ fn json_webhook_needs_a_whsec_secret() {
 }
 
 #[test]
+fn email_addresses_are_checked_as_delivery_parses_them() {
+    let mail = |to: &str| {
+        format!("{SOURCE}[[notifiers]]\nname = \"n\"\nkind = \"email\"\nsmtp_host = \"h\"\nfrom = \"keywatch <kw@example.com>\"\nto = [\"{to}\"]\n")
+    };
+    assert!(load(&mail("oncall@example.com")).is_ok());
+    // Accepted before, refused by every delivery afterwards (retried until expiry).
+    for bad in ["a@@example.com", "a@example", "@example.com"] {
+        let e = error(&mail(bad));
+        assert!(e.contains("notifiers[0].to"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn duplicate_notifier_names_are_refused() {
     let mail = "[[notifiers]]\nname = \"n\"\nkind = \"email\"\nsmtp_host = \"h\"\nfrom = \"a@b.c\"\nto = [\"d@e.f\"]\n";
     let e = error(&format!("{SOURCE}{mail}{mail}"));

@@ -35,6 +35,15 @@ pub enum NotifyError {
     Rejected(String),
 }
 
+impl NotifyError {
+    /// Whether another attempt may succeed: a misconfigured notifier fails the same way until
+    /// its config changes, so its deliveries are given up at once (with an error log naming
+    /// what to fix) instead of being retried until they expire.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, Self::Config(_))
+    }
+}
+
 /// Whether a pass delivers only what is due (the daemon) or everything pending (`run --once`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -215,6 +224,16 @@ impl Recorder<'_> {
                 tracing::info!(delivery = %d.id, alert = %d.alert_id, notifier = name, answer = %answer, "notification delivered");
                 self.report.delivered += 1;
             }
+            Err(e) if !e.retryable() => {
+                let error = crate::config::secret::redact(&e.to_string()).into_owned();
+                crate::metrics::delivery_attempted(name, None);
+                self.report.failed += 1;
+                self.give_up(
+                    d,
+                    &format!("the notifier is misconfigured ({error}): fix it in [[notifiers]]"),
+                )
+                .await?;
+            }
             Err(e) => {
                 let error = crate::config::secret::redact(&e.to_string()).into_owned();
                 let next = now + retry_delay(d.attempts).as_secs() as i64;
@@ -241,6 +260,14 @@ impl Recorder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_misconfigured_notifier_is_not_retried() {
+        assert!(!NotifyError::Config("bad address".into()).retryable());
+        assert!(NotifyError::Timeout.retryable());
+        assert!(NotifyError::Transport("refused".into()).retryable());
+        assert!(NotifyError::Rejected("HTTP 503".into()).retryable());
+    }
 
     #[test]
     fn the_test_alert_is_written_as_it_always_was() {

@@ -37,9 +37,11 @@ pub(super) fn build_notifiers(
         .collect()
 }
 
+/// An address as delivery will parse it (lettre's mailbox syntax, `Name <a@b.example>` too), with
+/// a dot in the domain: anything accepted here is also accepted when a mail is built.
 fn looks_like_address(a: &str) -> bool {
-    let a = a.rsplit('<').next().unwrap_or(a).trim_end_matches('>');
-    matches!(a.split_once('@'), Some((l, d)) if !l.is_empty() && d.contains('.') && !a.contains(' '))
+    a.parse::<lettre::message::Mailbox>()
+        .is_ok_and(|m| m.email.domain().contains('.'))
 }
 
 fn build_email(
