@@ -158,3 +158,34 @@ pub(super) async fn budget_spends(
     }
     Ok(spends)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::rules::fixtures::{config, inputs, key, with_key, NOW};
+    use super::*;
+    use crate::alerts::Rule;
+
+    #[test]
+    fn nothing_to_judge_decides_nothing() {
+        let c = config("");
+        assert!(decide(&inputs(&c, NOW), &c).is_empty());
+    }
+
+    #[test]
+    fn every_rule_runs_over_the_same_inputs() {
+        let c = config("");
+        let mut i = inputs(&c, NOW);
+        with_key(&mut i, key("k1", "old", "active", Some(NOW - 100 * DAY)));
+        i.deactivated
+            .push(("src".to_owned(), "k1".to_owned(), 1.0, 10));
+        let rules: Vec<Rule> = decide(&i, &c)
+            .iter()
+            .filter_map(|c| match c {
+                AlertChange::Fire(a) => Some(a.rule),
+                AlertChange::Resolve { .. } => None,
+            })
+            .collect();
+        // An active key is not judged by inactive_key_usage.
+        assert_eq!(rules, [Rule::KeyAge]);
+    }
+}

@@ -122,3 +122,58 @@ impl Pass<'_> {
         self.changes.push(AlertChange::Fire(Box::new(a)));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{config, fired, inputs, key, open, run, with_key, NOW};
+    use super::super::Pass;
+    use crate::alerts::Rule;
+    use crate::config::Severity;
+    use crate::store::AlertChange;
+
+    const BUDGET: &str = "[[budgets]]\nname = \"team\"\ndaily_usd = 100.0\n";
+    /// 2027-01-15 in UTC.
+    const DAY_SPAN: (i64, i64) = (NOW - 8 * 3600, NOW + 16 * 3600);
+
+    #[test]
+    fn each_threshold_crossed_fires_once_with_its_severity() {
+        let c = config(BUDGET);
+        let mut i = inputs(&c, NOW);
+        with_key(&mut i, key("k1", "a", "active", None));
+        i.spends
+            .insert(DAY_SPAN, vec![("src".to_owned(), "k1".to_owned(), 80.0)]);
+        let changes = run(&i, &c, Pass::budgets);
+        let a = fired(&changes);
+        assert_eq!(
+            a.iter().map(|a| a.threshold).collect::<Vec<_>>(),
+            [Some(50.0), Some(75.0)]
+        );
+        assert!(a.iter().all(|a| a.rule == Rule::Budget
+            && a.budget.as_deref() == Some("team")
+            && a.period == Some(DAY_SPAN)));
+        assert_eq!(
+            (a[0].severity, a[1].severity),
+            (Severity::Info, Severity::Warning)
+        );
+        assert_eq!(
+            a[1].summary,
+            "Budget team: $80.00 spent of the $100 daily limit (80%, crossed 75%) for 2027-01-15 (UTC): review the keys driving it"
+        );
+    }
+
+    #[test]
+    fn an_alert_of_an_ended_period_resolves_at_its_end() {
+        let c = config(BUDGET);
+        let mut i = inputs(&c, NOW);
+        let mut alert = open(Rule::Budget, "budget/team/day/2027-01-14/50", "");
+        alert.period = Some((DAY_SPAN.0 - 86_400, DAY_SPAN.0));
+        i.open.push(alert.clone());
+        assert_eq!(
+            run(&i, &c, Pass::budgets),
+            vec![AlertChange::Resolve {
+                id: alert.id,
+                at: DAY_SPAN.0
+            }]
+        );
+    }
+}

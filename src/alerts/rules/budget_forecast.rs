@@ -44,3 +44,45 @@ impl Pass<'_> {
         self.resolve_ended(Rule::BudgetForecast);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+
+    use super::super::fixtures::{config, fired, inputs, run, NOW};
+    use super::super::Pass;
+    use crate::alerts::forecast::recent_day_spans;
+    use crate::alerts::Rule;
+
+    #[test]
+    fn a_month_projected_over_its_limit_warns_once_per_month() {
+        let c = config("[[budgets]]\nname = \"team\"\nmonthly_usd = 1000.0\n");
+        let mut i = inputs(&c, NOW);
+        // January 2027 in UTC; $600 spent by the 15th at $60 a day.
+        let month = (1_798_761_600, 1_801_440_000);
+        let spend = |usd: f64| vec![("src".to_owned(), "k1".to_owned(), usd)];
+        i.spends.insert(month, spend(600.0));
+        let now = DateTime::<Utc>::from_timestamp(NOW, 0).unwrap();
+        for day in recent_day_spans(chrono_tz::UTC, now) {
+            i.spends.insert(day, spend(60.0));
+        }
+        let changes = run(&i, &c, Pass::forecasts);
+        let a = fired(&changes);
+        assert_eq!(a.len(), 1, "{changes:?}");
+        assert_eq!(
+            (a[0].rule, a[0].scope.as_str()),
+            (Rule::BudgetForecast, "budget_forecast/team/2027-01")
+        );
+        assert_eq!((a[0].baseline, a[0].period), (Some(1000.0), Some(month)));
+        assert_eq!(
+            a[0].summary,
+            "Budget team: $600 spent this month; at $60.00/day (median of the last 7 days) it reaches the $1000 monthly limit on 2027-01-22 and ends the month near $1600: slow the spend or raise the budget"
+        );
+
+        // At $10 a day the month stays under the limit.
+        for day in recent_day_spans(chrono_tz::UTC, now) {
+            i.spends.insert(day, spend(10.0));
+        }
+        assert!(run(&i, &c, Pass::forecasts).is_empty());
+    }
+}

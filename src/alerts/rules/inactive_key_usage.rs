@@ -67,3 +67,45 @@ impl Pass<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{config, fired, inputs, key, run, with_key, NOW};
+    use super::super::Pass;
+    use crate::alerts::{alert_id, Rule};
+    use crate::config::Severity;
+
+    #[test]
+    fn usage_after_deactivation_fires_and_usage_before_it_does_not() {
+        let c = config("");
+        let mut i = inputs(&c, NOW);
+        let mut k = key("k1", "old", "inactive", None);
+        k.status_changed_at = Some(i.judged);
+        with_key(&mut i, k);
+        i.deactivated
+            .push(("src".to_owned(), "k1".to_owned(), 1.5, 1000));
+        let changes = run(&i, &c, Pass::inactive_usage);
+        let a = fired(&changes);
+        assert_eq!(a.len(), 1, "{changes:?}");
+        assert_eq!(
+            a[0].id,
+            alert_id(
+                Rule::InactiveKeyUsage,
+                "inactive_key_usage/src/k1",
+                &i.judged.to_string()
+            )
+        );
+        assert_eq!(a[0].severity, Severity::Critical);
+        assert_eq!(
+            a[0].summary,
+            "old (src) is inactive but was used in the hour from 06:00 UTC: 1000 tokens, $1.50. Something still holds this key: find it, and make sure the key cannot be re-enabled"
+        );
+
+        // Deactivated after the judged bucket started: that usage is from before.
+        let judged = i.judged;
+        if let Some(k) = i.keys.get_mut(&("src".to_owned(), "k1".to_owned())) {
+            k.status_changed_at = Some(judged + 1);
+        }
+        assert!(run(&i, &c, Pass::inactive_usage).is_empty());
+    }
+}

@@ -57,3 +57,52 @@ impl Pass<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{config, fired, inputs, key, open, run, with_key, NOW};
+    use super::super::Pass;
+    use crate::alerts::{alert_id, Rule};
+    use crate::store::{AlertChange, UnpricedUsage};
+
+    #[test]
+    fn usage_on_a_model_without_a_price_fires_once_and_resolves_when_gone() {
+        let c = config("");
+        let mut i = inputs(&c, NOW);
+        with_key(&mut i, key("k1", "batch", "active", None));
+        i.unpriced.push(UnpricedUsage {
+            source: "src".to_owned(),
+            key_id: "k1".to_owned(),
+            model: "claude-next".to_owned(),
+            tokens: 5000,
+            first_bucket: NOW - 86_400,
+        });
+        let changes = run(&i, &c, Pass::unpriced);
+        let a = fired(&changes);
+        assert_eq!(a.len(), 1, "{changes:?}");
+        let scope = "unpriced_usage/src/k1/claude-next";
+        assert_eq!(
+            a[0].id,
+            alert_id(Rule::UnpricedUsage, scope, &(NOW - 86_400).to_string())
+        );
+        assert!(
+            a[0].summary.starts_with(
+                "batch (src) used 5000 tokens of \"claude-next\" in the last 7 days, a model keywatch has no price for"
+            ) && a[0].summary.ends_with("Add [prices.\"claude-next\"] (USD per million tokens) to the config"),
+            "{}",
+            a[0].summary
+        );
+        assert_eq!(a[0].period, Some((i.judged - 7 * 86_400, i.judged + 3600)));
+
+        let mut i = inputs(&c, NOW);
+        let alert = open(Rule::UnpricedUsage, scope, "1");
+        i.open.push(alert.clone());
+        assert_eq!(
+            run(&i, &c, Pass::unpriced),
+            vec![AlertChange::Resolve {
+                id: alert.id,
+                at: NOW
+            }]
+        );
+    }
+}
