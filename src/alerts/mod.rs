@@ -3,6 +3,7 @@
 
 mod evaluate;
 pub mod forecast;
+mod rules;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 

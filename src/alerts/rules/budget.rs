@@ -1,16 +1,17 @@
-//! The `budget` and `budget_forecast` rules: spend per budget period, thresholds crossed, and
-//! month-end projections. Both alerts end with their period.
+//! The `budget` rule: spend per budget period against its limits, once per threshold crossed.
+//! The alert ends with its period.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{money, AlertChange, Pass, Rule, Severity, Store, StoreError, DAY};
-use crate::config::{Budget, BudgetScope, Config};
+use super::{money, Pass};
+use crate::alerts::Rule;
+use crate::config::{Budget, BudgetScope};
 use crate::detect::budget::{
     crossed, current_periods, severity as budget_severity, Period, PeriodKind,
 };
-use crate::store::StoredKey;
+use crate::store::{AlertChange, StoredKey};
 
 /// Spend per (source, key) for each distinct budget period, keyed by (start, end).
 pub(in crate::alerts) type Spends = HashMap<(i64, i64), Vec<(String, String, f64)>>;
@@ -41,7 +42,8 @@ pub(in crate::alerts) fn in_scope(
     }
 }
 
-fn limit_for(b: &Budget, period: &Period) -> Option<f64> {
+/// The limit of `b` for a period of this kind, if it sets one.
+pub(in crate::alerts) fn limit_for(b: &Budget, period: &Period) -> Option<f64> {
     match period.kind {
         PeriodKind::Day => b.daily_usd,
         PeriodKind::Month => b.monthly_usd,
@@ -49,74 +51,9 @@ fn limit_for(b: &Budget, period: &Period) -> Option<f64> {
     }
 }
 
-/// Money spent is spent: the periods' unsettled recent buckets count too.
-pub(in crate::alerts) async fn budget_spends(
-    store: &Store,
-    config: &Config,
-    width: i64,
-    now: i64,
-) -> Result<Spends, StoreError> {
-    let now = DateTime::<Utc>::from_timestamp(now, 0).unwrap_or_default();
-    let mut spends = Spends::new();
-    let today = now.timestamp().div_euclid(DAY) * DAY;
-    for b in &config.budgets {
-        let mut spans: Vec<(i64, i64)> = current_periods(b.timezone, now)
-            .iter()
-            .filter(|p| limit_for(b, p).is_some())
-            .map(|p| (p.start.timestamp(), p.end.timestamp()))
-            .collect();
-        if b.monthly_usd.is_some() {
-            spans.extend(crate::alerts::forecast::recent_day_spans(b.timezone, now));
-        }
-        for span in spans {
-            if let std::collections::hash_map::Entry::Vacant(slot) = spends.entry(span) {
-                slot.insert(
-                    store
-                        .spend_by_key(width, b.timezone, span.0, span.1, today)
-                        .await?,
-                );
-            }
-        }
-    }
-    Ok(spends)
-}
-
 impl Pass<'_> {
-    /// The `budget_forecast` rule: once per budget and month, when the month-end projection
-    /// crosses the monthly limit more than three days before the month ends.
-    pub(super) fn forecasts(&mut self, spends: &Spends) {
-        let now = DateTime::<Utc>::from_timestamp(self.now, 0).unwrap_or_default();
-        for f in crate::alerts::forecast::compute(self.config, &self.keys, spends, now) {
-            if !crate::detect::projection::warns(&f.forecast, f.spent, f.limit, f.month_end) {
-                continue;
-            }
-            let scope = format!("budget_forecast/{}/{}", f.budget, f.month);
-            let mut a = self.base_alert(Rule::BudgetForecast, scope, "", Severity::Warning);
-            let crosses = f
-                .forecast
-                .crosses_at
-                .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
-                .map(|t| t.with_timezone(&f.timezone).format("%Y-%m-%d").to_string())
-                .unwrap_or_default();
-            a.summary = format!(
-                "Budget {}: {} spent this month; at {}/day (median of the last 7 days) it reaches the {} monthly limit on {crosses} and ends the month near {}: slow the spend or raise the budget",
-                f.budget, money(f.spent), money(f.forecast.daily_rate), money(f.limit), money(f.forecast.projected)
-            );
-            a.budget = Some(f.budget.clone());
-            a.observed = Some(f.forecast.projected);
-            a.baseline = Some(f.limit);
-            a.threshold = Some(100.0);
-            a.unit = "usd".to_owned();
-            a.period = Some((f.month_start, f.month_end));
-            if let Some(open) = self.open.get(&a.scope) {
-                a.starts_at = open.starts_at;
-            }
-            self.changes.push(AlertChange::Fire(Box::new(a)));
-        }
-        self.resolve_ended(Rule::BudgetForecast);
-    }
-
-    pub(super) fn budgets(&mut self, spends: &Spends) {
+    pub fn budgets(&mut self) {
+        let spends = &self.inputs.spends;
         let now = DateTime::<Utc>::from_timestamp(self.now, 0).unwrap_or_default();
         let budgets = self.config.budgets.clone();
         for b in &budgets {
@@ -125,7 +62,7 @@ impl Pass<'_> {
                     continue;
                 };
                 let span = (period.start.timestamp(), period.end.timestamp());
-                let spent = crate::alerts::forecast::spend_in(spends, span, &self.keys, b);
+                let spent = crate::alerts::forecast::spend_in(spends, span, self.keys, b);
                 for t in crossed(spent, limit, &b.thresholds) {
                     self.budget_alert(b, &period, limit, spent, t);
                 }
@@ -133,23 +70,6 @@ impl Pass<'_> {
         }
         // A budget alert ends with its period.
         self.resolve_ended(Rule::Budget);
-    }
-
-    /// Resolves the open alerts of `rule` whose period has ended.
-    fn resolve_ended(&mut self, rule: Rule) {
-        let ended: Vec<(String, i64)> = self
-            .open
-            .values()
-            .filter(|a| a.rule == rule)
-            .filter_map(|a| {
-                a.period
-                    .filter(|p| p.1 <= self.now)
-                    .map(|p| (a.scope.clone(), p.1))
-            })
-            .collect();
-        for (scope, end) in ended {
-            self.resolve(&scope, end);
-        }
     }
 
     fn budget_alert(
@@ -200,5 +120,60 @@ impl Pass<'_> {
             a.starts_at = open.starts_at;
         }
         self.changes.push(AlertChange::Fire(Box::new(a)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{config, fired, inputs, key, open, run, with_key, NOW};
+    use super::super::Pass;
+    use crate::alerts::Rule;
+    use crate::config::Severity;
+    use crate::store::AlertChange;
+
+    const BUDGET: &str = "[[budgets]]\nname = \"team\"\ndaily_usd = 100.0\n";
+    /// 2027-01-15 in UTC.
+    const DAY_SPAN: (i64, i64) = (NOW - 8 * 3600, NOW + 16 * 3600);
+
+    #[test]
+    fn each_threshold_crossed_fires_once_with_its_severity() {
+        let c = config(BUDGET);
+        let mut i = inputs(&c, NOW);
+        with_key(&mut i, key("k1", "a", "active", None));
+        i.spends
+            .insert(DAY_SPAN, vec![("src".to_owned(), "k1".to_owned(), 80.0)]);
+        let changes = run(&i, &c, Pass::budgets);
+        let a = fired(&changes);
+        assert_eq!(
+            a.iter().map(|a| a.threshold).collect::<Vec<_>>(),
+            [Some(50.0), Some(75.0)]
+        );
+        assert!(a.iter().all(|a| a.rule == Rule::Budget
+            && a.budget.as_deref() == Some("team")
+            && a.period == Some(DAY_SPAN)));
+        assert_eq!(
+            (a[0].severity, a[1].severity),
+            (Severity::Info, Severity::Warning)
+        );
+        assert_eq!(
+            a[1].summary,
+            "Budget team: $80.00 spent of the $100 daily limit (80%, crossed 75%) for 2027-01-15 (UTC): review the keys driving it"
+        );
+    }
+
+    #[test]
+    fn an_alert_of_an_ended_period_resolves_at_its_end() {
+        let c = config(BUDGET);
+        let mut i = inputs(&c, NOW);
+        let mut alert = open(Rule::Budget, "budget/team/day/2027-01-14/50", "");
+        alert.period = Some((DAY_SPAN.0 - 86_400, DAY_SPAN.0));
+        i.open.push(alert.clone());
+        assert_eq!(
+            run(&i, &c, Pass::budgets),
+            vec![AlertChange::Resolve {
+                id: alert.id,
+                at: DAY_SPAN.0
+            }]
+        );
     }
 }

@@ -5,8 +5,10 @@
 //! success: every open `source_unhealthy` alert of the source that is not the current episode
 //! is resolved.
 
-use super::{AlertChange, Pass, Rule, Severity, Store, StoreError};
-use crate::store::{usage_stream, PollState, COSTS_STREAM, KEYS_STREAM};
+use super::Pass;
+use crate::alerts::{rfc3339, Rule};
+use crate::config::Severity;
+use crate::store::{usage_stream, AlertChange, PollState, COSTS_STREAM, KEYS_STREAM};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stream {
@@ -76,7 +78,7 @@ impl Failing {
             return match s.last_success_at {
                 Some(t) => format!(
                     "Source {source} has not been polled successfully since {} ({}): keywatch is blind to it.{cause} Last error: {last}",
-                    super::super::rfc3339(t),
+                    rfc3339(t),
                     polls(n)
                 ),
                 None => format!(
@@ -96,7 +98,7 @@ impl Failing {
             format!("Its {what}")
         };
         let since = match s.last_success_at {
-            Some(t) => format!("last success {}", super::super::rfc3339(t)),
+            Some(t) => format!("last success {}", rfc3339(t)),
             None => "never succeeded".to_owned(),
         };
         let still = if usage_ok && first {
@@ -112,9 +114,9 @@ impl Failing {
 }
 
 impl Pass<'_> {
-    pub(super) async fn source_health(&mut self, store: &Store) -> Result<(), StoreError> {
+    pub fn source_health(&mut self) {
         let interval = self.config.poll.interval.0.as_secs() as i64;
-        let open = store.alerts(false).await?;
+        let open = &self.inputs.open;
         for source in &self.config.sources {
             let scope = format!("source_unhealthy/{}", source.name);
             let mut failing = Vec::new();
@@ -123,7 +125,12 @@ impl Pass<'_> {
                 (Stream::Keys, KEYS_STREAM.to_owned()),
                 (Stream::Costs, COSTS_STREAM.to_owned()),
             ] {
-                let state = store.poll_state(&source.name, &name).await?;
+                let state = self
+                    .inputs
+                    .poll_states
+                    .get(&(source.name.clone(), name))
+                    .cloned()
+                    .unwrap_or_default();
                 failing.extend(judge(stream, state, self.now, interval));
             }
             // The episode starts at the last success of the usage stream when it fails, else
@@ -174,6 +181,113 @@ impl Pass<'_> {
                 self.changes.push(AlertChange::Fire(Box::new(a)));
             }
         }
-        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{config, fired, inputs, open, run, NOW};
+    use super::super::{Inputs, Pass};
+    use crate::alerts::{alert_id, Rule};
+    use crate::store::{usage_stream, AlertChange, PollState, KEYS_STREAM};
+
+    fn usage_state(i: &mut Inputs, failures: i64, last_success: Option<i64>, error: &str) {
+        i.poll_states.insert(
+            ("src".to_owned(), usage_stream(i.width)),
+            PollState {
+                last_success_at: last_success,
+                consecutive_failures: failures,
+                last_error: Some(error.to_owned()),
+                ..PollState::default()
+            },
+        );
+    }
+
+    #[test]
+    fn three_failures_fire_only_past_three_intervals() {
+        // The default interval is 2 minutes.
+        let c = config("");
+        let mut i = inputs(&c, NOW);
+        usage_state(&mut i, 3, Some(NOW - 360), "usage: connection refused");
+        assert!(run(&i, &c, Pass::source_health).is_empty());
+        usage_state(&mut i, 2, Some(NOW - 3600), "usage: connection refused");
+        assert!(run(&i, &c, Pass::source_health).is_empty());
+
+        usage_state(&mut i, 3, Some(NOW - 361), "usage: connection refused");
+        let changes = run(&i, &c, Pass::source_health);
+        let a = fired(&changes);
+        assert_eq!(a.len(), 1, "{changes:?}");
+        assert_eq!(
+            a[0].id,
+            alert_id(
+                Rule::SourceUnhealthy,
+                "source_unhealthy/src",
+                &(NOW - 361).to_string()
+            )
+        );
+        assert_eq!(
+            a[0].summary,
+            "Source src has not been polled successfully since 2027-01-15T07:53:59Z (3 failed polls): keywatch is blind to it. Last error: usage: connection refused."
+        );
+        assert_eq!((a[0].observed, a[0].starts_at), (Some(361.0), NOW - 361));
+    }
+
+    #[test]
+    fn a_rejected_admin_key_fires_at_once() {
+        let c = config("");
+        let mut i = inputs(&c, NOW);
+        usage_state(&mut i, 1, Some(NOW - 120), "usage: HTTP 401 Unauthorized");
+        let changes = run(&i, &c, Pass::source_health);
+        let a = fired(&changes);
+        assert_eq!(a.len(), 1, "{changes:?}");
+        assert!(
+            a[0].summary.contains("(1 failed poll)")
+                && a[0].summary.contains("The provider rejected the admin key"),
+            "{}",
+            a[0].summary
+        );
+    }
+
+    #[test]
+    fn a_failing_key_listing_says_usage_is_still_watched() {
+        let c = config("");
+        let mut i = inputs(&c, NOW);
+        i.poll_states.insert(
+            ("src".to_owned(), KEYS_STREAM.to_owned()),
+            PollState {
+                last_success_at: None,
+                consecutive_failures: 3,
+                last_error: Some("keys: timed out".to_owned()),
+                ..PollState::default()
+            },
+        );
+        let changes = run(&i, &c, Pass::source_health);
+        assert_eq!(
+            fired(&changes)[0].summary,
+            "Source src: the key listing failed 3 times in a row (never succeeded). Usage is still polled and watched. Last error: keys: timed out."
+        );
+    }
+
+    #[test]
+    fn a_success_resolves_every_open_episode() {
+        let c = config("");
+        let mut i = inputs(&c, NOW);
+        usage_state(&mut i, 0, Some(NOW - 60), "");
+        let old = open(Rule::SourceUnhealthy, "source_unhealthy/src", "1");
+        let older = open(Rule::SourceUnhealthy, "source_unhealthy/src", "2");
+        i.open.extend([old.clone(), older.clone()]);
+        assert_eq!(
+            run(&i, &c, Pass::source_health),
+            vec![
+                AlertChange::Resolve {
+                    id: old.id,
+                    at: NOW
+                },
+                AlertChange::Resolve {
+                    id: older.id,
+                    at: NOW
+                },
+            ]
+        );
     }
 }
