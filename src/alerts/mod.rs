@@ -3,7 +3,7 @@
 
 mod evaluate;
 pub mod forecast;
-mod rules;
+pub mod rules;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 

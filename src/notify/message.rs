@@ -138,16 +138,8 @@ impl AlertView {
         if self.resolved() {
             return "Nothing to do: the condition no longer holds. Check that the cause is understood.";
         }
-        match self.rule() {
-            "spike" => "Check for a leaked key: see where the key is used and what changed. If the traffic is not yours, deactivate the key in the provider's console now, then rotate it.",
-            "budget" => "Review the keys driving the spend (keywatch history --key ID) and whether the budget still fits; deactivate keys that should not be spending.",
-            "budget_forecast" => "At this pace the month ends over budget: find what raised the run rate (keywatch report --by key --period day), slow it, or raise the budget deliberately.",
-            "key_age" => "Rotate the key: create a new one, move its users to it, then deactivate this one.",
-            "inactive_key_usage" => "Something still holds a deactivated key: find the caller, keep the key deactivated, and rotate any key the same caller could hold.",
-            "source_unhealthy" => "Check the source's admin key and network access to the provider: until polling recovers keywatch cannot see this source's keys.",
-            "unpriced_usage" => "Add the model's price to the config ([prices.\"MODEL\"], USD per million tokens): until then its spend counts as $0, so budgets, reports and forecasts are floors.",
-            _ => "Review the alert.",
-        }
+        crate::model::Rule::parse(self.rule())
+            .map_or("Review the alert.", crate::alerts::rules::advice)
     }
 
     /// A plain-text section for one alert.

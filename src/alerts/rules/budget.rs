@@ -1,6 +1,9 @@
 //! The `budget` rule: spend per budget period against its limits, once per threshold crossed.
 //! The alert ends with its period.
 
+/// What the person on call should do when this rule fires (email, Slack, PagerDuty).
+pub const ADVICE: &str = "Review the keys driving the spend (keywatch history --key ID) and whether the budget still fits; deactivate keys that should not be spending.";
+
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};

@@ -1,6 +1,9 @@
 //! The `budget_forecast` rule: a month-end projection (`detect::projection`) over a monthly
 //! limit. The alert ends with its month.
 
+/// What the person on call should do when this rule fires (email, Slack, PagerDuty).
+pub const ADVICE: &str = "At this pace the month ends over budget: find what raised the run rate (keywatch report --by key --period day), slow it, or raise the budget deliberately.";
+
 use chrono::{DateTime, Utc};
 
 use super::{money, Pass};

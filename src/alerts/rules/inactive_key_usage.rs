@@ -1,5 +1,8 @@
 //! The `inactive_key_usage` rule: usage on a deactivated key.
 
+/// What the person on call should do when this rule fires (email, Slack, PagerDuty).
+pub const ADVICE: &str = "Something still holds a deactivated key: find the caller, keep the key deactivated, and rotate any key the same caller could hold.";
+
 use super::{hhmm, money, Pass};
 use crate::alerts::Rule;
 use crate::config::Severity;

@@ -1,6 +1,10 @@
 //! The `key_age` rule: an active key older than the rotation policy. Resolves once the key is
 //! rotated (deactivated, deleted) or the policy allows its age.
 
+/// What the person on call should do when this rule fires (email, Slack, PagerDuty).
+pub const ADVICE: &str =
+    "Rotate the key: create a new one, move its users to it, then deactivate this one.";
+
 use super::{Pass, DAY};
 use crate::alerts::Rule;
 use crate::config::Severity;

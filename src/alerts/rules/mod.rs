@@ -23,6 +23,19 @@ pub(in crate::alerts) use budget::{in_scope, limit_for, KeyMap, Spends};
 
 pub(in crate::alerts) const DAY: i64 = 86_400;
 
+/// What the person on call should do when `rule` fires: each rule's own words, in its file.
+pub fn advice(rule: Rule) -> &'static str {
+    match rule {
+        Rule::Spike => spike::ADVICE,
+        Rule::Budget => budget::ADVICE,
+        Rule::BudgetForecast => budget_forecast::ADVICE,
+        Rule::KeyAge => key_age::ADVICE,
+        Rule::InactiveKeyUsage => inactive_key_usage::ADVICE,
+        Rule::SourceUnhealthy => source_health::ADVICE,
+        Rule::UnpricedUsage => unpriced_usage::ADVICE,
+    }
+}
+
 /// Everything one pass judges, read from the store before any rule runs.
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
@@ -265,5 +278,21 @@ pub(in crate::alerts) mod fixtures {
                 AlertChange::Resolve { .. } => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod advice_tests {
+    use super::advice;
+    use crate::alerts::Rule;
+
+    #[test]
+    fn every_rule_has_its_own_advice() {
+        let all: Vec<&str> = Rule::ALL.into_iter().map(advice).collect();
+        for (rule, text) in Rule::ALL.into_iter().zip(&all) {
+            assert!(text.len() > 40, "{rule:?}: {text}");
+            assert_eq!(all.iter().filter(|t| *t == text).count(), 1, "{rule:?}");
+        }
+        assert!(advice(Rule::Spike).contains("deactivate the key"));
     }
 }

@@ -5,6 +5,9 @@
 //! success: every open `source_unhealthy` alert of the source that is not the current episode
 //! is resolved.
 
+/// What the person on call should do when this rule fires (email, Slack, PagerDuty).
+pub const ADVICE: &str = "Check the source's admin key and network access to the provider: until polling recovers keywatch cannot see this source's keys.";
+
 use super::Pass;
 use crate::alerts::{rfc3339, Rule};
 use crate::config::Severity;

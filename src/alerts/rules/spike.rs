@@ -2,6 +2,9 @@
 //! Fires at `factor` times the baseline, and resolves when the bucket falls under the level
 //! or the key has no usage left in the window.
 
+/// What the person on call should do when this rule fires (email, Slack, PagerDuty).
+pub const ADVICE: &str = "Check for a leaked key: see where the key is used and what changed. If the traffic is not yours, deactivate the key in the provider's console now, then rotate it.";
+
 use std::collections::HashSet;
 
 use super::{hhmm, money, Pass};

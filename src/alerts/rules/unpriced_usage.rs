@@ -1,5 +1,8 @@
 //! The `unpriced_usage` rule: usage on a model keywatch has no price for.
 
+/// What the person on call should do when this rule fires (email, Slack, PagerDuty).
+pub const ADVICE: &str = "Add the model's price to the config ([prices.\"MODEL\"], USD per million tokens): until then its spend counts as $0, so budgets, reports and forecasts are floors.";
+
 use std::collections::HashSet;
 
 use super::{Pass, DAY};
