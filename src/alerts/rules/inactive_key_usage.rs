@@ -59,15 +59,7 @@ impl Pass<'_> {
             a.starts_at = judged;
             self.changes.push(AlertChange::Fire(Box::new(a)));
         }
-        let quiet: Vec<String> = self
-            .open
-            .keys()
-            .filter(|scope| scope.starts_with("inactive_key_usage/") && !firing.contains(*scope))
-            .cloned()
-            .collect();
-        for scope in quiet {
-            self.resolve(&scope, judged);
-        }
+        self.resolve_quiet(Rule::InactiveKeyUsage, &firing, judged);
     }
 }
 

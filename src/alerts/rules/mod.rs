@@ -160,6 +160,19 @@ impl<'a> Pass<'a> {
         }
     }
 
+    /// Resolves, at `at`, the open alerts of `rule` whose scope the pass did not find holding.
+    fn resolve_quiet(&mut self, rule: Rule, holding: &std::collections::HashSet<String>, at: i64) {
+        let quiet: Vec<String> = self
+            .open
+            .values()
+            .filter(|a| a.rule == rule && !holding.contains(&a.scope))
+            .map(|a| a.scope.clone())
+            .collect();
+        for scope in quiet {
+            self.resolve(&scope, at);
+        }
+    }
+
     /// Resolves the open alerts of `rule` whose period has ended.
     fn resolve_ended(&mut self, rule: Rule) {
         let ended: Vec<(String, i64)> = self

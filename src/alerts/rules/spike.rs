@@ -34,15 +34,7 @@ impl Pass<'_> {
             }
         }
         // Open spikes of keys with no usage at all in the window have fallen back to zero.
-        let stale: Vec<String> = self
-            .open
-            .keys()
-            .filter(|scope| scope.starts_with("spike/") && !seen.contains(*scope))
-            .cloned()
-            .collect();
-        for scope in stale {
-            self.resolve(&scope, self.judged);
-        }
+        self.resolve_quiet(Rule::Spike, &seen, self.judged);
     }
 
     fn spike(&mut self, s: &KeySeries, scope: String, cfg: &SpikeConfig, unpriced: bool) {

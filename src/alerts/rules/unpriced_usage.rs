@@ -49,15 +49,7 @@ impl Pass<'_> {
             a.starts_at = u.first_bucket;
             self.changes.push(AlertChange::Fire(Box::new(a)));
         }
-        let quiet: Vec<String> = self
-            .open
-            .keys()
-            .filter(|scope| scope.starts_with("unpriced_usage/") && !firing.contains(*scope))
-            .cloned()
-            .collect();
-        for scope in quiet {
-            self.resolve(&scope, self.now);
-        }
+        self.resolve_quiet(Rule::UnpricedUsage, &firing, self.now);
     }
 }
 
