@@ -133,7 +133,8 @@ impl App {
                 report.detection_failed = true;
             }
         }
-        // Every pending delivery, due or not, with a few quick retries within this run.
+        queue_digests(&self.store, &self.config).await;
+        // Every pending delivery and digest, due or not, with a few quick retries within this run.
         let outbox = Outbox::new(Arc::clone(&self.config));
         for pause in QUICK_RETRIES {
             match outbox.deliver(&self.store, Mode::All).await {
@@ -146,14 +147,16 @@ impl App {
                 _ = tokio::time::sleep(pause) => {}
             }
         }
-        report.undelivered = match self.store.outbox_counts().await {
-            Ok(c) => c.pending,
-            Err(e) => {
+        report.undelivered = match (
+            self.store.outbox_counts().await,
+            self.store.pending_digests().await,
+        ) {
+            (Ok(c), Ok(digests)) => c.pending + digests.len() as i64,
+            (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, "the outbox could not be read");
                 1
             }
         };
-        report.undelivered += digests(&self.store, &self.config, true).await as i64;
         report
     }
 
@@ -324,15 +327,15 @@ async fn delivery_loop(
 ) {
     let mut failures = 0u32;
     loop {
+        if judged.load(Ordering::SeqCst) {
+            queue_digests(store, config).await;
+        }
         match outbox.deliver(store, Mode::Due).await {
             Ok(_) => failures = 0,
             Err(e) => {
                 failures = failures.saturating_add(1);
                 tracing::error!(error = %e, "the outbox could not be read");
             }
-        }
-        if judged.load(Ordering::SeqCst) {
-            digests(store, config, false).await;
         }
         let pause = next_delay(DELIVERY_TICK, failures);
         tokio::select! {
@@ -343,21 +346,14 @@ async fn delivery_loop(
     }
 }
 
-/// Queues digests that came due and sends pending ones (all of them with `all`); returns how
-/// many remain pending. Errors are logged: a digest is retried on the next pass.
-async fn digests(store: &Store, config: &Config, all: bool) -> usize {
+/// Queues the digests whose period came due (the outbox sends them). Errors are logged: the
+/// digest is queued on the next pass.
+async fn queue_digests(store: &Store, config: &Config) {
     if config.digests.is_empty() {
-        return 0;
+        return;
     }
     if let Err(e) = crate::digest::queue_due(store, config, Utc::now()).await {
         tracing::error!(error = %e, "digests could not be prepared");
-    }
-    match crate::digest::deliver(store, config, all).await {
-        Ok(remaining) => remaining,
-        Err(e) => {
-            tracing::error!(error = %e, "digests could not be sent");
-            1
-        }
     }
 }
 

@@ -1,15 +1,15 @@
 //! Digests: a daily or weekly spend summary — the period's spend against the one before, the
 //! top movers by key, month-to-date against each budget with its forecast, open alerts — sent
 //! to notifiers once per period (queued in `digest_sends`, so restarts never send it twice),
-//! with the period's report as a CSV attachment for email.
+//! with the period's report as a CSV attachment for email. This module composes and queues;
+//! the outbox ([`crate::notify::Outbox`]) sends, retries and expires digests as it does alerts.
 
 use std::fmt::Write as _;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::json;
 
-use crate::config::{Config, Digest, DigestSchedule, Notifier, WebhookFormat};
-use crate::notify::{email, retry_delay, webhook, NotifyError};
+use crate::config::{Config, Digest, DigestSchedule};
 use crate::report::{rollup, sum_usd, to_csv, Dim, KeyFacts, Period, PeriodKind};
 use crate::store::{DigestSend, Store, StoreError};
 use crate::text::usd;
@@ -187,6 +187,7 @@ async fn build(
                 csv: csv.clone(),
                 attempts: 0,
                 created_at: now.timestamp(),
+                next_attempt_at: now.timestamp(),
             })
             .collect(),
     ))
@@ -207,90 +208,6 @@ pub async fn queue_due(
         }
     }
     Ok(queued)
-}
-
-async fn send(
-    client: &reqwest::Client,
-    notifier: &Notifier,
-    s: &DigestSend,
-    now: i64,
-) -> Result<String, NotifyError> {
-    match notifier {
-        Notifier::Email(n) => {
-            let name = format!("keywatch-{}-{}.csv", s.digest, s.period);
-            email::send_text(n, &s.subject, s.body.clone(), Some((&name, &s.csv))).await
-        }
-        Notifier::Webhook(hook) => {
-            let id = format!(
-                "msg_digest_{:016x}",
-                crate::alerts::stable_hash(&[&s.digest, &s.period, &s.notifier])
-            );
-            let body = match hook.format {
-                WebhookFormat::Json => s.payload.clone(),
-                WebhookFormat::Slack => {
-                    let (subject, body) = (
-                        crate::text::slack(&s.subject),
-                        crate::text::clean_multiline(&s.body),
-                    );
-                    json!({"text": format!("*{subject}*\n```{}```", crate::text::slack_escape(&body))}).to_string()
-                }
-                WebhookFormat::Pagerduty => {
-                    return Ok("skipped: PagerDuty takes incidents, not digests".to_owned())
-                }
-            };
-            webhook::post(client, hook, &id, &body, now).await
-        }
-    }
-}
-
-/// Sends pending digests (all with `all`, else only due ones); returns how many remain pending.
-pub async fn deliver(store: &Store, config: &Config, all: bool) -> Result<usize, StoreError> {
-    let now = Utc::now().timestamp();
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("keywatch/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default();
-    let mut remaining = 0;
-    for s in store.pending_digests(now, !all).await? {
-        let expire_after = config.delivery.expire_after.0.as_secs() as i64;
-        let Some(notifier) = config.notifiers.iter().find(|n| n.name() == s.notifier) else {
-            store
-                .mark_digest(
-                    &s,
-                    "expired",
-                    now,
-                    now,
-                    "the notifier is no longer configured",
-                )
-                .await?;
-            continue;
-        };
-        if now - s.created_at >= expire_after {
-            tracing::error!(digest = %s.digest, period = %s.period, notifier = %s.notifier, "giving up on a digest not delivered within delivery.expire_after");
-            store
-                .mark_digest(&s, "expired", now, now, "expired")
-                .await?;
-            continue;
-        }
-        match send(&client, notifier, &s, now).await {
-            Ok(answer) => {
-                tracing::info!(digest = %s.digest, period = %s.period, notifier = %s.notifier, answer, "digest delivered");
-                store
-                    .mark_digest(&s, "delivered", now, now, &answer)
-                    .await?;
-            }
-            Err(e) => {
-                tracing::warn!(digest = %s.digest, notifier = %s.notifier, error = %e, "digest failed; will retry");
-                let retry = now + retry_delay(s.attempts).as_secs() as i64;
-                store
-                    .mark_digest(&s, "pending", retry, now, &e.to_string())
-                    .await?;
-                remaining += 1;
-            }
-        }
-    }
-    Ok(remaining)
 }
 
 #[cfg(test)]

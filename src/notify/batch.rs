@@ -8,7 +8,8 @@ use crate::config::EmailNotifier;
 use crate::store::{Delivery, StoreError};
 
 use super::message::AlertView;
-use super::{email, NotifyError, Recorder};
+use super::outbox::Recorder;
+use super::{email, NotifyError};
 
 /// The most alerts one email lists.
 pub const MAX_ALERTS_PER_EMAIL: usize = 50;

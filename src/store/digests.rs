@@ -16,6 +16,8 @@ pub struct DigestSend {
     pub csv: String,
     pub attempts: i64,
     pub created_at: i64,
+    /// When the next attempt is due (the queue time until a first attempt fails).
+    pub next_attempt_at: i64,
 }
 
 impl Store {
@@ -66,19 +68,13 @@ impl Store {
         Ok(())
     }
 
-    /// Pending digest sends (only due ones with `due_only`).
-    pub async fn pending_digests(
-        &self,
-        now: i64,
-        due_only: bool,
-    ) -> Result<Vec<DigestSend>, StoreError> {
+    /// Every pending digest send, oldest first; the outbox decides which are due or expired.
+    pub async fn pending_digests(&self) -> Result<Vec<DigestSend>, StoreError> {
         let rows = sqlx::query(
-            "SELECT digest, period, notifier, subject, body, payload, csv, attempts, created_at
-             FROM digest_sends WHERE state = 'pending' AND (? = 0 OR next_attempt_at <= ?)
-             ORDER BY created_at",
+            "SELECT digest, period, notifier, subject, body, payload, csv, attempts, created_at,
+                    next_attempt_at
+             FROM digest_sends WHERE state = 'pending' ORDER BY created_at",
         )
-        .bind(due_only)
-        .bind(now)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -93,6 +89,7 @@ impl Store {
                 csv: r.get(6),
                 attempts: r.get(7),
                 created_at: r.get(8),
+                next_attempt_at: r.get(9),
             })
             .collect())
     }

@@ -449,6 +449,7 @@ async fn provider_costs_and_sent_digests_are_pruned_with_their_retention() {
         csv: String::new(),
         attempts: 0,
         created_at: 0,
+        next_attempt_at: 0,
     };
     let (old, kept_pending, recent) = (send("old"), send("old-pending"), send("recent"));
     // A weekly digest's only send, older than the retention: kept, or the week would be sent

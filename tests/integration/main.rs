@@ -21,6 +21,7 @@ mod detection;
 mod notifier_faults;
 mod notify;
 mod openai;
+mod outbox;
 mod poll;
 mod provider_faults;
 mod quality;
