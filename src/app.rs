@@ -1,22 +1,21 @@
 //! The one way to build keywatch and run it: `App::build` opens the store and makes a poller per
-//! source; `run_once` does one full cycle; `run_until_stopped` is the daemon. Tests call the same
-//! functions the binary does.
+//! source; `run_once` does one full cycle; `run_until_stopped` is the daemon, which only wires
+//! the long-lived tasks of [`crate::tasks`]. Tests call the same functions the binary does.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::alerts::evaluate;
 use crate::config::Config;
 use crate::notify::{Mode, Outbox};
-use crate::poller::{next_delay, PollOutcome, Poller};
+use crate::poller::{PollOutcome, Poller};
 use crate::store::Store;
+use crate::tasks::{DeliverTask, DetectTask, PollTask, RetentionTask, Signals, WatchdogTask};
 
 /// How long shutdown waits for the tasks to finish their current step (a poll page's write, a
 /// delivery); well inside the unit's TimeoutStopSec and the 10 s the operator expects.
@@ -133,7 +132,7 @@ impl App {
                 report.detection_failed = true;
             }
         }
-        queue_digests(&self.store, &self.config).await;
+        crate::tasks::queue_digests(&self.store, &self.config).await;
         // Every pending delivery and digest, due or not, with a few quick retries within this run.
         let outbox = Outbox::new(Arc::clone(&self.config));
         for pause in QUICK_RETRIES {
@@ -179,17 +178,17 @@ impl App {
                 }
             });
         }
-        let polled = Arc::new(Notify::new());
+        let signals = Signals::default();
         let (first_polls, mut first_polls_done) =
             tokio::sync::mpsc::channel(self.pollers.len().max(1));
         for poller in &self.pollers {
-            let poller = Arc::clone(poller);
-            let cancel = cancel.clone();
-            let interval = self.interval;
-            let polled = Arc::clone(&polled);
-            let first = first_polls.clone();
-            tracker
-                .spawn(async move { poll_loop(&poller, interval, &polled, first, &cancel).await });
+            let task = PollTask {
+                poller: Arc::clone(poller),
+                interval: self.interval,
+                signals: signals.clone(),
+                first: Some(first_polls.clone()),
+            };
+            tracker.spawn(task.run(cancel.clone()));
         }
         drop(first_polls);
         // Ready once migrations ran (App::build) and every source's first poll was attempted.
@@ -207,37 +206,27 @@ impl App {
             tracing::warn!(error = %e, "could not tell systemd the service is ready");
         }
         if let Some(every) = sd_notify::watchdog_enabled() {
-            let cancel = cancel.clone();
-            tracker.spawn(async move { watchdog(every / 2, &cancel).await });
+            tracker.spawn(WatchdogTask { every: every / 2 }.run(cancel.clone()));
         }
-        let detected = Arc::new(Notify::new());
-        // Digests are composed only once a detection pass has judged the polled data, so the
-        // first one after a start counts the alerts that pass fired.
-        let judged = Arc::new(AtomicBool::new(false));
-        {
-            let store = self.store.clone();
-            let config = Arc::clone(&self.config);
-            let cancel = cancel.clone();
-            let detected = Arc::clone(&detected);
-            let judged = Arc::clone(&judged);
-            tracker.spawn(async move {
-                detect_loop(&store, &config, &polled, &detected, &judged, &cancel).await
-            });
-        }
-        {
-            let (store, config, cancel) =
-                (self.store.clone(), Arc::clone(&self.config), cancel.clone());
-            tracker.spawn(async move { crate::retention::run(&store, &config, &cancel).await });
-        }
-        {
-            let store = self.store.clone();
-            let config = Arc::clone(&self.config);
-            let outbox = Outbox::new(Arc::clone(&self.config));
-            let cancel = cancel.clone();
-            tracker.spawn(async move {
-                delivery_loop(&store, &config, &outbox, &detected, &judged, &cancel).await
-            });
-        }
+        let (store, config) = (&self.store, &self.config);
+        let detect = DetectTask {
+            store: store.clone(),
+            config: Arc::clone(config),
+            signals: signals.clone(),
+        };
+        tracker.spawn(detect.run(cancel.clone()));
+        let retention = RetentionTask {
+            store: store.clone(),
+            config: Arc::clone(config),
+        };
+        tracker.spawn(retention.run(cancel.clone()));
+        let deliver = DeliverTask {
+            store: store.clone(),
+            config: Arc::clone(config),
+            outbox: Outbox::new(Arc::clone(config)),
+            signals,
+        };
+        tracker.spawn(deliver.run(cancel.clone()));
         tracker.close();
         cancel.cancelled().await;
         tracing::info!("shutting down: letting the current step finish");
@@ -250,126 +239,5 @@ impl App {
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
-    }
-}
-
-/// Polls one source every `interval` (backing off while it fails); tells `first` once its
-/// first poll was attempted and `polled` after every poll.
-async fn poll_loop(
-    poller: &Poller,
-    interval: Duration,
-    polled: &Notify,
-    first: tokio::sync::mpsc::Sender<()>,
-    cancel: &CancellationToken,
-) {
-    let mut failures = 0u32;
-    let mut first = Some(first);
-    loop {
-        let outcome = poller.poll_once(Utc::now(), cancel).await;
-        if let Some(first) = first.take() {
-            let _ = first.send(()).await;
-        }
-        match outcome {
-            PollOutcome::Done { .. } => failures = 0,
-            PollOutcome::Failed(_) => failures = failures.saturating_add(1),
-            PollOutcome::Cancelled => return,
-        }
-        // Detection runs after every poll, failed ones too (source health is a rule).
-        polled.notify_one();
-        let delay = next_delay(interval, failures);
-        if failures > 0 {
-            tracing::info!(source = poller.source(), failures, retry_in = ?delay, "backing off after failed poll");
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-    }
-}
-
-/// Runs detection each time a poll finishes; a failing pass is retried after the next poll.
-async fn detect_loop(
-    store: &Store,
-    config: &Config,
-    polled: &Notify,
-    detected: &Notify,
-    judged: &AtomicBool,
-    cancel: &CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = polled.notified() => {}
-        }
-        match evaluate(store, config, Utc::now()).await {
-            Ok(r) => {
-                let first = !judged.swap(true, Ordering::SeqCst);
-                if first || !r.changes.is_empty() {
-                    detected.notify_one();
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "detection failed; it runs again after the next poll")
-            }
-        }
-    }
-}
-
-/// Delivers due notifications right after detection records state changes, and every
-/// `DELIVERY_TICK` for retries that come due; queues and sends digests as they come due.
-async fn delivery_loop(
-    store: &Store,
-    config: &Config,
-    outbox: &Outbox,
-    detected: &Notify,
-    judged: &AtomicBool,
-    cancel: &CancellationToken,
-) {
-    let mut failures = 0u32;
-    loop {
-        if judged.load(Ordering::SeqCst) {
-            queue_digests(store, config).await;
-        }
-        match outbox.deliver(store, Mode::Due).await {
-            Ok(_) => failures = 0,
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                tracing::error!(error = %e, "the outbox could not be read");
-            }
-        }
-        let pause = next_delay(DELIVERY_TICK, failures);
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = detected.notified() => {}
-            _ = tokio::time::sleep(pause) => {}
-        }
-    }
-}
-
-/// Queues the digests whose period came due (the outbox sends them). Errors are logged: the
-/// digest is queued on the next pass.
-async fn queue_digests(store: &Store, config: &Config) {
-    if config.digests.is_empty() {
-        return;
-    }
-    if let Err(e) = crate::digest::queue_due(store, config, Utc::now()).await {
-        tracing::error!(error = %e, "digests could not be prepared");
-    }
-}
-
-/// How often the daemon looks for deliveries whose retry came due.
-const DELIVERY_TICK: Duration = Duration::from_secs(15);
-
-/// Pings systemd's watchdog while the runtime is responsive. A hung runtime (the thing the
-/// watchdog exists to catch) stops the pings and systemd restarts the service.
-async fn watchdog(every: Duration, cancel: &CancellationToken) {
-    loop {
-        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
-            tracing::warn!(error = %e, "could not ping the systemd watchdog");
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
     }
 }

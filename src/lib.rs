@@ -29,6 +29,7 @@ pub mod report;
 pub mod retention;
 pub mod signals;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod text;
 pub mod window;

@@ -1,4 +1,4 @@
-//! The retention task: once a day, prune usage, the provider's cost report, old alerts and
+//! Retention: prune usage, the provider's cost report, old alerts and
 //! sent digests per `[storage.retention]`, in small batches with pauses so polling is never
 //! blocked for long. What is old is measured from the newest stored usage, not only the
 //! clock: a clock running ahead deletes nothing the retention would keep.
@@ -13,7 +13,6 @@ use crate::store::{Pruned, Store, StoreError};
 
 /// The pause between two delete batches: writers (the poller) get the lock in between.
 const PAUSE: Duration = Duration::from_millis(50);
-const DAY: Duration = Duration::from_secs(86_400);
 
 /// Rows older than `keep` before the newest stored row (`newest`) or `now`, whichever is
 /// earlier, go: a clock running ahead never deletes data newer than the newest stored row
@@ -91,31 +90,4 @@ pub async fn prune_at(
         pruned.digest_sends = store.prune_digest_sends(before).await?;
     }
     Ok(pruned)
-}
-
-/// Prunes a minute after start, then daily, until `cancel`.
-pub async fn run(store: &Store, config: &Config, cancel: &CancellationToken) {
-    let mut wait = Duration::from_secs(60);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-        match prune(store, config, cancel).await {
-            Ok(p) => {
-                tracing::info!(
-                    usage_rows = p.usage_rows,
-                    billed_rows = p.billed_rows,
-                    alerts = p.alerts,
-                    digest_sends = p.digest_sends,
-                    "retention prune done"
-                );
-                wait = DAY;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "retention prune failed; retrying in an hour");
-                wait = Duration::from_secs(3_600);
-            }
-        }
-    }
 }
