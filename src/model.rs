@@ -134,6 +134,38 @@ pub struct Alert {
     pub ends_at: Option<i64>,
 }
 
+impl Alert {
+    /// A firing alert of `rule` about `scope` in its `episode`, from `starts_at`, with no
+    /// numbers yet: each rule fills in what it knows.
+    pub fn firing(
+        rule: Rule,
+        scope: String,
+        episode: &str,
+        severity: Severity,
+        starts_at: i64,
+    ) -> Self {
+        Self {
+            id: alert_id(rule, &scope, episode),
+            scope,
+            rule,
+            severity,
+            status: AlertStatus::Firing,
+            source: None,
+            key_id: None,
+            key_name: None,
+            budget: None,
+            summary: String::new(),
+            observed: None,
+            baseline: None,
+            threshold: None,
+            unit: String::new(),
+            period: None,
+            starts_at,
+            ends_at: None,
+        }
+    }
+}
+
 /// The alert object of docs/contract.md (version 1), as written to `alerts --format json`, the
 /// API, the outbox and json webhooks, and as read back by messages. Built from an [`Alert`] by
 /// `Alert::wire` (money rounded, summary redacted).

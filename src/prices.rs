@@ -78,6 +78,43 @@ pub struct TokenCounts {
 }
 
 impl TokenCounts {
+    /// Each class's name in CSV headers and JSON, in the order CSV columns list them.
+    pub const NAMES: [&'static str; 5] = [
+        "uncached_input_tokens",
+        "cache_write_5m_tokens",
+        "cache_write_1h_tokens",
+        "cache_read_input_tokens",
+        "output_tokens",
+    ];
+
+    /// The counts in the order of [`Self::NAMES`].
+    pub fn values(&self) -> [i64; 5] {
+        [
+            self.uncached_input,
+            self.cache_write_5m,
+            self.cache_write_1h,
+            self.cache_read,
+            self.output,
+        ]
+    }
+
+    /// `(name, count)` per class, for JSON objects.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, i64)> {
+        Self::NAMES.into_iter().zip(self.values())
+    }
+
+    /// Adds `name: count` per class to the JSON object `item` (anything else is left as is).
+    pub fn add_to(&self, item: &mut serde_json::Value) {
+        if let Some(map) = item.as_object_mut() {
+            map.extend(self.named().map(|(k, v)| (k.to_owned(), v.into())));
+        }
+    }
+
+    /// The counts as CSV fields, comma-separated, in the order of [`Self::NAMES`].
+    pub fn csv_fields(&self) -> String {
+        self.values().map(|v| v.to_string()).join(",")
+    }
+
     pub fn total(&self) -> i64 {
         // Saturating: a sum of provider numbers must never abort the daemon.
         self.uncached_input

@@ -181,11 +181,9 @@ impl Serialize for Row {
             .saturating_add(t.cache_write_5m)
             .saturating_add(t.cache_write_1h);
         m.serialize_entry("input_tokens", &input)?;
-        m.serialize_entry("uncached_input_tokens", &t.uncached_input)?;
-        m.serialize_entry("cache_write_5m_tokens", &t.cache_write_5m)?;
-        m.serialize_entry("cache_write_1h_tokens", &t.cache_write_1h)?;
-        m.serialize_entry("cache_read_input_tokens", &t.cache_read)?;
-        m.serialize_entry("output_tokens", &t.output)?;
+        for (name, count) in t.named() {
+            m.serialize_entry(name, &count)?;
+        }
         m.serialize_entry("requests", &self.requests)?;
         m.serialize_entry("cost_usd", &self.cost_usd)?;
         m.serialize_entry("billed_usd", &self.billed_usd)?;
@@ -328,12 +326,8 @@ pub fn to_csv(rows: &[Row], by: &[Dim]) -> String {
             Dim::Model => columns.push("model"),
         }
     }
+    columns.extend(TokenCounts::NAMES);
     columns.extend([
-        "uncached_input_tokens",
-        "cache_write_5m_tokens",
-        "cache_write_1h_tokens",
-        "cache_read_input_tokens",
-        "output_tokens",
         "requests",
         "cost_usd",
         "billed_usd",
@@ -347,12 +341,8 @@ pub fn to_csv(rows: &[Row], by: &[Dim]) -> String {
         let mut f: Vec<String> = vec![r.period.clone()];
         f.extend(r.group.iter().map(|(_, v)| csv_field(v)));
         let t = &r.tokens;
+        f.extend(t.values().map(|v| v.to_string()));
         f.extend([
-            t.uncached_input.to_string(),
-            t.cache_write_5m.to_string(),
-            t.cache_write_1h.to_string(),
-            t.cache_read.to_string(),
-            t.output.to_string(),
             r.requests.map(|n| n.to_string()).unwrap_or_default(),
             format!("{:.6}", r.cost_usd),
             fmt_opt(r.billed_usd, 6),

@@ -8,6 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::cli::{Format, TimeArg};
 use crate::config::Config;
 use crate::exit;
+use crate::prices::TokenCounts;
 use crate::store::{HistoryRow, Store};
 
 pub async fn print(
@@ -73,9 +74,12 @@ pub(super) fn time(ts: i64) -> String {
         .unwrap_or_else(|| ts.to_string())
 }
 
-const CSV_HEADER: &str = "source,key_id,bucket_start,bucket_end,model,uncached_input_tokens,\
-cache_write_5m_tokens,cache_write_1h_tokens,cache_read_input_tokens,output_tokens,\
-web_search_requests,requests,cost_usd,priced,billed_usd_day";
+fn csv_header() -> String {
+    format!(
+        "source,key_id,bucket_start,bucket_end,model,{},web_search_requests,requests,cost_usd,priced,billed_usd_day",
+        TokenCounts::NAMES.join(",")
+    )
+}
 
 /// Billed cost per (source, UTC day) of the key, where the provider reports it.
 pub(super) struct Billed(pub(super) Vec<(String, i64, f64)>);
@@ -119,23 +123,18 @@ impl Billed {
 }
 
 pub(super) fn csv(key: &str, rows: &[HistoryRow], billed: &Billed) -> String {
-    let mut o = String::from(CSV_HEADER);
+    let mut o = csv_header();
     o.push('\n');
     for r in rows {
-        let t = &r.tokens;
         let _ = writeln!(
             o,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{}",
             crate::csv::text(&r.source),
             crate::csv::text(key),
             time(r.bucket_start),
             time(r.bucket_start + r.bucket_width),
             crate::csv::text(&r.model),
-            t.uncached_input,
-            t.cache_write_5m,
-            t.cache_write_1h,
-            t.cache_read,
-            t.output,
+            r.tokens.csv_fields(),
             r.web_search_requests,
             r.requests.map(|n| n.to_string()).unwrap_or_default(),
             r.cost_usd.map(|c| format!("{c:.6}")).unwrap_or_default(),
@@ -153,23 +152,20 @@ fn json(key: &str, rows: &[HistoryRow], billed: &Billed) -> anyhow::Result<Strin
     let items: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
-            serde_json::json!({
+            let mut item = serde_json::json!({
                 "source": r.source,
                 "key_id": key,
                 "bucket_start": time(r.bucket_start),
                 "bucket_end": time(r.bucket_start + r.bucket_width),
                 "model": r.model,
-                "uncached_input_tokens": r.tokens.uncached_input,
-                "cache_write_5m_tokens": r.tokens.cache_write_5m,
-                "cache_write_1h_tokens": r.tokens.cache_write_1h,
-                "cache_read_input_tokens": r.tokens.cache_read,
-                "output_tokens": r.tokens.output,
                 "web_search_requests": r.web_search_requests,
                 "requests": r.requests,
                 "cost_usd": r.cost_usd,
                 "priced": r.cost_usd.is_some(),
                 "billed_usd_day": billed.day_of(&r.source, r.bucket_start),
-            })
+            });
+            r.tokens.add_to(&mut item);
+            item
         })
         .collect();
     Ok(serde_json::to_string_pretty(&items)? + "\n")

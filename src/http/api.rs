@@ -14,6 +14,7 @@ pub use super::paging::bad_parameter;
 use super::paging::{self, next_link};
 use super::AppState;
 use crate::alerts::{rfc3339, Alert};
+use crate::prices::TokenCounts;
 use crate::report::{Dim, PeriodKind, Request};
 use crate::store::UsagePage;
 use crate::window::parse_time;
@@ -196,23 +197,21 @@ pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -
         next_link(&key, &q, until, limit, rows.last())
     });
     if q.format.as_deref() == Some("csv") {
-        let mut csv = String::from("source,bucket_start,bucket_end,model,uncached_input_tokens,cache_write_5m_tokens,cache_write_1h_tokens,cache_read_input_tokens,output_tokens,requests,cost_usd\n");
+        let mut csv = format!(
+            "source,bucket_start,bucket_end,model,{},requests,cost_usd\n",
+            TokenCounts::NAMES.join(",")
+        );
         for r in rows
             .iter()
             .filter(|r| width.is_none_or(|w| r.bucket_width == w))
         {
-            let t = &r.tokens;
             csv.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{}\n",
                 crate::csv::text(&r.source),
                 rfc3339(r.bucket_start),
                 rfc3339(r.bucket_start + r.bucket_width),
                 crate::csv::text(&r.model),
-                t.uncached_input,
-                t.cache_write_5m,
-                t.cache_write_1h,
-                t.cache_read,
-                t.output,
+                r.tokens.csv_fields(),
                 r.requests.map(|n| n.to_string()).unwrap_or_default(),
                 crate::report::fmt_opt(r.cost_usd, 6)
             ));
@@ -239,13 +238,15 @@ pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -
     let body = Json(
         rows.iter()
             .filter(|r| width.is_none_or(|w| r.bucket_width == w))
-            .map(|r| json!({
-                "source": r.source, "bucket_start": rfc3339(r.bucket_start),
-                "bucket_end": rfc3339(r.bucket_start + r.bucket_width), "model": r.model,
-                "uncached_input_tokens": r.tokens.uncached_input, "cache_read_input_tokens": r.tokens.cache_read,
-                "cache_write_5m_tokens": r.tokens.cache_write_5m, "cache_write_1h_tokens": r.tokens.cache_write_1h,
-                "output_tokens": r.tokens.output, "requests": r.requests, "cost_usd": r.cost_usd,
-            }))
+            .map(|r| {
+                let mut item = json!({
+                    "source": r.source, "bucket_start": rfc3339(r.bucket_start),
+                    "bucket_end": rfc3339(r.bucket_start + r.bucket_width), "model": r.model,
+                    "requests": r.requests, "cost_usd": r.cost_usd,
+                });
+                r.tokens.add_to(&mut item);
+                item
+            })
             .collect::<Vec<_>>(),
     )
     .into_response();

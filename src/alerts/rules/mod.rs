@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{alert_id, Alert, AlertStatus, Rule};
+use super::{Alert, Rule};
 use crate::config::{Config, Severity};
 use crate::providers::WORKBENCH_KEY_ID;
 use crate::store::{AlertChange, KeySeries, PollState, UnpricedUsage};
@@ -130,25 +130,7 @@ impl<'a> Pass<'a> {
     }
 
     fn base_alert(&self, rule: Rule, scope: String, episode: &str, severity: Severity) -> Alert {
-        Alert {
-            id: alert_id(rule, &scope, episode),
-            scope,
-            rule,
-            severity,
-            status: AlertStatus::Firing,
-            source: None,
-            key_id: None,
-            key_name: None,
-            budget: None,
-            summary: String::new(),
-            observed: None,
-            baseline: None,
-            threshold: None,
-            unit: String::new(),
-            period: None,
-            starts_at: self.now,
-            ends_at: None,
-        }
+        Alert::firing(rule, scope, episode, severity, self.now)
     }
 
     fn resolve(&mut self, scope: &str, at: i64) {
@@ -198,7 +180,7 @@ pub(in crate::alerts) mod fixtures {
     use std::path::Path;
 
     use super::{Inputs, Pass, DAY};
-    use crate::alerts::{alert_id, Alert, AlertStatus, Rule};
+    use crate::alerts::{Alert, Rule};
     use crate::config::{Config, Severity};
     use crate::store::{AlertChange, StoredKey};
 
@@ -251,23 +233,8 @@ pub(in crate::alerts) mod fixtures {
     /// An open alert of `rule` at `scope`, as the store would return it.
     pub fn open(rule: Rule, scope: &str, episode: &str) -> Alert {
         Alert {
-            id: alert_id(rule, scope, episode),
-            scope: scope.to_owned(),
-            rule,
-            severity: Severity::Warning,
-            status: AlertStatus::Firing,
             source: Some("src".to_owned()),
-            key_id: None,
-            key_name: None,
-            budget: None,
-            summary: String::new(),
-            observed: None,
-            baseline: None,
-            threshold: None,
-            unit: String::new(),
-            period: None,
-            starts_at: 0,
-            ends_at: None,
+            ..Alert::firing(rule, scope.to_owned(), episode, Severity::Warning, 0)
         }
     }
 
