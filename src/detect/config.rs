@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::burn::FastConfig;
 use crate::model::HumanDuration;
 
 /// What the spike rule measures per bucket.
@@ -41,6 +42,8 @@ pub struct SpikeConfig {
     /// uses a model without a price (its dollars are only a floor, so it is judged by tokens).
     /// At least 0; default 20000.
     pub min_baseline_tokens: f64,
+    /// `[detect.spike.fast]`: the minute-level check beside the hourly one.
+    pub fast: FastConfig,
 }
 
 impl Default for SpikeConfig {
@@ -53,6 +56,7 @@ impl Default for SpikeConfig {
             metric: SpikeMetric::Cost,
             min_baseline: 0.05,
             min_baseline_tokens: 20_000.0,
+            fast: FastConfig::default(),
         }
     }
 }
@@ -98,7 +102,14 @@ impl SpikeConfig {
                 format!("must be 0 or more, got {}", self.min_baseline_tokens),
             ));
         }
-        Ok(())
+        self.fast.check().map_err(|(key, msg)| match key {
+            "windows" => ("fast.windows", msg),
+            "factor" => ("fast.factor", msg),
+            "min_usd_per_hour" => ("fast.min_usd_per_hour", msg),
+            "min_active_minutes" => ("fast.min_active_minutes", msg),
+            "resolve_window" => ("fast.resolve_window", msg),
+            _ => ("fast.lookback", msg),
+        })
     }
 
     /// The settings for judging a key by tokens: the same rule with the token floor.

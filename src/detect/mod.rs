@@ -5,9 +5,11 @@
 //! user of statrs.
 
 pub mod budget;
+pub mod burn;
 mod config;
 pub mod hygiene;
 pub mod projection;
 pub mod spike;
 
+pub use burn::FastConfig;
 pub use config::{SpikeConfig, SpikeMetric};
