@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 pub use schedule::next_delay;
 use schedule::{floor_to, Cursor, StreamSchedule};
 
-use crate::config::{PollConfig, SourceConfig};
+use crate::config::{BucketWidth, PollConfig, SourceConfig};
 use crate::prices::PriceTable;
 use crate::providers::{Pager, PollError, ProviderClient, RetryPolicy, UsagePage};
 use crate::store::{Store, StoreError, UsageRecord, COSTS_STREAM, KEYS_STREAM};
@@ -150,9 +150,20 @@ impl Poller {
                 }
             }
         }
-        let usage = self.poll_usage(now, cancel).await;
+        let usage = self
+            .poll_usage(now, self.poll.bucket_width, self.poll.lookback.0, cancel)
+            .await;
         if usage.as_ref().is_err_and(PollFailure::is_cancelled) {
             return PollOutcome::Cancelled;
+        }
+        // The minute stream reads the same endpoint: after a failed hourly read it waits for
+        // the next poll rather than doubling the load on a failing provider.
+        if let (Some(recent), Ok(_)) = (self.poll.recent, &usage) {
+            match self.poll_recent(now, recent.0, cancel).await {
+                Err(e) if e.is_cancelled() => return PollOutcome::Cancelled,
+                Err(_) => failed_streams.push("usage:1m"),
+                Ok(()) => {}
+            }
         }
         if self.due(&self.costs_schedule, now) {
             match self.poll_billed(now, cancel).await {
@@ -234,6 +245,46 @@ impl Poller {
         outcome
     }
 
+    /// The recent minute stream of the fast spike check: every poll, from its cursor (the
+    /// oldest minute not settled yet) and at most `lookback` back. Its outcome is recorded
+    /// apart; a failure never fails the hourly stream.
+    async fn poll_recent(
+        &self,
+        now: DateTime<Utc>,
+        lookback: std::time::Duration,
+        cancel: &CancellationToken,
+    ) -> Result<(), PollFailure> {
+        let width = BucketWidth::Minute;
+        let result = self.poll_usage(now, width, lookback, cancel).await;
+        if result.as_ref().is_err_and(PollFailure::is_cancelled) {
+            return result.map(|_| ());
+        }
+        let error = result.as_ref().err().map(ToString::to_string);
+        if let Some(e) = &error {
+            tracing::error!(error = %e, "the minute stream failed; the hourly stream goes on");
+        }
+        if let Err(e) = self
+            .store
+            .record_usage_poll(
+                &self.source_name,
+                width.seconds(),
+                now.timestamp(),
+                error.as_deref(),
+            )
+            .await
+        {
+            tracing::error!(error = %e, "could not record the minute stream's outcome");
+        }
+        result.map(|stats| {
+            tracing::debug!(
+                pages = stats.pages,
+                buckets = stats.buckets,
+                changed = stats.changed,
+                "minute stream polled"
+            );
+        })
+    }
+
     fn due(&self, schedule: &Mutex<StreamSchedule>, now: DateTime<Utc>) -> bool {
         schedule
             .lock()
@@ -289,19 +340,21 @@ impl Poller {
         Ok(keys.len())
     }
 
+    /// Reads one usage stream (`width`) from its cursor, at most `lookback` back, page by page.
     async fn poll_usage(
         &self,
         now: DateTime<Utc>,
+        width: BucketWidth,
+        lookback: std::time::Duration,
         cancel: &CancellationToken,
     ) -> Result<UsageStats, PollFailure> {
-        let width = self.poll.bucket_width;
         let width_secs = width.seconds();
         let state = self
             .store
             .usage_poll_state(&self.source_name, width_secs)
             .await?;
-        let backfill = state.cursor.is_none();
-        let lookback = i64::try_from(self.poll.lookback.0.as_secs()).unwrap_or(i64::MAX / 2);
+        let backfill = state.cursor.is_none() && width == self.poll.bucket_width;
+        let lookback = i64::try_from(lookback.as_secs()).unwrap_or(i64::MAX / 2);
         let from = usage_window_start(now.timestamp(), lookback, width_secs, state.cursor);
         let from_time = Utc.timestamp_opt(from, 0).single().unwrap_or(now);
         let settle_cutoff = now.timestamp() - self.poll.settle.0.as_secs() as i64;
@@ -313,7 +366,7 @@ impl Poller {
                 .client
                 .usage_page(from_time, width, pager.token(), cancel)
                 .await?;
-            let records = self.records(&page);
+            let records = self.records(&page, width_secs);
             for b in &page.buckets {
                 let start = floor_to(b.start.timestamp(), width_secs);
                 cursor.see(start, b.end.timestamp(), settle_cutoff);
@@ -354,8 +407,7 @@ impl Poller {
         }
     }
 
-    fn records(&self, page: &UsagePage) -> Vec<UsageRecord> {
-        let width = self.poll.bucket_width.seconds();
+    fn records(&self, page: &UsagePage, width: i64) -> Vec<UsageRecord> {
         let mut out = Vec::new();
         for bucket in &page.buckets {
             for row in &bucket.rows {

@@ -10,6 +10,7 @@ use super::rules::{limit_for, Inputs, Pass, DAY};
 use crate::config::Config;
 use crate::detect::budget::current_periods;
 use crate::detect::SpikeMetric;
+use crate::model::Rule;
 use crate::store::{
     usage_stream, AlertChange, KeySeries, Route, StateChange, Store, StoreError, COSTS_STREAM,
     KEYS_STREAM,
@@ -53,6 +54,7 @@ pub async fn evaluate(
 /// Every rule, in order, over the same inputs. Pure: no store, no clock.
 pub fn decide(inputs: &Inputs, config: &Config) -> Vec<AlertChange> {
     let mut pass = Pass::new(inputs, config);
+    pass.fast_spikes();
     pass.spikes();
     pass.unpriced();
     pass.inactive_usage();
@@ -100,13 +102,24 @@ pub async fn load(store: &Store, config: &Config, now: i64) -> Result<Inputs, St
         } else {
             HashMap::new()
         };
+    let recent = match config.poll.recent {
+        Some(lookback) => {
+            let from = (now - lookback.0.as_secs() as i64).div_euclid(60) * 60;
+            store.usage_series(60, from, now, SpikeMetric::Cost).await?
+        }
+        None => Vec::new(),
+    };
+    let spike_ended = store.resolved_since(Rule::Spike, judged).await?;
     let mut poll_states = HashMap::new();
+    let recent_stream = config.poll.recent.map(|_| usage_stream(60));
     for source in &config.sources {
-        for stream in [
-            usage_stream(width),
-            KEYS_STREAM.to_owned(),
-            COSTS_STREAM.to_owned(),
-        ] {
+        let streams = [
+            Some(usage_stream(width)),
+            Some(KEYS_STREAM.to_owned()),
+            Some(COSTS_STREAM.to_owned()),
+            recent_stream.clone(),
+        ];
+        for stream in streams.into_iter().flatten() {
             let state = store.poll_state(&source.name, &stream).await?;
             poll_states.insert((source.name.clone(), stream), state);
         }
@@ -124,6 +137,8 @@ pub async fn load(store: &Store, config: &Config, now: i64) -> Result<Inputs, St
         spends,
         unpriced,
         poll_states,
+        recent,
+        spike_ended,
     })
 }
 

@@ -41,7 +41,13 @@ pub async fn run(
     let store = Store::open_existing(&config.database).await?;
     let keys = store.keys_by_id(key).await?;
     let rows = store
-        .history(key, source, since.timestamp(), until.timestamp())
+        .history(
+            key,
+            source,
+            config.poll.bucket_width.seconds(),
+            since.timestamp(),
+            until.timestamp(),
+        )
         .await?;
     let billed = Billed(
         store

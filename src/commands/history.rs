@@ -23,7 +23,13 @@ pub async fn print(
         .map_err(|e| anyhow::anyhow!("--since/--until: {e}"))?;
     let store = Store::open_existing(&config.database).await?;
     let rows = store
-        .history(key, source, since.timestamp(), until.timestamp())
+        .history(
+            key,
+            source,
+            config.poll.bucket_width.seconds(),
+            since.timestamp(),
+            until.timestamp(),
+        )
         .await?;
     let known = store.keys_by_id(key).await?;
     let billed = Billed(

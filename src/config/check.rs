@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 
 use super::schema::{BudgetSection, PollSection, RawConfig, SourceSection};
 use super::secret::{pair, Env};
-use super::{Budget, BudgetScope, Config, ConfigError, Notifier, SourceConfig};
+use super::{BucketWidth, Budget, BudgetScope, Config, ConfigError, Notifier, SourceConfig};
 use crate::prices::{Price, PriceTable};
 
 mod notifiers;
@@ -117,12 +117,21 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
             "must be at least 1d",
         ));
     }
+    let mut poll = raw.poll;
+    let mut retention = raw.storage.retention.clone();
+    let fast = &raw.detect.spike.fast;
+    if fast.enabled && poll.bucket_width == BucketWidth::Hour {
+        poll.recent = Some(fast.lookback);
+    }
+    if retention.minute.is_none() && poll.bucket_width != BucketWidth::Minute {
+        retention.minute = Some(super::Keep::For(std::time::Duration::from_secs(2 * 86_400)));
+    }
     Ok(Config {
         path: path.to_path_buf(),
         database,
         max_database_bytes: raw.storage.max_size_mb.map(|mb| mb * 1_048_576),
-        retention: raw.storage.retention.clone(),
-        poll: raw.poll,
+        retention,
+        poll,
         http,
         sources,
         prices,

@@ -169,8 +169,10 @@ impl<'de> Deserialize<'de> for Keep {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionSection {
+    /// Default 14 days when `poll.bucket_width = "1m"`; otherwise the minute stream is only the
+    /// recent one of the fast spike check and is kept 2 days.
     #[serde(rename = "1m")]
-    pub minute: Keep,
+    pub minute: Option<Keep>,
     #[serde(rename = "1h")]
     pub hour: Keep,
     #[serde(rename = "1d")]
@@ -183,7 +185,7 @@ impl Default for RetentionSection {
     fn default() -> Self {
         let days = |n: u64| Keep::For(Duration::from_secs(n * 86_400));
         Self {
-            minute: days(14),
+            minute: None,
             hour: days(400),
             day: Keep::Forever,
             alerts: days(400),
@@ -195,7 +197,9 @@ impl RetentionSection {
     /// How long usage of `width` is kept.
     pub fn for_width(&self, width: BucketWidth) -> Keep {
         match width {
-            BucketWidth::Minute => self.minute,
+            BucketWidth::Minute => self
+                .minute
+                .unwrap_or(Keep::For(Duration::from_secs(14 * 86_400))),
             BucketWidth::Hour => self.hour,
             BucketWidth::Day => self.day,
         }
@@ -215,6 +219,11 @@ pub struct PollSection {
     pub retries: u32,
     /// Extension: the first retry's delay; doubled on each further retry, with jitter.
     pub retry_backoff: HumanDuration,
+    /// How far back the recent minute stream is read each poll, when the fast spike check is on
+    /// (`[detect.spike.fast]` with `bucket_width = "1h"`). Set from `detect.spike.fast.lookback`
+    /// when the configuration is checked; not a key of `[poll]`.
+    #[serde(skip)]
+    pub recent: Option<HumanDuration>,
 }
 
 impl Default for PollSection {
@@ -227,6 +236,7 @@ impl Default for PollSection {
             timeout: HumanDuration(Duration::from_secs(30)),
             retries: 3,
             retry_backoff: HumanDuration(Duration::from_secs(1)),
+            recent: None,
         }
     }
 }

@@ -135,8 +135,10 @@ pub async fn usage(State(state): State<AppState>, Query(q): Query<UsageQuery>) -
         Ok(r) => r,
         Err(e) => return bad_parameter("since", &e),
     };
+    // The configured width unless asked: the recent minute stream is a second copy of the
+    // same usage, not more of it.
     let width = match q.width.as_deref() {
-        None => None,
+        None => Some(state.config.poll.bucket_width.seconds()),
         Some("1m") => Some(60),
         Some("1h") => Some(3_600),
         Some("1d") => Some(86_400),

@@ -107,6 +107,24 @@ impl Store {
         rows.iter().map(alert_from_row).collect()
     }
 
+    /// The scopes of `rule`'s alerts resolved at or after `since`, each with its latest end:
+    /// a rule judging settled data that an episode already covered does not page for it again.
+    pub async fn resolved_since(
+        &self,
+        rule: Rule,
+        since: i64,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT scope, MAX(ends_at) FROM alerts
+             WHERE rule = ? AND status = 'resolved' AND ends_at >= ? GROUP BY scope",
+        )
+        .bind(rule.as_str())
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Applies detection's decisions in one transaction and returns the state changes made.
     ///
     /// Each state change that is not silenced is queued in the outbox for every route whose

@@ -80,6 +80,7 @@ impl Store {
         &self,
         key_id: &str,
         source: Option<&str>,
+        width_secs: i64,
         since: i64,
         until: i64,
     ) -> Result<Vec<HistoryRow>, StoreError> {
@@ -88,13 +89,14 @@ impl Store {
                     cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
                     output_tokens, web_search_requests, requests, cost_usd
              FROM usage_buckets
-             WHERE key_id = ? AND (? IS NULL OR source = ?)
+             WHERE key_id = ? AND (? IS NULL OR source = ?) AND bucket_width = ?
                AND bucket_start >= ? AND bucket_start < ?
              ORDER BY bucket_start, bucket_width, source, model",
         )
         .bind(key_id)
         .bind(source)
         .bind(source)
+        .bind(width_secs)
         .bind(since)
         .bind(until)
         .fetch_all(&self.pool)

@@ -46,8 +46,10 @@ pub struct FakeData {
     pub usage_page_size: usize,
     /// Keys per listing page (at most the request's `limit`).
     pub keys_page_size: usize,
-    /// Usage requests answered so far.
+    /// Usage requests (`1h`) answered so far.
     pub usage_requests: usize,
+    /// Usage requests of the minute stream (`1m`) answered so far.
+    pub minute_requests: usize,
     /// How long each usage page takes to arrive.
     pub usage_delay: std::time::Duration,
     /// Cost report rows (as JSON, amounts in cents strings) by UTC day.
@@ -236,21 +238,27 @@ impl Respond for UsageResponder {
                 "this fake expects group_by[]=api_key_id and model",
             );
         }
-        if first(&q, "bucket_width") != Some("1h") {
-            return error(
-                400,
-                "invalid_request_error",
-                "this fake serves bucket_width=1h",
-            );
-        }
+        // `1h` from the stored hourly rows; `1m` spreads each hour's rows evenly over its
+        // minutes (the remainder in the first ones), so both widths add up to the same usage.
+        let (width, max_limit) = match first(&q, "bucket_width") {
+            Some("1h") => (3600, 168),
+            Some("1m") => (60, 1440),
+            _ => {
+                return error(
+                    400,
+                    "invalid_request_error",
+                    "this fake serves bucket_width=1h and 1m",
+                )
+            }
+        };
         let limit: usize = first(&q, "limit")
             .and_then(|l| l.parse().ok())
-            .unwrap_or(24);
-        if limit > 168 {
+            .unwrap_or(if width == 60 { 60 } else { 24 });
+        if limit > max_limit {
             return error(
                 400,
                 "invalid_request_error",
-                "limit must be at most 168 for 1h",
+                "limit must be at most 168 for 1h and 1440 for 1m",
             );
         }
         let Some(starting_at) =
@@ -264,25 +272,43 @@ impl Respond for UsageResponder {
                 Some(t) => t,
                 None => return error(400, "invalid_request_error", "bad page token"),
             },
-            None => starting_at.timestamp().div_euclid(3600) * 3600,
+            None => starting_at.timestamp().div_euclid(width) * width,
         };
         let now = Utc::now().timestamp();
-        let end_exclusive = now.div_euclid(3600) * 3600 + 3600; // includes the current bucket
+        let end_exclusive = now.div_euclid(width) * width + width; // includes the current bucket
         let mut data = self.0.lock().unwrap();
-        data.usage_requests += 1;
-        let per_page = limit.min(data.usage_page_size) as i64;
+        let per_page = if width == 60 {
+            data.minute_requests += 1;
+            limit as i64
+        } else {
+            data.usage_requests += 1;
+            limit.min(data.usage_page_size) as i64
+        };
         let mut buckets = Vec::new();
         let mut t = start;
         while t < end_exclusive && (buckets.len() as i64) < per_page {
+            let hour = t.div_euclid(3600) * 3600;
+            let minute = (t - hour) / 60;
             let rows: Vec<Value> = data
                 .usage
-                .get(&t)
-                .map(|rows| rows.iter().map(row_json).collect())
+                .get(&hour)
+                .map(|rows| {
+                    rows.iter()
+                        .filter_map(|r| {
+                            if width == 60 {
+                                minute_share(r, minute)
+                            } else {
+                                Some(r.clone())
+                            }
+                        })
+                        .map(|r| row_json(&r))
+                        .collect()
+                })
                 .unwrap_or_default();
             buckets.push(
-                json!({"starting_at": rfc3339(t), "ending_at": rfc3339(t + 3600), "results": rows}),
+                json!({"starting_at": rfc3339(t), "ending_at": rfc3339(t + width), "results": rows}),
             );
-            t += 3600;
+            t += width;
         }
         let has_more = t < end_exclusive;
         ResponseTemplate::new(200).set_delay(data.usage_delay).set_body_json(json!({
@@ -341,6 +367,23 @@ impl Respond for CostResponder {
         ResponseTemplate::new(200).set_body_json(json!({"data": buckets, "has_more": has_more,
             "next_page": if has_more { Value::String(format!("page_{t}")) } else { Value::Null }}))
     }
+}
+
+/// Minute `m`'s share (0 to 59) of an hourly row, `None` when it is empty.
+fn minute_share(r: &FakeRow, m: i64) -> Option<FakeRow> {
+    let share = |v: i64| v / 60 + i64::from(m < v % 60);
+    let t = &r.tokens;
+    let tokens = Tokens {
+        uncached: share(t.uncached),
+        cache_read: share(t.cache_read),
+        cache_5m: share(t.cache_5m),
+        cache_1h: share(t.cache_1h),
+        output: share(t.output),
+    };
+    (tokens != Tokens::default()).then(|| FakeRow {
+        tokens,
+        ..r.clone()
+    })
 }
 
 fn row_json(r: &FakeRow) -> Value {

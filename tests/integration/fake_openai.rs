@@ -173,22 +173,44 @@ impl Respond for Usage {
             .filter(|(k, _)| k == "group_by" || k == "group_by[]")
             .map(|(_, v)| v.as_str())
             .collect();
-        if !(groups.contains(&"api_key_id") && groups.contains(&"model"))
-            || first(&q, "bucket_width") != Some("1h")
-        {
+        let width = match first(&q, "bucket_width") {
+            Some("1h") => HOUR,
+            Some("1m") => 60,
+            _ => 0,
+        };
+        if !(groups.contains(&"api_key_id") && groups.contains(&"model")) || width == 0 {
             return error(
                 400,
                 "invalid_request_error",
-                "this fake serves 1h buckets grouped by api_key_id and model",
+                "this fake serves 1h and 1m buckets grouped by api_key_id and model",
             );
         }
         let data = self.0.lock().unwrap();
-        buckets_page(&q, HOUR, 24, |t| {
+        // `1m` spreads each hour's rows evenly over its minutes (the remainder first).
+        let per_page = if width == 60 { 1440 } else { 24 };
+        buckets_page(&q, width, per_page, |t| {
+            let hour = t.div_euclid(HOUR) * HOUR;
+            let m = (t - hour) / 60;
+            let share = |v: i64| {
+                if width == 60 {
+                    v / 60 + i64::from(m < v % 60)
+                } else {
+                    v
+                }
+            };
             data.usage
-                .get(&(t.div_euclid(HOUR) * HOUR))
+                .get(&hour)
                 .into_iter()
                 .flatten()
-                .map(row_json)
+                .map(|r| OaRow {
+                    input: share(r.input),
+                    cached: share(r.cached),
+                    output: share(r.output),
+                    requests: share(r.requests),
+                    ..r.clone()
+                })
+                .filter(|r| r.input + r.output + r.requests > 0)
+                .map(|r| row_json(&r))
                 .collect()
         })
     }

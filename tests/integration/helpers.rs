@@ -182,7 +182,7 @@ impl TestApp {
         let rows = sqlx::query(
             "SELECT key_id, bucket_start, model, uncached_input_tokens, cache_read_input_tokens,
                     cache_write_5m_tokens, cache_write_1h_tokens, output_tokens, cost_usd, updated_at
-             FROM usage_buckets ORDER BY bucket_start, key_id, model",
+             FROM usage_buckets WHERE bucket_width = 3600 ORDER BY bucket_start, key_id, model",
         )
         .fetch_all(store.pool_ref())
         .await

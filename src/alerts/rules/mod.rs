@@ -17,6 +17,7 @@ mod inactive_key_usage;
 mod key_age;
 mod source_health;
 mod spike;
+mod spike_fast;
 mod unpriced_usage;
 
 pub(in crate::alerts) use budget::{in_scope, limit_for, KeyMap, Spends};
@@ -63,6 +64,12 @@ pub struct Inputs {
     pub unpriced: Vec<UnpricedUsage>,
     /// Poll state by (source, stream) for every configured source; a missing one is default.
     pub poll_states: HashMap<(String, String), PollState>,
+    /// The recent minute stream (cost per minute) over `[detect.spike.fast] lookback`, when the
+    /// fast spike check is on; else empty.
+    pub recent: Vec<KeySeries>,
+    /// Spike scopes resolved since the judged bucket began, with their end: the hourly check
+    /// does not page again for an episode the fast check already closed.
+    pub spike_ended: HashMap<String, i64>,
 }
 
 /// One pass of the rules over the same inputs, collecting their changes.

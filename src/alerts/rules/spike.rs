@@ -58,6 +58,18 @@ impl Pass<'_> {
             self.resolve(&scope, judged);
             return;
         }
+        // While the minute stream is healthy the fast check continues and resolves open
+        // spikes, and an episode it covered is not paged again when its hour settles.
+        if !unpriced && self.fast_active(&s.source) {
+            let covered = self
+                .inputs
+                .spike_ended
+                .get(&scope)
+                .is_some_and(|&end| end > judged);
+            if open.is_some() || covered || self.firing_now(&scope) {
+                return;
+            }
+        }
         let open_level = open.as_ref().and_then(|a| Some(a.baseline? * a.threshold?));
         match judge(cfg, w, history, judged - known_since, observed, open_level) {
             SpikeVerdict::Fire { baseline, level } => {
