@@ -170,6 +170,15 @@ mod tests {
         for s in [AlertStatus::Firing, AlertStatus::Resolved] {
             round_trip(&pool, s, s.as_str()).await;
         }
+        // The names the outboxes' SQL filters on.
+        use super::super::DeliveryState as D;
+        for (s, name) in [
+            (D::Pending, "pending"),
+            (D::Delivered, "delivered"),
+            (D::Expired, "expired"),
+        ] {
+            round_trip(&pool, s, name).await;
+        }
         let unknown: Known<AlertStatus> = sqlx::query_scalar("SELECT 'acknowledged'")
             .fetch_one(&pool)
             .await

@@ -5,6 +5,18 @@ use sqlx::{Sqlite, Transaction};
 use super::{Store, StoreError};
 use crate::model::{stable_hash, Alert, Severity};
 
+/// Where a delivery of an alert or a digest stands: the `state` column of `deliveries` and
+/// `digest_sends`, stored as the lowercase name (the SQL of the outboxes filters on them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Not delivered yet: due again at `next_attempt_at`.
+    Pending,
+    Delivered,
+    /// Given up on (too old, or its notifier is gone).
+    Expired,
+}
+
 /// Which notifier receives which severities.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {

@@ -1,6 +1,6 @@
 //! The digest outbox.
 
-use super::{Store, StoreError};
+use super::{DeliveryState, Store, StoreError};
 
 /// One digest to send (or being retried) to one notifier.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -81,20 +81,19 @@ impl Store {
     pub async fn mark_digest(
         &self,
         s: &DigestSend,
-        state: &str,
+        state: DeliveryState,
         retry_at: i64,
         now: i64,
         result: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE digest_sends SET state = ?, attempts = attempts + 1, next_attempt_at = ?,
-                delivered_at = CASE WHEN ? = 'delivered' THEN ? END, last_result = ?
+                delivered_at = ?, last_result = ?
              WHERE digest = ? AND period = ? AND notifier = ? AND state = 'pending'",
         )
         .bind(state)
         .bind(retry_at)
-        .bind(state)
-        .bind(now)
+        .bind((state == DeliveryState::Delivered).then_some(now))
         .bind(crate::config::secret::redact(result))
         .bind(&s.digest)
         .bind(&s.period)

@@ -27,7 +27,7 @@ use sqlx::SqlitePool;
 
 pub use alerts::{AlertChange, Silence, StateChange};
 pub use billing::CostDay;
-pub use deliveries::{Delivery, OutboxCounts, Route};
+pub use deliveries::{Delivery, DeliveryState, OutboxCounts, Route};
 pub use digests::DigestSend;
 pub use key_reads::{KeyBucket, UsageCursor, UsagePage};
 pub use keys::StoredKey;
