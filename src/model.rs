@@ -38,8 +38,12 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize, Serialize)]
+/// Stored as its [`Severity::as_str`] name (`sqlx::Type`: TEXT in SQLite).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize, Serialize, sqlx::Type,
+)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case")]
 pub enum Severity {
     #[default]
     Info,
@@ -57,8 +61,9 @@ impl Severity {
     }
 }
 
-/// The rules that raise alerts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The rules that raise alerts. Stored as its [`Rule::as_str`] name (`sqlx::Type`: TEXT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type)]
+#[sqlx(rename_all = "snake_case")]
 pub enum Rule {
     Spike,
     Budget,
@@ -97,8 +102,10 @@ impl Rule {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+/// Stored as its [`AlertStatus::as_str`] name (`sqlx::Type`: TEXT in SQLite).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(rename_all = "snake_case")]
 pub enum AlertStatus {
     #[default]
     Firing,

@@ -11,7 +11,7 @@ use chrono::Utc;
 
 use super::{batch, digest, webhook, NotifyError};
 use crate::config::{Config, Notifier};
-use crate::store::{Delivery, DigestSend, Store, StoreError};
+use crate::store::{Delivery, DeliveryState, DigestSend, Store, StoreError};
 
 /// Whether a pass delivers only what is due (the daemon) or everything pending (`run --once`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,13 +101,19 @@ impl Entry<'_> {
             }
             (Self::Alert(d), Outcome::GiveUp(why)) => store.mark_expired(&d.id, why).await,
             (Self::Digest(s), Outcome::Delivered(answer)) => {
-                store.mark_digest(s, "delivered", now, now, answer).await
+                store
+                    .mark_digest(s, DeliveryState::Delivered, now, now, answer)
+                    .await
             }
             (Self::Digest(s), Outcome::Retry { at, error }) => {
-                store.mark_digest(s, "pending", *at, now, error).await
+                store
+                    .mark_digest(s, DeliveryState::Pending, *at, now, error)
+                    .await
             }
             (Self::Digest(s), Outcome::GiveUp(why)) => {
-                store.mark_digest(s, "expired", now, now, why).await
+                store
+                    .mark_digest(s, DeliveryState::Expired, now, now, why)
+                    .await
             }
         }
     }

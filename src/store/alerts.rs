@@ -1,8 +1,8 @@
 //! Alerts, their state changes, and silences.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
+use super::decode::Known;
 use super::deliveries::{enqueue, Route};
 use super::{Store, StoreError};
 use crate::model::{Alert, AlertStatus, Rule, Severity};
@@ -25,7 +25,7 @@ pub struct StateChange {
 }
 
 /// An operator silence.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Silence {
     pub id: String,
     pub key_id: Option<String>,
@@ -40,57 +40,72 @@ pub(super) const ALERT_COLUMNS: &str =
     "id, scope, rule, severity, status, source, key_id, key_name, budget,
     summary, observed, baseline, threshold, unit, period_start, period_end, starts_at, ends_at";
 
-/// A stored value this keywatch does not know (written by a newer version, or edited by hand) is
-/// an error naming the row and the value: it is never re-read as something else.
-fn unknown(id: &str, column: &'static str, value: &str) -> StoreError {
-    StoreError::UnknownValue {
-        row: format!("alert {id}"),
-        column,
-        value: value.to_string(),
+/// A row of [`ALERT_COLUMNS`]: an [`Alert`] once its names are known.
+#[derive(sqlx::FromRow)]
+pub(super) struct AlertRow {
+    id: String,
+    scope: String,
+    rule: Known<Rule>,
+    severity: Known<Severity>,
+    status: Known<AlertStatus>,
+    source: Option<String>,
+    key_id: Option<String>,
+    key_name: Option<String>,
+    budget: Option<String>,
+    summary: String,
+    observed: Option<f64>,
+    baseline: Option<f64>,
+    threshold: Option<f64>,
+    unit: String,
+    period_start: Option<i64>,
+    period_end: Option<i64>,
+    starts_at: i64,
+    ends_at: Option<i64>,
+}
+
+impl TryFrom<AlertRow> for Alert {
+    type Error = StoreError;
+
+    /// A stored name this keywatch does not know (written by a newer version, or edited by
+    /// hand) is an error naming the alert and the value: it is never re-read as something else.
+    fn try_from(r: AlertRow) -> Result<Self, StoreError> {
+        let row = || format!("alert {}", r.id);
+        Ok(Alert {
+            rule: r.rule.get(row, "rule")?,
+            severity: r.severity.get(row, "severity")?,
+            status: r.status.get(row, "status")?,
+            id: r.id,
+            scope: r.scope,
+            source: r.source,
+            key_id: r.key_id,
+            key_name: r.key_name,
+            budget: r.budget,
+            summary: r.summary,
+            observed: r.observed,
+            baseline: r.baseline,
+            threshold: r.threshold,
+            unit: r.unit,
+            period: r.period_start.zip(r.period_end),
+            starts_at: r.starts_at,
+            ends_at: r.ends_at,
+        })
     }
 }
 
-fn severity(id: &str, s: &str) -> Result<Severity, StoreError> {
-    match s {
-        "critical" => Ok(Severity::Critical),
-        "warning" => Ok(Severity::Warning),
-        "info" => Ok(Severity::Info),
-        _ => Err(unknown(id, "severity", s)),
-    }
+/// A row of `alert_events`.
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    alert_id: String,
+    status: Known<AlertStatus>,
+    silenced: bool,
 }
 
-pub(super) fn status(id: &str, s: &str) -> Result<AlertStatus, StoreError> {
-    match s {
-        "firing" => Ok(AlertStatus::Firing),
-        "resolved" => Ok(AlertStatus::Resolved),
-        _ => Err(unknown(id, "status", s)),
-    }
-}
-
-pub(super) fn alert_from_row(r: &SqliteRow) -> Result<Alert, StoreError> {
-    let period_start: Option<i64> = r.get(14);
-    let period_end: Option<i64> = r.get(15);
-    let id: String = r.get(0);
-    let rule: &str = r.get(2);
-    Ok(Alert {
-        rule: Rule::parse(rule).ok_or_else(|| unknown(&id, "rule", rule))?,
-        severity: severity(&id, r.get(3))?,
-        status: status(&id, r.get(4))?,
-        id,
-        scope: r.get(1),
-        source: r.get(5),
-        key_id: r.get(6),
-        key_name: r.get(7),
-        budget: r.get(8),
-        summary: r.get(9),
-        observed: r.get(10),
-        baseline: r.get(11),
-        threshold: r.get(12),
-        unit: r.get(13),
-        period: period_start.zip(period_end),
-        starts_at: r.get(16),
-        ends_at: r.get(17),
-    })
+/// Firing alerts of one rule and severity.
+#[derive(sqlx::FromRow)]
+struct FiringCount {
+    rule: String,
+    severity: String,
+    firing: i64,
 }
 
 impl Store {
@@ -103,8 +118,8 @@ impl Store {
                       starts_at DESC, id",
             if all { "" } else { "WHERE status = 'firing'" }
         );
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(alert_from_row).collect()
+        let rows: Vec<AlertRow> = sqlx::query_as(&sql).fetch_all(&self.pool).await?;
+        rows.into_iter().map(Alert::try_from).collect()
     }
 
     /// The scopes of `rule`'s alerts resolved at or after `since`, each with its latest end:
@@ -179,13 +194,13 @@ impl Store {
                     .await?
                     .rows_affected();
                     if done > 0 {
-                        let row = sqlx::query(&format!(
+                        let row: AlertRow = sqlx::query_as(&format!(
                             "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?"
                         ))
                         .bind(id)
                         .fetch_one(&mut *tx)
                         .await?;
-                        let resolved = alert_from_row(&row)?;
+                        let resolved = Alert::try_from(row)?;
                         let silenced = silenced(&mut tx, &resolved, now).await?;
                         let seq =
                             record_event(&mut tx, id, AlertStatus::Resolved, now, silenced).await?;
@@ -224,24 +239,12 @@ impl Store {
 
     /// Every silence ever added, newest first.
     pub async fn silences(&self) -> Result<Vec<Silence>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, key_id, rule, reason, created_at, expires_at, removed_at
              FROM silences ORDER BY created_at DESC, id",
         )
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Silence {
-                id: r.get(0),
-                key_id: r.get(1),
-                rule: r.get(2),
-                reason: r.get(3),
-                created_at: r.get(4),
-                expires_at: r.get(5),
-                removed_at: r.get(6),
-            })
-            .collect())
+        .await?)
     }
 
     /// Ends a silence now; false when no active silence has this id.
@@ -260,16 +263,16 @@ impl Store {
 
     /// The alert state changes recorded so far, oldest first (what notifications are made of).
     pub async fn alert_events(&self) -> Result<Vec<StateChange>, StoreError> {
-        let rows = sqlx::query("SELECT alert_id, status, silenced FROM alert_events ORDER BY seq")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<EventRow> =
+            sqlx::query_as("SELECT alert_id, status, silenced FROM alert_events ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await?;
         rows.into_iter()
             .map(|r| {
-                let alert_id: String = r.get(0);
                 Ok(StateChange {
-                    status: status(&alert_id, r.get(1))?,
-                    alert_id,
-                    silenced: r.get::<i64, _>(2) != 0,
+                    status: r.status.get(|| format!("alert {}", r.alert_id), "status")?,
+                    alert_id: r.alert_id,
+                    silenced: r.silenced,
                 })
             })
             .collect()
@@ -291,8 +294,8 @@ async fn insert_alert(
     )
     .bind(&a.id)
     .bind(&a.scope)
-    .bind(a.rule.as_str())
-    .bind(a.severity.as_str())
+    .bind(a.rule)
+    .bind(a.severity)
     .bind(&a.source)
     .bind(&a.key_id)
     .bind(&a.key_name)
@@ -326,7 +329,7 @@ pub(super) async fn silenced(
     )
     .bind(now)
     .bind(&a.key_id)
-    .bind(a.rule.as_str())
+    .bind(a.rule)
     .fetch_optional(&mut **tx)
     .await?;
     Ok(hit.is_some())
@@ -345,7 +348,7 @@ pub(super) async fn record_event(
          RETURNING seq",
     )
     .bind(alert_id)
-    .bind(status.as_str())
+    .bind(status)
     .bind(at)
     .bind(silenced)
     .fetch_one(&mut **tx)
@@ -357,14 +360,15 @@ impl Store {
     /// Firing alerts per (rule, severity) (for the metrics gauge; zero rows included for every
     /// pair seen before, so a gauge falls back to 0).
     pub async fn firing_counts(&self) -> Result<Vec<((String, String), i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT rule, severity, SUM(status = 'firing') FROM alerts GROUP BY rule, severity",
+        let rows: Vec<FiringCount> = sqlx::query_as(
+            "SELECT rule, severity, SUM(status = 'firing') AS firing FROM alerts
+             GROUP BY rule, severity",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .map(|r| ((r.rule, r.severity), r.firing))
             .collect())
     }
 }

@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, COSTS_STREAM};
 use crate::providers::{CostLine, UNATTRIBUTED_KEY_ID};
 
 /// One day of a provider's cost report.
@@ -15,6 +15,34 @@ pub struct CostDay {
     /// USD per key, where the provider reports it.
     pub per_key: Vec<(String, f64)>,
     pub lines: Vec<CostLine>,
+}
+
+/// USD of one key on one UTC day (or summed over a span), by source.
+#[derive(sqlx::FromRow)]
+struct KeyDay {
+    source: String,
+    key_id: String,
+    day_start: i64,
+    usd: f64,
+}
+
+/// keywatch's estimate of one key on one UTC day, and whether the provider billed that source's
+/// day (see [`Store::spend_by_key`]).
+#[derive(sqlx::FromRow)]
+struct KeyDayEstimate {
+    source: String,
+    key_id: String,
+    day: i64,
+    usd: f64,
+    billed_day: bool,
+}
+
+/// USD of one key over a span.
+#[derive(sqlx::FromRow)]
+struct KeySpend {
+    source: String,
+    key_id: String,
+    usd: f64,
 }
 
 impl Store {
@@ -76,20 +104,21 @@ impl Store {
                 qb.build().execute(&mut *tx).await?;
             }
         }
-        super::poll_state::set_cursor(&mut tx, source, "costs:86400", cursor).await?;
+        super::poll_state::set_cursor(&mut tx, source, COSTS_STREAM, cursor).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Where the next cost poll re-reads from.
     pub async fn billed_cursor(&self, source: &str) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT cursor FROM poll_state WHERE source = ? AND stream = 'costs:86400'",
+        Ok(
+            sqlx::query_scalar("SELECT cursor FROM poll_state WHERE source = ? AND stream = ?")
+                .bind(source)
+                .bind(COSTS_STREAM)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
         )
-        .bind(source)
-        .fetch_optional(&self.pool)
-        .await?
-        .flatten())
     }
 
     /// Billed USD of one key per UTC day in `[from, to)`: (day start, amount).
@@ -100,8 +129,8 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<(String, i64, f64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT source, day_start, amount_usd FROM billed_costs
+        let rows: Vec<KeyDay> = sqlx::query_as(
+            "SELECT source, key_id, day_start, amount_usd AS usd FROM billed_costs
              WHERE key_id = ? AND (? IS NULL OR source = ?) AND day_start + 86400 > ? AND day_start < ?
              ORDER BY day_start, source",
         )
@@ -114,7 +143,7 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .map(|r| (r.source, r.day_start, r.usd))
             .collect())
     }
 
@@ -152,8 +181,8 @@ impl Store {
                 }
                 return Ok(sums.into_iter().map(|((s, k), usd)| (s, k, usd)).collect());
             }
-            let rows = sqlx::query(
-                "SELECT source, key_id, SUM(COALESCE(cost_usd, 0.0)) FROM usage_buckets
+            let rows: Vec<KeySpend> = sqlx::query_as(
+                "SELECT source, key_id, SUM(COALESCE(cost_usd, 0.0)) AS usd FROM usage_buckets
                  WHERE bucket_width = ? AND bucket_start >= ? AND bucket_start < ?
                  GROUP BY source, key_id",
             )
@@ -164,15 +193,15 @@ impl Store {
             .await?;
             return Ok(rows
                 .into_iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .map(|r| (r.source, r.key_id, r.usd))
                 .collect());
         }
         // Estimates per key and UTC day; on a billed day, the day's estimate stands for each
         // key the bill has no row of its own for (its cost went to `unattributed`, or was
         // left out), so a key's spend never drops below its estimate for lack of attribution.
-        let estimated = sqlx::query(
-            "SELECT u.source, u.key_id, (u.bucket_start / 86400) * 86400 AS day,
-                    SUM(COALESCE(u.cost_usd, 0.0)),
+        let estimated: Vec<KeyDayEstimate> = sqlx::query_as(
+            "SELECT u.source AS source, u.key_id AS key_id, (u.bucket_start / 86400) * 86400 AS day,
+                    SUM(COALESCE(u.cost_usd, 0.0)) AS usd,
                     EXISTS (SELECT 1 FROM billed_costs b
                             WHERE b.source = u.source AND b.day_start = (u.bucket_start / 86400) * 86400
                               AND b.day_start >= ?4 AND b.day_start + 86400 <= ?3
@@ -188,8 +217,8 @@ impl Store {
         .bind(today)
         .fetch_all(&self.pool)
         .await?;
-        let billed = sqlx::query(
-            "SELECT source, key_id, day_start, amount_usd FROM billed_costs
+        let billed: Vec<KeyDay> = sqlx::query_as(
+            "SELECT source, key_id, day_start, amount_usd AS usd FROM billed_costs
              WHERE day_start >= ? AND day_start + 86400 <= ? AND day_start + 86400 <= ?",
         )
         .bind(from)
@@ -199,16 +228,12 @@ impl Store {
         .await?;
         let billed: HashMap<(String, String, i64), f64> = billed
             .into_iter()
-            .map(|r| ((r.get(0), r.get(1), r.get(2)), r.get(3)))
+            .map(|r| ((r.source, r.key_id, r.day_start), r.usd))
             .collect();
         Ok(attribute(
-            estimated.into_iter().map(|r| {
-                (
-                    (r.get(0), r.get(1), r.get(2)),
-                    r.get::<f64, _>(3),
-                    r.get::<bool, _>(4),
-                )
-            }),
+            estimated
+                .into_iter()
+                .map(|r| ((r.source, r.key_id, r.day), r.usd, r.billed_day)),
             billed,
         ))
     }

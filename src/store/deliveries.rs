@@ -1,9 +1,21 @@
 //! The notification outbox.
 
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
 use super::{Store, StoreError};
 use crate::model::{stable_hash, Alert, Severity};
+
+/// Where a delivery of an alert or a digest stands: the `state` column of `deliveries` and
+/// `digest_sends`, stored as the lowercase name (the SQL of the outboxes filters on them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Not delivered yet: due again at `next_attempt_at`.
+    Pending,
+    Delivered,
+    /// Given up on (too old, or its notifier is gone).
+    Expired,
+}
 
 /// Which notifier receives which severities.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,7 +25,7 @@ pub struct Route {
 }
 
 /// One pending delivery.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Delivery {
     /// Stable across retries; sent as `webhook-id`.
     pub id: String,
@@ -28,11 +40,18 @@ pub struct Delivery {
 }
 
 /// How many deliveries are in each state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct OutboxCounts {
     pub pending: i64,
     pub delivered: i64,
     pub expired: i64,
+}
+
+/// Pending deliveries of one notifier.
+#[derive(sqlx::FromRow)]
+struct NotifierPending {
+    notifier: String,
+    pending: i64,
 }
 
 /// Queues the state change `seq` of `alert` for every route whose minimum severity it meets.
@@ -73,26 +92,14 @@ pub(super) async fn enqueue(
 impl Store {
     /// Every pending delivery, oldest first; the outbox decides which are due or expired.
     pub async fn pending_deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, alert_id, notifier, payload, attempts, created_at, next_attempt_at
              FROM deliveries
              WHERE state = 'pending'
              ORDER BY created_at, id",
         )
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Delivery {
-                id: r.get(0),
-                alert_id: r.get(1),
-                notifier: r.get(2),
-                payload: r.get(3),
-                attempts: r.get(4),
-                created_at: r.get(5),
-                next_attempt_at: r.get(6),
-            })
-            .collect())
+        .await?)
     }
 
     pub async fn mark_delivered(&self, id: &str, now: i64, result: &str) -> Result<(), StoreError> {
@@ -138,28 +145,26 @@ impl Store {
     }
 
     pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
-        let row = sqlx::query(
-            "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'delivered'), 0),
-                    COALESCE(SUM(state = 'expired'), 0) FROM deliveries",
+        Ok(sqlx::query_as(
+            "SELECT COALESCE(SUM(state = 'pending'), 0) AS pending,
+                    COALESCE(SUM(state = 'delivered'), 0) AS delivered,
+                    COALESCE(SUM(state = 'expired'), 0) AS expired
+             FROM deliveries",
         )
         .fetch_one(&self.pool)
-        .await?;
-        Ok(OutboxCounts {
-            pending: row.get(0),
-            delivered: row.get(1),
-            expired: row.get(2),
-        })
+        .await?)
     }
 }
 
 impl Store {
     /// Pending deliveries per notifier (for the metrics gauge).
     pub async fn pending_by_notifier(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT notifier, COUNT(*) FROM deliveries WHERE state = 'pending' GROUP BY notifier",
+        let rows: Vec<NotifierPending> = sqlx::query_as(
+            "SELECT notifier, COUNT(*) AS pending FROM deliveries WHERE state = 'pending'
+             GROUP BY notifier",
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows.into_iter().map(|r| (r.notifier, r.pending)).collect())
     }
 }

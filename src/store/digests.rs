@@ -1,11 +1,9 @@
 //! The digest outbox.
 
-use sqlx::Row;
-
-use super::{Store, StoreError};
+use super::{DeliveryState, Store, StoreError};
 
 /// One digest to send (or being retried) to one notifier.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct DigestSend {
     pub digest: String,
     pub period: String,
@@ -70,48 +68,32 @@ impl Store {
 
     /// Every pending digest send, oldest first; the outbox decides which are due or expired.
     pub async fn pending_digests(&self) -> Result<Vec<DigestSend>, StoreError> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT digest, period, notifier, subject, body, payload, csv, attempts, created_at,
                     next_attempt_at
              FROM digest_sends WHERE state = 'pending' ORDER BY created_at",
         )
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| DigestSend {
-                digest: r.get(0),
-                period: r.get(1),
-                notifier: r.get(2),
-                subject: r.get(3),
-                body: r.get(4),
-                payload: r.get(5),
-                csv: r.get(6),
-                attempts: r.get(7),
-                created_at: r.get(8),
-                next_attempt_at: r.get(9),
-            })
-            .collect())
+        .await?)
     }
 
     /// Records the outcome of one attempt: delivered, retry at `retry_at`, or expired.
     pub async fn mark_digest(
         &self,
         s: &DigestSend,
-        state: &str,
+        state: DeliveryState,
         retry_at: i64,
         now: i64,
         result: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE digest_sends SET state = ?, attempts = attempts + 1, next_attempt_at = ?,
-                delivered_at = CASE WHEN ? = 'delivered' THEN ? END, last_result = ?
+                delivered_at = ?, last_result = ?
              WHERE digest = ? AND period = ? AND notifier = ? AND state = 'pending'",
         )
         .bind(state)
         .bind(retry_at)
-        .bind(state)
-        .bind(now)
+        .bind((state == DeliveryState::Delivered).then_some(now))
         .bind(crate::config::secret::redact(result))
         .bind(&s.digest)
         .bind(&s.period)

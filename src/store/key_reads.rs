@@ -2,8 +2,8 @@
 //! key's per-bucket series packed into a single row (as `samples.rs` does for detection), so
 //! a year of 1-minute buckets costs one string, not half a million rows through sqlx.
 
-use super::usage::HistoryRow;
-use super::{Store, StoreError};
+use super::usage::{history_select, HistoryRow};
+use super::{tokens, Store, StoreError};
 
 /// Where a page of `/api/v1/usage` ends: the ordering columns of its last row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,33 +42,31 @@ impl Store {
     /// [`Store::history`].
     pub async fn usage_page(&self, q: UsagePage<'_>) -> Result<Vec<HistoryRow>, StoreError> {
         let after = q.after;
-        let rows = sqlx::query(
-            "SELECT source, bucket_start, bucket_width, model, uncached_input_tokens,
-                    cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
-                    output_tokens, web_search_requests, requests, cost_usd
-             FROM usage_buckets
+        let sql = format!(
+            "{}
              WHERE key_id = ? AND (? IS NULL OR source = ?) AND (? IS NULL OR bucket_width = ?)
                AND bucket_start >= ? AND bucket_start < ?
                AND (? IS NULL OR (bucket_start, bucket_width, source, model) > (?, ?, ?, ?))
              ORDER BY bucket_start, bucket_width, source, model
              LIMIT ?",
-        )
-        .bind(q.key_id)
-        .bind(q.source)
-        .bind(q.source)
-        .bind(q.width)
-        .bind(q.width)
-        .bind(q.since)
-        .bind(q.until)
-        .bind(after.map(|a| a.bucket_start))
-        .bind(after.map(|a| a.bucket_start))
-        .bind(after.map(|a| a.bucket_width))
-        .bind(after.map(|a| a.source.as_str()))
-        .bind(after.map(|a| a.model.as_str()))
-        .bind(i64::from(q.limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(super::usage::history_row).collect())
+            history_select()
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(q.key_id)
+            .bind(q.source)
+            .bind(q.source)
+            .bind(q.width)
+            .bind(q.width)
+            .bind(q.since)
+            .bind(q.until)
+            .bind(after.map(|a| a.bucket_start))
+            .bind(after.map(|a| a.bucket_start))
+            .bind(after.map(|a| a.bucket_width))
+            .bind(after.map(|a| a.source.as_str()))
+            .bind(after.map(|a| a.model.as_str()))
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Whether any usage of the key is stored (of `source`, when named).
@@ -97,23 +95,23 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<KeyBucket>, StoreError> {
-        let packed: Option<String> = sqlx::query_scalar(
+        let sql = format!(
             "SELECT group_concat(bucket_start || ',' || CAST(ROUND(COALESCE(cost_usd, 0.0) * 1e9) AS INTEGER)
-                    || ',' || (uncached_input_tokens + cache_read_input_tokens + cache_write_5m_tokens
-                               + cache_write_1h_tokens + output_tokens)
-                    || ',' || (cost_usd IS NULL), ';')
+                    || ',' || {} || ',' || (cost_usd IS NULL), ';')
              FROM usage_buckets
              WHERE key_id = ? AND (? IS NULL OR source = ?) AND bucket_width = ?
                AND bucket_start >= ? AND bucket_start < ?",
-        )
-        .bind(key_id)
-        .bind(source)
-        .bind(source)
-        .bind(width_secs)
-        .bind(from)
-        .bind(to)
-        .fetch_one(&self.pool)
-        .await?;
+            tokens::total("")
+        );
+        let packed: Option<String> = sqlx::query_scalar(&sql)
+            .bind(key_id)
+            .bind(source)
+            .bind(source)
+            .bind(width_secs)
+            .bind(from)
+            .bind(to)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(unpack(packed.as_deref().unwrap_or_default()))
     }
 }

@@ -1,16 +1,18 @@
 //! The key inventory.
 
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 
-use super::{Store, StoreError};
+use super::{tokens, Store, StoreError};
 use crate::providers::ApiKey;
 
-/// A key as stored.
-#[derive(Debug, Clone, PartialEq)]
+/// A key as stored: a row of `api_keys`.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct StoredKey {
     pub source: String,
     pub key_id: String,
     pub name: Option<String>,
+    /// The provider's word (`active`, `inactive`, `archived`, …; `unknown` when first seen in
+    /// usage; `deleted` when it left the listing): an open set, kept as text.
     pub status: String,
     pub created_at: Option<i64>,
     pub workspace_id: Option<String>,
@@ -20,6 +22,18 @@ pub struct StoredKey {
     pub in_inventory: bool,
     /// When keywatch saw the status change; `None` when it had this status when first listed.
     pub status_changed_at: Option<i64>,
+}
+
+/// The columns of a [`StoredKey`].
+const KEY_COLUMNS: &str = "source, key_id, name, status, created_at, workspace_id,
+    partial_key_hint, first_seen, last_seen, in_inventory, status_changed_at";
+
+/// The latest bucket with usage of one key.
+#[derive(sqlx::FromRow)]
+struct LastUsed {
+    source: String,
+    key_id: String,
+    bucket_start: i64,
 }
 
 impl Store {
@@ -86,43 +100,21 @@ impl Store {
 
     /// The stored keys with this id (one per source that has it).
     pub async fn keys_by_id(&self, key_id: &str) -> Result<Vec<StoredKey>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT source, key_id, name, status, created_at, workspace_id, partial_key_hint,
-                    first_seen, last_seen, in_inventory, status_changed_at
-             FROM api_keys WHERE key_id = ? ORDER BY source",
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ? ORDER BY source"
+        ))
         .bind(key_id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(stored_key).collect())
+        .await?)
     }
 
     /// Every stored key, by source and id.
     pub async fn all_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT source, key_id, name, status, created_at, workspace_id, partial_key_hint,
-                    first_seen, last_seen, in_inventory, status_changed_at
-             FROM api_keys ORDER BY source, key_id",
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY source, key_id"
+        ))
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(stored_key).collect())
-    }
-}
-
-fn stored_key(r: sqlx::sqlite::SqliteRow) -> StoredKey {
-    StoredKey {
-        source: r.get(0),
-        key_id: r.get(1),
-        name: r.get(2),
-        status: r.get(3),
-        created_at: r.get(4),
-        workspace_id: r.get(5),
-        partial_key_hint: r.get(6),
-        first_seen: r.get(7),
-        last_seen: r.get(8),
-        in_inventory: r.get::<i64, _>(9) != 0,
-        status_changed_at: r.get(10),
+        .await?)
     }
 }
 
@@ -155,17 +147,17 @@ pub(super) async fn note_usage_keys(
 impl Store {
     /// The start of the latest bucket with usage, per (source, key).
     pub async fn last_used(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT source, key_id, MAX(bucket_start) FROM usage_buckets
-             WHERE uncached_input_tokens + output_tokens + cache_read_input_tokens
-                   + cache_write_5m_tokens + cache_write_1h_tokens > 0
+        let rows: Vec<LastUsed> = sqlx::query_as(&format!(
+            "SELECT source, key_id, MAX(bucket_start) AS bucket_start FROM usage_buckets
+             WHERE {} > 0
              GROUP BY source, key_id",
-        )
+            tokens::total("")
+        ))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .map(|r| (r.source, r.key_id, r.bucket_start))
             .collect())
     }
 }

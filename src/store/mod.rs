@@ -3,6 +3,7 @@
 
 mod alerts;
 mod billing;
+mod decode;
 mod deliveries;
 mod digests;
 mod key_reads;
@@ -13,6 +14,7 @@ mod reopen;
 mod rollup;
 mod samples;
 mod spend;
+mod tokens;
 mod unpriced;
 mod usage;
 
@@ -25,17 +27,17 @@ use sqlx::SqlitePool;
 
 pub use alerts::{AlertChange, Silence, StateChange};
 pub use billing::CostDay;
-pub use deliveries::{Delivery, OutboxCounts, Route};
+pub use deliveries::{Delivery, DeliveryState, OutboxCounts, Route};
 pub use digests::DigestSend;
 pub use key_reads::{KeyBucket, UsageCursor, UsagePage};
 pub use keys::StoredKey;
-pub use poll_state::{PollState, COSTS_STREAM, KEYS_STREAM};
+pub use poll_state::{usage_stream, PollState, COSTS_STREAM, KEYS_STREAM};
 pub use prune::Pruned;
 pub use rollup::{local_midnight_day, zone_offsets, DaySpend, TopSpend};
 pub use samples::KeySeries;
 pub use spend::{PeriodUsage, ReconcileDay};
 pub use unpriced::UnpricedUsage;
-pub use usage::{usage_stream, HistoryRow, UnpricedModel, UsageRecord};
+pub use usage::{HistoryRow, UnpricedModel, UsageRecord};
 
 /// A storage failure; callers branch on whether the database could be opened at all.
 #[derive(Debug, thiserror::Error)]
@@ -353,36 +355,4 @@ async fn check_tables(path: &Path) -> Result<(), StoreError> {
         path: path.to_path_buf(),
         reason: format!("is another application's database (tables: {listed})"),
     })
-}
-
-/// The five token classes from consecutive columns starting at `first`, in the order every
-/// usage query selects them: uncached input, cache read, 5-minute write, 1-hour write, output.
-fn token_columns(r: &sqlx::sqlite::SqliteRow, first: usize) -> crate::prices::TokenCounts {
-    crate::prices::TokenCounts {
-        uncached_input: count(r, first),
-        cache_read: count(r, first + 1),
-        cache_write_5m: count(r, first + 2),
-        cache_write_1h: count(r, first + 3),
-        output: count(r, first + 4),
-    }
-}
-
-/// A token count. SQLite turns an integer sum that overflows into a REAL: a database written
-/// before counts were bounded at decode may hold one; it reads as the largest count instead of
-/// aborting the process (`Row::get` panics on a type it cannot decode).
-pub(super) fn count(r: &sqlx::sqlite::SqliteRow, i: usize) -> i64 {
-    count_or_none(r, i).unwrap_or(0)
-}
-
-/// As [`count`], keeping NULL (no count reported) apart from 0.
-pub(super) fn count_or_none(r: &sqlx::sqlite::SqliteRow, i: usize) -> Option<i64> {
-    use sqlx::Row;
-    if let Ok(v) = r.try_get::<Option<i64>, _>(i) {
-        return v;
-    }
-    // `as` saturates; NaN becomes 0.
-    match r.try_get::<Option<f64>, _>(i) {
-        Ok(v) => v.map(|f| f as i64),
-        Err(_) => Some(i64::MAX),
-    }
 }

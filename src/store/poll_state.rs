@@ -2,7 +2,6 @@
 
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::usage::usage_stream;
 use super::{Store, StoreError};
 
 /// What is known about one source's usage polling.
@@ -20,6 +19,11 @@ pub struct PollState {
 pub const KEYS_STREAM: &str = "keys";
 /// The poll-state stream of the provider's daily cost report.
 pub const COSTS_STREAM: &str = "costs:86400";
+
+/// The poll-state stream name for usage at a bucket width.
+pub fn usage_stream(width_secs: i64) -> String {
+    format!("usage:{width_secs}")
+}
 
 fn state_from(r: &sqlx::sqlite::SqliteRow) -> PollState {
     PollState {

@@ -1,12 +1,10 @@
 //! Alerts resolved by a clock that was ahead: a resolution dated after "now" cannot be true,
 //! so it is undone before detection runs and the rules judge the condition again.
 
-use sqlx::Row;
-
-use super::alerts::{alert_from_row, record_event, silenced, ALERT_COLUMNS};
+use super::alerts::{record_event, silenced, AlertRow, ALERT_COLUMNS};
 use super::deliveries::enqueue;
 use super::{Route, StateChange, Store, StoreError};
-use crate::model::AlertStatus;
+use crate::model::{Alert, AlertStatus};
 
 /// A resolution this far after "now" was made by a clock that was ahead (clocks slewed by NTP
 /// move by far less).
@@ -22,7 +20,7 @@ impl Store {
         routes: &[Route],
     ) -> Result<Vec<StateChange>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(&format!(
+        let rows: Vec<AlertRow> = sqlx::query_as(&format!(
             "SELECT {ALERT_COLUMNS} FROM alerts WHERE status = 'resolved' AND ends_at > ?"
         ))
         .bind(now + CLOCK_SLACK_SECS)
@@ -30,8 +28,9 @@ impl Store {
         .await?;
         let mut made = Vec::new();
         for row in rows {
-            let mut alert = alert_from_row(&row)?;
-            let ended: i64 = row.get("ends_at");
+            let mut alert = Alert::try_from(row)?;
+            // Set: the query asks for `ends_at > now`.
+            let ended = alert.ends_at.unwrap_or_default();
             sqlx::query(
                 "UPDATE alerts SET status = 'firing', ends_at = NULL, last_evaluated_at = ?
                  WHERE id = ?",

@@ -5,9 +5,9 @@
 
 use chrono::{DateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
-use sqlx::{QueryBuilder, Row};
+use sqlx::QueryBuilder;
 
-use super::{Store, StoreError};
+use super::{tokens, Store, StoreError};
 
 const DAY: i64 = 86_400;
 
@@ -114,6 +114,34 @@ impl TopSpend {
     }
 }
 
+/// Spend of one key on one local day, as the rollup queries return it.
+#[derive(sqlx::FromRow)]
+struct DayRow {
+    /// Days since 1970-01-01 in the zone.
+    day: i64,
+    source: String,
+    key_id: String,
+    usd: f64,
+}
+
+/// A key of the top spenders.
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    source: String,
+    key_id: String,
+}
+
+/// Spend of all keys on one local day.
+#[derive(sqlx::FromRow)]
+struct DayTotal {
+    day: i64,
+    usd: f64,
+}
+
+/// Spend of one key per local day over `[first, end)` (local day numbers).
+const DAY_SPEND: &str = "SELECT day, source, key_id, SUM(cost_usd) AS usd FROM usage_daily
+     WHERE zone = ?1 AND bucket_width = ?2 AND day >= ?3 AND day < ?4 AND buckets > 0";
+
 impl Store {
     /// [`TopSpend`] over `[from, to)`, local midnights in `zone`, read from the rollup in three
     /// small queries (totals per key, the top keys per day, all keys per day); `None` when the
@@ -130,7 +158,7 @@ impl Store {
             return Ok(None);
         };
         let n_days = (end - first).max(0) as usize;
-        let ranked = sqlx::query(
+        let ranked: Vec<KeyRow> = sqlx::query_as(
             "SELECT source, key_id, SUM(cost_usd) AS spent FROM usage_daily
              WHERE zone = ?1 AND bucket_width = ?2 AND day >= ?3 AND day < ?4 AND buckets > 0
              GROUP BY source, key_id ORDER BY spent DESC, source, key_id LIMIT ?5",
@@ -146,15 +174,14 @@ impl Store {
         let keys: Vec<(String, String)> = ranked
             .into_iter()
             .take(n)
-            .map(|r| (r.get(0), r.get(1)))
+            .map(|r| (r.source, r.key_id))
             .collect();
         let list = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned());
-        let per_key = sqlx::query(
-            "SELECT day, source, key_id, SUM(cost_usd) FROM usage_daily
-             WHERE zone = ?1 AND bucket_width = ?2 AND day >= ?3 AND day < ?4 AND buckets > 0
+        let per_key: Vec<DayRow> = sqlx::query_as(&format!(
+            "{DAY_SPEND}
                AND (source, key_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?5))
-             GROUP BY day, source, key_id",
-        )
+             GROUP BY day, source, key_id"
+        ))
         .bind(zone.name())
         .bind(width_secs)
         .bind(first)
@@ -165,21 +192,20 @@ impl Store {
         let mut days = vec![vec![0.0; n_days]; keys.len()];
         let mut top_per_day = vec![0.0; n_days];
         for r in per_key {
-            let day = (r.get::<i64, _>(0) - first) as usize;
-            let (source, key_id): (String, String) = (r.get(1), r.get(2));
+            let day = (r.day - first) as usize;
             if let (Some(i), true) = (
-                keys.iter().position(|(s, k)| *s == source && *k == key_id),
+                keys.iter()
+                    .position(|(s, k)| *s == r.source && *k == r.key_id),
                 day < n_days,
             ) {
-                let usd: f64 = r.get(3);
-                days[i][day] += usd;
-                top_per_day[day] += usd;
+                days[i][day] += r.usd;
+                top_per_day[day] += r.usd;
             }
         }
         let mut other = None;
         if more {
-            let totals = sqlx::query(
-                "SELECT day, SUM(cost_usd) FROM usage_daily
+            let totals: Vec<DayTotal> = sqlx::query_as(
+                "SELECT day, SUM(cost_usd) AS usd FROM usage_daily
                  WHERE zone = ?1 AND bucket_width = ?2 AND day >= ?3 AND day < ?4 AND buckets > 0
                  GROUP BY day",
             )
@@ -191,9 +217,9 @@ impl Store {
             .await?;
             let mut o = vec![0.0; n_days];
             for r in totals {
-                let day = (r.get::<i64, _>(0) - first) as usize;
+                let day = (r.day - first) as usize;
                 if day < n_days {
-                    o[day] = (r.get::<f64, _>(1) - top_per_day[day]).max(0.0);
+                    o[day] = (r.usd - top_per_day[day]).max(0.0);
                 }
             }
             other = Some(o);
@@ -246,26 +272,23 @@ impl Store {
                 });
                 qb.build().execute(&mut *tx).await?;
             }
-            sqlx::query(
+            sqlx::query(&format!(
                 "INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, model,
-                        uncached_input_tokens, cache_read_input_tokens, cache_write_5m_tokens,
-                        cache_write_1h_tokens, output_tokens, requests, requests_buckets,
-                        cost_usd, unpriced_tokens, buckets)
+                        {}, requests, requests_buckets, cost_usd, unpriced_tokens, buckets)
                  SELECT ?1, bucket_width, t / 86400 - (t % 86400 < 0) AS d, source, key_id, model,
-                        SUM(uncached_input_tokens), SUM(cache_read_input_tokens),
-                        SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens),
-                        SUM(output_tokens), COALESCE(SUM(requests), 0), COUNT(requests),
+                        {}, COALESCE(SUM(requests), 0), COUNT(requests),
                         SUM(COALESCE(cost_usd, 0.0)),
-                        SUM(CASE WHEN cost_usd IS NULL THEN uncached_input_tokens
-                            + cache_read_input_tokens + cache_write_5m_tokens
-                            + cache_write_1h_tokens + output_tokens ELSE 0 END),
+                        SUM(CASE WHEN cost_usd IS NULL THEN {} ELSE 0 END),
                         COUNT(*)
                  FROM (SELECT u.*, u.bucket_start + (SELECT o.offset_secs FROM zone_offsets o
                                    WHERE o.zone = ?1 AND o.from_ts <= u.bucket_start
                                    ORDER BY o.from_ts DESC LIMIT 1) AS t
                        FROM usage_buckets u)
                  GROUP BY bucket_width, d, source, key_id, model",
-            )
+                tokens::list(),
+                tokens::each(|c| format!("SUM({c})"), ", "),
+                tokens::total("")
+            ))
             .bind(zone.name())
             .execute(&mut *tx)
             .await?;
@@ -311,24 +334,21 @@ impl Store {
         let Some((first, end)) = self.rolled_days(zone, from, to).await? else {
             return Ok(None);
         };
-        let rows = sqlx::query(
-            "SELECT day, source, key_id, SUM(cost_usd) FROM usage_daily
-             WHERE zone = ? AND bucket_width = ? AND day >= ? AND day < ? AND buckets > 0
-             GROUP BY day, source, key_id",
-        )
-        .bind(zone.name())
-        .bind(width_secs)
-        .bind(first)
-        .bind(end)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<DayRow> =
+            sqlx::query_as(&format!("{DAY_SPEND} GROUP BY day, source, key_id"))
+                .bind(zone.name())
+                .bind(width_secs)
+                .bind(first)
+                .bind(end)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(Some(
             rows.into_iter()
                 .map(|r| DaySpend {
-                    day: (r.get::<i64, _>(0) - first) as usize,
-                    source: r.get(1),
-                    key_id: r.get(2),
-                    cost_usd: r.get(3),
+                    day: (r.day - first) as usize,
+                    source: r.source,
+                    key_id: r.key_id,
+                    cost_usd: r.usd,
                 })
                 .collect(),
         ))
@@ -347,56 +367,14 @@ impl Store {
         }
     }
 
-    async fn rolled_up(&self, zone: Tz) -> Result<bool, StoreError> {
+    /// Whether `zone` is rolled up.
+    pub(super) async fn rolled_up(&self, zone: Tz) -> Result<bool, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rollup_zones WHERE zone = ?)")
                 .bind(zone.name())
                 .fetch_one(&self.pool)
                 .await?,
         )
-    }
-
-    /// Usage summed per period, source, key and model from the rollup, when every period is
-    /// whole local days in a rolled-up `zone` (days, weeks and months of a report); else `None`.
-    pub async fn usage_by_days(
-        &self,
-        width_secs: i64,
-        zone: Tz,
-        periods: &[(i64, i64)],
-    ) -> Result<Option<Vec<super::PeriodUsage>>, StoreError> {
-        let mut days = Vec::with_capacity(periods.len());
-        for &(start, end) in periods {
-            match (
-                local_midnight_day(zone, start),
-                local_midnight_day(zone, end),
-            ) {
-                (Some(a), Some(b)) => days.push((a, b)),
-                _ => return Ok(None),
-            }
-        }
-        if periods.is_empty() || !self.rolled_up(zone).await? {
-            return Ok(None);
-        }
-        let spans = serde_json::to_string(&days).unwrap_or_else(|_| "[]".to_owned());
-        let rows = sqlx::query(
-            "SELECT p.key, u.source, u.key_id, u.model,
-                    SUM(u.uncached_input_tokens), SUM(u.cache_read_input_tokens),
-                    SUM(u.cache_write_5m_tokens), SUM(u.cache_write_1h_tokens),
-                    SUM(u.output_tokens),
-                    CASE WHEN SUM(u.requests_buckets) > 0 THEN SUM(u.requests) END,
-                    SUM(u.cost_usd), SUM(u.unpriced_tokens)
-             FROM json_each(?1) p
-             JOIN usage_daily u ON u.zone = ?2 AND u.bucket_width = ?3
-                  AND u.day >= p.value ->> 0 AND u.day < p.value ->> 1 AND u.buckets > 0
-             GROUP BY p.key, u.source, u.key_id, u.model
-             ORDER BY p.key, u.source, u.key_id, u.model",
-        )
-        .bind(spans)
-        .bind(zone.name())
-        .bind(width_secs)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(Some(rows.iter().map(super::spend::period_usage).collect()))
     }
 
     /// Removes rollup rows whose buckets retention has deleted.

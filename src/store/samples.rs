@@ -1,9 +1,9 @@
 //! The reads detection needs: per-key bucket series and per-key spend over a period.
 
 use futures_util::TryStreamExt;
-use sqlx::Row;
 
-use super::{Store, StoreError};
+use super::decode::Count;
+use super::{tokens, Store, StoreError};
 use crate::detect::SpikeMetric;
 
 /// One key's buckets, oldest first: (bucket start, value of the metric). Unpriced rows count
@@ -13,6 +13,24 @@ pub struct KeySeries {
     pub source: String,
     pub key_id: String,
     pub points: Vec<(i64, f64)>,
+}
+
+/// One key's buckets packed as `start,value;…` (see [`Store::usage_series`]).
+#[derive(sqlx::FromRow)]
+struct PackedSeries {
+    source: String,
+    key_id: String,
+    packed: String,
+}
+
+/// One deactivated key's usage in a bucket (see [`Store::deactivated_key_usage`]).
+#[derive(sqlx::FromRow)]
+struct KeyUsage {
+    source: String,
+    key_id: String,
+    cost_usd: f64,
+    #[sqlx(try_from = "Count")]
+    tokens: i64,
 }
 
 impl Store {
@@ -32,24 +50,21 @@ impl Store {
         metric: SpikeMetric,
     ) -> Result<Vec<KeySeries>, StoreError> {
         let value = match metric {
-            SpikeMetric::Cost => "CAST(ROUND(COALESCE(cost_usd, 0.0) * 1e9) AS INTEGER)",
-            SpikeMetric::Tokens => {
-                "uncached_input_tokens + cache_read_input_tokens + cache_write_5m_tokens
-                 + cache_write_1h_tokens + output_tokens"
-            }
+            SpikeMetric::Cost => "CAST(ROUND(COALESCE(cost_usd, 0.0) * 1e9) AS INTEGER)".to_owned(),
+            SpikeMetric::Tokens => tokens::total(""),
         };
         let scale = match metric {
             SpikeMetric::Cost => 1e-9,
             SpikeMetric::Tokens => 1.0,
         };
         let sql = format!(
-            "SELECT source, key_id, group_concat(bucket_start || ',' || ({value}), ';')
+            "SELECT source, key_id, group_concat(bucket_start || ',' || ({value}), ';') AS packed
              FROM usage_buckets
              WHERE bucket_width = ? AND bucket_start >= ? AND bucket_start <= ?
              GROUP BY source, key_id
              ORDER BY source, key_id"
         );
-        let mut rows = sqlx::query(&sql)
+        let mut rows = sqlx::query_as::<_, PackedSeries>(&sql)
             .bind(width_secs)
             .bind(from)
             .bind(to)
@@ -57,9 +72,9 @@ impl Store {
         let mut out = Vec::new();
         while let Some(r) = rows.try_next().await? {
             out.push(KeySeries {
-                source: r.get(0),
-                key_id: r.get(1),
-                points: unpack(r.get(2), scale),
+                points: unpack(&r.packed, scale),
+                source: r.source,
+                key_id: r.key_id,
             });
         }
         Ok(out)
@@ -72,22 +87,23 @@ impl Store {
         width_secs: i64,
         start: i64,
     ) -> Result<Vec<(String, String, f64, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT u.source, u.key_id, SUM(COALESCE(u.cost_usd, 0.0)),
-                    SUM(u.uncached_input_tokens + u.cache_read_input_tokens
-                        + u.cache_write_5m_tokens + u.cache_write_1h_tokens + u.output_tokens)
+        let sql = format!(
+            "SELECT u.source AS source, u.key_id AS key_id,
+                    SUM(COALESCE(u.cost_usd, 0.0)) AS cost_usd, SUM({}) AS tokens
              FROM usage_buckets u JOIN api_keys k ON k.source = u.source AND k.key_id = u.key_id
              WHERE k.status IN ('inactive', 'archived', 'expired', 'deleted')
                AND u.bucket_width = ? AND u.bucket_start = ?
              GROUP BY u.source, u.key_id",
-        )
-        .bind(width_secs)
-        .bind(start)
-        .fetch_all(&self.pool)
-        .await?;
+            tokens::total("u.")
+        );
+        let rows: Vec<KeyUsage> = sqlx::query_as(&sql)
+            .bind(width_secs)
+            .bind(start)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .into_iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .map(|r| (r.source, r.key_id, r.cost_usd, r.tokens))
             .collect())
     }
 }

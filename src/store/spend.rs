@@ -1,40 +1,59 @@
 //! The reads behind `keywatch report`: usage summed per period, key and model in SQLite.
 
-use sqlx::Row;
+use chrono_tz::Tz;
 
-use super::{Store, StoreError};
+use super::decode::Count;
+use super::rollup::local_midnight_day;
+use super::{tokens, Store, StoreError};
 use crate::prices::TokenCounts;
 
-/// Usage of one key and model in one period.
-#[derive(Debug, Clone, PartialEq)]
+/// Usage of one key and model in one period: a row of the period queries.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct PeriodUsage {
     /// Index into the periods passed to [`Store::usage_by_period`].
+    #[sqlx(try_from = "i64")]
     pub period: usize,
     pub source: String,
     pub key_id: String,
     pub model: String,
+    #[sqlx(flatten)]
     pub tokens: TokenCounts,
     /// `None` when the provider reports no request counts.
+    #[sqlx(try_from = "Count")]
     pub requests: Option<i64>,
     /// Estimated USD of priced rows.
     pub cost_usd: f64,
     /// Tokens of rows without a price.
+    #[sqlx(try_from = "Count")]
     pub unpriced_tokens: i64,
 }
 
-/// A row of the period queries: period, source, key, model, the five token classes, requests,
-/// estimated USD, unpriced tokens.
-pub(super) fn period_usage(r: &sqlx::sqlite::SqliteRow) -> PeriodUsage {
-    PeriodUsage {
-        period: r.get::<i64, _>(0) as usize,
-        source: r.get(1),
-        key_id: r.get(2),
-        model: r.get(3),
-        tokens: super::token_columns(r, 4),
-        requests: super::count_or_none(r, 9),
-        cost_usd: r.get(10),
-        unpriced_tokens: super::count(r, 11),
-    }
+/// Billed USD of one key in one period (see [`Store::billed_by_period`]).
+#[derive(sqlx::FromRow)]
+struct PeriodBilled {
+    period: i64,
+    source: String,
+    key_id: String,
+    usd: f64,
+}
+
+/// keywatch's estimate of one source and UTC day (see [`Store::reconcile`]).
+#[derive(sqlx::FromRow)]
+struct DayEstimate {
+    source: String,
+    day: i64,
+    estimated_usd: f64,
+    /// Comma-separated, `None` when every model had a price.
+    unpriced_models: Option<String>,
+}
+
+/// One cost type of a provider's report for one source and UTC day.
+#[derive(sqlx::FromRow)]
+struct DayBilled {
+    source: String,
+    day_start: i64,
+    cost_type: String,
+    usd: f64,
 }
 
 impl Store {
@@ -51,6 +70,50 @@ impl Store {
             return Ok(rows);
         }
         self.usage_by_period_from_buckets(width_secs, periods).await
+    }
+
+    /// Usage summed per period, source, key and model from the rollup, when every period is
+    /// whole local days in a rolled-up `zone` (days, weeks and months of a report); else `None`.
+    pub async fn usage_by_days(
+        &self,
+        width_secs: i64,
+        zone: Tz,
+        periods: &[(i64, i64)],
+    ) -> Result<Option<Vec<PeriodUsage>>, StoreError> {
+        let mut days = Vec::with_capacity(periods.len());
+        for &(start, end) in periods {
+            match (
+                local_midnight_day(zone, start),
+                local_midnight_day(zone, end),
+            ) {
+                (Some(a), Some(b)) => days.push((a, b)),
+                _ => return Ok(None),
+            }
+        }
+        if periods.is_empty() || !self.rolled_up(zone).await? {
+            return Ok(None);
+        }
+        let spans = serde_json::to_string(&days).unwrap_or_else(|_| "[]".to_owned());
+        let sql = format!(
+            "SELECT p.key AS period, u.source AS source, u.key_id AS key_id, u.model AS model,
+                    {},
+                    CASE WHEN SUM(u.requests_buckets) > 0 THEN SUM(u.requests) END AS requests,
+                    SUM(u.cost_usd) AS cost_usd, SUM(u.unpriced_tokens) AS unpriced_tokens
+             FROM json_each(?1) p
+             JOIN usage_daily u ON u.zone = ?2 AND u.bucket_width = ?3
+                  AND u.day >= p.value ->> 0 AND u.day < p.value ->> 1 AND u.buckets > 0
+             GROUP BY p.key, u.source, u.key_id, u.model
+             ORDER BY p.key, u.source, u.key_id, u.model",
+            tokens::sums("u.")
+        );
+        Ok(Some(
+            sqlx::query_as(&sql)
+                .bind(spans)
+                .bind(zone.name())
+                .bind(width_secs)
+                .fetch_all(&self.pool)
+                .await?,
+        ))
     }
 
     /// [`Store::usage_by_period`] summed from the buckets, for any periods.
@@ -74,26 +137,26 @@ impl Store {
             {
                 j += 1;
             }
-            let rows = sqlx::query(
-                "SELECT (bucket_start - ?1) / ?2 + ?3 AS p, source, key_id, model,
-                        SUM(uncached_input_tokens), SUM(cache_read_input_tokens),
-                        SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens),
-                        SUM(requests), SUM(COALESCE(cost_usd, 0.0)),
-                        SUM(CASE WHEN cost_usd IS NULL THEN uncached_input_tokens + cache_read_input_tokens
-                            + cache_write_5m_tokens + cache_write_1h_tokens + output_tokens ELSE 0 END)
+            let sql = format!(
+                "SELECT (bucket_start - ?1) / ?2 + ?3 AS period, source, key_id, model,
+                        {}, SUM(requests) AS requests, SUM(COALESCE(cost_usd, 0.0)) AS cost_usd,
+                        SUM(CASE WHEN cost_usd IS NULL THEN {} ELSE 0 END) AS unpriced_tokens
                  FROM usage_buckets
                  WHERE bucket_width = ?4 AND bucket_start >= ?1 AND bucket_start < ?5
-                 GROUP BY p, source, key_id, model
-                 ORDER BY p, source, key_id, model",
-            )
-            .bind(start)
-            .bind(len)
-            .bind(i as i64)
-            .bind(width_secs)
-            .bind(periods[j - 1].1)
-            .fetch_all(&self.pool)
-            .await?;
-            out.extend(rows.iter().map(period_usage));
+                 GROUP BY period, source, key_id, model
+                 ORDER BY period, source, key_id, model",
+                tokens::sums(""),
+                tokens::total("")
+            );
+            let rows: Vec<PeriodUsage> = sqlx::query_as(&sql)
+                .bind(start)
+                .bind(len)
+                .bind(i as i64)
+                .bind(width_secs)
+                .bind(periods[j - 1].1)
+                .fetch_all(&self.pool)
+                .await?;
+            out.extend(rows);
             i = j;
         }
         Ok(out)
@@ -105,8 +168,9 @@ impl Store {
         periods: &[(i64, i64)],
     ) -> Result<Vec<(usize, String, String, f64)>, StoreError> {
         let spans = serde_json::to_string(periods).unwrap_or_else(|_| "[]".to_owned());
-        let rows = sqlx::query(
-            "SELECT p.key, b.source, b.key_id, SUM(b.amount_usd)
+        let rows: Vec<PeriodBilled> = sqlx::query_as(
+            "SELECT p.key AS period, b.source AS source, b.key_id AS key_id,
+                    SUM(b.amount_usd) AS usd
              FROM json_each(?) p
              JOIN billed_costs b ON b.day_start >= p.value ->> 0 AND b.day_start < p.value ->> 1
              GROUP BY p.key, b.source, b.key_id",
@@ -116,7 +180,7 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| (r.get::<i64, _>(0) as usize, r.get(1), r.get(2), r.get(3)))
+            .map(|r| (r.period as usize, r.source, r.key_id, r.usd))
             .collect())
     }
 }
@@ -143,9 +207,11 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<ReconcileDay>, StoreError> {
-        let estimated = sqlx::query(
-            "SELECT source, (bucket_start / 86400) * 86400 AS day, SUM(COALESCE(cost_usd, 0.0)),
+        let estimated: Vec<DayEstimate> = sqlx::query_as(
+            "SELECT source, (bucket_start / 86400) * 86400 AS day,
+                    SUM(COALESCE(cost_usd, 0.0)) AS estimated_usd,
                     group_concat(DISTINCT CASE WHEN cost_usd IS NULL THEN model END)
+                        AS unpriced_models
              FROM usage_buckets WHERE bucket_width = ? AND bucket_start >= ? AND bucket_start < ?
              GROUP BY source, day",
         )
@@ -154,8 +220,8 @@ impl Store {
         .bind(to)
         .fetch_all(&self.pool)
         .await?;
-        let billed = sqlx::query(
-            "SELECT source, day_start, cost_type, SUM(amount_usd) FROM provider_costs
+        let billed: Vec<DayBilled> = sqlx::query_as(
+            "SELECT source, day_start, cost_type, SUM(amount_usd) AS usd FROM provider_costs
              WHERE day_start >= ? AND day_start < ? GROUP BY source, day_start, cost_type",
         )
         .bind(from)
@@ -164,25 +230,28 @@ impl Store {
         .await?;
         let mut days: std::collections::BTreeMap<(String, i64), ReconcileDay> = Default::default();
         for r in estimated {
-            let (source, day): (String, i64) = (r.get(0), r.get(1));
-            let unpriced: Option<String> = r.get(3);
             days.insert(
-                (source.clone(), day),
+                (r.source.clone(), r.day),
                 ReconcileDay {
-                    source,
-                    day,
-                    estimated_usd: r.get(2),
+                    source: r.source,
+                    day: r.day,
+                    estimated_usd: r.estimated_usd,
                     billed_usd: None,
-                    unpriced_models: unpriced
+                    unpriced_models: r
+                        .unpriced_models
                         .map(|m| m.split(',').map(str::to_owned).collect())
                         .unwrap_or_default(),
                     other_cost_types: Vec::new(),
                 },
             );
         }
-        for r in billed {
-            let (source, day, cost_type, usd): (String, i64, String, f64) =
-                (r.get(0), r.get(1), r.get(2), r.get(3));
+        for DayBilled {
+            source,
+            day_start: day,
+            cost_type,
+            usd,
+        } in billed
+        {
             let d = days
                 .entry((source.clone(), day))
                 .or_insert_with(|| ReconcileDay {

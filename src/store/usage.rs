@@ -1,8 +1,10 @@
 //! Usage buckets: batched idempotent upserts and the reads behind `history`.
 
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 
-use super::{Store, StoreError};
+use super::decode::Count;
+use super::poll_state::usage_stream;
+use super::{tokens, Store, StoreError};
 use crate::prices::TokenCounts;
 use crate::providers::WORKBENCH_KEY_ID;
 
@@ -23,25 +25,29 @@ pub struct UsageRecord {
     pub cost_usd: Option<f64>,
 }
 
-/// One stored bucket row, as `history` shows it.
-#[derive(Debug, Clone, PartialEq)]
+/// One stored bucket row, as `history` and `/api/v1/usage` show it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct HistoryRow {
     pub source: String,
     pub bucket_start: i64,
     pub bucket_width: i64,
     pub model: String,
+    #[sqlx(flatten)]
     pub tokens: TokenCounts,
+    #[sqlx(try_from = "Count")]
     pub web_search_requests: i64,
+    #[sqlx(try_from = "Count")]
     pub requests: Option<i64>,
     pub cost_usd: Option<f64>,
 }
 
 /// A model seen in usage that has no price.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct UnpricedModel {
     pub source: String,
     pub model: String,
     pub rows: i64,
+    #[sqlx(try_from = "Count")]
     pub tokens: i64,
 }
 
@@ -84,46 +90,33 @@ impl Store {
         since: i64,
         until: i64,
     ) -> Result<Vec<HistoryRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT source, bucket_start, bucket_width, model, uncached_input_tokens,
-                    cache_read_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
-                    output_tokens, web_search_requests, requests, cost_usd
-             FROM usage_buckets
+        let sql = format!(
+            "{}
              WHERE key_id = ? AND (? IS NULL OR source = ?) AND bucket_width = ?
                AND bucket_start >= ? AND bucket_start < ?
              ORDER BY bucket_start, bucket_width, source, model",
-        )
-        .bind(key_id)
-        .bind(source)
-        .bind(source)
-        .bind(width_secs)
-        .bind(since)
-        .bind(until)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(history_row).collect())
+            history_select()
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(key_id)
+            .bind(source)
+            .bind(source)
+            .bind(width_secs)
+            .bind(since)
+            .bind(until)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Models stored without a price, with how much usage they carry.
     pub async fn unpriced_models(&self) -> Result<Vec<UnpricedModel>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT source, model, COUNT(*),
-                    SUM(uncached_input_tokens + cache_read_input_tokens + cache_write_5m_tokens
-                        + cache_write_1h_tokens + output_tokens)
+        let sql = format!(
+            "SELECT source, model, COUNT(*) AS rows, SUM({}) AS tokens
              FROM usage_buckets WHERE cost_usd IS NULL
              GROUP BY source, model ORDER BY source, model",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| UnpricedModel {
-                source: r.get(0),
-                model: r.get(1),
-                rows: r.get(2),
-                tokens: r.get(3),
-            })
-            .collect())
+            tokens::total("")
+        );
+        Ok(sqlx::query_as(&sql).fetch_all(&self.pool).await?)
     }
 
     /// Total number of stored usage rows.
@@ -132,11 +125,6 @@ impl Store {
             .fetch_one(&self.pool)
             .await?)
     }
-}
-
-/// The poll-state stream name for usage at a bucket width.
-pub fn usage_stream(width_secs: i64) -> String {
-    format!("usage:{width_secs}")
 }
 
 async fn upsert_rows(
@@ -148,66 +136,53 @@ async fn upsert_rows(
 ) -> Result<u64, StoreError> {
     let mut changed = 0;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
             "INSERT INTO usage_buckets (source, key_id, bucket_width, bucket_start, model,
-                uncached_input_tokens, cache_read_input_tokens, cache_write_5m_tokens,
-                cache_write_1h_tokens, output_tokens, web_search_requests, requests, cost_usd,
-                updated_at) ",
-        );
+                {}, web_search_requests, requests, cost_usd, updated_at) ",
+            tokens::list()
+        ));
         qb.push_values(chunk, |mut b, r| {
             b.push_bind(source)
                 .push_bind(&r.key_id)
                 .push_bind(width_secs)
                 .push_bind(r.bucket_start)
-                .push_bind(&r.model)
-                .push_bind(r.tokens.uncached_input)
-                .push_bind(r.tokens.cache_read)
-                .push_bind(r.tokens.cache_write_5m)
-                .push_bind(r.tokens.cache_write_1h)
-                .push_bind(r.tokens.output)
-                .push_bind(r.web_search_requests)
+                .push_bind(&r.model);
+            for n in tokens::column_values(&r.tokens) {
+                b.push_bind(n);
+            }
+            b.push_bind(r.web_search_requests)
                 .push_bind(r.requests)
                 .push_bind(r.cost_usd)
                 .push_bind(now);
         });
         // Overwrite, never add: a re-read bucket replaces what was stored. Unchanged rows are
         // left alone, so a re-poll of settled data writes nothing.
-        qb.push(
+        qb.push(format!(
             " ON CONFLICT (source, key_id, bucket_width, bucket_start, model) DO UPDATE SET
-                uncached_input_tokens = excluded.uncached_input_tokens,
-                cache_read_input_tokens = excluded.cache_read_input_tokens,
-                cache_write_5m_tokens = excluded.cache_write_5m_tokens,
-                cache_write_1h_tokens = excluded.cache_write_1h_tokens,
-                output_tokens = excluded.output_tokens,
+                {},
                 web_search_requests = excluded.web_search_requests,
                 requests = excluded.requests,
                 cost_usd = excluded.cost_usd,
                 updated_at = excluded.updated_at
-             WHERE uncached_input_tokens IS NOT excluded.uncached_input_tokens
-                OR cache_read_input_tokens IS NOT excluded.cache_read_input_tokens
-                OR cache_write_5m_tokens IS NOT excluded.cache_write_5m_tokens
-                OR cache_write_1h_tokens IS NOT excluded.cache_write_1h_tokens
-                OR output_tokens IS NOT excluded.output_tokens
+             WHERE {}
                 OR web_search_requests IS NOT excluded.web_search_requests
                 OR requests IS NOT excluded.requests
                 OR cost_usd IS NOT excluded.cost_usd",
-        );
+            tokens::each(|c| format!("{c} = excluded.{c}"), ", "),
+            tokens::each(|c| format!("{c} IS NOT excluded.{c}"), " OR "),
+        ));
         changed += qb.build().execute(&mut **tx).await?.rows_affected();
     }
     Ok(changed)
 }
 
-/// A row of the bucket reads (`history`, `/api/v1/usage`): source, start, width, model, the five
-/// token classes, web searches, requests, cost.
-pub(super) fn history_row(r: &sqlx::sqlite::SqliteRow) -> HistoryRow {
-    HistoryRow {
-        source: r.get(0),
-        bucket_start: r.get(1),
-        bucket_width: r.get(2),
-        model: r.get(3),
-        tokens: super::token_columns(r, 4),
-        web_search_requests: super::count(r, 9),
-        requests: super::count_or_none(r, 10),
-        cost_usd: r.get(11),
-    }
+/// The SELECT of the bucket reads (`history`, `/api/v1/usage`) up to its WHERE: a
+/// [`HistoryRow`] per row.
+pub(super) fn history_select() -> String {
+    format!(
+        "SELECT source, bucket_start, bucket_width, model, {},
+                web_search_requests, requests, cost_usd
+         FROM usage_buckets",
+        tokens::list()
+    )
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use keywatch::alerts::{evaluate, Rule};
 use keywatch::config::Config;
 use keywatch::poller::{PollOutcome, Poller};
-use keywatch::store::{CostDay, DigestSend, Store, COSTS_STREAM, KEYS_STREAM};
+use keywatch::store::{CostDay, DeliveryState, DigestSend, Store, COSTS_STREAM, KEYS_STREAM};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{method, path};
@@ -463,7 +463,7 @@ async fn provider_costs_and_sent_digests_are_pruned_with_their_retention() {
         .await
         .unwrap();
     store
-        .mark_digest(&weekly, "delivered", 0, now - 60 * DAY, "ok")
+        .mark_digest(&weekly, DeliveryState::Delivered, 0, now - 60 * DAY, "ok")
         .await
         .unwrap();
     store
@@ -471,7 +471,7 @@ async fn provider_costs_and_sent_digests_are_pruned_with_their_retention() {
         .await
         .unwrap();
     store
-        .mark_digest(&old, "delivered", 0, now - 60 * DAY, "ok")
+        .mark_digest(&old, DeliveryState::Delivered, 0, now - 60 * DAY, "ok")
         .await
         .unwrap();
     store
@@ -479,7 +479,7 @@ async fn provider_costs_and_sent_digests_are_pruned_with_their_retention() {
         .await
         .unwrap();
     store
-        .mark_digest(&recent, "delivered", 0, now, "ok")
+        .mark_digest(&recent, DeliveryState::Delivered, 0, now, "ok")
         .await
         .unwrap();
 

@@ -1,0 +1,198 @@
+//! How stored values that cannot be trusted blindly are read: counts that may have overflowed
+//! into a REAL, and names of a closed set that a newer keywatch (or a hand edit) may have
+//! extended. Typed rows name these types in `#[sqlx(try_from = ...)]` or as field types.
+
+use std::borrow::Cow;
+
+use sqlx::error::BoxDynError;
+use sqlx::sqlite::{SqliteTypeInfo, SqliteValueRef};
+use sqlx::{Decode, Sqlite, Type, ValueRef};
+
+use super::StoreError;
+
+/// A token or request count, possibly NULL (no count reported). SQLite turns an integer sum
+/// that overflows into a REAL: a database written before counts were bounded at decode may hold
+/// one; it reads as the largest count instead of failing the read. Any other type reads as the
+/// largest count too.
+///
+/// Read into `i64` (NULL as 0) or `Option<i64>` through `#[sqlx(try_from = "Count")]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count(Option<i64>);
+
+impl Type<Sqlite> for Count {
+    fn type_info() -> SqliteTypeInfo {
+        <i64 as Type<Sqlite>>::type_info()
+    }
+
+    /// Every stored type: the decode below saturates what is not an integer.
+    fn compatible(_: &SqliteTypeInfo) -> bool {
+        true
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for Count {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        if value.is_null() {
+            return Ok(Self(None));
+        }
+        let ty: Cow<'_, SqliteTypeInfo> = value.type_info();
+        if <i64 as Type<Sqlite>>::compatible(&ty) {
+            return Ok(Self(Some(<i64 as Decode<Sqlite>>::decode(value)?)));
+        }
+        if <f64 as Type<Sqlite>>::compatible(&ty) {
+            // `as` saturates; NaN becomes 0.
+            return Ok(Self(Some(<f64 as Decode<Sqlite>>::decode(value)? as i64)));
+        }
+        Ok(Self(Some(i64::MAX)))
+    }
+}
+
+impl From<Count> for i64 {
+    fn from(c: Count) -> Self {
+        c.0.unwrap_or(0)
+    }
+}
+
+impl From<Count> for Option<i64> {
+    fn from(c: Count) -> Self {
+        c.0
+    }
+}
+
+/// A TEXT column holding one name of a closed set (`T` derives `sqlx::Type`). A name this
+/// keywatch does not know is kept as text rather than failing inside sqlx, so the reader can
+/// name the row in [`StoreError::UnknownValue`]: it is never re-read as something else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Known<T> {
+    Is(T),
+    Unknown(String),
+}
+
+impl<T> Known<T> {
+    /// The value, or [`StoreError::UnknownValue`] naming `row` (e.g. `alert kw_…`) and `column`.
+    pub fn get(self, row: impl FnOnce() -> String, column: &'static str) -> Result<T, StoreError> {
+        match self {
+            Self::Is(v) => Ok(v),
+            Self::Unknown(value) => Err(StoreError::UnknownValue {
+                row: row(),
+                column,
+                value,
+            }),
+        }
+    }
+}
+
+impl<T: Type<Sqlite>> Type<Sqlite> for Known<T> {
+    fn type_info() -> SqliteTypeInfo {
+        T::type_info()
+    }
+
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        T::compatible(ty)
+    }
+}
+
+impl<'r, T: Decode<'r, Sqlite>> Decode<'r, Sqlite> for Known<T> {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        // A cheap copy (shared), read as text only when `T` does not know the name.
+        let copy = value.to_owned();
+        match T::decode(value) {
+            Ok(v) => Ok(Self::Is(v)),
+            Err(_) => Ok(Self::Unknown(<String as Decode<Sqlite>>::decode(
+                sqlx::Value::as_ref(&copy),
+            )?)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AlertStatus, Rule, Severity};
+
+    async fn pool() -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap()
+    }
+
+    async fn count(pool: &sqlx::SqlitePool, expr: &str) -> Option<i64> {
+        let c: Count = sqlx::query_scalar(&format!("SELECT {expr}"))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        c.into()
+    }
+
+    #[tokio::test]
+    async fn counts_saturate_instead_of_failing() {
+        let pool = pool().await;
+        assert_eq!(count(&pool, "42").await, Some(42));
+        assert_eq!(count(&pool, "NULL").await, None);
+        // An integer sum past i64::MAX is a REAL in SQLite.
+        assert_eq!(
+            count(&pool, "9223372036854775807 + 1").await,
+            Some(i64::MAX)
+        );
+        assert_eq!(count(&pool, "-1e30").await, Some(i64::MIN));
+        assert_eq!(count(&pool, "'text'").await, Some(i64::MAX));
+        assert_eq!(i64::from(Count(None)), 0);
+    }
+
+    /// The names `sqlx::Type` stores are the ones `as_str` gives (and the migrations' comments).
+    #[tokio::test]
+    async fn stored_names_are_the_as_str_names() {
+        let pool = pool().await;
+        async fn round_trip<T>(pool: &sqlx::SqlitePool, v: T, name: &str)
+        where
+            T: for<'q> sqlx::Encode<'q, Sqlite>
+                + for<'r> Decode<'r, Sqlite>
+                + Type<Sqlite>
+                + PartialEq
+                + std::fmt::Debug
+                + Send
+                + Unpin
+                + Copy,
+        {
+            let (text, back): (String, Known<T>) = sqlx::query_as("SELECT ?1, ?2")
+                .bind(v)
+                .bind(name)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(text, name);
+            assert_eq!(back, Known::Is(v));
+        }
+        for r in Rule::ALL {
+            round_trip(&pool, r, r.as_str()).await;
+        }
+        for s in [Severity::Info, Severity::Warning, Severity::Critical] {
+            round_trip(&pool, s, s.as_str()).await;
+        }
+        for s in [AlertStatus::Firing, AlertStatus::Resolved] {
+            round_trip(&pool, s, s.as_str()).await;
+        }
+        // The names the outboxes' SQL filters on.
+        use super::super::DeliveryState as D;
+        for (s, name) in [
+            (D::Pending, "pending"),
+            (D::Delivered, "delivered"),
+            (D::Expired, "expired"),
+        ] {
+            round_trip(&pool, s, name).await;
+        }
+        let unknown: Known<AlertStatus> = sqlx::query_scalar("SELECT 'acknowledged'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(unknown, Known::Unknown("acknowledged".to_owned()));
+        let err = unknown
+            .get(|| "alert kw_1".to_owned(), "status")
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            StoreError::UnknownValue {
+                column: "status",
+                ..
+            }
+        ));
+    }
+}
