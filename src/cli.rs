@@ -179,7 +179,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 /// Every rule's name, comma-separated, from the one list of rules.
 fn rule_names() -> String {
-    let names: Vec<&str> = crate::alerts::Rule::ALL
+    let names: Vec<&str> = crate::model::Rule::ALL
         .iter()
         .map(|r| r.as_str())
         .collect();
@@ -192,7 +192,7 @@ fn rule_help() -> String {
 }
 
 fn parse_rule(s: &str) -> Result<String, String> {
-    crate::alerts::Rule::parse(s)
+    crate::model::Rule::parse(s)
         .map(|r| r.as_str().to_owned())
         .ok_or_else(|| format!("unknown rule {s:?}: one of {}", rule_names()))
 }
@@ -229,7 +229,7 @@ mod tests {
             help.contains("The rule to silence: spike, budget, budget_forecast, key_age, inactive_key_usage, source_unhealthy, unpriced_usage\n"),
             "{help}"
         );
-        for rule in crate::alerts::Rule::ALL {
+        for rule in crate::model::Rule::ALL {
             assert!(help.contains(rule.as_str()), "{rule:?}: {help}");
         }
     }
