@@ -179,10 +179,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 /// Every rule's name, comma-separated, from the one list of rules.
 fn rule_names() -> String {
-    let names: Vec<&str> = crate::model::Rule::ALL
-        .iter()
-        .map(|r| r.as_str())
-        .collect();
+    let names: Vec<&str> = crate::model::Rule::ALL.iter().map(|r| r.as_str()).collect();
     names.join(", ")
 }
 

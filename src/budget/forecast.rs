@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::{current_periods, spend_in, KeyMap, Spends};
+use super::limits::current_periods;
+use super::scope::{spend_in, KeyMap, Spends};
 use crate::config::Config;
 use crate::detect::projection::{project, Forecast};
 use crate::period::{Period, PeriodKind};

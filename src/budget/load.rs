@@ -5,9 +5,9 @@ use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, Utc};
 
-use super::{
-    current_periods, forecast, limit_for, recent_day_spans, BudgetForecast, KeyMap, Spends,
-};
+use super::forecast::{self, recent_day_spans, BudgetForecast};
+use super::limits::{current_periods, limit_for};
+use super::scope::{KeyMap, Spends};
 use crate::config::Config;
 use crate::store::{Store, StoreError};
 
