@@ -67,9 +67,8 @@ pub enum Command {
         /// The key id to silence.
         #[arg(long)]
         key: Option<String>,
-        /// The rule to silence: spike, budget, budget_forecast, key_age, inactive_key_usage,
-        /// source_unhealthy, unpriced_usage.
-        #[arg(long, value_parser = parse_rule)]
+        // The help names every rule of `Rule::ALL` (rule_help).
+        #[arg(long, value_parser = parse_rule, help = rule_help())]
         rule: Option<String>,
         /// How long, e.g. "2h", "3d".
         #[arg(long = "for", default_value = "2h", value_parser = parse_duration)]
@@ -178,16 +177,21 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .map_err(|_| format!("{s:?} is not a duration such as \"2h\" or \"3d\""))
 }
 
+/// Every rule's name, comma-separated, from the one list of rules.
+fn rule_names() -> String {
+    let names: Vec<&str> = crate::model::Rule::ALL.iter().map(|r| r.as_str()).collect();
+    names.join(", ")
+}
+
+/// `silence --rule`'s help: built from `Rule::ALL`, so a new rule is listed without editing it.
+fn rule_help() -> String {
+    format!("The rule to silence: {}", rule_names())
+}
+
 fn parse_rule(s: &str) -> Result<String, String> {
-    crate::alerts::Rule::parse(s)
+    crate::model::Rule::parse(s)
         .map(|r| r.as_str().to_owned())
-        .ok_or_else(|| {
-            let names: Vec<&str> = crate::alerts::Rule::ALL
-                .iter()
-                .map(|r| r.as_str())
-                .collect();
-            format!("unknown rule {s:?}: one of {}", names.join(", "))
-        })
+        .ok_or_else(|| format!("unknown rule {s:?}: one of {}", rule_names()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -207,5 +211,23 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn silence_help_names_every_rule() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("silence")
+            .unwrap()
+            .render_help()
+            .to_string();
+        assert!(
+            help.contains("The rule to silence: spike, budget, budget_forecast, key_age, inactive_key_usage, source_unhealthy, unpriced_usage\n"),
+            "{help}"
+        );
+        for rule in crate::model::Rule::ALL {
+            assert!(help.contains(rule.as_str()), "{rule:?}: {help}");
+        }
     }
 }

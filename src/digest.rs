@@ -81,7 +81,7 @@ async fn build(
     let rows = rollup(&list, &usage, &billed, &[Dim::Key], &facts);
     let total = sum_usd(rows.iter().map(|r| r.cost_usd));
     let previous = sum_usd(usage.iter().filter(|u| u.period == 0).map(|u| u.cost_usd));
-    let forecasts = crate::alerts::forecast::budget_forecasts(store, config, now).await?;
+    let forecasts = crate::budget::forecasts(store, config, now).await?;
     let alerts = store.alerts(false).await?;
 
     let (what, adjective) = (period.kind.noun(), period.kind.as_str());

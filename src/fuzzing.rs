@@ -113,7 +113,7 @@ pub fn times(data: &[u8]) {
     let Some(instant) = DateTime::<Utc>::from_timestamp(ts, 0) else {
         return;
     };
-    let _ = crate::detect::budget::current_periods(zone, instant);
+    let _ = crate::budget::current_periods(zone, instant);
     let _ = crate::store::local_midnight_day(zone, ts);
     let first = instant.with_timezone(&zone).date_naive();
     let last = first + chrono::Duration::days(days);

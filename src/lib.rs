@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod budget;
 pub mod cli;
 pub mod commands;
 pub mod config;

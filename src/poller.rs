@@ -32,6 +32,14 @@ pub enum PollFailure {
 }
 
 impl PollFailure {
+    /// The provider's HTTP status, when it answered the failed request with one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Provider(e) => e.status(),
+            Self::Store(_) => None,
+        }
+    }
+
     fn is_cancelled(&self) -> bool {
         matches!(self, Self::Provider(PollError::Cancelled))
     }
@@ -194,14 +202,20 @@ impl Poller {
                 failed_streams,
             },
         };
-        let error = match &outcome {
-            PollOutcome::Failed(e) => Some(e.to_string()),
-            _ => None,
+        let (error, status) = match &outcome {
+            PollOutcome::Failed(e) => (Some(e.to_string()), e.status()),
+            _ => (None, None),
         };
         let width = self.poll.bucket_width.seconds();
         if let Err(e) = self
             .store
-            .record_usage_poll(&self.source_name, width, now.timestamp(), error.as_deref())
+            .record_usage_poll(
+                &self.source_name,
+                width,
+                now.timestamp(),
+                error.as_deref(),
+                status,
+            )
             .await
         {
             tracing::error!(error = %e, "could not record the poll's outcome");
@@ -319,6 +333,7 @@ impl Poller {
                 stream,
                 now.timestamp(),
                 message.as_deref(),
+                error.and_then(PollFailure::status),
             )
             .await
         {

@@ -6,17 +6,14 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use super::rules::{limit_for, Inputs, Pass, DAY};
+use super::rules::{Inputs, Pass, DAY};
 use crate::config::Config;
-use crate::detect::budget::current_periods;
 use crate::detect::SpikeMetric;
 use crate::model::Rule;
 use crate::store::{
     usage_stream, AlertChange, KeySeries, Route, StateChange, Store, StoreError, COSTS_STREAM,
     KEYS_STREAM,
 };
-
-pub(super) use super::rules::{in_scope, KeyMap, Spends};
 
 /// What one pass did.
 #[derive(Debug, Default)]
@@ -82,7 +79,7 @@ pub async fn load(store: &Store, config: &Config, now: i64) -> Result<Inputs, St
     let (series, deactivated, spends, unpriced) = tokio::try_join!(
         store.usage_series(width, judged - window, judged, config.spike.metric),
         store.deactivated_key_usage(width, judged),
-        budget_spends(store, config, width, now),
+        crate::budget::spends(store, config, width, now),
         store.unpriced_usage(width, judged - window, judged),
     )?;
     // Keys with usage on an unpriced model are judged by tokens: their dollars are a floor.
@@ -140,38 +137,6 @@ pub async fn load(store: &Store, config: &Config, now: i64) -> Result<Inputs, St
         recent,
         spike_ended,
     })
-}
-
-/// Money spent is spent: the periods' unsettled recent buckets count too.
-pub(super) async fn budget_spends(
-    store: &Store,
-    config: &Config,
-    width: i64,
-    now: i64,
-) -> Result<Spends, StoreError> {
-    let now = DateTime::<Utc>::from_timestamp(now, 0).unwrap_or_default();
-    let mut spends = Spends::new();
-    let today = now.timestamp().div_euclid(DAY) * DAY;
-    for b in &config.budgets {
-        let mut spans: Vec<(i64, i64)> = current_periods(b.timezone, now)
-            .iter()
-            .filter(|p| limit_for(b, p).is_some())
-            .map(|p| (p.start.timestamp(), p.end.timestamp()))
-            .collect();
-        if b.monthly_usd.is_some() {
-            spans.extend(crate::alerts::forecast::recent_day_spans(b.timezone, now));
-        }
-        for span in spans {
-            if let std::collections::hash_map::Entry::Vacant(slot) = spends.entry(span) {
-                slot.insert(
-                    store
-                        .spend_by_key(width, b.timezone, span.0, span.1, today)
-                        .await?,
-                );
-            }
-        }
-    }
-    Ok(spends)
 }
 
 #[cfg(test)]

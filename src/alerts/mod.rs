@@ -2,7 +2,6 @@
 //! and the alert object of docs/contract.md.
 
 mod evaluate;
-pub mod forecast;
 pub mod rules;
 
 use chrono::{DateTime, SecondsFormat, Utc};

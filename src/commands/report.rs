@@ -132,14 +132,14 @@ fn table(rows: &[Row], periods: &[crate::report::Period], tz: Tz) -> String {
 /// `report --forecast`: per budget with a monthly limit, the month-end projection.
 pub async fn forecast(config: &Config, format: Format) -> anyhow::Result<u8> {
     let store = Store::open_existing(&config.database).await?;
-    let list = crate::alerts::forecast::budget_forecasts(&store, config, Utc::now()).await?;
+    let list = crate::budget::forecasts(&store, config, Utc::now()).await?;
     store.close().await;
     let date = |t: i64, tz: Tz| {
         chrono::DateTime::<Utc>::from_timestamp(t, 0)
             .map(|t| t.with_timezone(&tz).format("%Y-%m-%d").to_string())
             .unwrap_or_default()
     };
-    let crossing = |f: &crate::alerts::forecast::BudgetForecast| match f.forecast.crosses_at {
+    let crossing = |f: &crate::budget::BudgetForecast| match f.forecast.crosses_at {
         Some(t) if f.spent >= f.limit => format!("crossed (by {})", date(t, f.timezone)),
         Some(t) => date(t, f.timezone),
         None => "not this month".to_owned(),

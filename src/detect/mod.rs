@@ -4,7 +4,6 @@
 //! samples from the store, calls these, and turns verdicts into alert state. This is the only
 //! user of statrs.
 
-pub mod budget;
 pub mod burn;
 mod config;
 pub mod hygiene;

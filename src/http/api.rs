@@ -41,7 +41,7 @@ pub async fn spend_today_and_month(
         .http
         .as_ref()
         .map_or(chrono_tz::Tz::UTC, |h| h.timezone);
-    let [day, month] = crate::detect::budget::current_periods(zone, now);
+    let [day, month] = crate::budget::current_periods(zone, now);
     // Billed figures count for UTC days the provider has closed.
     let utc_today = now.timestamp().div_euclid(86_400) * 86_400;
     let width = state.config.poll.bucket_width.seconds();
@@ -386,13 +386,10 @@ pub async fn report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
 }
 
 pub async fn budgets(State(state): State<AppState>) -> Response {
-    let forecasts =
-        match crate::alerts::forecast::budget_forecasts(&state.store, &state.config, Utc::now())
-            .await
-        {
-            Ok(f) => f,
-            Err(e) => return internal(e),
-        };
+    let forecasts = match crate::budget::forecasts(&state.store, &state.config, Utc::now()).await {
+        Ok(f) => f,
+        Err(e) => return internal(e),
+    };
     let open = match state.store.alerts(false).await {
         Ok(a) => a,
         Err(e) => return internal(e),

@@ -175,7 +175,7 @@ pub async fn overview(State(state): State<AppState>) -> Response {
         spend_per_day(&state, zone, width, &spans),
         state.store.all_keys(),
         state.store.alerts(false),
-        crate::alerts::forecast::budget_forecasts(&state.store, &state.config, Utc::now())
+        crate::budget::forecasts(&state.store, &state.config, Utc::now())
     ) {
         Ok(x) => x,
         Err(e) => return error_page(e),

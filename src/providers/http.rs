@@ -96,6 +96,14 @@ fn status_hint(status: u16) -> &'static str {
 }
 
 impl PollError {
+    /// The HTTP status the provider answered with, when it answered with an error status.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
     /// Whether a retry within the same poll may help.
     fn retryable(&self) -> bool {
         match self {

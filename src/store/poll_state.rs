@@ -13,6 +13,9 @@ pub struct PollState {
     pub last_success_at: Option<i64>,
     pub consecutive_failures: i64,
     pub last_error: Option<String>,
+    /// The HTTP status the provider answered the last failed poll with; `None` after a success,
+    /// a failure without an answer, and in rows written before it was recorded.
+    pub last_status: Option<u16>,
 }
 
 /// The poll-state stream of the key listing.
@@ -32,6 +35,7 @@ fn state_from(r: &sqlx::sqlite::SqliteRow) -> PollState {
         last_success_at: r.get("last_success_at"),
         consecutive_failures: r.get("consecutive_failures"),
         last_error: r.get("last_error"),
+        last_status: r.get("last_status"),
     }
 }
 
@@ -48,7 +52,8 @@ impl Store {
     /// source; the default before its first poll.
     pub async fn poll_state(&self, source: &str, stream: &str) -> Result<PollState, StoreError> {
         let row = sqlx::query(
-            "SELECT cursor, last_attempt_at, last_success_at, consecutive_failures, last_error
+            "SELECT cursor, last_attempt_at, last_success_at, consecutive_failures, last_error,
+                    last_status
              FROM poll_state WHERE source = ? AND stream = ?",
         )
         .bind(source)
@@ -59,15 +64,17 @@ impl Store {
     }
 
     /// Records how a usage poll ended. `error` is an operator-facing message; any configured
-    /// secret in it is redacted.
+    /// secret in it is redacted. `status` is the provider's HTTP status when it answered the
+    /// failed poll with one.
     pub async fn record_usage_poll(
         &self,
         source: &str,
         width_secs: i64,
         now: i64,
         error: Option<&str>,
+        status: Option<u16>,
     ) -> Result<(), StoreError> {
-        self.record_poll(source, &usage_stream(width_secs), now, error)
+        self.record_poll(source, &usage_stream(width_secs), now, error, status)
             .await
     }
 
@@ -79,16 +86,18 @@ impl Store {
         stream: &str,
         now: i64,
         error: Option<&str>,
+        status: Option<u16>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO poll_state (source, stream, last_attempt_at, last_success_at,
-                                     consecutive_failures, last_error)
-             VALUES (?1, ?2, ?3, CASE WHEN ?4 IS NULL THEN ?3 END, CASE WHEN ?4 IS NULL THEN 0 ELSE 1 END, ?4)
+                                     consecutive_failures, last_error, last_status)
+             VALUES (?1, ?2, ?3, CASE WHEN ?4 IS NULL THEN ?3 END, CASE WHEN ?4 IS NULL THEN 0 ELSE 1 END, ?4, ?5)
              ON CONFLICT (source, stream) DO UPDATE SET
                 last_attempt_at = excluded.last_attempt_at,
                 last_success_at = COALESCE(excluded.last_success_at, last_success_at),
                 consecutive_failures = CASE WHEN ?4 IS NULL THEN 0 ELSE consecutive_failures + 1 END,
-                last_error = excluded.last_error",
+                last_error = excluded.last_error,
+                last_status = excluded.last_status",
         )
         .bind(source)
         .bind(stream)
@@ -96,6 +105,7 @@ impl Store {
         // The last line against a secret quoted in an error body (a provider or proxy echoing
         // the admin key): redacted before it is stored.
         .bind(error.map(crate::config::secret::redact))
+        .bind(error.and(status))
         .execute(&self.pool)
         .await?;
         Ok(())

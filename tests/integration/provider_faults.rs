@@ -274,6 +274,18 @@ async fn a_rejected_admin_key_raises_source_unhealthy_at_once_without_a_retry_st
     let summary = unhealthy[0]["summary"].as_str().unwrap();
     assert!(summary.contains("rejected the admin key"), "{summary}");
     assert!(summary.contains("HTTP 401"), "{summary}");
+    // The status is kept as a value beside the message: the rule reads it, not the text.
+    let store = keywatch::store::Store::open_existing(&app.db_path())
+        .await
+        .unwrap();
+    for stream in [
+        keywatch::store::usage_stream(HOUR),
+        keywatch::store::KEYS_STREAM.to_owned(),
+    ] {
+        let s = store.poll_state("anthropic-test", &stream).await.unwrap();
+        assert_eq!(s.last_status, Some(401), "{stream}: {s:?}");
+    }
+    store.close().await;
 }
 
 #[tokio::test]

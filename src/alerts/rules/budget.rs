@@ -4,55 +4,14 @@
 /// What the person on call should do when this rule fires (email, Slack, PagerDuty).
 pub const ADVICE: &str = "Review the keys driving the spend (keywatch history --key ID) and whether the budget still fits; deactivate keys that should not be spending.";
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 
 use super::{money, Pass};
 use crate::alerts::Rule;
+use crate::budget::{crossed, current_periods, limit_for, severity as budget_severity, spend_in};
 use crate::config::{Budget, BudgetScope};
-use crate::detect::budget::{
-    crossed, current_periods, severity as budget_severity, Period, PeriodKind,
-};
-use crate::store::{AlertChange, StoredKey};
-
-/// Spend per (source, key) for each distinct budget period, keyed by (start, end).
-pub(in crate::alerts) type Spends = HashMap<(i64, i64), Vec<(String, String, f64)>>;
-
-/// The inventory by (source, key id).
-pub(in crate::alerts) type KeyMap = HashMap<(String, String), StoredKey>;
-
-/// Whether the spend of `key_id` on `source` counts for `budget`.
-pub(in crate::alerts) fn in_scope(
-    keys: &KeyMap,
-    budget: &Budget,
-    source: &str,
-    key_id: &str,
-) -> bool {
-    if budget.source.as_deref().is_some_and(|s| s != source) {
-        return false;
-    }
-    let key = keys.get(&(source.to_owned(), key_id.to_owned()));
-    match &budget.scope {
-        BudgetScope::Organisation => true,
-        BudgetScope::Key(id) => key_id == id,
-        BudgetScope::KeyName(glob) => key
-            .and_then(|k| k.name.as_deref())
-            .is_some_and(|n| glob.matches(n)),
-        BudgetScope::Workspace(ws) => {
-            key.and_then(|k| k.workspace_id.as_deref()) == Some(ws.as_str())
-        }
-    }
-}
-
-/// The limit of `b` for a period of this kind, if it sets one.
-pub(in crate::alerts) fn limit_for(b: &Budget, period: &Period) -> Option<f64> {
-    match period.kind {
-        PeriodKind::Day => b.daily_usd,
-        PeriodKind::Month => b.monthly_usd,
-        PeriodKind::Week => None,
-    }
-}
+use crate::period::Period;
+use crate::store::AlertChange;
 
 impl Pass<'_> {
     pub fn budgets(&mut self) {
@@ -65,7 +24,7 @@ impl Pass<'_> {
                     continue;
                 };
                 let span = (period.start.timestamp(), period.end.timestamp());
-                let spent = crate::alerts::forecast::spend_in(spends, span, self.keys, b);
+                let spent = spend_in(spends, span, self.keys, b);
                 for t in crossed(spent, limit, &b.thresholds) {
                     self.budget_alert(b, &period, limit, spent, t);
                 }

@@ -17,7 +17,7 @@ impl Pass<'_> {
     pub fn forecasts(&mut self) {
         let spends = &self.inputs.spends;
         let now = DateTime::<Utc>::from_timestamp(self.now, 0).unwrap_or_default();
-        for f in crate::alerts::forecast::compute(self.config, self.keys, spends, now) {
+        for f in crate::budget::forecast::compute(self.config, self.keys, spends, now) {
             if !crate::detect::projection::warns(&f.forecast, f.spent, f.limit, f.month_end) {
                 continue;
             }
@@ -54,8 +54,8 @@ mod tests {
 
     use super::super::fixtures::{config, fired, inputs, run, NOW};
     use super::super::Pass;
-    use crate::alerts::forecast::recent_day_spans;
     use crate::alerts::Rule;
+    use crate::budget::recent_day_spans;
 
     #[test]
     fn a_month_projected_over_its_limit_warns_once_per_month() {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::{Alert, Rule};
+use crate::budget::{KeyMap, Spends};
 use crate::config::{Config, Severity};
 use crate::providers::WORKBENCH_KEY_ID;
 use crate::store::{AlertChange, KeySeries, PollState, UnpricedUsage};
@@ -19,8 +20,6 @@ mod source_health;
 mod spike;
 mod spike_fast;
 mod unpriced_usage;
-
-pub(in crate::alerts) use budget::{in_scope, limit_for, KeyMap, Spends};
 
 pub(in crate::alerts) const DAY: i64 = 86_400;
 

@@ -28,12 +28,27 @@ struct Failing {
     paging: bool,
 }
 
+/// The HTTP status the provider answered the stream's last failed poll with.
+fn failed_status(state: &PollState) -> Option<u16> {
+    state.last_status.or_else(|| {
+        // Legacy: rows written before `last_status` was recorded (migration
+        // 20261202090000_poll_state_last_status) carry the status only in the error text
+        // `PollError::Api` wrote (`<endpoint>: HTTP 401 …`). Such a row lasts until its stream is
+        // polled again (a day at most, for the cost report); this fallback can go after that.
+        let error = state.last_error.as_deref()?;
+        [401, 403]
+            .into_iter()
+            .find(|s| error.contains(&format!(": HTTP {s}")))
+    })
+}
+
 fn judge(stream: Stream, state: PollState, now: i64, interval: i64) -> Option<Failing> {
     if state.consecutive_failures < 1 {
         return None;
     }
     let error = state.last_error.as_deref().unwrap_or("");
-    let rejected = error.contains(": HTTP 401") || error.contains(": HTTP 403");
+    let status = failed_status(&state);
+    let rejected = matches!(status, Some(401 | 403));
     // A paging loop does not heal by itself: say so at once.
     let paging = error.contains("paging did not end");
     let since = state.last_success_at.unwrap_or(0);
@@ -42,7 +57,7 @@ fn judge(stream: Stream, state: PollState, now: i64, interval: i64) -> Option<Fa
         Stream::Usage => {
             rejected || paging || (state.consecutive_failures >= 3 && now - since > 3 * interval)
         }
-        Stream::Keys => error.contains(": HTTP 401") || paging || state.consecutive_failures >= 3,
+        Stream::Keys => status == Some(401) || paging || state.consecutive_failures >= 3,
         Stream::Costs => paging || state.consecutive_failures >= 3,
     };
     failing.then_some(Failing {
@@ -206,6 +221,20 @@ mod tests {
         );
     }
 
+    /// The usage stream failed once with HTTP `status` and the error text `error`.
+    fn refused(i: &mut Inputs, status: Option<u16>, error: &str) {
+        usage_state(i, 1, Some(NOW - 120), error);
+        let key = ("src".to_owned(), usage_stream(i.width));
+        i.poll_states.get_mut(&key).unwrap().last_status = status;
+    }
+
+    fn rejected_key(i: &Inputs, c: &crate::config::Config) -> bool {
+        let changes = run(i, c, Pass::source_health);
+        fired(&changes)
+            .first()
+            .is_some_and(|a| a.summary.contains("The provider rejected the admin key"))
+    }
+
     #[test]
     fn three_failures_fire_only_past_three_intervals() {
         // The default interval is 2 minutes.
@@ -239,7 +268,11 @@ mod tests {
     fn a_rejected_admin_key_fires_at_once() {
         let c = config("");
         let mut i = inputs(&c, NOW);
-        usage_state(&mut i, 1, Some(NOW - 120), "usage: HTTP 401 Unauthorized");
+        refused(
+            &mut i,
+            Some(401),
+            "usage: HTTP 401 authentication_error: invalid x-api-key",
+        );
         let changes = run(&i, &c, Pass::source_health);
         let a = fired(&changes);
         assert_eq!(a.len(), 1, "{changes:?}");
@@ -249,6 +282,55 @@ mod tests {
             "{}",
             a[0].summary
         );
+    }
+
+    #[test]
+    fn the_recorded_status_decides_not_the_error_text() {
+        let c = config("");
+        let mut i = inputs(&c, NOW);
+        refused(&mut i, Some(403), "usage: permission denied");
+        assert!(rejected_key(&i, &c));
+        // A 500 whose message happens to quote a 401 is not a rejected key.
+        refused(
+            &mut i,
+            Some(500),
+            "usage: HTTP 500: upstream said: HTTP 401",
+        );
+        assert!(!rejected_key(&i, &c));
+        refused(&mut i, None, "usage: connection refused");
+        assert!(!rejected_key(&i, &c));
+    }
+
+    #[test]
+    fn a_row_from_before_the_status_was_recorded_is_read_from_its_text() {
+        let c = config("");
+        let mut i = inputs(&c, NOW);
+        refused(&mut i, None, "usage: HTTP 401 Unauthorized");
+        assert!(rejected_key(&i, &c));
+        refused(
+            &mut i,
+            None,
+            "usage: HTTP 403 permission_error: not an admin key",
+        );
+        assert!(rejected_key(&i, &c));
+    }
+
+    #[test]
+    fn a_key_listing_refused_with_401_fires_at_once() {
+        let c = config("");
+        let mut i = inputs(&c, NOW);
+        let listing = |status| PollState {
+            consecutive_failures: 1,
+            last_error: Some("keys: HTTP 4xx".to_owned()),
+            last_status: Some(status),
+            ..PollState::default()
+        };
+        let key = ("src".to_owned(), KEYS_STREAM.to_owned());
+        i.poll_states.insert(key.clone(), listing(401));
+        assert_eq!(fired(&run(&i, &c, Pass::source_health)).len(), 1);
+        // A 403 on the listing waits for three failures, as before.
+        i.poll_states.insert(key, listing(403));
+        assert!(run(&i, &c, Pass::source_health).is_empty());
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! The budget rule: spend of a scope in the current day and month of a time zone, against
-//! percentage thresholds of its limits.
+//! A budget's periods and limits: the current day and month of its time zone, the limit it
+//! sets for each, the percentage thresholds its spend has crossed and their severity. Pure.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::config::Budget;
 use crate::model::Severity;
-pub use crate::period::{local_midnight, Period, PeriodKind};
+use crate::period::{Period, PeriodKind};
 
 /// The day and the month containing `now` in `tz` (one period computation: [`crate::period`]).
 pub fn current_periods(tz: Tz, now: DateTime<Utc>) -> [Period; 2] {
@@ -13,6 +14,15 @@ pub fn current_periods(tz: Tz, now: DateTime<Utc>) -> [Period; 2] {
         Period::containing(PeriodKind::Day, tz, now),
         Period::containing(PeriodKind::Month, tz, now),
     ]
+}
+
+/// The limit of `b` for a period of this kind, if it sets one.
+pub fn limit_for(b: &Budget, period: &Period) -> Option<f64> {
+    match period.kind {
+        PeriodKind::Day => b.daily_usd,
+        PeriodKind::Month => b.monthly_usd,
+        PeriodKind::Week => None,
+    }
 }
 
 /// Every threshold (percent) that `spent` has reached of `limit`, ascending.

@@ -1,15 +1,14 @@
-//! Month-end forecasts per budget, for the `budget_forecast` rule and `report --forecast`.
-
-use std::collections::HashMap;
+//! Month-end forecasts per budget, for the `budget_forecast` rule, `report --forecast`, the
+//! digests and the dashboard. Pure: computed from spends already read ([`super::spends`]).
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::evaluate::{budget_spends, in_scope, KeyMap, Spends};
-use crate::config::{Budget, Config};
-use crate::detect::budget::{current_periods, Period, PeriodKind};
+use super::limits::current_periods;
+use super::scope::{spend_in, KeyMap, Spends};
+use crate::config::Config;
 use crate::detect::projection::{project, Forecast};
-use crate::store::{Store, StoreError};
+use crate::period::{Period, PeriodKind};
 
 /// How many complete days the run rate is taken from.
 pub const RECENT_DAYS: i64 = 7;
@@ -35,20 +34,8 @@ pub fn recent_day_spans(tz: Tz, now: DateTime<Utc>) -> Vec<(i64, i64)> {
     days.iter().rev().map(Period::span).collect()
 }
 
-/// Spend of `b`'s scope in the period `span`.
-pub(super) fn spend_in(spends: &Spends, span: (i64, i64), keys: &KeyMap, b: &Budget) -> f64 {
-    crate::report::sum_usd(
-        spends
-            .get(&span)
-            .into_iter()
-            .flatten()
-            .filter(|(s, k, _)| in_scope(keys, b, s, k))
-            .map(|(_, _, c)| *c),
-    )
-}
-
 /// Forecasts for every budget with a monthly limit, from spends already read.
-pub(super) fn compute(
+pub fn compute(
     config: &Config,
     keys: &KeyMap,
     spends: &Spends,
@@ -81,26 +68,4 @@ pub(super) fn compute(
         });
     }
     out
-}
-
-/// Forecasts for every budget with a monthly limit, read from the store (`report --forecast`).
-pub async fn budget_forecasts(
-    store: &Store,
-    config: &Config,
-    now: DateTime<Utc>,
-) -> Result<Vec<BudgetForecast>, StoreError> {
-    let keys: KeyMap = store
-        .all_keys()
-        .await?
-        .into_iter()
-        .map(|k| ((k.source.clone(), k.key_id.clone()), k))
-        .collect::<HashMap<_, _>>();
-    let spends = budget_spends(
-        store,
-        config,
-        config.poll.bucket_width.seconds(),
-        now.timestamp(),
-    )
-    .await?;
-    Ok(compute(config, &keys, &spends, now))
 }

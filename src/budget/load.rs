@@ -1,0 +1,71 @@
+//! Reading spend from the store: the one place in `budget` that does I/O. The rules and the
+//! forecasts judge what is read here and never read the store themselves.
+
+use std::collections::hash_map::Entry;
+
+use chrono::{DateTime, Utc};
+
+use super::forecast::{self, recent_day_spans, BudgetForecast};
+use super::limits::{current_periods, limit_for};
+use super::scope::{KeyMap, Spends};
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+
+const DAY: i64 = 86_400;
+
+/// The spend of every configured budget's current periods (and, with a monthly limit, of the
+/// recent days its forecast needs) at `now` (Unix seconds), per (source, key). Money spent is
+/// spent: the periods' unsettled recent buckets count too. Each distinct span is read once.
+pub async fn spends(
+    store: &Store,
+    config: &Config,
+    width: i64,
+    now: i64,
+) -> Result<Spends, StoreError> {
+    let now = DateTime::<Utc>::from_timestamp(now, 0).unwrap_or_default();
+    let mut spends = Spends::new();
+    let today = now.timestamp().div_euclid(DAY) * DAY;
+    for b in &config.budgets {
+        let mut spans: Vec<(i64, i64)> = current_periods(b.timezone, now)
+            .iter()
+            .filter(|p| limit_for(b, p).is_some())
+            .map(|p| (p.start.timestamp(), p.end.timestamp()))
+            .collect();
+        if b.monthly_usd.is_some() {
+            spans.extend(recent_day_spans(b.timezone, now));
+        }
+        for span in spans {
+            if let Entry::Vacant(slot) = spends.entry(span) {
+                slot.insert(
+                    store
+                        .spend_by_key(width, b.timezone, span.0, span.1, today)
+                        .await?,
+                );
+            }
+        }
+    }
+    Ok(spends)
+}
+
+/// Forecasts for every budget with a monthly limit, read from the store (`report --forecast`,
+/// digests, the dashboard and the API).
+pub async fn forecasts(
+    store: &Store,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<Vec<BudgetForecast>, StoreError> {
+    let keys: KeyMap = store
+        .all_keys()
+        .await?
+        .into_iter()
+        .map(|k| ((k.source.clone(), k.key_id.clone()), k))
+        .collect();
+    let spends = spends(
+        store,
+        config,
+        config.poll.bucket_width.seconds(),
+        now.timestamp(),
+    )
+    .await?;
+    Ok(forecast::compute(config, &keys, &spends, now))
+}
