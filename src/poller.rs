@@ -284,6 +284,7 @@ impl Poller {
                 width.seconds(),
                 now.timestamp(),
                 error.as_deref(),
+                result.as_ref().err().and_then(PollFailure::status),
             )
             .await
         {
