@@ -10,7 +10,7 @@ use anyhow::Context;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
-use super::history::{csv, time, Billed};
+use super::history::{csv, time, Evidence};
 use crate::alerts::Alert;
 use crate::cli::TimeArg;
 use crate::config::Config;
@@ -39,21 +39,8 @@ pub async fn run(
         );
     }
     let store = Store::open_existing(&config.database).await?;
-    let keys = store.keys_by_id(key).await?;
-    let rows = store
-        .history(
-            key,
-            source,
-            config.poll.bucket_width.seconds(),
-            since.timestamp(),
-            until.timestamp(),
-        )
-        .await?;
-    let billed = Billed(
-        store
-            .billed_by_day(source, key, since.timestamp(), until.timestamp())
-            .await?,
-    );
+    let Evidence { keys, rows, billed } =
+        Evidence::read(&store, config, key, source, since, until).await?;
     let alerts: Vec<Alert> = store
         .alerts(true)
         .await?

@@ -9,7 +9,34 @@ use crate::cli::{Format, TimeArg};
 use crate::config::Config;
 use crate::exit;
 use crate::prices::TokenCounts;
-use crate::store::{HistoryRow, Store};
+use crate::store::{HistoryRow, Store, StoredKey};
+
+/// What is stored about one key in a window: the history and the evidence export read it.
+pub(super) struct Evidence {
+    pub keys: Vec<StoredKey>,
+    /// Buckets of `poll.bucket_width`.
+    pub rows: Vec<HistoryRow>,
+    pub billed: Billed,
+}
+
+impl Evidence {
+    pub(super) async fn read(
+        store: &Store,
+        config: &Config,
+        key: &str,
+        source: Option<&str>,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<Self> {
+        let (from, to) = (since.timestamp(), until.timestamp());
+        let width = config.poll.bucket_width.seconds();
+        Ok(Self {
+            keys: store.keys_by_id(key).await?,
+            rows: store.history(key, source, width, from, to).await?,
+            billed: Billed(store.billed_by_day(source, key, from, to).await?),
+        })
+    }
+}
 
 pub async fn print(
     config: &Config,
@@ -22,21 +49,11 @@ pub async fn print(
     let (since, until) = crate::window::range(since, until, Utc::now())
         .map_err(|e| anyhow::anyhow!("--since/--until: {e}"))?;
     let store = Store::open_existing(&config.database).await?;
-    let rows = store
-        .history(
-            key,
-            source,
-            config.poll.bucket_width.seconds(),
-            since.timestamp(),
-            until.timestamp(),
-        )
-        .await?;
-    let known = store.keys_by_id(key).await?;
-    let billed = Billed(
-        store
-            .billed_by_day(source, key, since.timestamp(), until.timestamp())
-            .await?,
-    );
+    let Evidence {
+        keys: known,
+        rows,
+        billed,
+    } = Evidence::read(&store, config, key, source, since, until).await?;
     store.close().await;
     if rows.is_empty() && known.is_empty() {
         eprintln!("keywatch: no key {key:?} in the store (check the id; `keywatch run --once` fetches the inventory)");
