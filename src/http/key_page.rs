@@ -114,6 +114,10 @@ pub async fn key(
         .filter(|a| source.is_none_or(|s| a.source.as_deref() == Some(s)))
         .collect();
     let svg = svg(&chart, unit, factor, &key_alerts, since, until, w);
+    let busy = (unit == Unit::Usd && w == 3_600)
+        .then(|| chart.bars.last().map(|b| b.baseline))
+        .flatten();
+    let minutes = super::minutes::section(&state, &key_id, source, busy, now, zone).await;
     let facts = key.map(|k| facts(&state, k, now, zone)).unwrap_or_default();
     let what = if unit == Unit::Tokens {
         "Tokens"
@@ -136,7 +140,7 @@ pub async fn key(
         &format!(
             "<h2>{what} per bucket, last {}</h2>{svg}{notes}<p class=\"legend\"><span>bars: usage</span><span style=\"color:#59a14f\">line: baseline</span><span style=\"color:#e15759\">line: spike threshold ({}x)</span><span style=\"color:#b00020\">dot: alert</span></p>\
              <p>Export: <a class=\"csv\" href=\"/api/v1/usage?key={}&amp;since={}&amp;format=csv\">usage as CSV</a> (also <code>keywatch history --key {} --format csv</code>)</p>\
-             <h2>Key</h2>{facts}<h2>Alerts on this key</h2>{}",
+             {minutes}<h2>Key</h2>{facts}<h2>Alerts on this key</h2>{}",
             esc(window_text), factor, url(&key_id), url(window_text), esc(&key_id), alert_list(&key_alerts, zone)
         ),
     )

@@ -5,6 +5,7 @@ mod api;
 mod chart;
 mod guard;
 mod key_page;
+mod minutes;
 mod pages;
 mod paging;
 mod serve;

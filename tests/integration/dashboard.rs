@@ -155,6 +155,11 @@ async fn pages_render_charts_alerts_and_escape_provider_text() {
         key.contains("class=\"alert-marker\" data-rule=\"spike\""),
         "the spike is marked on the chart"
     );
+    assert!(
+        key.contains("Last 2h, per minute") && key.contains("id=\"key-minutes\"")
+            && key.contains("data-series=\"minute-level\""),
+        "the recent minute stream and the minute check's level are drawn"
+    );
     let (_, xss) = get(&format!("{base}/keys/apikey_xss")).await;
     assert!(
         xss.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !xss.contains("<script>alert")
