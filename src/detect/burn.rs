@@ -215,6 +215,52 @@ pub fn settled_below(cfg: &FastConfig, settled: &[f64], level_per_hour: f64) -> 
     Some(sum * 60.0 / (window as f64) < level_per_hour)
 }
 
+/// One minute spike as a replay saw it: minute indexes into the replayed series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FastEpisode {
+    /// The minute the check fired (its data fully delivered, as a replay of settled data).
+    pub fired: usize,
+    pub burn: Burn,
+    /// The minute it would have resolved (`None`: still open at the end).
+    pub end: Option<usize>,
+}
+
+/// Replays the minute check over `minutes` from index `from`, minute by minute, as if each
+/// minute had arrived at once (a replay of settled data: the provider's delay is not modelled).
+/// `level_at(i)` is the level in USD per hour at minute `i` (factor x busy level).
+pub fn replay(
+    cfg: &FastConfig,
+    minutes: &[f64],
+    from: usize,
+    level_at: impl Fn(usize) -> f64,
+) -> Vec<FastEpisode> {
+    let window = (cfg.resolve_window.0.as_secs() / MIN) as usize;
+    let mut out: Vec<FastEpisode> = Vec::new();
+    for t in from..minutes.len() {
+        match out.last_mut().filter(|e| e.end.is_none()) {
+            Some(open) => {
+                let since = open.burn.began;
+                let seen = &minutes[since..=t];
+                if seen.len() >= window
+                    && settled_below(cfg, seen, open.burn.level_per_hour) == Some(true)
+                {
+                    open.end = Some(t + 1);
+                }
+            }
+            None => {
+                if let Some(burn) = fire(cfg, &minutes[..=t], level_at(t)) {
+                    out.push(FastEpisode {
+                        fired: t,
+                        burn,
+                        end: None,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +350,20 @@ mod tests {
         };
         assert_eq!(bad.check().unwrap_err().0, "min_active_minutes");
         assert!(FastConfig::default().check().is_ok());
+    }
+
+    #[test]
+    fn a_replay_finds_one_episode_per_leak_and_its_end() {
+        let cfg = FastConfig::default();
+        let mut m = series(0.05, 120);
+        m.extend([2.0; 40]);
+        m.extend(series(0.05, 120));
+        let eps = replay(&cfg, &m, 60, |_| 60.0);
+        assert_eq!(eps.len(), 1, "{eps:?}");
+        assert_eq!(eps[0].burn.began, 120);
+        assert!(eps[0].fired <= 125, "{}", eps[0].fired);
+        let end = eps[0].end.expect("resolved");
+        assert!((160..=200).contains(&end), "{end}");
     }
 
     fn cfg_pair(long: u64, short: u64) -> WindowPair {

@@ -156,7 +156,8 @@ async fn pages_render_charts_alerts_and_escape_provider_text() {
         "the spike is marked on the chart"
     );
     assert!(
-        key.contains("Last 2h, per minute") && key.contains("id=\"key-minutes\"")
+        key.contains("Last 2h, per minute")
+            && key.contains("id=\"key-minutes\"")
             && key.contains("data-series=\"minute-level\""),
         "the recent minute stream and the minute check's level are drawn"
     );

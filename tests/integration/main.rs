@@ -18,6 +18,7 @@ mod defects_poller;
 mod defects_report;
 mod defects_store;
 mod detection;
+mod minute_spike;
 mod notifier_faults;
 mod notify;
 mod openai;
