@@ -254,9 +254,7 @@ fn shape_rate(shape: Shape, base: f64, m: i64, days: i64) -> f64 {
         Shape::NightlyBatch => {
             base * (0.5 + 0.5 * bump(hour)) * if hour.floor() == 2.0 { 4.0 } else { 1.0 }
         }
-        Shape::Growth => {
-            base * (0.3 + 0.7 * bump(hour)) * (1.0 + m as f64 / (days * 1440) as f64)
-        }
+        Shape::Growth => base * (0.3 + 0.7 * bump(hour)) * (1.0 + m as f64 / (days * 1440) as f64),
         Shape::NearZero => 0.001,
         Shape::Dormant => 0.005 / 24.0,
     }
@@ -309,7 +307,11 @@ fn normal_traffic(
 fn hourly_settled(minutes: &[[f32; LAGS]], days: i64) -> Vec<f64> {
     minutes[..(days * 1440) as usize]
         .chunks(60)
-        .map(|h| h.iter().map(|s| s.iter().map(|v| f64::from(*v)).sum::<f64>()).sum())
+        .map(|h| {
+            h.iter()
+                .map(|s| s.iter().map(|v| f64::from(*v)).sum::<f64>())
+                .sum()
+        })
         .collect()
 }
 

@@ -253,9 +253,8 @@ fn costs(q: &[(String, String)], now: i64) -> ResponseTemplate {
     let mut buckets = Vec::new();
     let mut t = from;
     while t < end && buckets.len() < 31 {
-        buckets.push(
-            json!({"starting_at": rfc3339(t), "ending_at": rfc3339(t + DAY), "results": []}),
-        );
+        buckets
+            .push(json!({"starting_at": rfc3339(t), "ending_at": rfc3339(t + DAY), "results": []}));
         t += DAY;
     }
     let has_more = t < end;

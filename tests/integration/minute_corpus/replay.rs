@@ -77,7 +77,9 @@ pub async fn replay(corpus: Arc<Corpus>, extra: &str, from: i64, to: i64) -> Res
         &env,
     )
     .map_err(|e| e.to_string())?;
-    let store = Store::open(&config.database).await.expect("the store opens");
+    let store = Store::open(&config.database)
+        .await
+        .expect("the store opens");
     store
         .ensure_rollup_zones(&config.rollup_zones(), true)
         .await

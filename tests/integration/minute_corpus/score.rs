@@ -153,10 +153,11 @@ fn opt(v: Option<f64>) -> String {
 /// The table for one row (a config): per shape and all.
 pub fn table(name: &str, run: &Run, s: &Score) -> String {
     let mut out = String::new();
-    let per_poll = |kind: &str| run.requests.get(kind).copied().unwrap_or(0) as f64 / run.polls.max(1) as f64;
+    let per_poll =
+        |kind: &str| run.requests.get(kind).copied().unwrap_or(0) as f64 / run.polls.max(1) as f64;
     let _ = writeln!(
         out,
-        "\n## {name}: {} polls in {:.1} s ({:.1} ms/poll); usage requests per poll: 1m {:.2}, 1h {:.2}; db {:.1} MB",
+        "\n## {name}: {} polls in {:.1} s ({:.1} ms/poll); usage requests per poll: 1m {:.2}, 1h {:.2}; database with WAL {:.1} MB",
         run.polls,
         run.took.as_secs_f64(),
         run.took.as_secs_f64() * 1000.0 / run.polls.max(1) as f64,
