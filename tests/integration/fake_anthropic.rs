@@ -154,13 +154,15 @@ pub fn key_new_shape(id: &str, name: &str, status: &str, created: &str, ws: Opti
            "scope": scope, "principal": null, "created_at": created, "expires_at": null})
 }
 
-fn error(status: u16, kind: &str, message: &str) -> ResponseTemplate {
+/// The API's error envelope (shared with the minute-corpus fake).
+pub fn error(status: u16, kind: &str, message: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(json!({
         "type": "error", "error": {"type": kind, "message": message},
         "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy"}))
 }
 
-fn check_auth(req: &Request) -> Option<ResponseTemplate> {
+/// The admin key and `anthropic-version` checks the real API makes.
+pub fn check_auth(req: &Request) -> Option<ResponseTemplate> {
     let key = req.headers.get("x-api-key").and_then(|v| v.to_str().ok());
     if key != Some(ADMIN_KEY) {
         return Some(error(401, "authentication_error", "invalid x-api-key"));
@@ -386,7 +388,8 @@ fn minute_share(r: &FakeRow, m: i64) -> Option<FakeRow> {
     })
 }
 
-fn row_json(r: &FakeRow) -> Value {
+/// One usage row in the documented shape (`docs/providers.md` 4.2).
+pub fn row_json(r: &FakeRow) -> Value {
     json!({"api_key_id": r.key, "workspace_id": null, "model": r.model, "service_tier": null,
            "context_window": null, "inference_geo": null,
            "uncached_input_tokens": r.tokens.uncached, "cache_read_input_tokens": r.tokens.cache_read,

@@ -4,6 +4,7 @@ mod fake_anthropic;
 mod fake_openai;
 mod fuzz_corpus;
 mod helpers;
+mod minute_corpus;
 mod receivers;
 
 mod cli;
