@@ -57,6 +57,10 @@ pub struct FastConfig {
     pub resolve_window: HumanDuration,
     /// How far back the minute stream is read each poll and judged. 1 to 6 hours; default 2h.
     pub lookback: HumanDuration,
+    /// The provider's usual data delay: minutes that ended less than this long ago are still
+    /// arriving, so the windows end before them (read as zero, a partly delivered minute would
+    /// hide a burn). 0 to 15 minutes; default 3m.
+    pub delay: HumanDuration,
 }
 
 const MIN: u64 = 60;
@@ -81,6 +85,7 @@ impl Default for FastConfig {
             min_active_minutes: 4,
             resolve_window: d(30),
             lookback: d(120),
+            delay: d(3),
         }
     }
 }
@@ -123,6 +128,9 @@ impl FastConfig {
                 "resolve_window",
                 format!("must be 5m to 3h, got {}", self.resolve_window),
             ));
+        }
+        if secs(self.delay) > 15 * MIN {
+            return Err(("delay", format!("must be 0 to 15m, got {}", self.delay)));
         }
         let longest = self.windows.iter().map(|w| secs(w.long)).max().unwrap_or(0);
         if !(60 * MIN..=360 * MIN).contains(&secs(self.lookback)) || secs(self.lookback) < longest {

@@ -100,6 +100,9 @@ impl Pass<'_> {
             let Some(&edge) = edges.get(s.source.as_str()) else {
                 continue;
             };
+            // Minutes still arriving are left out: the windows end `delay` before now.
+            let delay = self.config.spike.fast.delay.0.as_secs() as i64;
+            let edge = edge.min((self.now - delay).div_euclid(MIN) * MIN - MIN);
             let scope = format!("spike/{}/{}", s.source, s.key_id);
             seen.insert(scope.clone());
             let first = (self.now - lookback.0.as_secs() as i64).div_euclid(MIN) * MIN;
