@@ -237,7 +237,8 @@ mod tests {
                 .map(|t| (t, 1.0))
                 .collect(),
         ));
-        let first = NOW - (minutes.len() as i64 - 1) * 60;
+        // The last minute delivered is 4 minutes old: `delay` (3m) leaves nothing out.
+        let first = NOW - 4 * 60 - (minutes.len() as i64 - 1) * 60;
         let points = minutes
             .iter()
             .enumerate()
@@ -273,10 +274,10 @@ mod tests {
         assert_eq!(a.len(), 1, "{changes:?}");
         assert_eq!(a[0].rule, Rule::Spike);
         assert_eq!(a[0].scope, "spike/src/k1");
-        assert_eq!(a[0].starts_at, NOW - 5 * 60, "the first leaked minute");
+        assert_eq!(a[0].starts_at, NOW - 9 * 60, "the first leaked minute");
         let s = &a[0].summary;
         assert!(
-            s.contains("prod-rag (src) is burning $36.40/h since 07:55 UTC"),
+            s.contains("prod-rag (src) is burning $36.40/h since 07:51 UTC"),
             "{s}"
         );
         assert!(s.contains("$6.00 spent since it began"), "{s}");

@@ -116,7 +116,6 @@ async fn small_corpus_alerts_every_leak_once_and_nothing_else() {
 /// The acceptance test: a 20x leak starting at 14:55 on a steady key is alerted within
 /// 15 minutes (the hourly rule alone needs 75: its hour ends at 15:59 and settles at 16:10).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the minute stream (#15)"]
 async fn leak_at_minute_55_is_alerted_within_15_minutes() {
     let leak_at = 7 * DAY + 14 * HOUR + 55 * 60;
     let corpus = Arc::new(Corpus::generate(Spec {
