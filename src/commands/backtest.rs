@@ -54,21 +54,33 @@ pub async fn run(config: &Config, since: TimeArg, format: ListFormat) -> anyhow:
         };
         let minutes = dense_values(&m.points, first_minute, now.div_euclid(60) * 60, 60);
         let factor = cfg.fast.factor.unwrap_or(cfg.factor);
-        // The key's busy level at minute i: its hourly baseline over the hours before i's.
+        // The key's busy level per hour of the replay, computed once per hour (not per minute):
+        // its hourly baseline over the hours before that one.
+        let first_hour = first_minute.div_euclid(3_600) * 3_600;
+        let busy_by_hour: Vec<f64> = (first_hour..=now)
+            .step_by(3_600)
+            .map(|hour| {
+                let Some(h) = hourly.filter(|_| cfg.metric == crate::detect::SpikeMetric::Cost)
+                else {
+                    return cfg.min_baseline;
+                };
+                let Some(first) = h.points.first().map(|p| p.0) else {
+                    return cfg.min_baseline;
+                };
+                let upto = hour - 3_600;
+                let values = dense_values(&h.points, first, upto, 3_600);
+                let known = key
+                    .and_then(|k| k.created_at)
+                    .map_or(first, |c| c.min(first));
+                baseline(cfg, 3_600, &values, upto + 3_600 - known).value
+            })
+            .collect();
         let busy = |i: usize| -> f64 {
-            let t = first_minute + i as i64 * 60;
-            let Some(h) = hourly.filter(|_| cfg.metric == crate::detect::SpikeMetric::Cost) else {
-                return cfg.min_baseline;
-            };
-            let Some(first) = h.points.first().map(|p| p.0) else {
-                return cfg.min_baseline;
-            };
-            let upto = t.div_euclid(3_600) * 3_600 - 3_600;
-            let values = dense_values(&h.points, first, upto, 3_600);
-            let known = key
-                .and_then(|k| k.created_at)
-                .map_or(first, |c| c.min(first));
-            baseline(cfg, 3_600, &values, upto + 3_600 - known).value
+            let hour = (first_minute + i as i64 * 60 - first_hour) / 3_600;
+            busy_by_hour
+                .get(hour as usize)
+                .copied()
+                .unwrap_or(cfg.min_baseline)
         };
         let at = |i: usize| first_minute + i as i64 * 60;
         for e in burn::replay(&cfg.fast, &minutes, 0, |i| factor * busy(i)) {
