@@ -6,6 +6,7 @@
 //! where this one stopped.
 
 mod costs;
+mod paging;
 mod schedule;
 
 use std::collections::HashSet;
@@ -14,6 +15,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, TimeZone, Utc};
 use tokio_util::sync::CancellationToken;
 
+use paging::{PageSizes, Shrink};
 pub use schedule::next_delay;
 use schedule::{floor_to, Cursor, StreamSchedule};
 
@@ -82,6 +84,8 @@ pub struct Poller {
     warned_unpriced: Mutex<HashSet<String>>,
     keys_schedule: Mutex<StreamSchedule>,
     costs_schedule: Mutex<StreamSchedule>,
+    /// Buckets per usage page, per stream (adaptive: `poller::paging`).
+    page_sizes: PageSizes,
 }
 
 /// The first bucket usage is read from: the stored cursor, or the lookback on first start;
@@ -115,15 +119,17 @@ impl Poller {
             retries: poll.retries,
             backoff: poll.retry_backoff.0,
         };
+        let max_body = poll.max_page_mib as usize * 1024 * 1024;
         Ok(Self {
             source_name: source.name.clone(),
-            client: ProviderClient::new(source, poll.timeout.0, retry)?,
+            client: ProviderClient::new(source, poll.timeout.0, retry, max_body)?,
             store,
             prices,
             poll: poll.clone(),
             warned_unpriced: Mutex::new(HashSet::new()),
             keys_schedule: Mutex::new(StreamSchedule::default()),
             costs_schedule: Mutex::new(StreamSchedule::default()),
+            page_sizes: PageSizes::new(max_body),
         })
     }
 
@@ -350,6 +356,7 @@ impl Poller {
         cancel: &CancellationToken,
     ) -> Result<usize, PollFailure> {
         let keys = self.client.list_keys(cancel).await?;
+        self.page_sizes.keys_listed(keys.len());
         self.store
             .store_inventory(&self.source_name, &keys, now.timestamp())
             .await?;
@@ -377,15 +384,58 @@ impl Poller {
         let mut cursor = Cursor::new(from);
         let mut stats = UsageStats::default();
         let mut pager = Pager::new("usage report");
+        // A chain of pages follows the provider's tokens with the same start and size. A page
+        // refused for its size (or too slow) starts a new chain from the end of the last stored
+        // bucket (pages hold whole buckets) with fewer buckets per page.
+        let mut start = from_time;
+        let mut resume = from_time;
+        let mut token: Option<String> = None;
+        let mut limit = 1;
         loop {
-            let page = self
+            if token.is_none() {
+                let needed = (now.timestamp() - resume.timestamp()).div_euclid(width_secs) + 1;
+                limit = self.page_sizes.next(width, needed);
+            }
+            let asked_at = std::time::Instant::now();
+            let page = match self
                 .client
-                .usage_page(from_time, width, pager.token(), cancel)
-                .await?;
+                .usage_page(start, width, limit, token.as_deref(), cancel)
+                .await
+            {
+                Ok((page, bytes)) => {
+                    self.page_sizes.read(width, page.buckets.len(), bytes);
+                    // Slower than half the timeout: the next chain asks for fewer buckets.
+                    if asked_at.elapsed() > self.poll.timeout.0 / 2 {
+                        self.page_sizes.failed(width, limit);
+                    }
+                    page
+                }
+                // Refused for its size (at once when content-length says so): asked again
+                // from the same bucket with half the buckets.
+                Err(e @ PollError::TooLarge { .. }) => match self.page_sizes.failed(width, limit) {
+                    Shrink::Retry(smaller) => {
+                        tracing::warn!(error = %e, buckets = limit, retry_with = smaller,
+                            "usage page too large; asking for fewer buckets");
+                        (start, token) = (resume, None);
+                        continue;
+                    }
+                    Shrink::GiveUp => return Err(e.into()),
+                },
+                // Timed out after its retries: the poll fails in bounded time (the server may
+                // be down, not slow) and the next poll asks for half the buckets.
+                Err(e @ PollError::Timeout { .. }) => {
+                    self.page_sizes.failed(width, limit);
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
             let records = self.records(&page, width_secs);
             for b in &page.buckets {
                 let start = floor_to(b.start.timestamp(), width_secs);
                 cursor.see(start, b.end.timestamp(), settle_cutoff);
+            }
+            if let Some(last) = page.buckets.iter().map(|b| b.end).max() {
+                resume = resume.max(last);
             }
             stats.changed += self
                 .store
@@ -414,9 +464,10 @@ impl Poller {
                     "usage page stored"
                 );
             }
-            if !pager.advance(page.next_page)? {
+            if !pager.advance(page.next_page.clone())? {
                 return Ok(stats);
             }
+            token = page.next_page;
             if cancel.is_cancelled() {
                 return Err(PollError::Cancelled.into());
             }

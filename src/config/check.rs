@@ -231,6 +231,12 @@ fn check_poll(poll: &PollSection, warnings: &mut Vec<String>) -> Result<()> {
     if secs(poll.settle) > 86_400 {
         return Err(ConfigError::invalid("poll.settle", "must be 1d or less"));
     }
+    if !(1..=512).contains(&poll.max_page_mib) {
+        return Err(ConfigError::invalid(
+            "poll.max_page_mib",
+            format!("must be 1 to 512 (MiB), got {}", poll.max_page_mib),
+        ));
+    }
     if poll.retries > 10 {
         return Err(ConfigError::invalid(
             "poll.retries",

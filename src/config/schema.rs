@@ -219,6 +219,9 @@ pub struct PollSection {
     pub retries: u32,
     /// Extension: the first retry's delay; doubled on each further retry, with jitter.
     pub retry_backoff: HumanDuration,
+    /// Extension: the largest response body read from a provider, in MiB (1 to 512). A usage
+    /// page over it is asked again with fewer buckets; other listings fail the poll.
+    pub max_page_mib: u32,
     /// How far back the recent minute stream is read each poll, when the fast spike check is on
     /// (`[detect.spike.fast]` with `bucket_width = "1h"`). Set from `detect.spike.fast.lookback`
     /// when the configuration is checked; not a key of `[poll]`.
@@ -236,6 +239,7 @@ impl Default for PollSection {
             timeout: HumanDuration(Duration::from_secs(30)),
             retries: 3,
             retry_backoff: HumanDuration(Duration::from_secs(1)),
+            max_page_mib: 32,
             recent: None,
         }
     }

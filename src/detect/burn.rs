@@ -55,6 +55,10 @@ pub struct FastConfig {
     /// Settled minutes, all after the episode began, that must burn under the level for a fast
     /// spike to resolve. 5 minutes to 3 hours; default 30m.
     pub resolve_window: HumanDuration,
+    /// Hysteresis: the resolve window must burn under this fraction of the level the alert
+    /// fired at, so a leak hovering around the level is one episode, not a page each time its
+    /// half hour dips under. Unitless, 0.1 to 1.0; default 0.5.
+    pub resolve_below: f64,
     /// How far back the minute stream is read each poll and judged. 1 to 6 hours; default 2h.
     pub lookback: HumanDuration,
     /// The provider's usual data delay: minutes that ended less than this long ago are still
@@ -84,6 +88,7 @@ impl Default for FastConfig {
             min_usd_per_hour: 1.0,
             min_active_minutes: 4,
             resolve_window: d(30),
+            resolve_below: 0.5,
             lookback: d(120),
             delay: d(3),
         }
@@ -127,6 +132,12 @@ impl FastConfig {
             return Err((
                 "resolve_window",
                 format!("must be 5m to 3h, got {}", self.resolve_window),
+            ));
+        }
+        if !(0.1..=1.0).contains(&self.resolve_below) {
+            return Err((
+                "resolve_below",
+                format!("must be 0.1 to 1.0, got {}", self.resolve_below),
             ));
         }
         if secs(self.delay) > 15 * MIN {
@@ -212,7 +223,7 @@ fn began(minutes: &[f64], level_per_min: f64) -> usize {
 
 /// Whether settled minutes show the key back under its level: the `resolve_window` of
 /// `settled` (USD per minute, oldest first, ending at the settled edge) burns under
-/// `level_per_hour`. `None` while fewer settled minutes than the window exist after the episode
+/// `resolve_below` x `level_per_hour` (the level the alert fired at). `None` while fewer settled minutes than the window exist after the episode
 /// began (`settled` must hold only those): the data cannot tell yet.
 pub fn settled_below(cfg: &FastConfig, settled: &[f64], level_per_hour: f64) -> Option<bool> {
     let window = (cfg.resolve_window.0.as_secs() / MIN) as usize;
@@ -220,7 +231,7 @@ pub fn settled_below(cfg: &FastConfig, settled: &[f64], level_per_hour: f64) -> 
         return None;
     }
     let sum: f64 = settled[settled.len() - window..].iter().sum();
-    Some(sum * 60.0 / (window as f64) < level_per_hour)
+    Some(sum * 60.0 / (window as f64) < level_per_hour * cfg.resolve_below)
 }
 
 /// One minute spike as a replay saw it: minute indexes into the replayed series.
@@ -343,6 +354,9 @@ mod tests {
         assert_eq!(settled_below(&cfg, &[0.0; 29], 60.0), None);
         assert_eq!(settled_below(&cfg, &[0.0; 30], 60.0), Some(true));
         assert_eq!(settled_below(&cfg, &[1.0; 30], 60.0), Some(false));
+        // Hysteresis: 0.6 of the level is not yet back (a leak hovering around the level).
+        assert_eq!(settled_below(&cfg, &[0.6; 30], 60.0), Some(false));
+        assert_eq!(settled_below(&cfg, &[0.4; 30], 60.0), Some(true));
     }
 
     #[test]

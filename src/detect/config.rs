@@ -108,6 +108,7 @@ impl SpikeConfig {
             "min_usd_per_hour" => ("fast.min_usd_per_hour", msg),
             "min_active_minutes" => ("fast.min_active_minutes", msg),
             "resolve_window" => ("fast.resolve_window", msg),
+            "resolve_below" => ("fast.resolve_below", msg),
             "delay" => ("fast.delay", msg),
             _ => ("fast.lookback", msg),
         })

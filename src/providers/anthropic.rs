@@ -34,6 +34,7 @@ impl AnthropicClient {
         source: &SourceConfig,
         timeout: std::time::Duration,
         retry: RetryPolicy,
+        max_body: usize,
     ) -> Result<Self, PollError> {
         let mut headers = HeaderMap::new();
         let mut key = HeaderValue::from_str(source.admin_key.expose_secret()).map_err(|_| {
@@ -48,12 +49,10 @@ impl AnthropicClient {
         key.set_sensitive(true);
         headers.insert("x-api-key", key);
         headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
-        let http =
-            HttpClient::new(source.base_url.clone(), headers, timeout, retry).map_err(|e| {
-                PollError::Transport {
-                    endpoint: "config".to_owned(),
-                    message: super::http::error_chain(&e),
-                }
+        let http = HttpClient::new(source.base_url.clone(), headers, timeout, retry, max_body)
+            .map_err(|e| PollError::Transport {
+                endpoint: "config".to_owned(),
+                message: super::http::error_chain(&e),
             })?;
         Ok(Self { http })
     }
@@ -118,25 +117,27 @@ impl AnthropicClient {
         report.into_page()
     }
 
-    /// One page of the usage report from `starting_at`, grouped by key and model.
+    /// One page of the usage report from `starting_at` (at most `limit` buckets), grouped by
+    /// key and model, and its body's size in bytes.
     pub async fn usage_page(
         &self,
         starting_at: DateTime<Utc>,
         width: BucketWidth,
+        limit: u32,
         page: Option<&str>,
         cancel: &CancellationToken,
-    ) -> Result<UsagePage, PollError> {
+    ) -> Result<(UsagePage, usize), PollError> {
         let start = starting_at.to_rfc3339_opts(SecondsFormat::Secs, true);
-        let report: UsageReport = self
+        let (report, bytes): (UsageReport, usize) = self
             .http
-            .get_json(
+            .get_json_sized(
                 USAGE_ENDPOINT,
                 || {
                     // Array parameters need the literal `[]` suffix; a bare `group_by` is a 400.
                     let mut q = vec![
                         ("starting_at", start.clone()),
                         ("bucket_width", width.as_str().to_owned()),
-                        ("limit", width.max_page().to_string()),
+                        ("limit", limit.clamp(1, width.max_page()).to_string()),
                         ("group_by[]", "api_key_id".to_owned()),
                         ("group_by[]", "model".to_owned()),
                     ];
@@ -148,7 +149,7 @@ impl AnthropicClient {
                 cancel,
             )
             .await?;
-        report.into_page()
+        Ok((report.into_page()?, bytes))
     }
 }
 

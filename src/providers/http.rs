@@ -8,9 +8,6 @@ use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-/// The largest response body read; a larger one is an error, so a hostile or broken server
-/// cannot exhaust memory.
-pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// A `retry-after` longer than this is not waited out within a poll: the poll fails and the
 /// next cycle tries again.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -74,8 +71,8 @@ pub enum PollError {
     Transport { endpoint: String, message: String },
     #[error("{endpoint}: unexpected response body: {message}")]
     Decode { endpoint: String, message: String },
-    #[error("{endpoint}: response body larger than {MAX_BODY_BYTES} bytes")]
-    TooLarge { endpoint: String },
+    #[error("{endpoint}: response body larger than {} MiB (poll.max_page_mib)", cap / (1024 * 1024))]
+    TooLarge { endpoint: String, cap: usize },
     #[error("{endpoint}: paging did not end: {message}")]
     Paging { endpoint: String, message: String },
     #[error("cancelled by shutdown")]
@@ -140,6 +137,9 @@ pub struct HttpClient {
     base_url: reqwest::Url,
     timeout: Duration,
     retry: RetryPolicy,
+    /// The largest response body read, bytes; a larger one is an error, so a hostile or broken
+    /// server cannot exhaust memory.
+    max_body: usize,
 }
 
 impl HttpClient {
@@ -149,6 +149,7 @@ impl HttpClient {
         mut headers: HeaderMap,
         timeout: Duration,
         retry: RetryPolicy,
+        max_body: usize,
     ) -> Result<Self, reqwest::Error> {
         headers.insert(
             USER_AGENT,
@@ -169,6 +170,7 @@ impl HttpClient {
             base_url,
             timeout,
             retry,
+            max_body,
         })
     }
 
@@ -188,6 +190,16 @@ impl HttpClient {
         build: impl Fn() -> RequestBuilder,
         cancel: &CancellationToken,
     ) -> Result<T, PollError> {
+        Ok(self.get_json_sized(endpoint, build, cancel).await?.0)
+    }
+
+    /// As [`Self::get_json`], with the size of the body it decoded (bytes), for sizing pages.
+    pub async fn get_json_sized<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        build: impl Fn() -> RequestBuilder,
+        cancel: &CancellationToken,
+    ) -> Result<(T, usize), PollError> {
         let mut attempt = 0;
         loop {
             // Shutdown abandons a request in flight: nothing of it has been stored yet.
@@ -217,11 +229,18 @@ impl HttpClient {
         }
     }
 
+    fn too_large(&self, endpoint: &str) -> PollError {
+        PollError::TooLarge {
+            endpoint: endpoint.to_owned(),
+            cap: self.max_body,
+        }
+    }
+
     async fn attempt<T: DeserializeOwned>(
         &self,
         endpoint: &str,
         request: RequestBuilder,
-    ) -> (Result<T, PollError>, Option<Duration>) {
+    ) -> (Result<(T, usize), PollError>, Option<Duration>) {
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
                 PollError::Timeout {
@@ -245,24 +264,16 @@ impl HttpClient {
             .flatten();
         if response
             .content_length()
-            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+            .is_some_and(|n| n > self.max_body as u64)
         {
-            return (
-                Err(PollError::TooLarge {
-                    endpoint: endpoint.to_owned(),
-                }),
-                None,
-            );
+            return (Err(self.too_large(endpoint)), None);
         }
         let mut body = Vec::new();
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > MAX_BODY_BYTES {
-                        let err = PollError::TooLarge {
-                            endpoint: endpoint.to_owned(),
-                        };
-                        return (Err(err), None);
+                    if body.len() + chunk.len() > self.max_body {
+                        return (Err(self.too_large(endpoint)), None);
                     }
                     body.extend_from_slice(&chunk);
                 }
@@ -285,7 +296,7 @@ impl HttpClient {
             };
             return (Err(err), retry_after);
         }
-        (decode(endpoint, &body), None)
+        (decode(endpoint, &body).map(|v| (v, body.len())), None)
     }
 }
 

@@ -212,12 +212,15 @@ impl ProviderClient {
         source: &SourceConfig,
         timeout: Duration,
         retry: RetryPolicy,
+        max_body: usize,
     ) -> Result<Self, PollError> {
         Ok(match source.provider {
-            Provider::Anthropic => {
-                Self::Anthropic(anthropic::AnthropicClient::new(source, timeout, retry)?)
+            Provider::Anthropic => Self::Anthropic(anthropic::AnthropicClient::new(
+                source, timeout, retry, max_body,
+            )?),
+            Provider::Openai => {
+                Self::Openai(openai::OpenAiClient::new(source, timeout, retry, max_body)?)
             }
-            Provider::Openai => Self::Openai(openai::OpenAiClient::new(source, timeout, retry)?),
         })
     }
 
@@ -229,17 +232,19 @@ impl ProviderClient {
         }
     }
 
-    /// One page of usage per key and model from `start`.
+    /// One page of usage per key and model from `start`, at most `limit` buckets, and the
+    /// size of its body in bytes.
     pub async fn usage_page(
         &self,
         start: DateTime<Utc>,
         width: BucketWidth,
+        limit: u32,
         page: Option<&str>,
         cancel: &CancellationToken,
-    ) -> Result<UsagePage, PollError> {
+    ) -> Result<(UsagePage, usize), PollError> {
         match self {
-            Self::Anthropic(c) => c.usage_page(start, width, page, cancel).await,
-            Self::Openai(c) => c.usage_page(start, width, page, cancel).await,
+            Self::Anthropic(c) => c.usage_page(start, width, limit, page, cancel).await,
+            Self::Openai(c) => c.usage_page(start, width, limit, page, cancel).await,
         }
     }
 

@@ -34,6 +34,7 @@ impl OpenAiClient {
         source: &SourceConfig,
         timeout: std::time::Duration,
         retry: RetryPolicy,
+        max_body: usize,
     ) -> Result<Self, PollError> {
         let config_error = |message: String| PollError::Transport {
             endpoint: "config".to_owned(),
@@ -50,7 +51,7 @@ impl OpenAiClient {
         auth.set_sensitive(true);
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
-        let http = HttpClient::new(source.base_url.clone(), headers, timeout, retry)
+        let http = HttpClient::new(source.base_url.clone(), headers, timeout, retry, max_body)
             .map_err(|e| config_error(super::http::error_chain(&e)))?;
         Ok(Self { http })
     }
@@ -117,24 +118,26 @@ impl OpenAiClient {
         Ok(keys)
     }
 
-    /// One page of the completions usage report from `start`, grouped by key and model.
+    /// One page of the completions usage report from `start` (at most `limit` buckets),
+    /// grouped by key and model, and its body's size in bytes.
     pub async fn usage_page(
         &self,
         start: DateTime<Utc>,
         width: BucketWidth,
+        limit: u32,
         page: Option<&str>,
         cancel: &CancellationToken,
-    ) -> Result<UsagePage, PollError> {
-        let report: Report<UsageResult> = self
+    ) -> Result<(UsagePage, usize), PollError> {
+        let (report, bytes): (Report<UsageResult>, usize) = self
             .http
-            .get_json(
+            .get_json_sized(
                 USAGE_ENDPOINT,
                 || {
                     // Repeated bare keys: the OpenAPI default style for array parameters.
                     let mut q = vec![
                         ("start_time", start.timestamp().to_string()),
                         ("bucket_width", width.as_str().to_owned()),
-                        ("limit", width.max_page().to_string()),
+                        ("limit", limit.clamp(1, width.max_page()).to_string()),
                         ("group_by", "api_key_id".to_owned()),
                         ("group_by", "model".to_owned()),
                     ];
@@ -146,7 +149,7 @@ impl OpenAiClient {
                 cancel,
             )
             .await?;
-        usage_from(report)
+        Ok((usage_from(report)?, bytes))
     }
 
     /// One page of daily billed costs per key from `start` (a UTC midnight).

@@ -24,6 +24,7 @@ mod notifier_faults;
 mod notify;
 mod openai;
 mod outbox;
+mod paging;
 mod poll;
 mod provider_faults;
 mod quality;

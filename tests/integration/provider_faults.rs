@@ -181,7 +181,7 @@ async fn a_50_mb_body_is_refused_without_holding_it_in_memory() {
     assert_eq!(m.code, Some(75), "{}", m.stderr);
     assert!(
         m.stderr
-            .contains("response body larger than 33554432 bytes"),
+            .contains("response body larger than 32 MiB (poll.max_page_mib)"),
         "{}",
         m.stderr
     );

@@ -1,0 +1,127 @@
+//! Adaptive usage paging (#16): the page size is keywatch's choice; a page over the body cap is
+//! asked again with fewer buckets and the poll completes, with every row stored once.
+
+use std::collections::BTreeSet;
+
+use crate::fake_anthropic::key_new_shape;
+use crate::helpers::{row, spawn_app_with_lookback, this_hour, without_cost, TestApp, HOUR};
+
+/// Two listed keys that each use 150 models an hour (far more rows per key than the first
+/// page's estimate of two), for two days: a 24-bucket page is about 3 MB.
+fn seed_wide(app: &TestApp) {
+    for id in ["apikey_W1", "apikey_W2"] {
+        app.fake.add_key(key_new_shape(
+            id,
+            id,
+            "active",
+            "2026-05-01T00:00:00Z",
+            None,
+        ));
+    }
+    let now = this_hour();
+    for h in 0..48 {
+        for id in ["apikey_W1", "apikey_W2"] {
+            for m in 0..150 {
+                let model = format!("claude-model-{m:03}");
+                app.fake
+                    .add_usage(now - h * HOUR, row(Some(id), &model, 100 + h, 10 + m));
+            }
+        }
+    }
+}
+
+/// The hourly stream only: the minute stream's pages are not what these tests are about.
+const HOURLY_ONLY: &str = "[detect.spike.fast]\nenabled = false\n";
+
+/// Sets `[poll] max_page_mib`.
+fn cap_pages(app: &TestApp, mib: u32) {
+    let text = std::fs::read_to_string(&app.config_path).unwrap();
+    let text = text.replace(
+        "retry_backoff = \"10ms\"",
+        &format!("retry_backoff = \"10ms\"\nmax_page_mib = {mib}"),
+    );
+    std::fs::write(&app.config_path, text).unwrap();
+}
+
+#[tokio::test]
+async fn a_page_over_the_cap_is_asked_again_smaller_and_the_poll_completes() {
+    let app = spawn_app_with_lookback("2d", HOURLY_ONLY).await;
+    seed_wide(&app);
+    cap_pages(&app, 1);
+    // Buckets per page as the fake serves them (at most the request's limit): the API's
+    // default page size, so the first request's size is keywatch's own.
+    app.fake.data.lock().unwrap().usage_page_size = 168;
+
+    let report = app.run_once().await;
+
+    assert!(
+        report.failed_sources.is_empty(),
+        "the poll completes although its first page was over the 1 MiB cap: {report:?}"
+    );
+    let stored = without_cost(&app.stored_rows().await);
+    assert_eq!(stored.len(), 2 * 150 * 48, "every row of every hour, once");
+    assert_eq!(stored, app.expected_rows(this_hour() - 48 * HOUR));
+    let limits: BTreeSet<u32> = app
+        .fake
+        .server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path().ends_with("usage_report/messages"))
+        .filter_map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "limit")
+                .and_then(|(_, v)| v.parse().ok())
+        })
+        .collect();
+    assert!(
+        limits.len() >= 2 && limits.iter().all(|l| *l < 168),
+        "pages were asked again with fewer buckets, never the API's maximum: {limits:?}"
+    );
+
+    // The next poll resumes from the cursor with the remembered, smaller size and completes.
+    let report = app.run_once().await;
+    assert!(report.failed_sources.is_empty(), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_single_bucket_over_the_cap_fails_the_poll_with_a_message_naming_the_setting() {
+    let app = spawn_app_with_lookback("2d", HOURLY_ONLY).await;
+    seed_wide(&app);
+    // 300 rows an hour are about 60 kB; a cap this small cannot be configured, so one hour is
+    // made larger than 1 MiB with 6,000 more rows.
+    for m in 0..6_000 {
+        app.fake.add_usage(
+            this_hour() - 5 * HOUR,
+            row(Some("apikey_W1"), &format!("claude-extra-{m:04}"), 1, 1),
+        );
+    }
+    cap_pages(&app, 1);
+
+    let report = app.run_once().await;
+
+    assert_eq!(report.failed_sources, ["anthropic-test"]);
+    let stored = app.stored_rows().await;
+    assert!(
+        stored
+            .iter()
+            .all(|r| r.bucket_start < this_hour() - 5 * HOUR),
+        "the buckets before the oversized one are stored; nothing after it is skipped over"
+    );
+    assert!(!stored.is_empty());
+    let store = keywatch::store::Store::open_existing(&app.db_path())
+        .await
+        .unwrap();
+    let state = store
+        .usage_poll_state("anthropic-test", HOUR)
+        .await
+        .unwrap();
+    store.close().await;
+    let error = state.last_error.unwrap_or_default();
+    assert!(
+        error.contains("larger than 1 MiB (poll.max_page_mib)"),
+        "the recorded error names the setting: {error}"
+    );
+}
