@@ -1,0 +1,264 @@
+//! End-to-end scale (#16): a fake Anthropic Admin API serving N active keys (two models each,
+//! every hour of the last 8 days; one key in ten active in any minute) and the real `keywatch`
+//! binary against it, on SQLite in a temp dir. Reports per N: the first `run --once` (backfill
+//! of 8 days + detect) time, peak RSS and rows/s; a second `run --once` (a steady cycle, process
+//! start included); and the daemon's RSS after three poll cycles.
+//!
+//! Run: `cargo bench --bench scale` (sizes 300, 1,000 and 10,000;
+//! `KEYWATCH_BENCH_KEYS=1000` runs one size).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, SecondsFormat, Utc};
+
+const ADMIN_KEY: &str = "sk-ant-admin01-scale-bench-key";
+const MODELS: [&str; 2] = ["claude-sonnet-4-20250514", "claude-3-5-haiku-20241022"];
+
+#[derive(Clone)]
+struct Fake {
+    keys: usize,
+}
+
+type Params = Vec<(String, String)>;
+
+fn param<'a>(q: &'a Params, key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn rfc3339(t: i64) -> String {
+    DateTime::<Utc>::from_timestamp(t, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn json(body: String) -> Response {
+    ([("content-type", "application/json")], body).into_response()
+}
+
+async fn list_keys(State(f): State<Fake>, Query(q): Query<Params>) -> Response {
+    let limit: usize = param(&q, "limit").and_then(|l| l.parse().ok()).unwrap_or(20);
+    let start = param(&q, "after_id")
+        .and_then(|a| a.strip_prefix("apikey_"))
+        .and_then(|n| n.parse::<usize>().ok())
+        .map_or(0, |n| n + 1);
+    let end = (start + limit.min(1000)).min(f.keys);
+    let mut body = String::from("{\"data\":[");
+    for k in start..end {
+        if k > start {
+            body.push(',');
+        }
+        let _ = write!(
+            body,
+            r#"{{"id":"apikey_{k:06}","type":"api_key","name":"service-{k}","partial_key_hint":null,"status":"active","scope":{{"type":"organization"}},"principal":null,"created_at":"2026-09-01T00:00:00Z","expires_at":null}}"#
+        );
+    }
+    let _ = write!(
+        body,
+        r#"],"has_more":{},"first_id":null,"last_id":"apikey_{:06}"}}"#,
+        end < f.keys,
+        end.saturating_sub(1)
+    );
+    json(body)
+}
+
+async fn usage(State(f): State<Fake>, Query(q): Query<Params>) -> Response {
+    let width: i64 = match param(&q, "bucket_width") {
+        Some("1h") => 3_600,
+        Some("1m") => 60,
+        _ => return (StatusCode::BAD_REQUEST, "bucket_width").into_response(),
+    };
+    let limit: i64 = param(&q, "limit").and_then(|l| l.parse().ok()).unwrap_or(24);
+    let start = match param(&q, "page") {
+        Some(p) => p.parse().unwrap_or(0),
+        None => param(&q, "starting_at")
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map_or(0, |t| t.timestamp().div_euclid(width) * width),
+    };
+    let end = Utc::now().timestamp().div_euclid(width) * width + width;
+    let mut body = String::from("{\"data\":[");
+    let mut t = start;
+    let mut n = 0;
+    while t < end && n < limit {
+        if n > 0 {
+            body.push(',');
+        }
+        let _ = write!(
+            body,
+            r#"{{"starting_at":"{}","ending_at":"{}","results":["#,
+            rfc3339(t),
+            rfc3339(t + width)
+        );
+        let mut first = true;
+        for k in 0..f.keys {
+            // Hourly: every key; minutes: one key in ten (spread over the minutes).
+            if width == 60 && (k as i64 + t / 60) % 10 != 0 {
+                continue;
+            }
+            let scale = if width == 60 { 1 } else { 10 };
+            for (m, model) in MODELS.iter().enumerate() {
+                if !first {
+                    body.push(',');
+                }
+                first = false;
+                let v = ((k as i64 * 7 + t / width * 13 + m as i64) % 50 + 10) * scale;
+                let _ = write!(
+                    body,
+                    r#"{{"api_key_id":"apikey_{k:06}","workspace_id":null,"model":"{model}","service_tier":"standard","context_window":"0-200k","inference_geo":null,"uncached_input_tokens":{},"cache_read_input_tokens":{},"output_tokens":{},"cache_creation":{{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0}},"server_tool_use":{{"web_search_requests":0}}}}"#,
+                    v * 100,
+                    v * 300,
+                    v * 20
+                );
+            }
+        }
+        body.push_str("]}");
+        t += width;
+        n += 1;
+    }
+    let more = t < end;
+    let next = if more { format!("\"{t}\"") } else { "null".into() };
+    let _ = write!(body, r#"],"has_more":{more},"next_page":{next}}}"#);
+    json(body)
+}
+
+async fn costs() -> Response {
+    json(r#"{"data":[],"has_more":false,"next_page":null}"#.to_owned())
+}
+
+async fn start_fake(keys: usize) -> String {
+    let app = Router::new()
+        .route("/v1/organizations/api_keys", get(list_keys))
+        .route("/v1/organizations/usage_report/messages", get(usage))
+        .route("/v1/organizations/cost_report", get(costs))
+        .with_state(Fake { keys });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+fn write_config(dir: &Path, url: &str) -> std::path::PathBuf {
+    let path = dir.join("keywatch.toml");
+    let text = format!(
+        r#"
+[storage]
+url = "sqlite://keywatch.db"
+
+[poll]
+interval = "10s"
+lookback = "8d"
+timeout = "60s"
+
+[[sources]]
+name = "scale"
+provider = "anthropic"
+admin_key_env = "SCALE_ADMIN_KEY"
+base_url = "{url}"
+"#
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// VmHWM / VmRSS of a process, KiB.
+fn proc_kib(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn command(config: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"));
+    cmd.arg("--config")
+        .arg(config)
+        .env("SCALE_ADMIN_KEY", ADMIN_KEY)
+        .env("RUST_LOG", "warn")
+        .env_remove("KEYWATCH_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `run --once`: wall time, peak RSS (MiB) and exit code.
+async fn run_once(config: &Path) -> (Duration, f64, Option<i32>) {
+    let started = Instant::now();
+    let mut child = command(config).args(["run", "--once"]).spawn().unwrap();
+    let pid = child.id().unwrap_or(0);
+    let mut peak = 0;
+    let status = loop {
+        if let Some(hwm) = proc_kib(pid, "VmHWM:") {
+            peak = peak.max(hwm);
+        }
+        tokio::select! {
+            s = child.wait() => break s.unwrap(),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    };
+    (started.elapsed(), peak as f64 / 1024.0, status.code())
+}
+
+/// Runs the daemon for three poll cycles: RSS (MiB) then.
+async fn daemon_rss(config: &Path) -> f64 {
+    let mut child = command(config).arg("run").spawn().unwrap();
+    let pid = child.id().unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(32)).await;
+    let rss = proc_kib(pid, "VmRSS:").unwrap_or(0);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    rss as f64 / 1024.0
+}
+
+async fn measure(keys: usize) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let url = start_fake(keys).await;
+    let config = write_config(dir.path(), &url);
+    let (backfill, backfill_peak, code) = run_once(&config).await;
+    let rows = keys * MODELS.len() * (8 * 24 + 1);
+    let (steady, steady_peak, code2) = run_once(&config).await;
+    let rss = daemon_rss(&config).await;
+    let db = std::fs::metadata(dir.path().join("keywatch.db")).map_or(0, |m| m.len());
+    format!(
+        "| {keys} | {:.1} s (exit {}) | {:.0} MiB | {:.0} | {:.2} s (exit {}) | {:.0} MiB | {:.0} MiB | {:.0} MiB |",
+        backfill.as_secs_f64(),
+        code.unwrap_or(-1),
+        backfill_peak,
+        rows as f64 / backfill.as_secs_f64(),
+        steady.as_secs_f64(),
+        code2.unwrap_or(-1),
+        steady_peak,
+        rss,
+        db as f64 / 1_048_576.0
+    )
+}
+
+fn main() {
+    let sizes: Vec<usize> = match std::env::var("KEYWATCH_BENCH_KEYS") {
+        Ok(n) => vec![n.parse().expect("KEYWATCH_BENCH_KEYS is a number of keys")],
+        Err(_) => vec![300, 1_000, 10_000],
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("| keys | first run --once (backfill 8 d + detect) | peak RSS | rows/s | second run --once | peak RSS | daemon RSS after 3 cycles | database |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for keys in sizes {
+        println!("{}", rt.block_on(measure(keys)));
+    }
+}
