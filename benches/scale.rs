@@ -44,7 +44,9 @@ fn json(body: String) -> Response {
 }
 
 async fn list_keys(State(f): State<Fake>, Query(q): Query<Params>) -> Response {
-    let limit: usize = param(&q, "limit").and_then(|l| l.parse().ok()).unwrap_or(20);
+    let limit: usize = param(&q, "limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(20);
     let start = param(&q, "after_id")
         .and_then(|a| a.strip_prefix("apikey_"))
         .and_then(|n| n.parse::<usize>().ok())
@@ -75,7 +77,9 @@ async fn usage(State(f): State<Fake>, Query(q): Query<Params>) -> Response {
         Some("1m") => 60,
         _ => return (StatusCode::BAD_REQUEST, "bucket_width").into_response(),
     };
-    let limit: i64 = param(&q, "limit").and_then(|l| l.parse().ok()).unwrap_or(24);
+    let limit: i64 = param(&q, "limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(24);
     let start = match param(&q, "page") {
         Some(p) => p.parse().unwrap_or(0),
         None => param(&q, "starting_at")
@@ -123,7 +127,11 @@ async fn usage(State(f): State<Fake>, Query(q): Query<Params>) -> Response {
         n += 1;
     }
     let more = t < end;
-    let next = if more { format!("\"{t}\"") } else { "null".into() };
+    let next = if more {
+        format!("\"{t}\"")
+    } else {
+        "null".into()
+    };
     let _ = write!(body, r#"],"has_more":{more},"next_page":{next}}}"#);
     json(body)
 }

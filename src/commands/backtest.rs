@@ -53,7 +53,7 @@ pub async fn run(config: &Config, since: TimeArg, format: ListFormat) -> anyhow:
             continue;
         };
         let minutes = dense_values(&m.points, first_minute, now.div_euclid(60) * 60, 60);
-        let factor = cfg.fast.factor.unwrap_or(cfg.factor);
+        let factor = cfg.fast_factor();
         // The key's busy level per hour of the replay, computed once per hour (not per minute):
         // its hourly baseline over the hours before that one.
         let first_hour = first_minute.div_euclid(3_600) * 3_600;

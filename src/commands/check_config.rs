@@ -117,6 +117,26 @@ pub fn summary(c: &Config) -> String {
         },
         sp.min_baseline
     );
+    if c.poll.recent.is_some() {
+        let windows: Vec<String> = sp
+            .fast
+            .windows
+            .iter()
+            .map(|w| format!("{}/{}", w.long, w.short))
+            .collect();
+        let _ = writeln!(
+            o,
+            "minutes   factor {}, windows {}, floor ${}/h, delay {}, resolve under {} x level for {}",
+            sp.fast_factor(),
+            windows.join(" "),
+            sp.fast.min_usd_per_hour,
+            sp.fast.delay,
+            sp.fast.resolve_below,
+            sp.fast.resolve_window
+        );
+    } else {
+        let _ = writeln!(o, "minutes   off (the hourly check judges alone)");
+    }
     let _ = writeln!(
         o,
         "rotation  keys older than {} days",

@@ -114,6 +114,14 @@ impl SpikeConfig {
         })
     }
 
+    /// The minute check's factor: `[detect.spike.fast] factor`, else [`FAST_FACTOR_SHARE`] x
+    /// `factor` (7.5 with the defaults).
+    pub fn fast_factor(&self) -> f64 {
+        self.fast
+            .factor
+            .unwrap_or(crate::detect::burn::FAST_FACTOR_SHARE * self.factor)
+    }
+
     /// The settings for judging a key by tokens: the same rule with the token floor.
     pub fn by_tokens(&self) -> Self {
         Self {

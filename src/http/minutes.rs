@@ -37,7 +37,7 @@ pub async fn section(
     let points: Vec<(i64, f64)> = buckets.iter().map(|b| (b.start, b.cost_usd)).collect();
     let values = crate::alerts::dense_values(&points, from, until - 60, 60);
     let spike = &state.config.spike;
-    let factor = spike.fast.factor.unwrap_or(spike.factor);
+    let factor = spike.fast_factor();
     let level = busy_per_hour.map(|b| factor * b / 60.0);
     let max = values.iter().copied().chain(level).fold(0.01f64, f64::max);
     let (cw, ch, pad) = (900.0, 160.0, 24.0);

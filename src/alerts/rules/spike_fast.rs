@@ -115,12 +115,7 @@ impl Pass<'_> {
                 continue; // measured in tokens: the hourly check owns it
             }
             let busy = self.busy_per_hour(&s.source, &s.key_id);
-            let factor = self
-                .config
-                .spike
-                .fast
-                .factor
-                .unwrap_or(self.config.spike.factor);
+            let factor = self.config.spike.fast_factor();
             if let Some(burn) = fire(&self.config.spike.fast, &values, factor * busy) {
                 self.fast_fire(s, scope, &burn, busy, factor, first, edge);
             }

@@ -31,6 +31,8 @@ pub const ROWS: &[(&str, &str)] = &[
     ),
     ("fast rule off", "[detect.spike.fast]\nenabled = false\n"),
     ("poll every minute", "[poll]\ninterval = \"1m\"\n"),
+    ("minute factor 10", "[detect.spike.fast]\nfactor = 10.0\n"),
+    ("minute factor 7", "[detect.spike.fast]\nfactor = 7.0\n"),
     ("spike factor 5", "[detect.spike]\nfactor = 5.0\n"),
 ];
 
