@@ -5,7 +5,8 @@
 //! start included); and the daemon's RSS after three poll cycles.
 //!
 //! Run: `cargo bench --bench scale` (sizes 300, 1,000 and 10,000;
-//! `KEYWATCH_BENCH_KEYS=1000` runs one size).
+//! `KEYWATCH_BENCH_KEYS=1000` runs one size; `KEYWATCH_BENCH_LOG=1` prints each run's poll and
+//! detection timings from its log).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -52,6 +53,8 @@ async fn list_keys(State(f): State<Fake>, Query(q): Query<Params>) -> Response {
         .and_then(|n| n.parse::<usize>().ok())
         .map_or(0, |n| n + 1);
     let end = (start + limit.min(1000)).min(f.keys);
+    // Created 30 days ago: inside the rotation policy, so no key-age alert per key.
+    let created = rfc3339(Utc::now().timestamp() - 30 * 86_400);
     let mut body = String::from("{\"data\":[");
     for k in start..end {
         if k > start {
@@ -59,7 +62,7 @@ async fn list_keys(State(f): State<Fake>, Query(q): Query<Params>) -> Response {
         }
         let _ = write!(
             body,
-            r#"{{"id":"apikey_{k:06}","type":"api_key","name":"service-{k}","partial_key_hint":null,"status":"active","scope":{{"type":"organization"}},"principal":null,"created_at":"2026-09-01T00:00:00Z","expires_at":null}}"#
+            r#"{{"id":"apikey_{k:06}","type":"api_key","name":"service-{k}","partial_key_hint":null,"status":"active","scope":{{"type":"organization"}},"principal":null,"created_at":"{created}","expires_at":null}}"#
         );
     }
     let _ = write!(
@@ -188,22 +191,42 @@ fn proc_kib(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
-fn command(config: &Path) -> tokio::process::Command {
+/// The binary with the config; its log (info) goes to `log`.
+fn command(config: &Path, log: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"));
+    let log = std::fs::File::create(log).unwrap();
     cmd.arg("--config")
         .arg(config)
         .env("SCALE_ADMIN_KEY", ADMIN_KEY)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "keywatch=info")
         .env_remove("KEYWATCH_CONFIG")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(log);
     cmd
 }
 
+/// The log lines that time a poll or a detection pass.
+fn timings(log: &Path) -> String {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("poll finished") || l.contains("detection pass"))
+        .map(|l| {
+            format!(
+                "    {}\n",
+                l.split_once("  ").map_or(l, |(_, rest)| rest.trim())
+            )
+        })
+        .collect()
+}
+
 /// Runs `run --once`: wall time, peak RSS (MiB) and exit code.
-async fn run_once(config: &Path) -> (Duration, f64, Option<i32>) {
+async fn run_once(config: &Path, log: &Path) -> (Duration, f64, Option<i32>) {
     let started = Instant::now();
-    let mut child = command(config).args(["run", "--once"]).spawn().unwrap();
+    let mut child = command(config, log)
+        .args(["run", "--once"])
+        .spawn()
+        .unwrap();
     let pid = child.id().unwrap_or(0);
     let mut peak = 0;
     let status = loop {
@@ -219,8 +242,8 @@ async fn run_once(config: &Path) -> (Duration, f64, Option<i32>) {
 }
 
 /// Runs the daemon for three poll cycles: RSS (MiB) then.
-async fn daemon_rss(config: &Path) -> f64 {
-    let mut child = command(config).arg("run").spawn().unwrap();
+async fn daemon_rss(config: &Path, log: &Path) -> f64 {
+    let mut child = command(config, log).arg("run").spawn().unwrap();
     let pid = child.id().unwrap_or(0);
     tokio::time::sleep(Duration::from_secs(32)).await;
     let rss = proc_kib(pid, "VmRSS:").unwrap_or(0);
@@ -235,11 +258,17 @@ async fn measure(keys: usize) -> String {
     let dir = tempfile::tempdir().unwrap();
     let url = start_fake(keys).await;
     let config = write_config(dir.path(), &url);
-    let (backfill, backfill_peak, code) = run_once(&config).await;
+    let logs = ["backfill", "steady", "daemon"].map(|n| dir.path().join(format!("{n}.log")));
+    let (backfill, backfill_peak, code) = run_once(&config, &logs[0]).await;
     let rows = keys * MODELS.len() * (8 * 24 + 1);
-    let (steady, steady_peak, code2) = run_once(&config).await;
-    let rss = daemon_rss(&config).await;
+    let (steady, steady_peak, code2) = run_once(&config, &logs[1]).await;
+    let rss = daemon_rss(&config, &logs[2]).await;
     let db = std::fs::metadata(dir.path().join("keywatch.db")).map_or(0, |m| m.len());
+    if std::env::var_os("KEYWATCH_BENCH_LOG").is_some() {
+        for (name, log) in ["backfill", "steady", "daemon"].iter().zip(&logs) {
+            eprintln!("{keys} keys, {name}:\n{}", timings(log));
+        }
+    }
     format!(
         "| {keys} | {:.1} s (exit {}) | {:.0} MiB | {:.0} | {:.2} s (exit {}) | {:.0} MiB | {:.0} MiB | {:.0} MiB |",
         backfill.as_secs_f64(),

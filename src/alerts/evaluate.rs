@@ -37,10 +37,22 @@ pub async fn evaluate(
         })
         .collect();
     // First undo what a clock that was ahead resolved: the rules then judge it anew.
+    let started = std::time::Instant::now();
     let mut made = store.reopen_future_resolutions(now, &routes).await?;
     let inputs = load(store, config, now).await?;
+    let loaded = started.elapsed();
     let decided = decide(&inputs, config);
+    let judged = started.elapsed();
     made.extend(store.apply_alert_changes(&decided, &routes, now).await?);
+    tracing::info!(
+        keys = inputs.series.len(),
+        recent_keys = inputs.recent.len(),
+        load_ms = loaded.as_millis() as u64,
+        decide_ms = (judged - loaded).as_millis() as u64,
+        apply_ms = (started.elapsed() - judged).as_millis() as u64,
+        changes = decided.len(),
+        "detection pass"
+    );
     let changes = made;
     for c in &changes {
         tracing::info!(alert = %c.alert_id, status = c.status.as_str(), silenced = c.silenced, "alert state changed");
