@@ -21,6 +21,8 @@ pub struct LeakResult {
     pub minutes: Option<f64>,
     /// When the alert said the spike began.
     pub began: Option<i64>,
+    /// The first alert's summary (what on-call read).
+    pub summary: Option<String>,
 }
 
 /// Counts for one key shape (or all).
@@ -92,7 +94,7 @@ pub fn score(corpus: &Corpus, run: &Run) -> Score {
             .filter(|l| (run.from..run.to).contains(&l.start))
         {
             tally.leaks += 1;
-            let (mut minutes, mut began) = (None, None);
+            let (mut minutes, mut began, mut summary) = (None, None, None);
             for (i, f) in fired.iter().enumerate() {
                 if (leak.start..leak.end + GRACE).contains(&f.at) {
                     used[i] = true;
@@ -100,6 +102,7 @@ pub fn score(corpus: &Corpus, run: &Run) -> Score {
                         None => {
                             minutes = Some((f.at - leak.start) as f64 / 60.0);
                             began = Some(f.starts_at);
+                            summary = Some(f.summary.clone());
                         }
                         Some(_) => tally.repeats += 1,
                     }
@@ -114,6 +117,7 @@ pub fn score(corpus: &Corpus, run: &Run) -> Score {
                 leak: leak.clone(),
                 minutes,
                 began,
+                summary,
             });
         }
         for (f, used) in fired.iter().zip(used) {
@@ -209,6 +213,16 @@ pub fn details(corpus: &Corpus, s: &Score) -> String {
                 _ => "MISSED".to_owned(),
             },
         );
+    }
+    // What on-call read for the slow ones: the level the alert crossed, and when.
+    for r in s
+        .leaks
+        .iter()
+        .filter(|r| r.minutes.is_some_and(|m| m > 15.0))
+    {
+        if let Some(summary) = &r.summary {
+            let _ = writeln!(out, "slow {:<12} {summary}", corpus.keys[r.key].name);
+        }
     }
     for (k, at, summary) in &s.false_alerts {
         let _ = writeln!(
