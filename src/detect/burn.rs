@@ -40,7 +40,7 @@ pub struct FastConfig {
     /// Poll `1m` buckets for the recent past and judge them. Default true; needs
     /// `poll.bucket_width = "1h"` (the hourly stream gives the key's busy level).
     pub enabled: bool,
-    /// Window pairs, each judged on its own; any one fires. Default 10m/3m (fast burns) and
+    /// Window pairs, each judged on its own; any one fires. Default 10m/5m (fast burns) and
     /// 1h/10m (a sliding hour, so a leak straddling two clock hours is caught).
     pub windows: Vec<WindowPair>,
     /// Burn-rate factor over the key's busy level. Unitless, > 1.0; default:
@@ -70,10 +70,10 @@ pub struct FastConfig {
 const MIN: u64 = 60;
 
 /// The minute check's default factor as a share of `[detect.spike] factor`: 0.75 (7.5 with the
-/// default 10). Chosen on the seeded minute corpus (#15): at 10 two leaks of 11-12x a sparse
-/// key's busy hour were missed; at 7.5 none, with no false alert, median 8 and p95 17 minutes;
-/// at 7 the p95 is 12 minutes but legitimate bursts of 7-8x page (0.23 per key-month); at 8
-/// the p95 is 24 minutes.
+/// default 10). Chosen on the seeded minute corpus (#15, README "Minutes, not an hour"): at 10
+/// two leaks of 11-12x a sparse key's busy hour were missed; at 7.5 (short window 5m) none,
+/// median 8 and p95 14 minutes, 0.08 false alerts per key-month; at 7 legitimate bursts of
+/// 7-8x page (0.23 per key-month); at 8 the p95 is 24 minutes.
 pub const FAST_FACTOR_SHARE: f64 = 0.75;
 
 impl Default for FastConfig {
@@ -84,7 +84,7 @@ impl Default for FastConfig {
             windows: vec![
                 WindowPair {
                     long: d(10),
-                    short: d(3),
+                    short: d(5),
                 },
                 WindowPair {
                     long: d(60),
@@ -301,12 +301,12 @@ mod tests {
         // Busy level $6/h, factor 10: level $60/h = $1/min. Normal $0.05/min.
         let mut m = series(0.05, 120);
         assert_eq!(fire(&cfg, &m, 60.0), None);
-        // A leak of $2/min: after 3 minutes the short window burns $120/h, the long one
-        // (10 minutes) 3 x 2 + 7 x 0.05 = $6.35 = $38/h: not yet.
+        // A leak of $2/min: after 3 minutes the short window (5 minutes) burns $73/h, the long
+        // one (10 minutes) 3 x 2 + 7 x 0.05 = $6.35 = $38/h: not yet.
         m.extend([2.0; 3]);
         assert_eq!(fire(&cfg, &m, 60.0), None);
         m.extend([2.0; 3]);
-        let b = fire(&cfg, &m, 60.0).expect("6 minutes at 2x the level fire the 10m/3m pair");
+        let b = fire(&cfg, &m, 60.0).expect("6 minutes at 2x the level fire the 10m/5m pair");
         assert_eq!(b.pair, cfg.windows[0]);
         assert_eq!(b.began, 120, "the first leaked minute");
         assert!((b.spent - 12.0).abs() < 1e-9);
