@@ -227,6 +227,11 @@ impl TestApp {
     }
 
     pub async fn cursor(&self) -> Option<i64> {
+        self.usage_poll_state().await.cursor
+    }
+
+    /// The hourly usage stream's poll state (cursor, last error, …).
+    pub async fn usage_poll_state(&self) -> keywatch::store::PollState {
         let store = keywatch::store::Store::open_existing(&self.db_path())
             .await
             .unwrap();
@@ -235,7 +240,7 @@ impl TestApp {
             .await
             .unwrap();
         store.close().await;
-        state.cursor
+        state
     }
 }
 

@@ -111,15 +111,7 @@ async fn a_single_bucket_over_the_cap_fails_the_poll_with_a_message_naming_the_s
         "the buckets before the oversized one are stored; nothing after it is skipped over"
     );
     assert!(!stored.is_empty());
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
-    let state = store
-        .usage_poll_state("anthropic-test", HOUR)
-        .await
-        .unwrap();
-    store.close().await;
-    let error = state.last_error.unwrap_or_default();
+    let error = app.usage_poll_state().await.last_error.unwrap_or_default();
     assert!(
         error.contains("larger than 1 MiB (poll.max_page_mib)"),
         "the recorded error names the setting: {error}"
