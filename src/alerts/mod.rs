@@ -3,10 +3,12 @@
 
 mod evaluate;
 pub mod rules;
+mod series_cache;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-pub use evaluate::{evaluate, EvalReport};
+pub use evaluate::{evaluate, Detector, EvalReport};
+pub use series_cache::Refresh;
 
 pub use crate::model::{alert_id, stable_hash, Alert, AlertObject, AlertStatus, Rule};
 

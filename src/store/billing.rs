@@ -174,12 +174,8 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         if !any_billed {
-            if let Some(days) = self.daily_spend(zone, width_secs, from, to).await? {
-                let mut sums: HashMap<(String, String), f64> = HashMap::new();
-                for d in days {
-                    *sums.entry((d.source, d.key_id)).or_default() += d.cost_usd;
-                }
-                return Ok(sums.into_iter().map(|((s, k), usd)| (s, k, usd)).collect());
+            if let Some(sums) = self.rolled_key_spend(zone, width_secs, from, to).await? {
+                return Ok(sums);
             }
             let rows: Vec<KeySpend> = sqlx::query_as(
                 "SELECT source, key_id, SUM(COALESCE(cost_usd, 0.0)) AS usd FROM usage_buckets

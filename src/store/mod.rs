@@ -17,6 +17,7 @@ mod spend;
 mod tokens;
 mod unpriced;
 mod usage;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -38,6 +39,7 @@ pub use samples::KeySeries;
 pub use spend::{PeriodUsage, ReconcileDay};
 pub use unpriced::UnpricedUsage;
 pub use usage::{HistoryRow, UnpricedModel, UsageRecord};
+pub use watch::{Changed, UsageWatch};
 
 /// A storage failure; callers branch on whether the database could be opened at all.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +107,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    watchers: watch::Watchers,
 }
 
 impl Store {
@@ -122,7 +125,10 @@ impl Store {
             return Err(StoreError::Newer { version });
         }
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            watchers: watch::Watchers::default(),
+        })
     }
 
     /// Opens an existing database for the CLI's commands other than `run`: never creates a file
@@ -148,7 +154,10 @@ impl Store {
                 });
             }
         }
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            watchers: watch::Watchers::default(),
+        })
     }
 
     async fn pool(

@@ -19,7 +19,7 @@ impl Store {
     /// Deletes up to one batch of usage rows of `width_secs` that started before `before`;
     /// returns how many went (0 when done).
     pub async fn prune_usage_batch(&self, width_secs: i64, before: i64) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
+        let deleted = sqlx::query(
             "DELETE FROM usage_buckets
              WHERE (source, key_id, bucket_width, bucket_start, model) IN (
                  SELECT source, key_id, bucket_width, bucket_start, model FROM usage_buckets
@@ -30,7 +30,11 @@ impl Store {
         .bind(BATCH)
         .execute(&self.pool)
         .await?
-        .rows_affected())
+        .rows_affected();
+        if deleted > 0 {
+            self.usage_deleted(width_secs, before);
+        }
+        Ok(deleted)
     }
 
     /// The start of the newest stored usage bucket of `width_secs`, if any: retention never

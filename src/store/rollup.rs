@@ -131,6 +131,14 @@ struct KeyRow {
     key_id: String,
 }
 
+/// A key's spend over a span.
+#[derive(sqlx::FromRow)]
+struct KeySum {
+    source: String,
+    key_id: String,
+    usd: f64,
+}
+
 /// Spend of all keys on one local day.
 #[derive(sqlx::FromRow)]
 struct DayTotal {
@@ -350,6 +358,37 @@ impl Store {
                     key_id: r.key_id,
                     cost_usd: r.usd,
                 })
+                .collect(),
+        ))
+    }
+
+    /// Estimated spend per key over `[from, to)`, both local midnights in `zone`, summed in
+    /// SQLite (one row per key, whatever the number of days); `None` when the zone is not
+    /// rolled up or the span is not whole local days.
+    pub async fn rolled_key_spend(
+        &self,
+        zone: Tz,
+        width_secs: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Option<Vec<(String, String, f64)>>, StoreError> {
+        let Some((first, end)) = self.rolled_days(zone, from, to).await? else {
+            return Ok(None);
+        };
+        let rows: Vec<KeySum> = sqlx::query_as(
+            "SELECT source, key_id, SUM(cost_usd) AS usd FROM usage_daily
+             WHERE zone = ?1 AND bucket_width = ?2 AND day >= ?3 AND day < ?4 AND buckets > 0
+             GROUP BY source, key_id",
+        )
+        .bind(zone.name())
+        .bind(width_secs)
+        .bind(first)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(
+            rows.into_iter()
+                .map(|r| (r.source, r.key_id, r.usd))
                 .collect(),
         ))
     }

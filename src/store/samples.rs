@@ -5,6 +5,7 @@ use futures_util::TryStreamExt;
 use super::decode::Count;
 use super::{tokens, Store, StoreError};
 use crate::detect::SpikeMetric;
+use crate::providers::WORKBENCH_KEY_ID;
 
 /// One key's buckets, oldest first: (bucket start, value of the metric). Unpriced rows count
 /// 0 USD for the cost metric.
@@ -34,12 +35,17 @@ struct KeyUsage {
 }
 
 impl Store {
-    /// Every key's buckets of `width_secs` starting in `[from, to]`, summed over models.
+    /// Every key's buckets of `width_secs` starting in `[from, to]`, summed over models, in
+    /// (source, key id) order.
     ///
-    /// One scan in primary-key order, grouped by key without a sort, returning one row per key
-    /// with its buckets packed as text (`start,cost,tokens;…`): moving 1.7 million rows one by
-    /// one through sqlx's worker thread costs several seconds, one row per key a few
-    /// milliseconds. Rows of several models in one bucket are added up while unpacking.
+    /// Driven by the inventory: for each key (every key with usage has a row, see
+    /// `note_usage_keys`) one seek into the primary key at `(source, key_id, width, from)`, so
+    /// a read of the last hour touches only that hour's rows and a read of the hourly window
+    /// never walks the minute stream's rows. Returns one row per key with its buckets packed as
+    /// text (`start,value;…`): moving 1.7 million rows one by one through sqlx's worker thread
+    /// costs several seconds, one row per key a few milliseconds. Rows of several models in one
+    /// bucket are added up while unpacking. Usage without a key (`workbench`, not in the
+    /// inventory) is read per source after.
     ///
     /// Cost travels as whole nano-dollars: integers print and parse faster than floats.
     pub async fn usage_series(
@@ -49,26 +55,77 @@ impl Store {
         to: i64,
         metric: SpikeMetric,
     ) -> Result<Vec<KeySeries>, StoreError> {
+        self.series(width_secs, from, to, metric, None).await
+    }
+
+    /// As [`Store::usage_series`], for the given (source, key id) only.
+    pub async fn usage_series_of(
+        &self,
+        width_secs: i64,
+        from: i64,
+        to: i64,
+        metric: SpikeMetric,
+        keys: &[(&str, &str)],
+    ) -> Result<Vec<KeySeries>, StoreError> {
+        let keys = serde_json::to_string(keys).unwrap_or_default();
+        self.series(width_secs, from, to, metric, Some(keys)).await
+    }
+
+    /// Every key's series, or those of `keys` (a JSON array of `[source, key id]`).
+    async fn series(
+        &self,
+        width_secs: i64,
+        from: i64,
+        to: i64,
+        metric: SpikeMetric,
+        keys: Option<String>,
+    ) -> Result<Vec<KeySeries>, StoreError> {
         let value = match metric {
-            SpikeMetric::Cost => "CAST(ROUND(COALESCE(cost_usd, 0.0) * 1e9) AS INTEGER)".to_owned(),
-            SpikeMetric::Tokens => tokens::total(""),
+            SpikeMetric::Cost => {
+                "CAST(ROUND(COALESCE(u.cost_usd, 0.0) * 1e9) AS INTEGER)".to_owned()
+            }
+            SpikeMetric::Tokens => tokens::total("u."),
         };
         let scale = match metric {
             SpikeMetric::Cost => 1e-9,
             SpikeMetric::Tokens => 1.0,
         };
-        let sql = format!(
-            "SELECT source, key_id, group_concat(bucket_start || ',' || ({value}), ';') AS packed
-             FROM usage_buckets
-             WHERE bucket_width = ? AND bucket_start >= ? AND bucket_start <= ?
-             GROUP BY source, key_id
-             ORDER BY source, key_id"
-        );
-        let mut rows = sqlx::query_as::<_, PackedSeries>(&sql)
+        let select = |driver: &str, group: &str| {
+            format!(
+                "SELECT k.source AS source, k.key_id AS key_id,
+                        group_concat(u.bucket_start || ',' || ({value}), ';') AS packed
+                 FROM {driver} k CROSS JOIN usage_buckets u
+                      ON u.source = k.source AND u.key_id = k.key_id
+                 WHERE u.bucket_width = ?1 AND u.bucket_start >= ?2 AND u.bucket_start <= ?3
+                 GROUP BY {group}"
+            )
+        };
+        // CROSS JOIN keeps the driver as the outer loop (SQLite does not reorder it).
+        let sql = match keys {
+            Some(_) => select(
+                "(SELECT json_extract(value, '$[0]') AS source,
+                         json_extract(value, '$[1]') AS key_id FROM json_each(?4))",
+                "k.source, k.key_id",
+            ),
+            None => format!(
+                "{} UNION ALL {}",
+                select("api_keys", "k.source, k.key_id"),
+                select(
+                    &format!(
+                        "(SELECT DISTINCT source, '{WORKBENCH_KEY_ID}' AS key_id FROM poll_state)"
+                    ),
+                    "k.source"
+                )
+            ),
+        };
+        let mut query = sqlx::query_as::<_, PackedSeries>(&sql)
             .bind(width_secs)
             .bind(from)
-            .bind(to)
-            .fetch(&self.pool);
+            .bind(to);
+        if let Some(keys) = keys {
+            query = query.bind(keys);
+        }
+        let mut rows = query.fetch(&self.pool);
         let mut out = Vec::new();
         while let Some(r) = rows.try_next().await? {
             out.push(KeySeries {
@@ -77,11 +134,14 @@ impl Store {
                 key_id: r.key_id,
             });
         }
+        // The workbench rows (or a list's) come in their own order.
+        out.sort_by(|a, b| (&a.source, &a.key_id).cmp(&(&b.source, &b.key_id)));
         Ok(out)
     }
 
     /// Usage in the bucket at `start` of keys whose status is deactivated:
-    /// (source, key id, cost in USD, tokens).
+    /// (source, key id, cost in USD, tokens). Driven by the inventory (a seek per deactivated
+    /// key), never a scan of the bucket's rows.
     pub async fn deactivated_key_usage(
         &self,
         width_secs: i64,
@@ -90,7 +150,8 @@ impl Store {
         let sql = format!(
             "SELECT u.source AS source, u.key_id AS key_id,
                     SUM(COALESCE(u.cost_usd, 0.0)) AS cost_usd, SUM({}) AS tokens
-             FROM usage_buckets u JOIN api_keys k ON k.source = u.source AND k.key_id = u.key_id
+             FROM api_keys k CROSS JOIN usage_buckets u
+                  ON u.source = k.source AND u.key_id = k.key_id
              WHERE k.status IN ('inactive', 'archived', 'expired', 'deleted')
                AND u.bucket_width = ? AND u.bucket_start = ?
              GROUP BY u.source, u.key_id",

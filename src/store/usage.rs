@@ -78,6 +78,9 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        if let Some(earliest) = rows.iter().map(|r| r.bucket_start).min() {
+            self.usage_written(width_secs, earliest);
+        }
         Ok(changed)
     }
 

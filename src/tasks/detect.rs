@@ -7,7 +7,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::Signals;
-use crate::alerts::evaluate;
+use crate::alerts::Detector;
 use crate::config::Config;
 use crate::store::Store;
 
@@ -21,12 +21,17 @@ pub struct DetectTask {
 
 impl DetectTask {
     pub async fn run(self, cancel: CancellationToken) {
+        // Keeps each key's window between passes; the first pass reads it whole.
+        let mut detector = Detector::default();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = self.signals.polled.notified() => {}
             }
-            match evaluate(&self.store, &self.config, Utc::now()).await {
+            match detector
+                .evaluate(&self.store, &self.config, Utc::now())
+                .await
+            {
                 Ok(r) => {
                     let first = !self.signals.judged.swap(true, Ordering::SeqCst);
                     if first || !r.changes.is_empty() {

@@ -2,7 +2,7 @@
 //! sums: after polls, re-polls that change values, retention deletes, across DST changes, and
 //! for a zone added after data was stored.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
@@ -180,6 +180,16 @@ async fn rollup_equals_the_buckets_through_updates_retention_and_new_zones() {
             .unwrap()
             .unwrap();
         let rows = store.daily_spend(zone, H, from, to).await.unwrap().unwrap();
+        // The budgets' per-key sums over the span, summed in SQLite, equal the days' rows.
+        let mut per_key: HashMap<(String, String), f64> = HashMap::new();
+        for r in &rows {
+            *per_key.entry((r.source.clone(), r.key_id.clone())).or_default() += r.cost_usd;
+        }
+        let summed = store.rolled_key_spend(zone, H, from, to).await.unwrap().unwrap();
+        assert_eq!(summed.len(), per_key.len(), "{zone}");
+        for (source, key, usd) in summed {
+            assert!((per_key[&(source, key)] - usd).abs() < 1e-9, "{zone}");
+        }
         let expected = keywatch::store::TopSpend::from_rows(&rows, 7, 2);
         assert_eq!(top.keys, expected.keys, "{zone}");
         assert!(top.other.is_some());

@@ -1,14 +1,15 @@
 //! Drives the real poller, store and detector over a [`Corpus`] one poll at a time in simulated
-//! time, as the daemon would: set the fake's clock, `Poller::poll_once(now)`,
-//! `alerts::evaluate(now)`, and once a simulated hour the retention prune. The first poll
-//! backfills `poll.lookback` (the daemon's first start); later ones come every `poll.interval`.
+//! time, as the daemon would: set the fake's clock, `Poller::poll_once(now)`, a pass of one
+//! `Detector` (which keeps its windows between passes, as the daemon's does), and once a
+//! simulated hour the retention prune. The first poll backfills `poll.lookback` (the daemon's
+//! first start); later ones come every `poll.interval`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use keywatch::alerts::{evaluate, AlertStatus};
+use keywatch::alerts::{AlertStatus, Detector};
 use keywatch::config::Config;
 use keywatch::poller::{PollOutcome, Poller};
 use keywatch::store::Store;
@@ -92,6 +93,7 @@ pub async fn replay(corpus: Arc<Corpus>, extra: &str, from: i64, to: i64) -> Res
     let started = Instant::now();
     let mut fired = Vec::new();
     let mut polls = 0;
+    let mut detector = Detector::default();
     let mut t = from;
     while t < to {
         fake.set_now(t);
@@ -99,7 +101,8 @@ pub async fn replay(corpus: Arc<Corpus>, extra: &str, from: i64, to: i64) -> Res
             PollOutcome::Done { failed_streams, .. } if failed_streams.is_empty() => {}
             other => panic!("the poll at {t} failed against the fake: {other:?}"),
         }
-        let report = evaluate(&store, &config, at(t))
+        let report = detector
+            .evaluate(&store, &config, at(t))
             .await
             .expect("detection runs");
         let opened: HashSet<&str> = report
