@@ -183,9 +183,15 @@ async fn rollup_equals_the_buckets_through_updates_retention_and_new_zones() {
         // The budgets' per-key sums over the span, summed in SQLite, equal the days' rows.
         let mut per_key: HashMap<(String, String), f64> = HashMap::new();
         for r in &rows {
-            *per_key.entry((r.source.clone(), r.key_id.clone())).or_default() += r.cost_usd;
+            *per_key
+                .entry((r.source.clone(), r.key_id.clone()))
+                .or_default() += r.cost_usd;
         }
-        let summed = store.rolled_key_spend(zone, H, from, to).await.unwrap().unwrap();
+        let summed = store
+            .rolled_key_spend(zone, H, from, to)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(summed.len(), per_key.len(), "{zone}");
         for (source, key, usd) in summed {
             assert!((per_key[&(source, key)] - usd).abs() < 1e-9, "{zone}");
