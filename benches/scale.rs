@@ -6,7 +6,9 @@
 //!
 //! Run: `cargo bench --bench scale` (sizes 300, 1,000 and 10,000;
 //! `KEYWATCH_BENCH_KEYS=1000` runs one size; `KEYWATCH_BENCH_LOG=1` prints each run's poll and
-//! detection timings from its log).
+//! detection timings from its log; `KEYWATCH_BENCH_PYTHON=1` also runs the yardstick,
+//! `benches/plain_script.py`, a plain Python cron job over sqlite3 that polls the same fake,
+//! twice per N into an empty database, and prints its times and peak RSS in a second table).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -223,10 +225,16 @@ fn timings(log: &Path) -> String {
 /// Runs `run --once`: wall time, peak RSS (MiB) and exit code.
 async fn run_once(config: &Path, log: &Path) -> (Duration, f64, Option<i32>) {
     let started = Instant::now();
-    let mut child = command(config, log)
+    let child = command(config, log)
         .args(["run", "--once"])
         .spawn()
         .unwrap();
+    let (peak, code) = wait_peak(child).await;
+    (started.elapsed(), peak, code)
+}
+
+/// Waits for a child, reading its VmHWM every 20 ms: peak RSS (MiB) and exit code.
+async fn wait_peak(mut child: tokio::process::Child) -> (f64, Option<i32>) {
     let pid = child.id().unwrap_or(0);
     let mut peak = 0;
     let status = loop {
@@ -238,7 +246,54 @@ async fn run_once(config: &Path, log: &Path) -> (Duration, f64, Option<i32>) {
             () = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
     };
-    (started.elapsed(), peak as f64 / 1024.0, status.code())
+    (peak as f64 / 1024.0, status.code())
+}
+
+/// Runs the yardstick, `benches/plain_script.py`, once against the fake with the database `db`:
+/// wall time, peak RSS (MiB) and exit code. Its stdout and stderr go to `log`.
+async fn run_python(url: &str, db: &Path, log: &Path) -> (Duration, f64, Option<i32>) {
+    let out = std::fs::File::create(log).unwrap();
+    let started = Instant::now();
+    let child = tokio::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/plain_script.py"
+        ))
+        .args(["--base-url", url, "--db"])
+        .arg(db)
+        .env("ANTHROPIC_ADMIN_KEY", ADMIN_KEY)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("python3 on PATH");
+    let (peak, code) = wait_peak(child).await;
+    (started.elapsed(), peak, code)
+}
+
+/// The yardstick's row: its first run (8-day backfill into an empty database) and second run
+/// against the fake at `url`.
+async fn measure_python(keys: usize, url: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("usage.db");
+    let logs = ["first", "second"].map(|n| dir.path().join(format!("python-{n}.log")));
+    let (first, first_peak, code) = run_python(url, &db, &logs[0]).await;
+    let (second, second_peak, code2) = run_python(url, &db, &logs[1]).await;
+    for ((name, log), code) in ["first", "second"].iter().zip(&logs).zip([code, code2]) {
+        if code != Some(0) || std::env::var_os("KEYWATCH_BENCH_LOG").is_some() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            eprintln!("{keys} keys, python {name} run:\n    {}", text.trim_end());
+        }
+    }
+    format!(
+        "| {keys} | {:.1} s (exit {}) | {:.0} MiB | {:.1} s (exit {}) | {:.0} MiB |",
+        first.as_secs_f64(),
+        code.unwrap_or(-1),
+        first_peak,
+        second.as_secs_f64(),
+        code2.unwrap_or(-1),
+        second_peak
+    )
 }
 
 /// Runs the daemon for three poll cycles: RSS (MiB) then.
@@ -254,7 +309,8 @@ async fn daemon_rss(config: &Path, log: &Path) -> f64 {
     rss as f64 / 1024.0
 }
 
-async fn measure(keys: usize) -> String {
+/// keywatch's row; with `python`, also the yardstick's against the same fake.
+async fn measure(keys: usize, python: bool) -> (String, Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let url = start_fake(keys).await;
     let config = write_config(dir.path(), &url);
@@ -269,7 +325,7 @@ async fn measure(keys: usize) -> String {
             eprintln!("{keys} keys, {name}:\n{}", timings(log));
         }
     }
-    format!(
+    let row = format!(
         "| {keys} | {:.1} s (exit {}) | {:.0} MiB | {:.0} | {:.2} s (exit {}) | {:.0} MiB | {:.0} MiB | {:.0} MiB |",
         backfill.as_secs_f64(),
         code.unwrap_or(-1),
@@ -280,7 +336,13 @@ async fn measure(keys: usize) -> String {
         steady_peak,
         rss,
         db as f64 / 1_048_576.0
-    )
+    );
+    let python = if python {
+        Some(measure_python(keys, &url).await)
+    } else {
+        None
+    };
+    (row, python)
 }
 
 fn main() {
@@ -295,7 +357,21 @@ fn main() {
         .unwrap();
     println!("| keys | first run --once (backfill 8 d + detect) | peak RSS | rows/s | second run --once | peak RSS | daemon RSS after 3 cycles | database |");
     println!("|---|---|---|---|---|---|---|---|");
+    let python = std::env::var_os("KEYWATCH_BENCH_PYTHON").is_some_and(|v| v == "1");
+    let mut python_rows = Vec::new();
     for keys in sizes {
-        println!("{}", rt.block_on(measure(keys)));
+        let (row, python_row) = rt.block_on(measure(keys, python));
+        println!("{row}");
+        python_rows.extend(python_row);
+    }
+    if python {
+        println!();
+        println!("Plain Python cron script (benches/plain_script.py: hourly report for the last 8 days, upsert, spike check), same fake:");
+        println!();
+        println!("| keys | python first run | peak RSS | python second run | peak RSS |");
+        println!("|---|---|---|---|---|");
+        for row in python_rows {
+            println!("{row}");
+        }
     }
 }

@@ -172,16 +172,16 @@ impl Store {
 /// Parses `start,value;…` into points sorted by start (values times `scale`), adding up rows
 /// of one bucket (several models).
 fn unpack(packed: &str, scale: f64) -> Vec<(i64, f64)> {
-    let mut points: Vec<(i64, f64)> = packed
-        .split(';')
-        .filter_map(|p| {
-            let (start, value) = p.split_once(',')?;
-            Some((
-                start.parse().ok()?,
-                value.parse::<i64>().ok()? as f64 * scale,
-            ))
-        })
-        .collect();
+    // Sized exactly: the daemon keeps these for its life (collecting without a size hint
+    // doubled the capacity, 41 MB instead of 27 MB at 10,000 keys × 168 hours).
+    let mut points = Vec::with_capacity(packed.bytes().filter(|&b| b == b';').count() + 1);
+    points.extend(packed.split(';').filter_map(|p| {
+        let (start, value) = p.split_once(',')?;
+        Some((
+            start.parse().ok()?,
+            value.parse::<i64>().ok()? as f64 * scale,
+        ))
+    }));
     points.sort_by_key(|p| p.0);
     points.dedup_by(|later, first| {
         if later.0 != first.0 {
