@@ -212,7 +212,11 @@ fn timings(log: &Path) -> String {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.contains("poll finished") || l.contains("detection pass"))
+        .filter(|l| {
+            ["poll finished", "detection pass", "backfill progress"]
+                .iter()
+                .any(|m| l.contains(m))
+        })
         .map(|l| {
             format!(
                 "    {}\n",

@@ -429,6 +429,7 @@ impl Poller {
                 }
                 Err(e) => return Err(e.into()),
             };
+            let fetch_ms = asked_at.elapsed().as_millis() as u64;
             let records = self.records(&page, width_secs);
             for b in &page.buckets {
                 let start = floor_to(b.start.timestamp(), width_secs);
@@ -437,6 +438,7 @@ impl Poller {
             if let Some(last) = page.buckets.iter().map(|b| b.end).max() {
                 resume = resume.max(last);
             }
+            let storing = std::time::Instant::now();
             stats.changed += self
                 .store
                 .store_usage(
@@ -447,6 +449,7 @@ impl Poller {
                     now.timestamp(),
                 )
                 .await?;
+            let store_ms = storing.elapsed().as_millis() as u64;
             stats.pages += 1;
             stats.buckets += page.buckets.len();
             if backfill {
@@ -454,6 +457,8 @@ impl Poller {
                     pages = stats.pages,
                     buckets = stats.buckets,
                     rows = records.len(),
+                    fetch_ms,
+                    store_ms,
                     "backfill progress"
                 );
             } else {
@@ -461,6 +466,8 @@ impl Poller {
                     pages = stats.pages,
                     buckets = stats.buckets,
                     rows = records.len(),
+                    fetch_ms,
+                    store_ms,
                     "usage page stored"
                 );
             }

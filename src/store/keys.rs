@@ -147,11 +147,26 @@ pub(super) async fn note_usage_keys(
 impl Store {
     /// The start of the latest bucket with usage, per (source, key).
     pub async fn last_used(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        // Per key and width, the newest bucket with tokens, found walking back from the end of
+        // the key's rows in the primary key (usually one step): a scan of every row grouped
+        // by key took 1.8 s at 10,000 keys × 30 days.
+        let newest = |width: i64| {
+            format!(
+                "COALESCE((SELECT u.bucket_start FROM usage_buckets u
+                           WHERE u.source = k.source AND u.key_id = k.key_id
+                             AND u.bucket_width = {width} AND {} > 0
+                           ORDER BY u.bucket_start DESC LIMIT 1), -1)",
+                tokens::total("u.")
+            )
+        };
         let rows: Vec<LastUsed> = sqlx::query_as(&format!(
-            "SELECT source, key_id, MAX(bucket_start) AS bucket_start FROM usage_buckets
-             WHERE {} > 0
-             GROUP BY source, key_id",
-            tokens::total("")
+            "SELECT source, key_id, bucket_start FROM (
+                 SELECT k.source AS source, k.key_id AS key_id, MAX({}, {}, {}) AS bucket_start
+                 FROM api_keys k)
+             WHERE bucket_start >= 0",
+            newest(60),
+            newest(3_600),
+            newest(86_400)
         ))
         .fetch_all(&self.pool)
         .await?;

@@ -137,6 +137,14 @@ async fn upsert_rows(
     rows: &[UsageRecord],
     now: i64,
 ) -> Result<u64, StoreError> {
+    // In the table's key order: a poll's page holds hours of every key, and writing it hour
+    // by hour touched every key's leaf once per hour (#16: 1,000 keys' 8-day backfill stored
+    // a 20,000-row page in ~400 ms; sorted, ~155 ms).
+    // Stable: of two rows with one natural key the later still wins.
+    let mut rows: Vec<&UsageRecord> = rows.iter().collect();
+    rows.sort_by(|a, b| {
+        (&a.key_id, a.bucket_start, &a.model).cmp(&(&b.key_id, b.bucket_start, &b.model))
+    });
     let mut changed = 0;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(

@@ -68,6 +68,11 @@ async fn the_api_answers_with_the_numbers_of_the_cli() {
     assert_eq!(spiky["name"], "prod-rag-service");
     assert!(spiky["spend_mtd_usd"].as_f64().unwrap() > 0.0);
     assert_eq!(spiky["age_days"], 30);
+    // Its newest bucket with tokens (the fake serves usage up to the last hours).
+    let last_used = spiky["last_used"].as_str().expect("last_used is set");
+    let last_used = chrono::DateTime::parse_from_rfc3339(last_used).unwrap();
+    let age = chrono::Utc::now().signed_duration_since(last_used);
+    assert!(age < chrono::Duration::days(1), "last used {last_used}");
 
     let (_, alerts) = json(&format!("{base}/api/v1/alerts?status=firing")).await;
     assert!(alerts
