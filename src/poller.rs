@@ -7,6 +7,7 @@
 
 mod costs;
 mod paging;
+mod records;
 mod schedule;
 
 use std::collections::HashSet;
@@ -21,8 +22,8 @@ use schedule::{floor_to, Cursor, StreamSchedule};
 
 use crate::config::{BucketWidth, PollConfig, SourceConfig};
 use crate::prices::PriceTable;
-use crate::providers::{Pager, PollError, ProviderClient, RetryPolicy, UsagePage};
-use crate::store::{Store, StoreError, UsageRecord, COSTS_STREAM, KEYS_STREAM};
+use crate::providers::{Pager, PollError, ProviderClient, RetryPolicy};
+use crate::store::{Store, StoreError, COSTS_STREAM, KEYS_STREAM};
 
 /// Why one poll did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -478,39 +479,6 @@ impl Poller {
             if cancel.is_cancelled() {
                 return Err(PollError::Cancelled.into());
             }
-        }
-    }
-
-    fn records(&self, page: &UsagePage, width: i64) -> Vec<UsageRecord> {
-        let mut out = Vec::new();
-        for bucket in &page.buckets {
-            for row in &bucket.rows {
-                let cost = self.prices.cost(&row.model, &row.tokens);
-                if cost.is_none() {
-                    self.warn_unpriced(&row.model);
-                }
-                out.push(UsageRecord {
-                    key_id: row.key_id.clone(),
-                    model: row.model.clone(),
-                    // Snapped: a provider may start the first bucket at the raw start time.
-                    bucket_start: floor_to(bucket.start.timestamp(), width),
-                    tokens: row.tokens,
-                    web_search_requests: row.web_search_requests,
-                    requests: row.requests,
-                    cost_usd: cost,
-                });
-            }
-        }
-        out
-    }
-
-    fn warn_unpriced(&self, model: &str) {
-        let mut warned = self
-            .warned_unpriced
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if warned.insert(model.to_owned()) {
-            tracing::warn!(model, "model has no price: its tokens are stored but its cost is unknown; add [prices.\"{model}\"] to the config");
         }
     }
 }
