@@ -18,7 +18,12 @@ pub struct SeriesCache {
     loaded: Option<Loaded>,
     /// What the last read read.
     last: Refresh,
+    /// Reads since the last whole read.
+    passes: u32,
 }
+
+/// Reads between two whole reads of the window (an hour at the default `poll.interval`).
+const FULL_READ_EVERY: u32 = 60;
 
 #[derive(Debug)]
 struct Loaded {
@@ -49,6 +54,7 @@ impl SeriesCache {
             watch: store.watch_usage(),
             loaded: None,
             last: Refresh::Full,
+            passes: 0,
         }
     }
 
@@ -71,8 +77,18 @@ impl SeriesCache {
             .loaded
             .take()
             .and_then(|l| Some((l.from, l.to, l.series?)));
+        // The marks keep the earliest write and the furthest deletion, not their order: a write
+        // before a deletion's edge may have come after it (the row is stored), so read anew.
+        let unordered = matches!(
+            (changed.written_from, changed.deleted_before),
+            (Some(w), Some(d)) if w < d
+        );
+        // A whole read now and then, in case a row was written past the store (a repair by
+        // hand with sqlite3): the cache never drifts for longer than this many passes.
+        self.passes += 1;
+        let due = self.passes >= FULL_READ_EVERY;
         let refresh = match &cached {
-            Some((l_from, l_to, _)) if from >= *l_from && to >= *l_to => {
+            Some((l_from, l_to, _)) if from >= *l_from && to >= *l_to && !unordered && !due => {
                 let lo = changed.written_from.unwrap_or(i64::MAX).min(l_to + 1);
                 if lo <= from {
                     Refresh::Full
@@ -104,6 +120,9 @@ impl SeriesCache {
             series: None,
         });
         self.last = refresh;
+        if refresh == Refresh::Full {
+            self.passes = 0;
+        }
         Ok(series)
     }
 
@@ -243,6 +262,16 @@ mod tests {
         let _lent = c.read(&store, H, 7 * H).await.unwrap();
         check(&mut c, &store, 1, 8, Refresh::Full).await;
         // A window moved back (a clock set back) reloads.
+        check(&mut c, &store, 0, 7, Refresh::Full).await;
+        // A deletion, then a write before its edge: the row is stored, so the window is read
+        // anew (trimming to the deletion's edge would lose it).
+        assert!(store.prune_usage_batch(H, 3 * H).await.unwrap() > 0);
+        write(vec![row("e", 2, 2.0)]).await;
+        check(&mut c, &store, 0, 7, Refresh::Full).await;
+        // And so does every FULL_READ_EVERY-th read, whatever changed.
+        for _ in 1..FULL_READ_EVERY {
+            check(&mut c, &store, 0, 7, Refresh::None).await;
+        }
         check(&mut c, &store, 0, 7, Refresh::Full).await;
         store.close().await;
     }

@@ -23,6 +23,9 @@ pub enum BucketWidth {
 }
 
 impl BucketWidth {
+    /// Every width usage can be stored at.
+    pub const ALL: [BucketWidth; 3] = [Self::Minute, Self::Hour, Self::Day];
+
     pub fn seconds(self) -> i64 {
         match self {
             Self::Minute => 60,

@@ -159,14 +159,17 @@ impl Store {
                 tokens::total("u.")
             )
         };
+        let widths: Vec<String> = crate::config::BucketWidth::ALL
+            .iter()
+            .map(|w| newest(w.seconds()))
+            .collect();
+        // MAX with two or more arguments is SQLite's scalar max (-1: no usage at that width).
         let rows: Vec<LastUsed> = sqlx::query_as(&format!(
             "SELECT source, key_id, bucket_start FROM (
-                 SELECT k.source AS source, k.key_id AS key_id, MAX({}, {}, {}) AS bucket_start
+                 SELECT k.source AS source, k.key_id AS key_id, MAX(-1, {}) AS bucket_start
                  FROM api_keys k)
              WHERE bucket_start >= 0",
-            newest(60),
-            newest(3_600),
-            newest(86_400)
+            widths.join(", ")
         ))
         .fetch_all(&self.pool)
         .await?;
