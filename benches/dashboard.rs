@@ -68,55 +68,37 @@ fn main() {
         let cancel = tokio_util::sync::CancellationToken::new();
         tokio::spawn(keywatch::http::serve(listener, store.clone(), Arc::clone(&config), cancel.clone()));
         let client = reqwest::Client::new();
-        let mut times = Vec::new();
-        for _ in 0..6 {
-            let started = Instant::now();
-            let body = client.get(&url).send().await.unwrap().text().await.unwrap();
-            times.push(started.elapsed().as_secs_f64() * 1e3);
-            assert!(body.contains("spend-per-day"));
-        }
-        times.remove(0); // the first request warms SQLite's page cache
-        times.sort_by(f64::total_cmp);
+        let (median, max) = timed(&client, &url, "spend-per-day").await;
         println!(
-            "dashboard overview: {keys} keys x 30 days ({} rows): median {:.0} ms, max {:.0} ms (target < 200 ms)",
+            "dashboard overview: {keys} keys x 30 days ({} rows): median {median:.0} ms, max {max:.0} ms (target < 200 ms)",
             keys * 720,
-            times[times.len() / 2],
-            times[times.len() - 1]
         );
         // The report API (the same numbers as `keywatch report`), 30 days by key.
         let report_url = format!("{url}api/v1/report?period=day&last=30&by=key");
-        let mut times = Vec::new();
-        for _ in 0..6 {
-            let started = Instant::now();
-            let response = client.get(&report_url).send().await.unwrap();
-            assert!(response.status().is_success());
-            let _ = response.text().await.unwrap();
-            times.push(started.elapsed().as_secs_f64() * 1e3);
-        }
-        times.remove(0);
-        times.sort_by(f64::total_cmp);
-        println!(
-            "report API, 30 days by key: median {:.0} ms, max {:.0} ms",
-            times[times.len() / 2],
-            times[times.len() - 1]
-        );
+        let (median, max) = timed(&client, &report_url, "").await;
+        println!("report API, 30 days by key: median {median:.0} ms, max {max:.0} ms");
         // The key list (the inventory API; the dashboard's /keys page is #20).
-        let keys_url = format!("{url}api/v1/keys");
-        let mut times = Vec::new();
-        for _ in 0..6 {
-            let started = Instant::now();
-            let response = client.get(&keys_url).send().await.unwrap();
-            assert!(response.status().is_success());
-            let _ = response.text().await.unwrap();
-            times.push(started.elapsed().as_secs_f64() * 1e3);
-        }
-        times.remove(0);
-        times.sort_by(f64::total_cmp);
+        let (median, max) = timed(&client, &format!("{url}api/v1/keys"), "").await;
         println!(
-            "key list API ({keys} keys): median {:.0} ms, max {:.0} ms (target < 200 ms)",
-            times[times.len() / 2],
-            times[times.len() - 1]
+            "key list API ({keys} keys): median {median:.0} ms, max {max:.0} ms (target < 200 ms)"
         );
         cancel.cancel();
     });
+}
+
+/// Six GETs of `url` (each answering 200 with `expect` in its body); the median and the
+/// maximum in ms of the last five (the first warms SQLite's page cache).
+async fn timed(client: &reqwest::Client, url: &str, expect: &str) -> (f64, f64) {
+    let mut times = Vec::new();
+    for _ in 0..6 {
+        let started = Instant::now();
+        let response = client.get(url).send().await.unwrap();
+        assert!(response.status().is_success(), "{url}");
+        let body = response.text().await.unwrap();
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+        assert!(body.contains(expect), "{url}");
+    }
+    times.remove(0);
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], times[times.len() - 1])
 }
