@@ -18,11 +18,23 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000);
-    let dir = tempfile::tempdir().unwrap();
+    // KEYWATCH_BENCH_KEEP=1 keeps the database (its path is printed) to look at its queries;
+    // KEYWATCH_BENCH_REUSE=DIR times the endpoints over a database so kept, without filling it.
+    let keep = std::env::var("KEYWATCH_BENCH_KEEP").as_deref() == Ok("1");
+    let reuse = std::env::var_os("KEYWATCH_BENCH_REUSE").map(std::path::PathBuf::from);
+    let temp = tempfile::tempdir().unwrap();
+    let dir = reuse.clone().unwrap_or_else(|| temp.path().to_owned());
     let text = "[http]\nlisten = \"127.0.0.1:0\"\n[[sources]]\nname = \"bench\"\nprovider = \"anthropic\"\nadmin_key_env = \"K\"\n\
                 [[budgets]]\nname = \"org\"\nmonthly_usd = 100000.0\n";
     let env = HashMap::from([("K".to_owned(), "sk-ant-admin01-BENCH".to_owned())]);
-    let config = Arc::new(Config::from_str(text, &dir.path().join("keywatch.toml"), &env).unwrap());
+    let config = Arc::new(Config::from_str(text, &dir.join("keywatch.toml"), &env).unwrap());
+    // KEYWATCH_BENCH_LOG=1: every SQL statement with its time (sqlx logs them at debug).
+    if std::env::var_os("KEYWATCH_BENCH_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter("sqlx::query=debug")
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -32,36 +44,8 @@ fn main() {
         let store = Store::open(&config.database).await.unwrap();
 
         let now = chrono::Utc::now().timestamp() / H * H;
-        let mut batch = Vec::with_capacity(1_000);
-        for k in 0..keys {
-            for h in 0..(30 * 24) {
-                batch.push(UsageRecord {
-                    key_id: format!("apikey_{k:05}"),
-                    model: "claude-sonnet-4-20250514".to_owned(),
-                    bucket_start: now - h * H,
-                    tokens: TokenCounts { uncached_input: 1_000, output: 100, ..TokenCounts::default() },
-                    web_search_requests: 0,
-                    requests: None,
-                    cost_usd: Some(0.01 + (k % 7) as f64 * 0.001),
-                });
-                if batch.len() == 1_000 {
-                    store.store_usage("bench", H, &batch, None, 1).await.unwrap();
-                    batch.clear();
-                }
-            }
-        }
-        store.store_usage("bench", H, &batch, None, 1).await.unwrap();
-        // The rollup is built from the stored rows, as on the first start after an upgrade
-        // (KEYWATCH_BENCH_ROLLUP=0: without it, every answer sums the buckets).
-        if std::env::var("KEYWATCH_BENCH_ROLLUP").as_deref() != Ok("0") {
-            let started = Instant::now();
-            store.ensure_rollup_zones(&config.rollup_zones(), true).await.unwrap();
-            println!(
-                "rollup backfill of {} rows into {} zone(s): {:.1} s",
-                keys * 720,
-                config.rollup_zones().len(),
-                started.elapsed().as_secs_f64()
-            );
+        if reuse.is_none() {
+            fill(&store, &config, keys, now).await;
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
@@ -84,6 +68,57 @@ fn main() {
         );
         cancel.cancel();
     });
+    if keep && reuse.is_none() {
+        println!("database kept in {}", temp.keep().display());
+    }
+}
+
+/// Stores `keys` × 30 days of hourly usage ending at `now`, then rolls it up.
+async fn fill(store: &Store, config: &Config, keys: usize, now: i64) {
+    let mut batch = Vec::with_capacity(1_000);
+    for k in 0..keys {
+        for h in 0..(30 * 24) {
+            batch.push(UsageRecord {
+                key_id: format!("apikey_{k:05}"),
+                model: "claude-sonnet-4-20250514".to_owned(),
+                bucket_start: now - h * H,
+                tokens: TokenCounts {
+                    uncached_input: 1_000,
+                    output: 100,
+                    ..TokenCounts::default()
+                },
+                web_search_requests: 0,
+                requests: None,
+                cost_usd: Some(0.01 + (k % 7) as f64 * 0.001),
+            });
+            if batch.len() == 1_000 {
+                store
+                    .store_usage("bench", H, &batch, None, 1)
+                    .await
+                    .unwrap();
+                batch.clear();
+            }
+        }
+    }
+    store
+        .store_usage("bench", H, &batch, None, 1)
+        .await
+        .unwrap();
+    // The rollup is built from the stored rows, as on the first start after an upgrade
+    // (KEYWATCH_BENCH_ROLLUP=0: without it, every answer sums the buckets).
+    if std::env::var("KEYWATCH_BENCH_ROLLUP").as_deref() != Ok("0") {
+        let started = Instant::now();
+        store
+            .ensure_rollup_zones(&config.rollup_zones(), true)
+            .await
+            .unwrap();
+        println!(
+            "rollup backfill of {} rows into {} zone(s): {:.1} s",
+            keys * 720,
+            config.rollup_zones().len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// Six GETs of `url` (each answering 200 with `expect` in its body); the median and the

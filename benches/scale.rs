@@ -301,11 +301,43 @@ async fn measure_python(keys: usize, url: &str) -> String {
 }
 
 /// Runs the daemon for three poll cycles: RSS (MiB) then.
+/// `KEYWATCH_BENCH_HEAPTRACK=/path/to/heaptrack` runs the daemon under heaptrack (its data
+/// file, in the temp dir, is printed; the RSS shown is then heaptrack's script's).
 async fn daemon_rss(config: &Path, log: &Path) -> f64 {
-    let mut child = command(config, log).arg("run").spawn().unwrap();
+    let mut cmd = command(config, log);
+    if let Some(heaptrack) = std::env::var_os("KEYWATCH_BENCH_HEAPTRACK") {
+        let binary = cmd.as_std().get_program().to_owned();
+        let args: Vec<_> = cmd.as_std().get_args().map(|a| a.to_owned()).collect();
+        let mut wrapped = tokio::process::Command::new(heaptrack);
+        wrapped
+            .arg("-o")
+            .arg(std::env::temp_dir().join("keywatch-daemon.heaptrack"))
+            .arg(binary)
+            .args(args)
+            .args(["run"])
+            .env("SCALE_ADMIN_KEY", ADMIN_KEY)
+            .env("RUST_LOG", "keywatch=info")
+            .env_remove("KEYWATCH_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        cmd = wrapped;
+        eprintln!(
+            "heaptrack data: {}.*",
+            std::env::temp_dir()
+                .join("keywatch-daemon.heaptrack")
+                .display()
+        );
+    } else {
+        cmd.arg("run");
+    }
+    let mut child = cmd.spawn().unwrap();
     let pid = child.id().unwrap_or(0);
     tokio::time::sleep(Duration::from_secs(32)).await;
     let rss = proc_kib(pid, "VmRSS:").unwrap_or(0);
+    // Under heaptrack the child is its script: signal the daemon itself.
+    let _ = std::process::Command::new("pkill")
+        .args(["-TERM", "-P", &pid.to_string()])
+        .status();
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();

@@ -47,35 +47,36 @@ pub async fn spend_today_and_month(
     let width = state.config.poll.bucket_width.seconds();
     let mut out: HashMap<(String, String), (f64, f64)> = HashMap::new();
     let (d, m) = (day.span(), month.span());
-    for (s, k, usd) in state
-        .store
-        .spend_by_key(width, zone, d.0, d.1, utc_today)
-        .await
-        .map_err(internal)?
-    {
+    let (today, month) = tokio::try_join!(
+        state.store.spend_by_key(width, zone, d.0, d.1, utc_today),
+        state.store.spend_by_key(width, zone, m.0, m.1, utc_today)
+    )
+    .map_err(internal)?;
+    for (s, k, usd) in today {
         out.entry((s, k)).or_default().0 += usd;
     }
-    for (s, k, usd) in state
-        .store
-        .spend_by_key(width, zone, m.0, m.1, utc_today)
-        .await
-        .map_err(internal)?
-    {
+    for (s, k, usd) in month {
         out.entry((s, k)).or_default().1 += usd;
     }
     Ok(out)
 }
 
 pub async fn keys(State(state): State<AppState>) -> Response {
-    let keys = match state.store.all_keys().await {
+    // Three independent reads, on separate connections of the pool.
+    let (keys, last_used, spend) = tokio::join!(
+        state.store.all_keys(),
+        state.store.last_used(),
+        spend_today_and_month(&state)
+    );
+    let keys = match keys {
         Ok(k) => k,
         Err(e) => return internal(e),
     };
-    let last_used: HashMap<(String, String), i64> = match state.store.last_used().await {
+    let last_used: HashMap<(String, String), i64> = match last_used {
         Ok(l) => l.into_iter().map(|(s, k, t)| ((s, k), t)).collect(),
         Err(e) => return internal(e),
     };
-    let spend = match spend_today_and_month(&state).await {
+    let spend = match spend {
         Ok(s) => s,
         Err(r) => return r,
     };

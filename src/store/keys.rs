@@ -2,11 +2,12 @@
 
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
+use super::packed::{packed, unpack};
 use super::{tokens, Store, StoreError};
 use crate::providers::ApiKey;
 
 /// A key as stored: a row of `api_keys`.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Deserialize)]
 pub struct StoredKey {
     pub source: String,
     pub key_id: String,
@@ -27,14 +28,6 @@ pub struct StoredKey {
 /// The columns of a [`StoredKey`].
 const KEY_COLUMNS: &str = "source, key_id, name, status, created_at, workspace_id,
     partial_key_hint, first_seen, last_seen, in_inventory, status_changed_at";
-
-/// The latest bucket with usage of one key.
-#[derive(sqlx::FromRow)]
-struct LastUsed {
-    source: String,
-    key_id: String,
-    bucket_start: i64,
-}
 
 impl Store {
     /// Replaces the source's inventory with a complete listing: listed keys are upserted. A key
@@ -110,11 +103,17 @@ impl Store {
 
     /// Every stored key, by source and id.
     pub async fn all_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY source, key_id"
-        ))
-        .fetch_all(&self.pool)
-        .await?)
+        // A row per key: read packed (see `packed`); the fields in KEY_COLUMNS' order.
+        let columns = KEY_COLUMNS.replace(
+            "in_inventory",
+            "json(CASE WHEN in_inventory THEN 'true' ELSE 'false' END)",
+        );
+        let sql = packed(
+            &columns,
+            &format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY source, key_id"),
+        );
+        let text: String = sqlx::query_scalar(&sql).fetch_one(&self.pool).await?;
+        unpack(&text)
     }
 }
 
@@ -164,18 +163,18 @@ impl Store {
             .map(|w| newest(w.seconds()))
             .collect();
         // MAX with two or more arguments is SQLite's scalar max (-1: no usage at that width).
-        let rows: Vec<LastUsed> = sqlx::query_as(&format!(
-            "SELECT source, key_id, bucket_start FROM (
-                 SELECT k.source AS source, k.key_id AS key_id, MAX(-1, {}) AS bucket_start
-                 FROM api_keys k)
-             WHERE bucket_start >= 0",
-            widths.join(", ")
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.source, r.key_id, r.bucket_start))
-            .collect())
+        // A row per key: read packed (see `packed`).
+        let sql = packed(
+            "source, key_id, bucket_start",
+            &format!(
+                "SELECT source, key_id, bucket_start FROM (
+                     SELECT k.source AS source, k.key_id AS key_id, MAX(-1, {}) AS bucket_start
+                     FROM api_keys k)
+                 WHERE bucket_start >= 0",
+                widths.join(", ")
+            ),
+        );
+        let text: String = sqlx::query_scalar(&sql).fetch_one(&self.pool).await?;
+        unpack(&text)
     }
 }

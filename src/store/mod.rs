@@ -8,6 +8,7 @@ mod deliveries;
 mod digests;
 mod key_reads;
 mod keys;
+mod packed;
 mod poll_state;
 mod prune;
 mod reopen;

@@ -7,6 +7,7 @@ use chrono::{DateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use sqlx::QueryBuilder;
 
+use super::packed::{packed, real, unpack, Real};
 use super::{tokens, Store, StoreError};
 
 const DAY: i64 = 86_400;
@@ -131,14 +132,6 @@ struct KeyRow {
     key_id: String,
 }
 
-/// A key's spend over a span.
-#[derive(sqlx::FromRow)]
-struct KeySum {
-    source: String,
-    key_id: String,
-    usd: f64,
-}
-
 /// Spend of all keys on one local day.
 #[derive(sqlx::FromRow)]
 struct DayTotal {
@@ -149,6 +142,21 @@ struct DayTotal {
 /// Spend of one key per local day over `[first, end)` (local day numbers).
 const DAY_SPEND: &str = "SELECT day, source, key_id, SUM(cost_usd) AS usd FROM usage_daily
      WHERE zone = ?1 AND bucket_width = ?2 AND day >= ?3 AND day < ?4 AND buckets > 0";
+
+/// Spend per key over `[?3, ?4)` (local day numbers): the inventory (which holds every key
+/// with usage) drives, and each key's days are one seek in `usage_daily_by_key`, in key order,
+/// so there is no sort, and the cost follows the span, not the retention.
+const KEY_SPEND: &str = "SELECT k.source AS source, k.key_id AS key_id, SUM(d.cost_usd) AS usd
+     FROM api_keys k CROSS JOIN usage_daily d
+     WHERE d.zone = ?1 AND d.bucket_width = ?2 AND d.source = k.source AND d.key_id = k.key_id
+       AND d.day >= ?3 AND d.day < ?4 AND d.buckets > 0
+     GROUP BY k.source, k.key_id";
+
+/// [`KEY_SPEND`] for one day, `?3` (`?4` is `?3 + 1`; compared with `?3`, not with `day`, so
+/// that SQLite keeps to the primary key rather than `usage_daily_by_key`).
+const ONE_DAY_KEY_SPEND: &str = "SELECT source, key_id, SUM(cost_usd) AS usd FROM usage_daily
+     WHERE zone = ?1 AND bucket_width = ?2 AND day = ?3 AND ?4 > ?3 AND buckets > 0
+     GROUP BY source, key_id";
 
 impl Store {
     /// [`TopSpend`] over `[from, to)`, local midnights in `zone`, read from the rollup in three
@@ -166,11 +174,10 @@ impl Store {
             return Ok(None);
         };
         let n_days = (end - first).max(0) as usize;
-        let ranked: Vec<KeyRow> = sqlx::query_as(
-            "SELECT source, key_id, SUM(cost_usd) AS spent FROM usage_daily
-             WHERE zone = ?1 AND bucket_width = ?2 AND day >= ?3 AND day < ?4 AND buckets > 0
-             GROUP BY source, key_id ORDER BY spent DESC, source, key_id LIMIT ?5",
-        )
+        let ranked: Vec<KeyRow> = sqlx::query_as(&format!(
+            "SELECT source, key_id, usd AS spent FROM ({KEY_SPEND})
+             ORDER BY spent DESC, source, key_id LIMIT ?5"
+        ))
         .bind(zone.name())
         .bind(width_secs)
         .bind(first)
@@ -185,11 +192,14 @@ impl Store {
             .map(|r| (r.source, r.key_id))
             .collect();
         let list = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned());
-        let per_key: Vec<DayRow> = sqlx::query_as(&format!(
-            "{DAY_SPEND}
-               AND (source, key_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?5))
-             GROUP BY day, source, key_id"
-        ))
+        // The top keys drive: a seek per key in `usage_daily_by_key`, not a scan of the span.
+        let per_key: Vec<DayRow> = sqlx::query_as(
+            "SELECT d.day AS day, d.source AS source, d.key_id AS key_id, SUM(d.cost_usd) AS usd
+             FROM json_each(?5) j CROSS JOIN usage_daily d
+             WHERE d.zone = ?1 AND d.bucket_width = ?2 AND d.source = j.value ->> 0
+               AND d.key_id = j.value ->> 1 AND d.day >= ?3 AND d.day < ?4 AND d.buckets > 0
+             GROUP BY d.day, d.source, d.key_id",
+        )
         .bind(zone.name())
         .bind(width_secs)
         .bind(first)
@@ -375,21 +385,24 @@ impl Store {
         let Some((first, end)) = self.rolled_days(zone, from, to).await? else {
             return Ok(None);
         };
-        let rows: Vec<KeySum> = sqlx::query_as(
-            "SELECT source, key_id, SUM(cost_usd) AS usd FROM usage_daily
-             WHERE zone = ?1 AND bucket_width = ?2 AND day >= ?3 AND day < ?4 AND buckets > 0
-             GROUP BY source, key_id",
-        )
-        .bind(zone.name())
-        .bind(width_secs)
-        .bind(first)
-        .bind(end)
-        .fetch_all(&self.pool)
-        .await?;
+        // One day is a range of the primary key already in key order (12 ms at 10,000 keys,
+        // against 50 ms seeking each key); a row per key: read packed (see `packed`).
+        let query = if end - first == 1 {
+            ONE_DAY_KEY_SPEND
+        } else {
+            KEY_SPEND
+        };
+        let sql = packed(&format!("source, key_id, {}", real("usd")), query);
+        let text: String = sqlx::query_scalar(&sql)
+            .bind(zone.name())
+            .bind(width_secs)
+            .bind(first)
+            .bind(end)
+            .fetch_one(&self.pool)
+            .await?;
+        let rows: Vec<(String, String, Real)> = unpack(&text)?;
         Ok(Some(
-            rows.into_iter()
-                .map(|r| (r.source, r.key_id, r.usd))
-                .collect(),
+            rows.into_iter().map(|(s, k, usd)| (s, k, usd.0)).collect(),
         ))
     }
 
