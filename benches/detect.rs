@@ -119,7 +119,10 @@ fn main() {
     if std::env::var_os("KEYWATCH_BENCH_LOG").is_some() {
         // Each pass's "detection pass" line: keys, what was read, load/decide/apply times.
         tracing_subscriber::fmt()
-            .with_env_filter("keywatch=info")
+            .with_env_filter(
+                std::env::var("KEYWATCH_BENCH_FILTER")
+                    .unwrap_or_else(|_| "keywatch=info".to_owned()),
+            )
             .init();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

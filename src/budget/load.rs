@@ -1,9 +1,10 @@
 //! Reading spend from the store: the one place in `budget` that does I/O. The rules and the
 //! forecasts judge what is read here and never read the store themselves.
 
-use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 
 use super::forecast::{self, recent_day_spans, BudgetForecast};
 use super::limits::{current_periods, limit_for};
@@ -23,8 +24,9 @@ pub async fn spends(
     now: i64,
 ) -> Result<Spends, StoreError> {
     let now = DateTime::<Utc>::from_timestamp(now, 0).unwrap_or_default();
-    let mut spends = Spends::new();
     let today = now.timestamp().div_euclid(DAY) * DAY;
+    // Each distinct span once, in the zone of the first budget that wants it.
+    let mut wanted: HashMap<(i64, i64), Tz> = HashMap::new();
     for b in &config.budgets {
         let mut spans: Vec<(i64, i64)> = current_periods(b.timezone, now)
             .iter()
@@ -35,16 +37,21 @@ pub async fn spends(
             spans.extend(recent_day_spans(b.timezone, now));
         }
         for span in spans {
-            if let Entry::Vacant(slot) = spends.entry(span) {
-                slot.insert(
-                    store
-                        .spend_by_key(width, b.timezone, span.0, span.1, today)
-                        .await?,
-                );
-            }
+            wanted.entry(span).or_insert(b.timezone);
         }
     }
-    Ok(spends)
+    // Side by side, on the pool's connections (a month and seven days: 175 ms one after the
+    // other at 10,000 keys).
+    let reads = wanted.into_iter().map(|(span, zone)| async move {
+        let spend = store
+            .spend_by_key(width, zone, span.0, span.1, today)
+            .await?;
+        Ok::<_, StoreError>((span, spend))
+    });
+    Ok(futures_util::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// Forecasts for every budget with a monthly limit, read from the store (`report --forecast`,
