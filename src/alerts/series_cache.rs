@@ -161,6 +161,11 @@ fn merge(cached: Vec<KeySeries>, fresh: Vec<KeySeries>, from: i64, lo: i64) -> V
             out.push(f);
         }
         if let Some(f) = fresh.next_if(|f| key(f) == key(&s)) {
+            // The hour that left the window makes room for the one that entered: exact, as
+            // the series are kept for the daemon's life (a growing Vec doubles its capacity).
+            let before = s.points.partition_point(|p| p.0 < from);
+            s.points.drain(..before);
+            s.points.reserve_exact(f.points.len());
             s.points.extend(f.points);
         }
         out.push(s);
@@ -183,6 +188,17 @@ mod tests {
             key_id: key.to_owned(),
             points: points.to_vec(),
         }
+    }
+
+    #[test]
+    fn a_window_that_slides_by_a_bucket_keeps_its_capacity() {
+        // Held for the daemon's life: an hour in and an hour out must not double the Vec.
+        let hours: Vec<(i64, f64)> = (0..168).map(|h| (h, 1.0)).collect();
+        let got = merge(vec![s("k", &hours)], vec![s("k", &[(168, 2.0)])], 1, 168);
+        assert_eq!(got[0].points.len(), 168);
+        assert_eq!(got[0].points.capacity(), 168);
+        assert_eq!(got[0].points.first(), Some(&(1, 1.0)));
+        assert_eq!(got[0].points.last(), Some(&(168, 2.0)));
     }
 
     #[test]

@@ -217,6 +217,9 @@ fn unpack(packed: &str, scale: f64) -> Vec<(i64, f64)> {
         first.1 += later.1;
         true
     });
+    // Two models a bucket leave half the capacity unused once added up (heaptrack: 54 MB held
+    // for 27 MB of points at 10,000 keys × 168 hours).
+    points.shrink_to_fit();
     points
 }
 
@@ -226,9 +229,9 @@ mod tests {
 
     #[test]
     fn unpack_sorts_and_adds_models_of_one_bucket() {
-        assert_eq!(
-            unpack("7200,10;3600,5;7200,30", 0.5),
-            [(3600, 2.5), (7200, 20.0)]
-        );
+        let points = unpack("7200,10;3600,5;7200,30", 0.5);
+        assert_eq!(points, [(3600, 2.5), (7200, 20.0)]);
+        // Sized to the buckets, not the rows (kept for the daemon's life).
+        assert_eq!(points.capacity(), 2);
     }
 }
