@@ -2,7 +2,7 @@
 
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
-use super::packed::{packed, unpack};
+use super::packed::{packed, packed_in_order, unpack};
 use super::{tokens, Store, StoreError};
 use crate::providers::ApiKey;
 
@@ -108,9 +108,10 @@ impl Store {
             "in_inventory",
             "json(CASE WHEN in_inventory THEN 'true' ELSE 'false' END)",
         );
-        let sql = packed(
+        let sql = packed_in_order(
             &columns,
-            &format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY source, key_id"),
+            &format!("SELECT {KEY_COLUMNS} FROM api_keys"),
+            "source, key_id",
         );
         let text: String = sqlx::query_scalar(&sql).fetch_one(&self.pool).await?;
         unpack(&text)

@@ -11,12 +11,19 @@ use serde::{Deserialize, Deserializer};
 use super::StoreError;
 
 /// `query`'s rows as one JSON array of arrays of `columns` (expressions over `query`'s
-/// columns, in the order of the tuple they are read into).
+/// columns, in the order of the tuple they are read into), in no particular order.
 pub(super) fn packed(columns: &str, query: &str) -> String {
     format!("SELECT json_group_array(json_array({columns})) FROM ({query})")
 }
 
-/// A REAL column as text that reads back exactly (see [`Real`]).
+/// [`packed`], the rows in `order` (SQLite does not promise to keep a subquery's ORDER BY
+/// through an aggregate; the aggregate's own ORDER BY is kept).
+pub(super) fn packed_in_order(columns: &str, query: &str, order: &str) -> String {
+    format!("SELECT json_group_array(json_array({columns}) ORDER BY {order}) FROM ({query})")
+}
+
+/// A REAL column as text that reads back exactly (see [`Real`]). Only for values that are
+/// never NULL: SQLite prints a NULL as 0.
 pub(super) fn real(column: &str) -> String {
     format!("printf('%!.17g', {column})")
 }
@@ -81,6 +88,13 @@ mod tests {
         let back: Vec<(&str, f64, Option<i64>)> =
             back.iter().map(|(a, b, c)| (a.as_str(), b.0, *c)).collect();
         assert_eq!(back, rows);
+        let sql = packed_in_order("c", "SELECT * FROM t", "a DESC");
+        let text: String = sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap();
+        let order: Vec<(Option<i64>,)> = unpack(&text).unwrap();
+        assert_eq!(
+            order,
+            [(Some(i64::MIN),), (None,), (Some(1),), (Some(i64::MAX),)]
+        );
         // No rows: an empty array, not NULL.
         let sql = packed("a", "SELECT * FROM t WHERE 0");
         let text: String = sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap();

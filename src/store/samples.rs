@@ -8,7 +8,7 @@ use super::{tokens, Store, StoreError};
 use crate::detect::SpikeMetric;
 use crate::providers::WORKBENCH_KEY_ID;
 
-/// Reads spanning fewer buckets than this come as one row (see `packed`).
+/// Reads of at most this many buckets a key (`to` is inclusive) come as one row (see `packed`).
 const ONE_ROW_BUCKETS: i64 = 8;
 
 /// One key's buckets, oldest first: (bucket start, value of the metric). Unpriced rows count
