@@ -2,6 +2,10 @@
 //! database through keywatch's store, and the same rows through plain rusqlite (a cached
 //! prepared statement, 1,000-row transactions) as the yardstick, in one run.
 //!
+//! Rows are stored as a steady poll stores a page (`store_usage`, one transaction per batch) and
+//! as a backfill does (batches staged, moved into the table every 200,000 rows: the staged
+//! lines, compared with the same rusqlite figures).
+//!
 //! Run: `cargo bench --bench ingest` (KEYWATCH_BENCH_KEYS / KEYWATCH_BENCH_HOURS shrink it).
 
 use std::time::{Duration, Instant};
@@ -65,7 +69,17 @@ fn rate(rows: usize, took: Duration) -> f64 {
     rows as f64 / took.as_secs_f64()
 }
 
-async fn keywatch_run(dir: &std::path::Path, name: &str, batches: &[Vec<UsageRecord>]) -> Duration {
+/// Rows staged before each move, as the poller's catch-up does (`poller::usage`).
+const STAGE_ROWS: usize = 200_000;
+
+/// Stores `batches` through keywatch: each batch at once (`store_usage`, a steady poll's page),
+/// or `staged` as a backfill does (pages staged, moved into the table every STAGE_ROWS rows).
+async fn keywatch_run(
+    dir: &std::path::Path,
+    name: &str,
+    batches: &[Vec<UsageRecord>],
+    staged: bool,
+) -> Duration {
     let store = Store::open(&dir.join(format!("{name}.db"))).await.unwrap();
     // As `keywatch run` sets up with a dashboard: the daily rollup in UTC and one more zone
     // (KEYWATCH_BENCH_ROLLUP=0 measures without it, to see what the triggers cost).
@@ -74,8 +88,19 @@ async fn keywatch_run(dir: &std::path::Path, name: &str, batches: &[Vec<UsageRec
         store.ensure_rollup_zones(&zones, true).await.unwrap();
     }
     let started = Instant::now();
+    let mut staging = store.staging(SOURCE, WIDTH).await.unwrap();
     for b in batches {
-        store.store_usage(SOURCE, WIDTH, b, None, 1).await.unwrap();
+        if staged {
+            staging.add(b, 1).await.unwrap();
+            if staging.rows() >= STAGE_ROWS {
+                staging.merge(0).await.unwrap();
+            }
+        } else {
+            store.store_usage(SOURCE, WIDTH, b, None, 1).await.unwrap();
+        }
+    }
+    if staged {
+        staging.merge(0).await.unwrap();
     }
     let took = started.elapsed();
     store.close().await;
@@ -152,9 +177,12 @@ fn main() {
         let inserts = batches(keys, hours, time_order, 0);
         let updates = batches(keys, hours, time_order, 1);
         let tag = label.replace(' ', "-");
-        let kw_insert = runtime.block_on(keywatch_run(dir.path(), &tag, &inserts));
-        let kw_update = runtime.block_on(keywatch_run(dir.path(), &tag, &updates));
-        let kw_same = runtime.block_on(keywatch_run(dir.path(), &tag, &updates));
+        let kw_insert = runtime.block_on(keywatch_run(dir.path(), &tag, &inserts, false));
+        let kw_update = runtime.block_on(keywatch_run(dir.path(), &tag, &updates, false));
+        let kw_same = runtime.block_on(keywatch_run(dir.path(), &tag, &updates, false));
+        let staged_tag = format!("{tag}-staged");
+        let kw_backfill = runtime.block_on(keywatch_run(dir.path(), &staged_tag, &inserts, true));
+        let kw_refill = runtime.block_on(keywatch_run(dir.path(), &staged_tag, &updates, true));
         let mut conn = rusqlite_open(&dir.path().join(format!("rusqlite-{tag}.db")));
         let rs_insert = rusqlite_run(&mut conn, &inserts);
         let rs_update = rusqlite_run(&mut conn, &updates);
@@ -163,6 +191,8 @@ fn main() {
             ("insert", kw_insert, rs_insert),
             ("update (changed values)", kw_update, rs_update),
             ("re-poll (unchanged values)", kw_same, rs_same),
+            ("insert, staged (a backfill)", kw_backfill, rs_insert),
+            ("update, staged (a catch-up)", kw_refill, rs_update),
         ] {
             println!(
                 "{:<40} {:>12.0} {:>12.0} {:>8.2}",

@@ -1,28 +1,29 @@
 //! Polling one source: the key inventory, usage from the stored cursor to now page by page,
 //! and the provider's cost report. Each is a stream of its own: its outcome is recorded apart
 //! and a failing key listing or cost report backs off on its own, so it never slows usage
-//! polling (leak detection). Each usage page is stored with the cursor it justifies in one
-//! transaction, so a failure part-way leaves a consistent store and the next poll resumes
-//! where this one stopped.
+//! polling (leak detection). Usage rows are stored with the cursor they justify in one
+//! transaction (`poller::usage`), so a failure part-way leaves a consistent store and the next
+//! poll resumes where the stored rows end.
 
 mod costs;
 mod paging;
 mod records;
 mod schedule;
+mod usage;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use paging::{PageSizes, Shrink};
+use paging::PageSizes;
 pub use schedule::next_delay;
-use schedule::{floor_to, Cursor, StreamSchedule};
+use schedule::StreamSchedule;
 
 use crate::config::{BucketWidth, PollConfig, SourceConfig};
 use crate::prices::PriceTable;
-use crate::providers::{Pager, PollError, ProviderClient, RetryPolicy};
+use crate::providers::{PollError, ProviderClient, RetryPolicy};
 use crate::store::{Store, StoreError, COSTS_STREAM, KEYS_STREAM};
 
 /// Why one poll did not complete.
@@ -87,26 +88,6 @@ pub struct Poller {
     costs_schedule: Mutex<StreamSchedule>,
     /// Buckets per usage page, per stream (adaptive: `poller::paging`).
     page_sizes: PageSizes,
-}
-
-/// The first bucket usage is read from: the stored cursor, or the lookback on first start;
-/// never before the lookback nor after the current bucket. A cursor ahead of the clock (the
-/// clock went back after running ahead) re-reads the lookback, so nothing is skipped and
-/// polling is never stuck waiting for the clock to catch up.
-fn usage_window_start(now: i64, lookback: i64, width: i64, cursor: Option<i64>) -> i64 {
-    let current = floor_to(now, width);
-    let oldest = floor_to(now.saturating_sub(lookback), width).min(current);
-    match cursor {
-        Some(c) if c <= current.saturating_add(width) => c.max(oldest).min(current),
-        Some(c) => {
-            tracing::warn!(
-                cursor = c,
-                "the usage cursor is ahead of the clock (did the clock go back?): re-reading the lookback"
-            );
-            oldest
-        }
-        None => oldest,
-    }
 }
 
 impl Poller {
@@ -362,142 +343,5 @@ impl Poller {
             .store_inventory(&self.source_name, &keys, now.timestamp())
             .await?;
         Ok(keys.len())
-    }
-
-    /// Reads one usage stream (`width`) from its cursor, at most `lookback` back, page by page.
-    async fn poll_usage(
-        &self,
-        now: DateTime<Utc>,
-        width: BucketWidth,
-        lookback: std::time::Duration,
-        cancel: &CancellationToken,
-    ) -> Result<UsageStats, PollFailure> {
-        let width_secs = width.seconds();
-        let state = self
-            .store
-            .usage_poll_state(&self.source_name, width_secs)
-            .await?;
-        let backfill = state.cursor.is_none() && width == self.poll.bucket_width;
-        let lookback = i64::try_from(lookback.as_secs()).unwrap_or(i64::MAX / 2);
-        let from = usage_window_start(now.timestamp(), lookback, width_secs, state.cursor);
-        let from_time = Utc.timestamp_opt(from, 0).single().unwrap_or(now);
-        let settle_cutoff = now.timestamp() - self.poll.settle.0.as_secs() as i64;
-        let mut cursor = Cursor::new(from);
-        let mut stats = UsageStats::default();
-        let mut pager = Pager::new("usage report");
-        // A chain of pages follows the provider's tokens with the same start and size. A page
-        // refused for its size (or too slow) starts a new chain from the end of the last stored
-        // bucket (pages hold whole buckets) with fewer buckets per page.
-        let mut start = from_time;
-        let mut resume = from_time;
-        let mut token: Option<String> = None;
-        let mut limit = 1;
-        loop {
-            if token.is_none() {
-                let needed = (now.timestamp() - resume.timestamp()).div_euclid(width_secs) + 1;
-                limit = self.page_sizes.next(width, needed);
-            }
-            let asked_at = std::time::Instant::now();
-            let page = match self
-                .client
-                .usage_page(start, width, limit, token.as_deref(), cancel)
-                .await
-            {
-                Ok((page, bytes)) => {
-                    self.page_sizes.read(width, page.buckets.len(), bytes);
-                    // Slower than half the timeout: the next chain asks for fewer buckets.
-                    if asked_at.elapsed() > self.poll.timeout.0 / 2 {
-                        self.page_sizes.failed(width, limit);
-                    }
-                    page
-                }
-                // Refused for its size (at once when content-length says so): asked again
-                // from the same bucket with half the buckets.
-                Err(e @ PollError::TooLarge { .. }) => match self.page_sizes.failed(width, limit) {
-                    Shrink::Retry(smaller) => {
-                        tracing::warn!(error = %e, buckets = limit, retry_with = smaller,
-                            "usage page too large; asking for fewer buckets");
-                        (start, token) = (resume, None);
-                        continue;
-                    }
-                    Shrink::GiveUp => return Err(e.into()),
-                },
-                // Timed out after its retries: the poll fails in bounded time (the server may
-                // be down, not slow) and the next poll asks for half the buckets.
-                Err(e @ PollError::Timeout { .. }) => {
-                    self.page_sizes.failed(width, limit);
-                    return Err(e.into());
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let fetch_ms = asked_at.elapsed().as_millis() as u64;
-            let records = self.records(&page, width_secs);
-            for b in &page.buckets {
-                let start = floor_to(b.start.timestamp(), width_secs);
-                cursor.see(start, b.end.timestamp(), settle_cutoff);
-            }
-            if let Some(last) = page.buckets.iter().map(|b| b.end).max() {
-                resume = resume.max(last);
-            }
-            let storing = std::time::Instant::now();
-            stats.changed += self
-                .store
-                .store_usage(
-                    &self.source_name,
-                    width_secs,
-                    &records,
-                    Some(cursor.value()),
-                    now.timestamp(),
-                )
-                .await?;
-            let store_ms = storing.elapsed().as_millis() as u64;
-            stats.pages += 1;
-            stats.buckets += page.buckets.len();
-            if backfill {
-                tracing::info!(
-                    pages = stats.pages,
-                    buckets = stats.buckets,
-                    rows = records.len(),
-                    fetch_ms,
-                    store_ms,
-                    "backfill progress"
-                );
-            } else {
-                tracing::debug!(
-                    pages = stats.pages,
-                    buckets = stats.buckets,
-                    rows = records.len(),
-                    fetch_ms,
-                    store_ms,
-                    "usage page stored"
-                );
-            }
-            if !pager.advance(page.next_page.clone())? {
-                return Ok(stats);
-            }
-            token = page.next_page;
-            if cancel.is_cancelled() {
-                return Err(PollError::Cancelled.into());
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_usage_window_starts_within_the_lookback_and_never_in_the_future() {
-        let (h, now) = (3600, 1_000 * 3600 + 120);
-        assert_eq!(usage_window_start(now, 48 * h, h, None), 952 * h);
-        assert_eq!(usage_window_start(now, 48 * h, h, Some(990 * h)), 990 * h);
-        assert_eq!(usage_window_start(now, 48 * h, h, Some(10 * h)), 952 * h);
-        assert_eq!(
-            usage_window_start(now, 48 * h, h, Some(1_001 * h)),
-            1_000 * h
-        );
-        // Left far ahead by a clock that ran ahead: the lookback is read again.
-        assert_eq!(usage_window_start(now, 48 * h, h, Some(9_000 * h)), 952 * h);
     }
 }

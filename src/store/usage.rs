@@ -9,7 +9,7 @@ use crate::prices::TokenCounts;
 use crate::providers::WORKBENCH_KEY_ID;
 
 /// Rows per INSERT statement. Plain `?` placeholders (see docs/storage.md): 14 binds a row.
-const ROWS_PER_STATEMENT: usize = 100;
+pub(super) const ROWS_PER_STATEMENT: usize = 100;
 
 /// One usage row ready to store.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,14 +65,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let changed = upsert_rows(&mut tx, source, width_secs, rows, now).await?;
-        let mut key_ids: Vec<&str> = rows
-            .iter()
-            .map(|r| r.key_id.as_str())
-            .filter(|k| *k != WORKBENCH_KEY_ID)
-            .collect();
-        key_ids.sort_unstable();
-        key_ids.dedup();
-        super::keys::note_usage_keys(&mut tx, source, &key_ids, now).await?;
+        note_keys(&mut tx, source, rows.iter().map(|r| r.key_id.as_str()), now).await?;
         if let Some(cursor) = cursor {
             super::poll_state::set_cursor(&mut tx, source, &usage_stream(width_secs), cursor)
                 .await?;
@@ -130,6 +123,23 @@ impl Store {
     }
 }
 
+/// Records the keys in `key_ids` that the inventory does not know yet (the workbench is no
+/// key).
+pub(super) async fn note_keys<'k>(
+    tx: &mut Transaction<'_, Sqlite>,
+    source: &str,
+    key_ids: impl IntoIterator<Item = &'k str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut key_ids: Vec<&str> = key_ids
+        .into_iter()
+        .filter(|k| *k != WORKBENCH_KEY_ID)
+        .collect();
+    key_ids.sort_unstable();
+    key_ids.dedup();
+    super::keys::note_usage_keys(tx, source, &key_ids, now).await
+}
+
 async fn upsert_rows(
     tx: &mut Transaction<'_, Sqlite>,
     source: &str,
@@ -147,44 +157,63 @@ async fn upsert_rows(
     });
     let mut changed = 0;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "INSERT INTO usage_buckets (source, key_id, bucket_width, bucket_start, model,
-                {}, web_search_requests, requests, cost_usd, updated_at) ",
-            tokens::list()
-        ));
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(source)
-                .push_bind(&r.key_id)
-                .push_bind(width_secs)
-                .push_bind(r.bucket_start)
-                .push_bind(&r.model);
-            for n in tokens::column_values(&r.tokens) {
-                b.push_bind(n);
-            }
-            b.push_bind(r.web_search_requests)
-                .push_bind(r.requests)
-                .push_bind(r.cost_usd)
-                .push_bind(now);
-        });
-        // Overwrite, never add: a re-read bucket replaces what was stored. Unchanged rows are
-        // left alone, so a re-poll of settled data writes nothing.
-        qb.push(format!(
-            " ON CONFLICT (source, key_id, bucket_width, bucket_start, model) DO UPDATE SET
-                {},
-                web_search_requests = excluded.web_search_requests,
-                requests = excluded.requests,
-                cost_usd = excluded.cost_usd,
-                updated_at = excluded.updated_at
-             WHERE {}
-                OR web_search_requests IS NOT excluded.web_search_requests
-                OR requests IS NOT excluded.requests
-                OR cost_usd IS NOT excluded.cost_usd",
-            tokens::each(|c| format!("{c} = excluded.{c}"), ", "),
-            tokens::each(|c| format!("{c} IS NOT excluded.{c}"), " OR "),
-        ));
+        let mut qb = insert_values("usage_buckets", source, width_secs, chunk, now);
+        qb.push(" ");
+        qb.push(upsert_clause());
         changed += qb.build().execute(&mut **tx).await?.rows_affected();
     }
     Ok(changed)
+}
+
+/// `INSERT INTO {table} (…) VALUES (…), …` for `rows`: the columns of `usage_buckets` (and of
+/// `usage_staging`, which has the same), without a conflict clause.
+pub(super) fn insert_values<'q>(
+    table: &str,
+    source: &'q str,
+    width_secs: i64,
+    rows: &[&'q UsageRecord],
+    now: i64,
+) -> QueryBuilder<'q, Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+        "INSERT INTO {table} (source, key_id, bucket_width, bucket_start, model,
+            {}, web_search_requests, requests, cost_usd, updated_at) ",
+        tokens::list()
+    ));
+    qb.push_values(rows, |mut b, r| {
+        b.push_bind(source)
+            .push_bind(&r.key_id)
+            .push_bind(width_secs)
+            .push_bind(r.bucket_start)
+            .push_bind(&r.model);
+        for n in tokens::column_values(&r.tokens) {
+            b.push_bind(n);
+        }
+        b.push_bind(r.web_search_requests)
+            .push_bind(r.requests)
+            .push_bind(r.cost_usd)
+            .push_bind(now);
+    });
+    qb
+}
+
+/// The conflict clause of every write into `usage_buckets`. Overwrite, never add: a re-read
+/// bucket replaces what was stored. Unchanged rows are left alone, so a re-poll of settled
+/// data writes nothing (and the rollup triggers do not fire).
+pub(super) fn upsert_clause() -> String {
+    format!(
+        "ON CONFLICT (source, key_id, bucket_width, bucket_start, model) DO UPDATE SET
+            {},
+            web_search_requests = excluded.web_search_requests,
+            requests = excluded.requests,
+            cost_usd = excluded.cost_usd,
+            updated_at = excluded.updated_at
+         WHERE {}
+            OR web_search_requests IS NOT excluded.web_search_requests
+            OR requests IS NOT excluded.requests
+            OR cost_usd IS NOT excluded.cost_usd",
+        tokens::each(|c| format!("{c} = excluded.{c}"), ", "),
+        tokens::each(|c| format!("{c} IS NOT excluded.{c}"), " OR "),
+    )
 }
 
 /// The SELECT of the bucket reads (`history`, `/api/v1/usage`) up to its WHERE: a

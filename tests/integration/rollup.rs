@@ -230,3 +230,108 @@ async fn rollup_equals_the_buckets_through_updates_retention_and_new_zones() {
     let (rolled, raw) = both(&store, Tz::UTC).await;
     assert_same(Tz::UTC, &rolled.unwrap(), &raw);
 }
+
+/// A catch-up's pages are staged and moved into the table at once (#16). What that stores, the
+/// rollup it keeps (summed per move, not per row) and the cursor it sets equal storing the same
+/// pages one by one: re-read rows are overwritten, of a bucket read twice the later read wins
+/// (within a page, and across pages by a move first), and nothing staged is visible as usage
+/// before the move.
+#[tokio::test]
+async fn staged_pages_store_what_page_by_page_storing_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let berlin: Tz = "Europe/Berlin".parse().unwrap();
+    let direct = Store::open(&dir.path().join("direct.db")).await.unwrap();
+    let staged = Store::open(&dir.path().join("staged.db")).await.unwrap();
+    let hour_of_every_key = |hour: i64, cost: f64| -> Vec<UsageRecord> {
+        (0..3)
+            .flat_map(|key| {
+                [
+                    record(key, "priced", hour, Some(cost * (key + 1) as f64)),
+                    record(key, "unpriced", hour, None),
+                ]
+            })
+            .collect()
+    };
+    let stored_first: Vec<UsageRecord> = (0..24).flat_map(|h| hour_of_every_key(h, 0.01)).collect();
+    // Pages of one hour each from hour 20 (re-read with new values) to 72 across the change to
+    // summer time; hour 30's page holds each row twice.
+    let mut pages: Vec<Vec<UsageRecord>> = (20..72).map(|h| hour_of_every_key(h, 0.02)).collect();
+    pages[10].extend(hour_of_every_key(30, 0.7));
+    let cursor = START + 72 * H;
+    for store in [&direct, &staged] {
+        store
+            .ensure_rollup_zones(&[Tz::UTC, berlin], true)
+            .await
+            .unwrap();
+        store
+            .store_usage("s", H, &stored_first, Some(START + 24 * H), 1)
+            .await
+            .unwrap();
+    }
+    let mut direct_changed = 0;
+    let mut changed = 0;
+    let mut staging = staged.staging("s", H).await.unwrap();
+    for page in &pages {
+        direct_changed += direct
+            .store_usage("s", H, page, Some(cursor), 2)
+            .await
+            .unwrap();
+        assert!(!staging.overlaps(page));
+        staging.add(page, 2).await.unwrap();
+    }
+    assert_eq!(staging.rows(), 52 * 6);
+    assert_eq!(
+        staged.usage_row_count().await.unwrap(),
+        stored_first.len() as i64,
+        "staged rows are not usage until moved"
+    );
+    assert_eq!(
+        staged.usage_poll_state("s", H).await.unwrap().cursor,
+        Some(START + 24 * H)
+    );
+    // A provider that sends hour 40 again: what is staged is moved first.
+    let again = hour_of_every_key(40, 0.3);
+    direct_changed += direct
+        .store_usage("s", H, &again, Some(cursor), 2)
+        .await
+        .unwrap();
+    assert!(staging.overlaps(&again));
+    changed += staging.merge(cursor).await.unwrap();
+    staging.add(&again, 2).await.unwrap();
+    changed += staging.merge(cursor).await.unwrap();
+
+    // Page by page, hour 30's three priced rows count twice (written, then overwritten by
+    // their repeat in the same page); staged, the repeat replaces them before they are written.
+    assert_eq!(changed, direct_changed - 3);
+    assert_eq!(
+        staged.usage_poll_state("s", H).await.unwrap().cursor,
+        Some(cursor)
+    );
+    for key in 0..3 {
+        let id = format!("apikey_{key}");
+        let a = direct
+            .history(&id, None, H, START, START + 100 * H)
+            .await
+            .unwrap();
+        let b = staged
+            .history(&id, None, H, START, START + 100 * H)
+            .await
+            .unwrap();
+        assert_eq!(a.len(), 144, "{id}");
+        assert_eq!(a, b, "{id}");
+    }
+    for zone in [Tz::UTC, berlin] {
+        let (rolled, raw) = both(&staged, zone).await;
+        assert_same(zone, &rolled.unwrap(), &raw);
+        assert_eq!(both(&direct, zone).await.1, raw, "{zone}");
+        assert_reports_match(&staged, zone).await;
+    }
+    // Moved rows are gone from staging: a second move changes nothing.
+    assert_eq!(staging.merge(cursor).await.unwrap(), 0);
+    // Rows a crash left staged are discarded when the next catch-up starts.
+    staging.add(&pages[0], 3).await.unwrap();
+    drop(staging);
+    let mut next = staged.staging("s", H).await.unwrap();
+    assert_eq!(next.merge(cursor).await.unwrap(), 0);
+    assert_eq!(staged.usage_row_count().await.unwrap(), 3 * 144);
+}

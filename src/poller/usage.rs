@@ -1,0 +1,272 @@
+//! One usage stream's poll: pages from the cursor to now, each stored with the cursor it
+//! justifies. A poll that reads one page stores it at once; a catch-up (the first backfill, a
+//! poll after downtime) stages its pages and moves them into the table many hours at a time
+//! (`store::staging`), keeping the cursor with the rows it covers either way.
+
+use chrono::{DateTime, TimeZone, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::paging::Shrink;
+use super::schedule::{floor_to, Cursor};
+use super::{PollFailure, Poller, UsageStats};
+use crate::config::BucketWidth;
+use crate::providers::{Pager, PollError};
+use crate::store::{Staging, Store, StoreError, UsageRecord};
+
+/// Rows staged before they are moved into `usage_buckets`: at 10,000 keys with two models each,
+/// ten hours of every key; a smaller organisation's whole backfill.
+const STAGE_ROWS: usize = 200_000;
+/// Staged rows are moved at the latest this long after the first of them was staged, so a slow
+/// or rate-limited provider does not keep read usage out of detection.
+const STAGE_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The first bucket usage is read from: the stored cursor, or the lookback on first start;
+/// never before the lookback nor after the current bucket. A cursor ahead of the clock (the
+/// clock went back after running ahead) re-reads the lookback, so nothing is skipped and
+/// polling is never stuck waiting for the clock to catch up.
+fn usage_window_start(now: i64, lookback: i64, width: i64, cursor: Option<i64>) -> i64 {
+    let current = floor_to(now, width);
+    let oldest = floor_to(now.saturating_sub(lookback), width).min(current);
+    match cursor {
+        Some(c) if c <= current.saturating_add(width) => c.max(oldest).min(current),
+        Some(c) => {
+            tracing::warn!(
+                cursor = c,
+                "the usage cursor is ahead of the clock (did the clock go back?): re-reading the lookback"
+            );
+            oldest
+        }
+        None => oldest,
+    }
+}
+
+impl Poller {
+    /// Reads one usage stream (`width`) from its cursor, at most `lookback` back, page by page.
+    pub(super) async fn poll_usage(
+        &self,
+        now: DateTime<Utc>,
+        width: BucketWidth,
+        lookback: std::time::Duration,
+        cancel: &CancellationToken,
+    ) -> Result<UsageStats, PollFailure> {
+        let width_secs = width.seconds();
+        let state = self
+            .store
+            .usage_poll_state(&self.source_name, width_secs)
+            .await?;
+        let backfill = state.cursor.is_none() && width == self.poll.bucket_width;
+        let lookback = i64::try_from(lookback.as_secs()).unwrap_or(i64::MAX / 2);
+        let from = usage_window_start(now.timestamp(), lookback, width_secs, state.cursor);
+        let mut sink = UsageSink::new(&self.store, &self.source_name, width_secs, now.timestamp());
+        let read = self
+            .read_usage(now, width, from, backfill, &mut sink, cancel)
+            .await;
+        // What was staged before a failure or shutdown is stored with its cursor all the same.
+        let moved = sink.flush().await;
+        match (read, moved) {
+            (Ok(mut stats), Ok(changed)) => {
+                stats.changed += changed;
+                Ok(stats)
+            }
+            (Ok(_), Err(e)) => Err(e.into()),
+            (Err(e), Ok(_)) => Err(e),
+            (Err(e), Err(store)) => {
+                tracing::warn!(error = %store, "staged usage could not be stored; the next poll reads it again");
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads pages of one usage stream from `from` (Unix seconds) to now into `sink`.
+    async fn read_usage(
+        &self,
+        now: DateTime<Utc>,
+        width: BucketWidth,
+        from: i64,
+        backfill: bool,
+        sink: &mut UsageSink<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<UsageStats, PollFailure> {
+        let width_secs = width.seconds();
+        let from_time = Utc.timestamp_opt(from, 0).single().unwrap_or(now);
+        let settle_cutoff = now.timestamp() - self.poll.settle.0.as_secs() as i64;
+        let mut cursor = Cursor::new(from);
+        let mut stats = UsageStats::default();
+        let mut pager = Pager::new("usage report");
+        // A chain of pages follows the provider's tokens with the same start and size. A page
+        // refused for its size (or too slow) starts a new chain from the end of the last stored
+        // bucket (pages hold whole buckets) with fewer buckets per page.
+        let mut start = from_time;
+        let mut resume = from_time;
+        let mut token: Option<String> = None;
+        let mut limit = 1;
+        loop {
+            if token.is_none() {
+                let needed = (now.timestamp() - resume.timestamp()).div_euclid(width_secs) + 1;
+                limit = self.page_sizes.next(width, needed);
+            }
+            let asked_at = std::time::Instant::now();
+            let page = match self
+                .client
+                .usage_page(start, width, limit, token.as_deref(), cancel)
+                .await
+            {
+                Ok((page, bytes)) => {
+                    self.page_sizes.read(width, page.buckets.len(), bytes);
+                    // Slower than half the timeout: the next chain asks for fewer buckets.
+                    if asked_at.elapsed() > self.poll.timeout.0 / 2 {
+                        self.page_sizes.failed(width, limit);
+                    }
+                    page
+                }
+                // Refused for its size (at once when content-length says so): asked again
+                // from the same bucket with half the buckets.
+                Err(e @ PollError::TooLarge { .. }) => match self.page_sizes.failed(width, limit) {
+                    Shrink::Retry(smaller) => {
+                        tracing::warn!(error = %e, buckets = limit, retry_with = smaller,
+                            "usage page too large; asking for fewer buckets");
+                        (start, token) = (resume, None);
+                        continue;
+                    }
+                    Shrink::GiveUp => return Err(e.into()),
+                },
+                // Timed out after its retries: the poll fails in bounded time (the server may
+                // be down, not slow) and the next poll asks for half the buckets.
+                Err(e @ PollError::Timeout { .. }) => {
+                    self.page_sizes.failed(width, limit);
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let fetch_ms = asked_at.elapsed().as_millis() as u64;
+            let records = self.records(&page, width_secs);
+            for b in &page.buckets {
+                let start = floor_to(b.start.timestamp(), width_secs);
+                cursor.see(start, b.end.timestamp(), settle_cutoff);
+            }
+            if let Some(last) = page.buckets.iter().map(|b| b.end).max() {
+                resume = resume.max(last);
+            }
+            let storing = std::time::Instant::now();
+            stats.changed += sink
+                .page(&records, cursor.value(), page.next_page.is_some())
+                .await?;
+            let store_ms = storing.elapsed().as_millis() as u64;
+            stats.pages += 1;
+            stats.buckets += page.buckets.len();
+            if backfill {
+                tracing::info!(
+                    pages = stats.pages,
+                    buckets = stats.buckets,
+                    rows = records.len(),
+                    fetch_ms,
+                    store_ms,
+                    "backfill progress"
+                );
+            } else {
+                tracing::debug!(
+                    pages = stats.pages,
+                    buckets = stats.buckets,
+                    rows = records.len(),
+                    fetch_ms,
+                    store_ms,
+                    "usage page stored"
+                );
+            }
+            if !pager.advance(page.next_page.clone())? {
+                return Ok(stats);
+            }
+            token = page.next_page;
+            if cancel.is_cancelled() {
+                return Err(PollError::Cancelled.into());
+            }
+        }
+    }
+}
+
+/// Where a poll's pages go (see the module's doc).
+struct UsageSink<'a> {
+    store: &'a Store,
+    source: &'a str,
+    width_secs: i64,
+    now: i64,
+    staging: Option<Staging>,
+    /// The cursor the staged rows justify, and when the first of them was staged, until they
+    /// are moved.
+    cursor: Option<(i64, std::time::Instant)>,
+}
+
+impl<'a> UsageSink<'a> {
+    fn new(store: &'a Store, source: &'a str, width_secs: i64, now: i64) -> Self {
+        Self {
+            store,
+            source,
+            width_secs,
+            now,
+            staging: None,
+            cursor: None,
+        }
+    }
+
+    /// Stores one page's `rows` with the `cursor` they justify; `more` when another page
+    /// follows. Returns the rows new or changed so far (staged rows count when moved).
+    async fn page(
+        &mut self,
+        rows: &[UsageRecord],
+        cursor: i64,
+        more: bool,
+    ) -> Result<u64, StoreError> {
+        if self.staging.is_none() && !more {
+            return self
+                .store
+                .store_usage(self.source, self.width_secs, rows, Some(cursor), self.now)
+                .await;
+        }
+        let mut changed = 0;
+        if self.staging.as_ref().is_some_and(|s| s.overlaps(rows)) {
+            changed += self.flush().await?;
+        }
+        let staging = match &mut self.staging {
+            Some(staging) => staging,
+            None => self
+                .staging
+                .insert(self.store.staging(self.source, self.width_secs).await?),
+        };
+        staging.add(rows, self.now).await?;
+        let since = self
+            .cursor
+            .map_or_else(std::time::Instant::now, |(_, at)| at);
+        self.cursor = Some((cursor, since));
+        if staging.rows() >= STAGE_ROWS || since.elapsed() >= STAGE_AGE {
+            changed += self.flush().await?;
+        }
+        Ok(changed)
+    }
+
+    /// Moves what is staged into the table with its cursor.
+    async fn flush(&mut self) -> Result<u64, StoreError> {
+        match (&mut self.staging, self.cursor.take()) {
+            (Some(staging), Some((cursor, _))) => staging.merge(cursor).await,
+            _ => Ok(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_usage_window_starts_within_the_lookback_and_never_in_the_future() {
+        let (h, now) = (3600, 1_000 * 3600 + 120);
+        assert_eq!(usage_window_start(now, 48 * h, h, None), 952 * h);
+        assert_eq!(usage_window_start(now, 48 * h, h, Some(990 * h)), 990 * h);
+        assert_eq!(usage_window_start(now, 48 * h, h, Some(10 * h)), 952 * h);
+        assert_eq!(
+            usage_window_start(now, 48 * h, h, Some(1_001 * h)),
+            1_000 * h
+        );
+        // Left far ahead by a clock that ran ahead: the lookback is read again.
+        assert_eq!(usage_window_start(now, 48 * h, h, Some(9_000 * h)), 952 * h);
+    }
+}
