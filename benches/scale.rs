@@ -213,9 +213,14 @@ fn timings(log: &Path) -> String {
         .unwrap_or_default()
         .lines()
         .filter(|l| {
-            ["poll finished", "detection pass", "backfill progress"]
-                .iter()
-                .any(|m| l.contains(m))
+            [
+                "poll finished",
+                "detection pass",
+                "backfill progress",
+                "staged usage moved",
+            ]
+            .iter()
+            .any(|m| l.contains(m))
         })
         .map(|l| {
             format!(

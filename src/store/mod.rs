@@ -39,7 +39,7 @@ pub use prune::Pruned;
 pub use rollup::{local_midnight_day, zone_offsets, DaySpend, TopSpend};
 pub use samples::KeySeries;
 pub use spend::{PeriodUsage, ReconcileDay};
-pub use staging::Staging;
+pub use staging::{Moved, Staging};
 pub use unpriced::UnpricedUsage;
 pub use usage::{HistoryRow, UnpricedModel, UsageRecord};
 pub use watch::{Changed, UsageWatch};

@@ -296,9 +296,9 @@ async fn staged_pages_store_what_page_by_page_storing_stores() {
         .await
         .unwrap();
     assert!(staging.overlaps(&again));
-    changed += staging.merge(cursor).await.unwrap();
+    changed += staging.merge(cursor).await.unwrap().changed;
     staging.add(&again, 2).await.unwrap();
-    changed += staging.merge(cursor).await.unwrap();
+    changed += staging.merge(cursor).await.unwrap().changed;
 
     // Page by page, hour 30's three priced rows count twice (written, then overwritten by
     // their repeat in the same page); staged, the repeat replaces them before they are written.
@@ -327,11 +327,11 @@ async fn staged_pages_store_what_page_by_page_storing_stores() {
         assert_reports_match(&staged, zone).await;
     }
     // Moved rows are gone from staging: a second move changes nothing.
-    assert_eq!(staging.merge(cursor).await.unwrap(), 0);
+    assert_eq!(staging.merge(cursor).await.unwrap().changed, 0);
     // Rows a crash left staged are discarded when the next catch-up starts.
     staging.add(&pages[0], 3).await.unwrap();
     drop(staging);
     let mut next = staged.staging("s", H).await.unwrap();
-    assert_eq!(next.merge(cursor).await.unwrap(), 0);
+    assert_eq!(next.merge(cursor).await.unwrap().changed, 0);
     assert_eq!(staged.usage_row_count().await.unwrap(), 3 * 144);
 }
