@@ -14,8 +14,13 @@ use crate::providers::{Pager, PollError, UsagePage};
 use crate::store::{Staging, Store, StoreError, UsageRecord};
 
 /// Rows staged before they are moved into `usage_buckets`: at 10,000 keys with two models each,
-/// ten hours of every key; a smaller organisation's whole backfill.
+/// twenty hours of every key (nine moves for an 8-day backfill, each holding the write lock for
+/// 2-4 s on a 2-core machine, well inside the 10 s other writers wait).
 const STAGE_ROWS: usize = 400_000;
+/// Pages of fewer buckets than this are staged when more follow: below a day of hourly
+/// buckets a page holds too few rows of each key to be written where they belong one by one
+/// (at 300 keys a page holds ~30 hours and is stored at once; at 10,000 keys, one).
+const STAGE_BELOW_BUCKETS: usize = 24;
 /// Moves of at least this many rows are logged at info.
 const LOGGED_MOVE_ROWS: usize = 10_000;
 /// Staged rows are moved at the latest this long after the first of them was staged, so a slow
@@ -59,7 +64,9 @@ impl Poller {
         let backfill = state.cursor.is_none() && width == self.poll.bucket_width;
         let lookback = i64::try_from(lookback.as_secs()).unwrap_or(i64::MAX / 2);
         let from = usage_window_start(now.timestamp(), lookback, width_secs, state.cursor);
+        let window = (now.timestamp() - from).div_euclid(width_secs) + 1;
         let mut sink = UsageSink::new(&self.store, &self.source_name, width_secs, now.timestamp());
+        sink.catch_up = window >= STAGE_BELOW_BUCKETS as i64;
         let read = self
             .read_usage(now, width, from, backfill, &mut sink, cancel)
             .await;
@@ -154,6 +161,7 @@ impl Poller {
             }
             stats.pages += 1;
             stats.buckets += page.buckets.len();
+            let stage = sink.stages(page.buckets.len(), page.next_page.is_some());
             // The decoded page is not needed once its records are made: dropped before the
             // next one arrives, so at most one decoded page is held at a time.
             let UsagePage {
@@ -162,11 +170,12 @@ impl Poller {
             } = page;
             drop(buckets);
             let more = pager.advance(next.clone());
-            // The next page is asked for while this one is stored (a 10,000-key backfill spends
-            // ~40 ms a page fetching and decoding, beside ~200 ms storing).
+            // In a staged catch-up the next page is asked for while this one is stored (a
+            // 10,000-key backfill spends ~40 ms a page fetching and decoding, beside ~200 ms
+            // storing); a small organisation's few pages are not worth a second page in memory.
             let prefetch = async {
                 match (&more, next.as_deref()) {
-                    (Ok(true), Some(next)) if !cancel.is_cancelled() => Some(
+                    (Ok(true), Some(next)) if stage && !cancel.is_cancelled() => Some(
                         self.fetch_page(start, width, limit, Some(next), cancel)
                             .await,
                     ),
@@ -175,7 +184,7 @@ impl Poller {
             };
             let store = async {
                 let storing = std::time::Instant::now();
-                let stored = sink.page(&records, cursor.value(), next.is_some()).await;
+                let stored = sink.page(&records, cursor.value(), stage).await;
                 (stored, storing.elapsed().as_millis() as u64)
             };
             let ((stored, store_ms), fetched) = tokio::join!(store, prefetch);
@@ -234,6 +243,9 @@ struct UsageSink<'a> {
     source: &'a str,
     width_secs: i64,
     now: i64,
+    /// The poll reads at least [`STAGE_BELOW_BUCKETS`] buckets (a backfill, a poll after
+    /// downtime), not the few unsettled buckets a steady poll re-reads.
+    catch_up: bool,
     staging: Option<Staging>,
     /// The cursor the staged rows justify, and when the first of them was staged, until they
     /// are moved.
@@ -247,20 +259,32 @@ impl<'a> UsageSink<'a> {
             source,
             width_secs,
             now,
+            catch_up: false,
             staging: None,
             cursor: None,
         }
     }
 
-    /// Stores one page's `rows` with the `cursor` they justify; `more` when another page
-    /// follows. Returns the rows new or changed so far (staged rows count when moved).
+    /// Whether a page of `buckets` buckets is staged: once a poll stages, the rest of its pages
+    /// are staged too (a page stored at once would move the cursor past staged rows); before,
+    /// a catch-up's page is staged when another follows and it holds less than a day of each
+    /// key, so storing it at once would rewrite every key's last leaf for a few rows each. A
+    /// steady poll's pages (mostly unchanged rows, which a direct store does not write) are
+    /// stored at once.
+    fn stages(&self, buckets: usize, more: bool) -> bool {
+        self.staging.is_some() || (self.catch_up && more && buckets < STAGE_BELOW_BUCKETS)
+    }
+
+    /// Stores one page's `rows` with the `cursor` they justify, at once or staged (see
+    /// [`UsageSink::stages`]). Returns the rows new or changed so far (staged rows count when
+    /// moved).
     async fn page(
         &mut self,
         rows: &[UsageRecord],
         cursor: i64,
-        more: bool,
+        stage: bool,
     ) -> Result<u64, StoreError> {
-        if self.staging.is_none() && !more {
+        if !stage {
             return self
                 .store
                 .store_usage(self.source, self.width_secs, rows, Some(cursor), self.now)

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use crate::fake_anthropic::key_new_shape;
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::fake_anthropic::{key_new_shape, USAGE_PATH};
 use crate::helpers::{row, spawn_app_with_lookback, this_hour, without_cost, TestApp, HOUR};
 
 /// Two listed keys that each use 150 models an hour (far more rows per key than the first
@@ -115,5 +118,63 @@ async fn a_single_bucket_over_the_cap_fails_the_poll_with_a_message_naming_the_s
     assert!(
         error.contains("larger than 1 MiB (poll.max_page_mib)"),
         "the recorded error names the setting: {error}"
+    );
+}
+
+/// Pages of two hourly buckets (as at 10,000 keys, where a page holds one hour) are staged and
+/// moved into the table in key order (#16). A page that fails part-way keeps every page read
+/// before it, with the cursor where they end and nothing left staged; the next run completes
+/// the history, every row once.
+#[tokio::test]
+async fn a_staged_catch_up_that_fails_part_way_keeps_what_it_read_with_its_cursor() {
+    let app = spawn_app_with_lookback("2d", HOURLY_ONLY).await;
+    let now = this_hour();
+    for h in 0..48 {
+        for id in ["apikey_S1", "apikey_S2"] {
+            app.fake.add_usage(
+                now - h * HOUR,
+                row(Some(id), "claude-sonnet-4-5", 100 + h, 10),
+            );
+        }
+    }
+    app.fake.data.lock().unwrap().usage_page_size = 2;
+    let from = now - 48 * HOUR;
+    let failing = from + 20 * HOUR;
+    Mock::given(method("GET"))
+        .and(path(USAGE_PATH))
+        .and(query_param("page", format!("page_{failing}")))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(4)
+        .expect(4)
+        .with_priority(1)
+        .mount(&app.fake.server)
+        .await;
+
+    let report = app.run_once().await;
+
+    assert_eq!(report.failed_sources, ["anthropic-test"]);
+    assert_eq!(app.cursor().await, Some(failing));
+    let before: Vec<_> = app
+        .expected_rows(from)
+        .into_iter()
+        .filter(|r| r.1 < failing)
+        .collect();
+    assert_eq!(before.len(), 2 * 19, "hours 47 to 29 ago, two keys");
+    assert_eq!(without_cost(&app.stored_rows().await), before);
+    let store = keywatch::store::Store::open_existing(&app.db_path())
+        .await
+        .unwrap();
+    let staged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_staging")
+        .fetch_one(store.pool_ref())
+        .await
+        .unwrap();
+    store.close().await;
+    assert_eq!(staged, 0, "a failed catch-up leaves nothing staged");
+
+    let report = app.run_once().await;
+    assert!(report.failed_sources.is_empty(), "{report:?}");
+    assert_eq!(
+        without_cost(&app.stored_rows().await),
+        app.expected_rows(from)
     );
 }
