@@ -3,7 +3,7 @@
 //! prepared statement, 1,000-row transactions) as the yardstick, in one run.
 //!
 //! Rows are stored as a steady poll stores a page (`store_usage`, one transaction per batch) and
-//! as a backfill does (batches staged, moved into the table every 200,000 rows: the staged
+//! as a backfill does (batches staged, moved into the table every 400,000 rows: the staged
 //! lines, compared with the same rusqlite figures).
 //!
 //! Run: `cargo bench --bench ingest` (KEYWATCH_BENCH_KEYS / KEYWATCH_BENCH_HOURS shrink it).
@@ -70,7 +70,7 @@ fn rate(rows: usize, took: Duration) -> f64 {
 }
 
 /// Rows staged before each move, as the poller's catch-up does (`poller::usage`).
-const STAGE_ROWS: usize = 200_000;
+const STAGE_ROWS: usize = 400_000;
 
 /// Stores `batches` through keywatch: each batch at once (`store_usage`, a steady poll's page),
 /// or `staged` as a backfill does (pages staged, moved into the table every STAGE_ROWS rows).
