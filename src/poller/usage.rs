@@ -1,7 +1,8 @@
 //! One usage stream's poll: pages from the cursor to now, each stored with the cursor it
-//! justifies. A poll that reads one page stores it at once; a catch-up (the first backfill, a
-//! poll after downtime) stages its pages and moves them into the table many hours at a time
-//! (`store::staging`), keeping the cursor with the rows it covers either way.
+//! justifies. A steady poll stores each page at once. A catch-up (the first backfill, a poll
+//! after downtime) whose pages hold less than a day of each key stages them and moves them into
+//! the table many hours at a time (`store::staging`, `UsageSink::stages`), fetching the next
+//! page while one is stored; the cursor stays with the rows it covers either way.
 
 use chrono::{DateTime, TimeZone, Utc};
 use tokio_util::sync::CancellationToken;
