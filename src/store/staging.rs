@@ -254,7 +254,7 @@ impl Staging {
         for chunk in sums.chunks(ROWS_PER_STATEMENT) {
             let mut qb: QueryBuilder<sqlx::Sqlite> = QueryBuilder::new(format!(
                 "INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, model, {}) ",
-                ROLLUP_COUNTERS.join(", ")
+                rollup_counters().collect::<Vec<_>>().join(", ")
             ));
             qb.push_values(chunk, |mut b, (at, s)| {
                 b.push_bind(&self.zones[usize::from(at.zone)].0)
@@ -282,13 +282,9 @@ impl Staging {
     }
 }
 
-/// The counter columns of `usage_daily`, in the order [`Staging::write_sums`] binds them.
-const ROLLUP_COUNTERS: [&str; 10] = [
-    "uncached_input_tokens",
-    "cache_read_input_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
+/// The counter columns of `usage_daily` after the token columns (`tokens::TOKEN_COLUMNS`), in
+/// the order [`Staging::write_sums`] binds them.
+const OTHER_COUNTERS: [&str; 5] = [
     "requests",
     "requests_buckets",
     "cost_usd",
@@ -296,9 +292,15 @@ const ROLLUP_COUNTERS: [&str; 10] = [
     "buckets",
 ];
 
+/// Every counter column of `usage_daily`: the token columns, then [`OTHER_COUNTERS`].
+fn rollup_counters() -> impl Iterator<Item = &'static str> {
+    tokens::TOKEN_COLUMNS.into_iter().chain(OTHER_COUNTERS)
+}
+
 fn add_excluded() -> String {
-    ROLLUP_COUNTERS
+    rollup_counters()
         .map(|c| format!("{c} = {c} + excluded.{c}"))
+        .collect::<Vec<_>>()
         .join(", ")
 }
 
@@ -362,7 +364,7 @@ async fn subtract_overwritten(
          WHERE true
          GROUP BY l.zone, d, l.key_id, l.model
          ON CONFLICT (zone, bucket_width, day, source, key_id, model) DO UPDATE SET {}",
-        ROLLUP_COUNTERS.join(", "),
+        rollup_counters().collect::<Vec<_>>().join(", "),
         tokens::each(|c| format!("-SUM(l.{c})"), ", "),
         tokens::total("l."),
         add_excluded(),
