@@ -142,8 +142,7 @@ impl SeriesCache {
 /// Drops points before `from`, and series left empty.
 fn trim(mut series: Vec<KeySeries>, from: i64) -> Vec<KeySeries> {
     for s in &mut series {
-        let before = s.points.partition_point(|p| p.0 < from);
-        s.points.drain(..before);
+        s.points.keep_from(from);
     }
     series.retain(|s| !s.points.is_empty());
     series
@@ -155,18 +154,15 @@ fn merge(cached: Vec<KeySeries>, fresh: Vec<KeySeries>, from: i64, lo: i64) -> V
     let mut out = Vec::with_capacity(cached.len().max(fresh.len()));
     let mut fresh = fresh.into_iter().peekable();
     for mut s in cached {
-        let kept = s.points.partition_point(|p| p.0 < lo);
-        s.points.truncate(kept);
+        s.points.keep_before(lo);
         while let Some(f) = fresh.next_if(|f| key(f) < key(&s)) {
             out.push(f);
         }
         if let Some(f) = fresh.next_if(|f| key(f) == key(&s)) {
-            // The hour that left the window makes room for the one that entered: exact, as
-            // the series are kept for the daemon's life (a growing Vec doubles its capacity).
-            let before = s.points.partition_point(|p| p.0 < from);
-            s.points.drain(..before);
-            s.points.reserve_exact(f.points.len());
-            s.points.extend(f.points);
+            // The hour that left the window makes room for the one that entered: `append`
+            // grows by exactly what it adds, as the series are kept for the daemon's life.
+            s.points.keep_from(from);
+            s.points.append(f.points);
         }
         out.push(s);
     }
@@ -181,12 +177,13 @@ fn key(s: &KeySeries) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Points;
 
     fn s(key: &str, points: &[(i64, f64)]) -> KeySeries {
         KeySeries {
             source: "src".to_owned(),
             key_id: key.to_owned(),
-            points: points.to_vec(),
+            points: Points::from_rows(1, points.iter().copied()),
         }
     }
 
@@ -197,8 +194,8 @@ mod tests {
         let got = merge(vec![s("k", &hours)], vec![s("k", &[(168, 2.0)])], 1, 168);
         assert_eq!(got[0].points.len(), 168);
         assert_eq!(got[0].points.capacity(), 168);
-        assert_eq!(got[0].points.first(), Some(&(1, 1.0)));
-        assert_eq!(got[0].points.last(), Some(&(168, 2.0)));
+        assert_eq!(got[0].points.first(), Some((1, 1.0)));
+        assert_eq!(got[0].points.last(), Some((168, 2.0)));
     }
 
     #[test]
@@ -214,7 +211,8 @@ mod tests {
         let keys: Vec<&str> = got.iter().map(|s| s.key_id.as_str()).collect();
         // "d" had only a point before the window: it leaves.
         assert_eq!(keys, ["a", "b", "c", "e"]);
-        assert_eq!(got[1].points, [(2, 2.0), (3, 4.0), (4, 5.0)]);
+        let points: Vec<(i64, f64)> = got[1].points.iter().collect();
+        assert_eq!(points, [(2, 2.0), (3, 4.0), (4, 5.0)]);
     }
 
     fn row(key: &str, hour: i64, cost: f64) -> crate::store::UsageRecord {

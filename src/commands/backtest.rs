@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 use serde_json::json;
 
-use crate::alerts::{dense_values, rfc3339};
+use crate::alerts::rfc3339;
 use crate::cli::{ListFormat, TimeArg};
 use crate::config::Config;
 use crate::detect::burn;
@@ -52,7 +52,7 @@ pub async fn run(config: &Config, since: TimeArg, format: ListFormat) -> anyhow:
         let Some(first_minute) = m.points.first().map(|p| p.0) else {
             continue;
         };
-        let minutes = dense_values(&m.points, first_minute, now.div_euclid(60) * 60, 60);
+        let minutes = m.points.dense(first_minute, now.div_euclid(60) * 60, 60);
         let factor = cfg.fast_factor();
         // The key's busy level per hour of the replay, computed once per hour (not per minute):
         // its hourly baseline over the hours before that one.
@@ -68,7 +68,7 @@ pub async fn run(config: &Config, since: TimeArg, format: ListFormat) -> anyhow:
                     return cfg.min_baseline;
                 };
                 let upto = hour - 3_600;
-                let values = dense_values(&h.points, first, upto, 3_600);
+                let values = h.points.dense(first, upto, 3_600);
                 let known = key
                     .and_then(|k| k.created_at)
                     .map_or(first, |c| c.min(first));
@@ -103,7 +103,7 @@ pub async fn run(config: &Config, since: TimeArg, format: ListFormat) -> anyhow:
         let Some(first) = s.points.first().map(|p| p.0) else {
             continue;
         };
-        let values = dense_values(&s.points, first, last, width);
+        let values = s.points.dense(first, last, width);
         let key = keys.get(&(s.source.clone(), s.key_id.clone()));
         let known_since = key
             .and_then(|k| k.created_at)

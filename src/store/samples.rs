@@ -4,6 +4,7 @@ use futures_util::TryStreamExt;
 
 use super::decode::Count;
 use super::packed::{self, packed};
+use super::points::Points;
 use super::{tokens, Store, StoreError};
 use crate::detect::SpikeMetric;
 use crate::providers::WORKBENCH_KEY_ID;
@@ -17,7 +18,7 @@ const ONE_ROW_BUCKETS: i64 = 8;
 pub struct KeySeries {
     pub source: String,
     pub key_id: String,
-    pub points: Vec<(i64, f64)>,
+    pub points: Points,
 }
 
 /// One key's buckets packed as `start,value;…` (see [`Store::usage_series`]).
@@ -139,7 +140,7 @@ impl Store {
             let text = query.fetch_one(&self.pool).await?;
             let rows: Vec<(String, String, String)> = packed::unpack(&text)?;
             out.extend(rows.into_iter().map(|(source, key_id, p)| KeySeries {
-                points: unpack(&p, scale),
+                points: unpack(&p, scale, width_secs),
                 source,
                 key_id,
             }));
@@ -155,7 +156,7 @@ impl Store {
             let mut rows = query.fetch(&self.pool);
             while let Some(r) = rows.try_next().await? {
                 out.push(KeySeries {
-                    points: unpack(&r.packed, scale),
+                    points: unpack(&r.packed, scale, width_secs),
                     source: r.source,
                     key_id: r.key_id,
                 });
@@ -196,31 +197,19 @@ impl Store {
     }
 }
 
-/// Parses `start,value;…` into points sorted by start (values times `scale`), adding up rows
-/// of one bucket (several models).
-fn unpack(packed: &str, scale: f64) -> Vec<(i64, f64)> {
-    // Sized exactly: the daemon keeps these for its life (collecting without a size hint
-    // doubled the capacity, 41 MB instead of 27 MB at 10,000 keys × 168 hours).
-    let mut points = Vec::with_capacity(packed.bytes().filter(|&b| b == b';').count() + 1);
-    points.extend(packed.split(';').filter_map(|p| {
-        let (start, value) = p.split_once(',')?;
-        Some((
-            start.parse().ok()?,
-            value.parse::<i64>().ok()? as f64 * scale,
-        ))
-    }));
-    points.sort_by_key(|p| p.0);
-    points.dedup_by(|later, first| {
-        if later.0 != first.0 {
-            return false;
-        }
-        first.1 += later.1;
-        true
-    });
-    // Two models a bucket leave half the capacity unused once added up (heaptrack: 54 MB held
-    // for 27 MB of points at 10,000 keys × 168 hours).
-    points.shrink_to_fit();
-    points
+/// Parses `start,value;…` into buckets of `width` (values times `scale`), adding up rows of
+/// one bucket (several models).
+fn unpack(packed: &str, scale: f64, width: i64) -> Points {
+    Points::from_rows(
+        width,
+        packed.split(';').filter_map(|p| {
+            let (start, value) = p.split_once(',')?;
+            Some((
+                start.parse().ok()?,
+                value.parse::<i64>().ok()? as f64 * scale,
+            ))
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -229,8 +218,9 @@ mod tests {
 
     #[test]
     fn unpack_sorts_and_adds_models_of_one_bucket() {
-        let points = unpack("7200,10;3600,5;7200,30", 0.5);
-        assert_eq!(points, [(3600, 2.5), (7200, 20.0)]);
+        let points = unpack("7200,10;3600,5;7200,30", 0.5, 3600);
+        let rows: Vec<(i64, f64)> = points.iter().collect();
+        assert_eq!(rows, [(3600, 2.5), (7200, 20.0)]);
         // Sized to the buckets, not the rows (kept for the daemon's life).
         assert_eq!(points.capacity(), 2);
     }

@@ -224,7 +224,9 @@ impl Staging {
             sqlx::query("INSERT INTO rollup_paused (paused) VALUES (1)")
                 .execute(&mut *tx)
                 .await?;
-            subtract_overwritten(&mut tx, source, width).await?;
+            if self.overwrites(&mut tx).await? {
+                subtract_overwritten(&mut tx, source, width).await?;
+            }
             moved.subtract_ms = ms();
             moved.changed = move_rows(&mut tx, source, width).await?;
             moved.move_ms = ms();
@@ -246,6 +248,29 @@ impl Staging {
         self.sums.shrink_to_fit();
         self.rows = 0;
         Ok(moved)
+    }
+
+    /// Whether any stored bucket of a staged key lies in the staged span, so that the move
+    /// overwrites rows whose values must leave the rollup. A seek per key: a first backfill
+    /// overwrites nothing, and looking up each staged row to find that out took 0.5–0.8 s of
+    /// every 400,000-row move at 10,000 keys.
+    async fn overwrites(&self, tx: &mut Tx<'_>) -> Result<bool, StoreError> {
+        let Some((first, last)) = self.span else {
+            return Ok(false);
+        };
+        let keys = serde_json::to_string(&self.keys.names).unwrap_or_default();
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM json_each(?3) k CROSS JOIN usage_buckets u
+                 ON u.source = ?1 AND u.key_id = k.value AND u.bucket_width = ?2
+                AND u.bucket_start >= ?4 AND u.bucket_start <= ?5)",
+        )
+        .bind(&self.source)
+        .bind(self.width_secs)
+        .bind(keys)
+        .bind(first)
+        .bind(last)
+        .fetch_one(&mut **tx)
+        .await?)
     }
 
     /// Adds the staged rows' sums to `usage_daily`.

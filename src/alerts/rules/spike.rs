@@ -40,7 +40,7 @@ impl Pass<'_> {
     fn spike(&mut self, s: &KeySeries, scope: String, cfg: &SpikeConfig, unpriced: bool) {
         let (w, judged) = (self.width, self.judged);
         let first = s.points.first().map_or(judged, |p| p.0);
-        let values = crate::alerts::dense_values(&s.points, first, judged, w);
+        let values = s.points.dense(first, judged, w);
         let Some((&observed, history)) = values.split_last() else {
             return;
         };
@@ -142,7 +142,7 @@ mod tests {
     use super::super::fixtures::{config, fired, inputs, key, open, run, with_key, NOW};
     use super::super::Pass;
     use crate::alerts::{alert_id, Rule};
-    use crate::store::{AlertChange, KeySeries};
+    use crate::store::{AlertChange, KeySeries, Points};
 
     /// Eight days of $1 an hour on `k1`, then `last` in the judged bucket.
     fn steady_then(last: f64) -> (crate::config::Config, super::super::Inputs) {
@@ -159,7 +159,7 @@ mod tests {
         i.series.push(KeySeries {
             source: "src".to_owned(),
             key_id: "k1".to_owned(),
-            points,
+            points: Points::from_rows(3600, points),
         });
         (c, i)
     }

@@ -9,12 +9,12 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{hhmm, money, Pass};
-use crate::alerts::{dense_values, Rule};
+use crate::alerts::Rule;
 use crate::config::Severity;
 use crate::detect::burn::{fire, settled_below, Burn};
 use crate::detect::spike::baseline;
 use crate::detect::SpikeMetric;
-use crate::store::{AlertChange, KeySeries};
+use crate::store::{AlertChange, KeySeries, Points};
 
 /// The poll-state stream of the recent minute stream.
 const RECENT_STREAM: &str = "usage:60";
@@ -61,7 +61,7 @@ impl Pass<'_> {
             return cfg.min_baseline;
         };
         let first = s.points.first().map_or(self.judged, |p| p.0);
-        let values = dense_values(&s.points, first, self.judged, self.width);
+        let values = s.points.dense(first, self.judged, self.width);
         let known_since = self
             .keys
             .get(&(source.to_owned(), key_id.to_owned()))
@@ -86,7 +86,7 @@ impl Pass<'_> {
         // delivered yet, so they are left out, not read as zero.
         let mut edges: HashMap<&str, i64> = HashMap::new();
         for s in &inputs.recent {
-            if let Some(&(t, _)) = s.points.last() {
+            if let Some((t, _)) = s.points.last() {
                 let e = edges.entry(s.source.as_str()).or_insert(t);
                 *e = (*e).max(t);
             }
@@ -106,7 +106,7 @@ impl Pass<'_> {
             let scope = format!("spike/{}/{}", s.source, s.key_id);
             seen.insert(scope.clone());
             let first = (self.now - lookback.0.as_secs() as i64).div_euclid(MIN) * MIN;
-            let values = dense_values(&s.points, first, edge, MIN);
+            let values = s.points.dense(first, edge, MIN);
             if self.open.get(&scope).is_some_and(|a| a.unit == "usd") {
                 self.fast_resolve(&scope, s, first);
                 continue;
@@ -132,7 +132,7 @@ impl Pass<'_> {
             let quiet = KeySeries {
                 source,
                 key_id: String::new(),
-                points: Vec::new(),
+                points: Points::default(),
             };
             let first = (self.now - lookback.0.as_secs() as i64).div_euclid(MIN) * MIN;
             self.fast_resolve(&scope, &quiet, first);
@@ -154,7 +154,7 @@ impl Pass<'_> {
         if settled <= from {
             return;
         }
-        let values = dense_values(&s.points, from, settled - MIN, MIN);
+        let values = s.points.dense(from, settled - MIN, MIN);
         if settled_below(&self.config.spike.fast, &values, base * factor) == Some(true) {
             self.resolve(scope, settled);
         }
@@ -212,7 +212,7 @@ mod tests {
     use super::super::fixtures::{config, fired, inputs, key, open, run, with_key, NOW};
     use super::super::{Inputs, Pass};
     use crate::alerts::Rule;
-    use crate::store::{AlertChange, KeySeries, PollState};
+    use crate::store::{AlertChange, KeySeries, Points, PollState};
 
     const H: i64 = 3_600;
 
@@ -227,6 +227,7 @@ mod tests {
         );
         let from = i.judged - 8 * 86_400;
         i.series.push(series(
+            H,
             (from..=i.judged)
                 .step_by(H as usize)
                 .map(|t| (t, 1.0))
@@ -240,7 +241,7 @@ mod tests {
             .filter(|(_, v)| **v > 0.0)
             .map(|(n, v)| (first + n as i64 * 60, *v))
             .collect();
-        i.recent.push(series(points));
+        i.recent.push(series(60, points));
         let polled = PollState {
             last_success_at: Some(NOW - 30),
             ..PollState::default()
@@ -250,11 +251,11 @@ mod tests {
         (c, i)
     }
 
-    fn series(points: Vec<(i64, f64)>) -> KeySeries {
+    fn series(width: i64, points: Vec<(i64, f64)>) -> KeySeries {
         KeySeries {
             source: "src".to_owned(),
             key_id: "k1".to_owned(),
-            points,
+            points: Points::from_rows(width, points),
         }
     }
 
@@ -328,7 +329,9 @@ mod tests {
     fn the_hourly_check_leaves_an_episode_to_the_fast_one() {
         // The settled hour is 30x, but the fast check owns the open alert...
         let (c, mut i) = inputs_with(&[1.0 / 60.0; 120]);
-        i.series[0].points.last_mut().unwrap().1 = 30.0;
+        let mut hours: Vec<(i64, f64)> = i.series[0].points.iter().collect();
+        hours.last_mut().unwrap().1 = 30.0;
+        i.series[0].points = Points::from_rows(H, hours);
         let mut a = open(Rule::Spike, "spike/src/k1", "x");
         (a.unit, a.baseline, a.threshold) = ("usd".into(), Some(1.0), Some(10.0));
         i.open.push(a);
