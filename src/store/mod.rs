@@ -2,6 +2,7 @@
 //! Writes are batched in transactions and upserts are idempotent.
 
 mod alerts;
+mod batch_rollup;
 mod billing;
 mod decode;
 mod deliveries;

@@ -335,3 +335,65 @@ async fn staged_pages_store_what_page_by_page_storing_stores() {
     assert_eq!(next.merge(cursor).await.unwrap().changed, 0);
     assert_eq!(staged.usage_row_count().await.unwrap(), 3 * 144);
 }
+
+#[tokio::test]
+async fn a_large_page_keeps_the_rollup_per_page_and_stores_what_small_pages_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let berlin: Tz = "Europe/Berlin".parse().unwrap();
+    let small = Store::open(&dir.path().join("small.db")).await.unwrap();
+    let large = Store::open(&dir.path().join("large.db")).await.unwrap();
+    // 10 keys x 2 models x 72 hours across the change to summer time: 1,440 rows, a page
+    // large enough to be summed per page; key 3's row of hour 50 comes twice (the later wins).
+    let page = |cost: f64| -> Vec<UsageRecord> {
+        let mut rows: Vec<UsageRecord> = (0..72)
+            .flat_map(|h| {
+                (0..10).flat_map(move |key| {
+                    [
+                        record(key, "priced", h, Some(cost * (key + 1) as f64)),
+                        record(key, "unpriced", h, None),
+                    ]
+                })
+            })
+            .collect();
+        rows.push(record(3, "priced", 50, Some(9.0)));
+        rows
+    };
+    for store in [&small, &large] {
+        store
+            .ensure_rollup_zones(&[Tz::UTC, berlin], true)
+            .await
+            .unwrap();
+    }
+    let first = page(0.01);
+    for chunk in first.chunks(100) {
+        small.store_usage("s", H, chunk, None, 1).await.unwrap();
+    }
+    let changed = large.store_usage("s", H, &first, None, 1).await.unwrap();
+    assert_eq!(changed, 1_440);
+    // The same hours again with new values: this page overwrites, so the row triggers
+    // subtract what each row held.
+    let again = page(0.03);
+    for chunk in again.chunks(100) {
+        small.store_usage("s", H, chunk, None, 2).await.unwrap();
+    }
+    large.store_usage("s", H, &again, None, 2).await.unwrap();
+    for key in 0..10 {
+        let id = format!("apikey_{key}");
+        let a = small.history(&id, None, H, START, START + 100 * H).await;
+        let b = large.history(&id, None, H, START, START + 100 * H).await;
+        assert_eq!(a.unwrap(), b.unwrap(), "{id}");
+    }
+    for zone in [Tz::UTC, berlin] {
+        let (rolled, raw) = both(&large, zone).await;
+        assert_same(zone, &rolled.unwrap(), &raw);
+        assert_eq!(both(&small, zone).await.1, raw, "{zone}");
+        assert_reports_match(&large, zone).await;
+    }
+    // The last write left the triggers on: a small page still updates the rollup.
+    large
+        .store_usage("s", H, &[record(0, "priced", 80, Some(5.0))], None, 3)
+        .await
+        .unwrap();
+    let (rolled, raw) = both(&large, Tz::UTC).await;
+    assert_same(Tz::UTC, &rolled.unwrap(), &raw);
+}
