@@ -3,6 +3,8 @@
 
 mod alerts;
 mod billing;
+mod day_cache;
+mod day_sums;
 mod decode;
 mod deliveries;
 mod digests;
@@ -111,6 +113,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Store {
     pool: SqlitePool,
     watchers: watch::Watchers,
+    /// Spend per key and local day kept in memory ([`Store::with_day_cache`]).
+    days: Option<std::sync::Arc<day_cache::DaySpendCache>>,
 }
 
 impl Store {
@@ -131,6 +135,7 @@ impl Store {
         Ok(Self {
             pool,
             watchers: watch::Watchers::default(),
+            days: None,
         })
     }
 
@@ -160,6 +165,7 @@ impl Store {
         Ok(Self {
             pool,
             watchers: watch::Watchers::default(),
+            days: None,
         })
     }
 
