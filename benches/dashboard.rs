@@ -57,6 +57,45 @@ fn main() {
             "dashboard overview: {keys} keys x 30 days ({} rows): median {median:.0} ms, max {max:.0} ms (target < 200 ms)",
             keys * 720,
         );
+        // After a poll (every key's current hour written again: today is read anew), and after
+        // a late write into the day before yesterday (read anew from there on).
+        for (what, back) in [("a poll of this hour", 0), ("a late write 2 days back", 2 * 24)] {
+            let mut times = Vec::new();
+            for round in 0..5 {
+                write_hour(&store, keys, now - back * H, round).await;
+                let started = Instant::now();
+                let response = client.get(&url).send().await.unwrap();
+                assert!(response.status().is_success());
+                assert!(response.text().await.unwrap().contains("spend-per-day"));
+                times.push(started.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_by(f64::total_cmp);
+            println!(
+                "dashboard overview after {what}: median {:.0} ms, max {:.0} ms",
+                times[times.len() / 2],
+                times[times.len() - 1]
+            );
+        }
+        // A month to date late in the month, as the budgets sum it: 30 UTC days per key, summed
+        // in SQLite, and by a store with a day cache (the HTTP endpoint's), cold then warm.
+        let today = now.div_euclid(86_400) * 86_400;
+        let (from, to) = (today - 29 * 86_400, today + 86_400);
+        let cached = store.with_day_cache();
+        for (what, s) in [("in SQLite", &store), ("with a day cache", &cached)] {
+            let mut times = Vec::new();
+            for _ in 0..4 {
+                let started = Instant::now();
+                let sums = s.rolled_key_spend(chrono_tz::Tz::UTC, H, from, to).await;
+                times.push(started.elapsed().as_secs_f64() * 1e3);
+                assert_eq!(sums.unwrap().map(|v| v.len()), Some(keys));
+            }
+            let first = times.remove(0);
+            times.sort_by(f64::total_cmp);
+            println!(
+                "budget sum per key over 30 days {what}: first {first:.0} ms, then median {:.0} ms",
+                times[1]
+            );
+        }
         // The report API (the same numbers as `keywatch report`), 30 days by key.
         let report_url = format!("{url}api/v1/report?period=day&last=30&by=key");
         let (median, max) = timed(&client, &report_url, "").await;
@@ -121,6 +160,28 @@ async fn fill(store: &Store, config: &Config, keys: usize, now: i64) {
     }
 }
 
+/// Writes the hour starting at `start` of every key again, its cost changed by `round`.
+async fn write_hour(store: &Store, keys: usize, start: i64, round: usize) {
+    let rows: Vec<UsageRecord> = (0..keys)
+        .map(|k| UsageRecord {
+            key_id: format!("apikey_{k:05}"),
+            model: "claude-sonnet-4-20250514".to_owned(),
+            bucket_start: start,
+            tokens: TokenCounts {
+                uncached_input: 1_000,
+                output: 100,
+                ..TokenCounts::default()
+            },
+            web_search_requests: 0,
+            requests: None,
+            cost_usd: Some(0.01 + (k % 7) as f64 * 0.001 + round as f64 * 0.0001),
+        })
+        .collect();
+    for chunk in rows.chunks(1_000) {
+        store.store_usage("bench", H, chunk, None, 1).await.unwrap();
+    }
+}
+
 /// Six GETs of `url` (each answering 200 with `expect` in its body); the median and the
 /// maximum in ms of the last five (the first warms SQLite's page cache).
 async fn timed(client: &reqwest::Client, url: &str, expect: &str) -> (f64, f64) {
@@ -133,7 +194,7 @@ async fn timed(client: &reqwest::Client, url: &str, expect: &str) -> (f64, f64) 
         times.push(started.elapsed().as_secs_f64() * 1e3);
         assert!(body.contains(expect), "{url}");
     }
-    times.remove(0);
+    println!("  {url}: first request {:.0} ms", times.remove(0));
     times.sort_by(f64::total_cmp);
     (times[times.len() / 2], times[times.len() - 1])
 }

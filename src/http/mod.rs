@@ -32,6 +32,9 @@ pub(crate) struct AppState {
 
 /// The router, for the daemon and for tests.
 pub fn router(store: Store, config: Arc<Config>) -> Router {
+    // Every overview, budget list and key list sums the same days of spend per key: kept in
+    // memory, they are read again only where usage was written since (#16).
+    let store = store.with_day_cache();
     let state = AppState { store, config };
     let protected = Router::new()
         .route("/readyz", get(readyz))

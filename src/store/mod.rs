@@ -4,6 +4,8 @@
 mod alerts;
 mod batch_rollup;
 mod billing;
+mod day_cache;
+mod day_sums;
 mod decode;
 mod deliveries;
 mod digests;
@@ -114,6 +116,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Store {
     pool: SqlitePool,
     watchers: watch::Watchers,
+    /// Spend per key and local day kept in memory ([`Store::with_day_cache`]).
+    days: Option<std::sync::Arc<day_cache::DaySpendCache>>,
 }
 
 impl Store {
@@ -134,6 +138,7 @@ impl Store {
         Ok(Self {
             pool,
             watchers: watch::Watchers::default(),
+            days: None,
         })
     }
 
@@ -163,6 +168,7 @@ impl Store {
         Ok(Self {
             pool,
             watchers: watch::Watchers::default(),
+            days: None,
         })
     }
 

@@ -5,7 +5,6 @@
 //! SQLite's JSON keeps 15 digits of a REAL; money travels as `printf('%!.17g')` text ([`real`]:
 //! the `!` lifts SQLite's 16-digit limit), which reads back as the same `f64`.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 use super::StoreError;
@@ -28,8 +27,8 @@ pub(super) fn real(column: &str) -> String {
     format!("printf('%!.17g', {column})")
 }
 
-/// The rows of a [`packed`] read.
-pub(super) fn unpack<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, StoreError> {
+/// The rows of a [`packed`] read (their strings may borrow from `text`).
+pub(super) fn unpack<'a, T: Deserialize<'a>>(text: &'a str) -> Result<Vec<T>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Sqlx(sqlx::Error::Decode(Box::new(e))))
 }
 

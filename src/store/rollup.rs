@@ -53,6 +53,12 @@ pub fn zone_offsets(zone: Tz) -> Vec<(i64, i64)> {
     out
 }
 
+/// The local day number (days since 1970-01-01 in `zone`) that `ts` falls in, as the rollup's
+/// triggers count it.
+pub(super) fn local_day(zone: Tz, ts: i64) -> i64 {
+    ts.saturating_add(offset_at(zone, ts)).div_euclid(DAY)
+}
+
 /// The local day number (days since 1970-01-01 in `zone`) that starts exactly at `ts`, or
 /// `None` when `ts` is not a local midnight.
 pub fn local_midnight_day(zone: Tz, ts: i64) -> Option<i64> {
@@ -162,7 +168,8 @@ const ONE_DAY_KEY_SPEND: &str = "SELECT source, key_id, SUM(cost_usd) AS usd FRO
 impl Store {
     /// [`TopSpend`] over `[from, to)`, local midnights in `zone`, read from the rollup in three
     /// small queries (totals per key, the top keys per day, all keys per day); `None` when the
-    /// zone is not rolled up or the span is not whole local days.
+    /// zone is not rolled up or the span is not whole local days. A store
+    /// [with a day cache](Store::with_day_cache) sums the same rows in memory instead.
     pub async fn top_daily_spend(
         &self,
         zone: Tz,
@@ -174,6 +181,12 @@ impl Store {
         let Some((first, end)) = self.rolled_days(zone, from, to).await? else {
             return Ok(None);
         };
+        if let Some(days) = self.day_cache(first, end) {
+            return Ok(Some(
+                days.top_daily_spend(self, zone, width_secs, (first, end), n)
+                    .await?,
+            ));
+        }
         let n_days = (end - first).max(0) as usize;
         let ranked: Vec<KeyRow> = sqlx::query_as(&format!(
             "SELECT source, key_id, usd AS spent FROM ({KEY_SPEND})
@@ -372,7 +385,8 @@ impl Store {
 
     /// Estimated spend per key over `[from, to)`, both local midnights in `zone`, summed in
     /// SQLite (one row per key, whatever the number of days); `None` when the zone is not
-    /// rolled up or the span is not whole local days.
+    /// rolled up or the span is not whole local days. A store
+    /// [with a day cache](Store::with_day_cache) sums the same rows in memory instead.
     pub async fn rolled_key_spend(
         &self,
         zone: Tz,
@@ -383,6 +397,11 @@ impl Store {
         let Some((first, end)) = self.rolled_days(zone, from, to).await? else {
             return Ok(None);
         };
+        if let Some(days) = self.day_cache(first, end) {
+            return Ok(Some(
+                days.key_spend(self, zone, width_secs, (first, end)).await?,
+            ));
+        }
         // A row per key: read packed (see `packed`).
         let query = if end - first == 1 {
             ONE_DAY_KEY_SPEND
@@ -404,7 +423,7 @@ impl Store {
     }
 
     /// `[from, to)` as local day numbers when both are local midnights of a rolled-up `zone`.
-    async fn rolled_days(
+    pub(super) async fn rolled_days(
         &self,
         zone: Tz,
         from: i64,

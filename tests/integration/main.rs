@@ -12,6 +12,7 @@ mod config_check;
 mod crash;
 mod daemon;
 mod dashboard;
+mod day_cache;
 mod defects_http;
 mod defects_lead;
 mod defects_output;
