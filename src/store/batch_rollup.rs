@@ -89,16 +89,28 @@ pub(super) struct BatchRollup {
 }
 
 impl BatchRollup {
-    /// Sums for `source` and `width_secs` in the zones rolled up now.
+    /// Sums for `source` and `width_secs` in the zones rolled up now, of buckets in `span`
+    /// (first and last start; `None`: any). Only the offset rows that apply in the span are
+    /// read: a zone with summer time has about 460 rows (1970–2200), and reading them all for
+    /// every 1,000-row page cost about 2 µs a row.
     pub(super) async fn new(
         tx: &mut Tx<'_>,
         source: &str,
         width_secs: i64,
+        span: Option<(i64, i64)>,
     ) -> Result<Self, StoreError> {
+        let (first, last) = span.unwrap_or((i64::MIN, i64::MAX));
         let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT o.zone, o.from_ts, o.offset_secs FROM zone_offsets o
-             JOIN rollup_zones z ON z.zone = o.zone ORDER BY o.zone, o.from_ts",
+            "SELECT o.zone, o.from_ts, o.offset_secs FROM rollup_zones z
+             JOIN zone_offsets o ON o.zone = z.zone
+             WHERE o.from_ts <= ?2
+               AND o.from_ts >= COALESCE((SELECT MAX(p.from_ts) FROM zone_offsets p
+                                          WHERE p.zone = z.zone AND p.from_ts <= ?1),
+                                         -9223372036854775808)
+             ORDER BY o.zone, o.from_ts",
         )
+        .bind(first)
+        .bind(last)
         .fetch_all(&mut **tx)
         .await?;
         let mut zones: Vec<(String, Vec<(i64, i64)>)> = Vec::new();

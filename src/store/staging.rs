@@ -52,7 +52,7 @@ impl Store {
     pub async fn staging(&self, source: &str, width_secs: i64) -> Result<Staging, StoreError> {
         let mut tx = self.pool.begin().await?;
         discard(&mut tx, source, width_secs).await?;
-        let rollup = BatchRollup::new(&mut tx, source, width_secs).await?;
+        let rollup = BatchRollup::new(&mut tx, source, width_secs, None).await?;
         tx.commit().await?;
         Ok(Staging {
             store: self.clone(),

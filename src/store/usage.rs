@@ -162,7 +162,12 @@ async fn upsert_with_batch_rollup(
     now: i64,
 ) -> Result<u64, StoreError> {
     let rows = last_of_each(rows);
-    let mut rollup = BatchRollup::new(tx, source, width_secs).await?;
+    let span = rows
+        .iter()
+        .map(|r| r.bucket_start)
+        .min()
+        .zip(rows.iter().map(|r| r.bucket_start).max());
+    let mut rollup = BatchRollup::new(tx, source, width_secs, span).await?;
     rollup.add(&rows);
     if rollup.overwrites(tx).await? {
         return upsert_sorted(tx, source, width_secs, &rows, now).await;
