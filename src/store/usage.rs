@@ -152,9 +152,9 @@ const BATCH_ROLLUP_ROWS: usize = 1_000;
 /// Upserts `rows` with the daily rollup summed in memory and written once (the row triggers
 /// paused: see `store::batch_rollup`), when no stored bucket of their keys lies in their span:
 /// a backfill's pages, which the triggers made 2.6 times slower to store in key order (#16:
-/// 115k rows/s against 297k without a rollup). A page that
-/// overwrites rows (a re-read of recent buckets) goes through the triggers, which subtract
-/// what each overwritten row held. Of two rows with one natural key the later is stored.
+/// 115k rows/s against 297k without a rollup). A page that overwrites rows (a re-read of
+/// recent buckets) goes through the triggers, which subtract what each overwritten row held.
+/// Of two rows with one natural key the later is stored.
 async fn upsert_with_batch_rollup(
     tx: &mut Transaction<'_, Sqlite>,
     source: &str,
