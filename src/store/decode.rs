@@ -47,6 +47,27 @@ impl<'r> Decode<'r, Sqlite> for Count {
     }
 }
 
+/// A count in a packed JSON row (see `packed`), read as [`Count`] reads a column: an integer,
+/// a float saturated to `i64` (a REAL an older version stored), or null.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JsonCount(pub Option<i64>);
+
+impl<'de> serde::Deserialize<'de> for JsonCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(JsonCount(
+            match Option::<serde_json::Number>::deserialize(d)? {
+                None => None,
+                Some(n) => Some(match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                    (Some(i), _, _) => i,
+                    (None, Some(_), _) => i64::MAX,
+                    // `as` saturates; NaN becomes 0.
+                    (None, None, f) => f.unwrap_or(0.0) as i64,
+                }),
+            },
+        ))
+    }
+}
+
 impl From<Count> for i64 {
     fn from(c: Count) -> Self {
         c.0.unwrap_or(0)
@@ -109,6 +130,22 @@ impl<'r, T: Decode<'r, Sqlite>> Decode<'r, Sqlite> for Known<T> {
 mod tests {
     use super::*;
     use crate::model::{AlertStatus, Rule, Severity};
+
+    #[test]
+    fn json_counts_read_as_columns_do() {
+        let got: Vec<JsonCount> =
+            serde_json::from_str("[5, null, 1e300, -1e300, 18446744073709551615, 2.9]").unwrap();
+        let want = [
+            Some(5),
+            None,
+            Some(i64::MAX),
+            Some(i64::MIN),
+            Some(i64::MAX),
+            Some(2),
+        ];
+        assert_eq!(got.iter().map(|c| c.0).collect::<Vec<_>>(), want);
+        assert!(serde_json::from_str::<JsonCount>("\"5\"").is_err());
+    }
 
     async fn pool() -> sqlx::SqlitePool {
         sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap()

@@ -2,7 +2,8 @@
 
 use chrono_tz::Tz;
 
-use super::decode::Count;
+use super::decode::{Count, JsonCount};
+use super::packed::{packed_in_order, real, unpack, Real};
 use super::rollup::local_midnight_day;
 use super::{tokens, Store, StoreError};
 use crate::prices::TokenCounts;
@@ -26,6 +27,47 @@ pub struct PeriodUsage {
     /// Tokens of rows without a price.
     #[sqlx(try_from = "Count")]
     pub unpriced_tokens: i64,
+}
+
+/// A [`PeriodUsage`] as a packed row: period, source, key, model, the token columns (in
+/// `tokens::TOKEN_COLUMNS` order), requests, USD, unpriced tokens.
+type PackedPeriodUsage = (
+    usize,
+    String,
+    String,
+    String,
+    JsonCount,
+    JsonCount,
+    JsonCount,
+    JsonCount,
+    JsonCount,
+    JsonCount,
+    Real,
+    JsonCount,
+);
+
+impl From<PackedPeriodUsage> for PeriodUsage {
+    fn from(r: PackedPeriodUsage) -> Self {
+        let (period, source, key_id, model, t0, t1, t2, t3, t4, requests, cost_usd, unpriced) = r;
+        let [uncached_input, cache_read, cache_write_5m, cache_write_1h, output] =
+            [t0, t1, t2, t3, t4].map(|c| c.0.unwrap_or(0));
+        PeriodUsage {
+            period,
+            source,
+            key_id,
+            model,
+            tokens: TokenCounts {
+                uncached_input,
+                cache_read,
+                cache_write_5m,
+                cache_write_1h,
+                output,
+            },
+            requests: requests.0,
+            cost_usd: cost_usd.0,
+            unpriced_tokens: unpriced.0.unwrap_or(0),
+        }
+    }
 }
 
 /// Billed USD of one key in one period (see [`Store::billed_by_period`]).
@@ -94,7 +136,7 @@ impl Store {
             return Ok(None);
         }
         let spans = serde_json::to_string(&days).unwrap_or_else(|_| "[]".to_owned());
-        let sql = format!(
+        let query = format!(
             "SELECT p.key AS period, u.source AS source, u.key_id AS key_id, u.model AS model,
                     {},
                     CASE WHEN SUM(u.requests_buckets) > 0 THEN SUM(u.requests) END AS requests,
@@ -102,18 +144,28 @@ impl Store {
              FROM json_each(?1) p
              JOIN usage_daily u ON u.zone = ?2 AND u.bucket_width = ?3
                   AND u.day >= p.value ->> 0 AND u.day < p.value ->> 1 AND u.buckets > 0
-             GROUP BY p.key, u.source, u.key_id, u.model
-             ORDER BY p.key, u.source, u.key_id, u.model",
+             GROUP BY p.key, u.source, u.key_id, u.model",
             tokens::sums("u.")
         );
-        Ok(Some(
-            sqlx::query_as(&sql)
-                .bind(spans)
-                .bind(zone.name())
-                .bind(width_secs)
-                .fetch_all(&self.pool)
-                .await?,
-        ))
+        // One packed row (see `packed`): 30 days by key at 10,000 keys is 310,000 rows, which
+        // sqlx handed over one by one in 1.5–2.2 s.
+        let sql = packed_in_order(
+            &format!(
+                "period, source, key_id, model, {}, requests, {}, unpriced_tokens",
+                tokens::list(),
+                real("cost_usd")
+            ),
+            &query,
+            "period, source, key_id, model",
+        );
+        let text: String = sqlx::query_scalar(&sql)
+            .bind(spans)
+            .bind(zone.name())
+            .bind(width_secs)
+            .fetch_one(&self.pool)
+            .await?;
+        let rows: Vec<PackedPeriodUsage> = unpack(&text)?;
+        Ok(Some(rows.into_iter().map(PeriodUsage::from).collect()))
     }
 
     /// [`Store::usage_by_period`] summed from the buckets, for any periods.
