@@ -54,17 +54,15 @@ pub struct JsonCount(pub Option<i64>);
 
 impl<'de> serde::Deserialize<'de> for JsonCount {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(JsonCount(
-            match Option::<serde_json::Number>::deserialize(d)? {
-                None => None,
-                Some(n) => Some(match (n.as_i64(), n.as_u64(), n.as_f64()) {
-                    (Some(i), _, _) => i,
-                    (None, Some(_), _) => i64::MAX,
-                    // `as` saturates; NaN becomes 0.
-                    (None, None, f) => f.unwrap_or(0.0) as i64,
-                }),
-            },
-        ))
+        let n = Option::<serde_json::Number>::deserialize(d)?;
+        Ok(JsonCount(n.map(|n| {
+            match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => i,
+                (None, Some(_), _) => i64::MAX,
+                // `as` saturates; NaN becomes 0.
+                (None, None, f) => f.unwrap_or(0.0) as i64,
+            }
+        })))
     }
 }
 
