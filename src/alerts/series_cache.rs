@@ -193,7 +193,7 @@ mod tests {
         let hours: Vec<(i64, f64)> = (0..168).map(|h| (h, 1.0)).collect();
         let got = merge(vec![s("k", &hours)], vec![s("k", &[(168, 2.0)])], 1, 168);
         assert_eq!(got[0].points.len(), 168);
-        assert_eq!(got[0].points.capacity(), 168);
+        assert_eq!(got[0].points.bytes(), 168 * 8);
         assert_eq!(got[0].points.first(), Some((1, 1.0)));
         assert_eq!(got[0].points.last(), Some((168, 2.0)));
     }

@@ -222,6 +222,6 @@ mod tests {
         let rows: Vec<(i64, f64)> = points.iter().collect();
         assert_eq!(rows, [(3600, 2.5), (7200, 20.0)]);
         // Sized to the buckets, not the rows (kept for the daemon's life).
-        assert_eq!(points.capacity(), 2);
+        assert_eq!(points.bytes(), 2 * 8);
     }
 }
