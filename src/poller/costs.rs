@@ -3,9 +3,10 @@
 use chrono::{DateTime, TimeZone, Utc};
 use tokio_util::sync::CancellationToken;
 
+use super::paging::{Next, Stream};
 use super::schedule::floor_to;
 use super::{PollFailure, Poller};
-use crate::providers::{Pager, PollError};
+use crate::providers::{CostPage, Pager, PollError};
 use crate::store::CostDay;
 
 const DAY: i64 = 86_400;
@@ -47,12 +48,37 @@ impl Poller {
             .timestamp_opt(yesterday + DAY, 0)
             .single()
             .unwrap_or(now);
+        // Pages hold whole days. A page refused for its size starts a new chain of pages from
+        // the end of the last stored day with fewer days per page (`poller::paging`).
+        let (mut chain_start, mut resume) = (from_time, from_time);
         let mut pager = Pager::new("cost report");
+        let mut limit = 1;
         loop {
-            let page = self
+            if pager.token().is_none() {
+                chain_start = resume;
+                let needed = (yesterday + DAY - chain_start.timestamp()).div_euclid(DAY);
+                limit = self.page_sizes.next(Stream::Costs, needed);
+            }
+            let asked_at = std::time::Instant::now();
+            let fetched = self
                 .client
-                .cost_page(from_time, today_time, pager.token(), cancel)
-                .await?;
+                .cost_page(chain_start, today_time, limit, pager.token(), cancel)
+                .await;
+            let page = match self.page_sizes.outcome(
+                Stream::Costs,
+                limit,
+                fetched,
+                |p: &CostPage| p.buckets.len(),
+                asked_at.elapsed(),
+                self.poll.timeout.0,
+            ) {
+                Next::Page(page) => page,
+                Next::Smaller => {
+                    pager = Pager::new("cost report");
+                    continue;
+                }
+                Next::Fail(e) => return Err(e.into()),
+            };
             let days: Vec<CostDay> = page
                 .buckets
                 .iter()
@@ -76,6 +102,9 @@ impl Poller {
                     now.timestamp(),
                 )
                 .await?;
+            if let Some(t) = Utc.timestamp_opt(last_end, 0).single() {
+                resume = resume.max(t);
+            }
             if !pager.advance(page.next_page)? {
                 return Ok(());
             }

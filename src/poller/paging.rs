@@ -3,14 +3,49 @@
 //! size starts from what the stream needs (the buckets from the cursor to now, and an estimate
 //! from the number of keys), follows the bytes per bucket the pages actually carry, is halved
 //! when a page is refused as too large (asked again at once) or is slow (more than half the
-//! timeout, or timed out: the next poll asks for fewer), and is remembered per stream. Pure: the
-//! poller reports what happened and asks for the next size.
+//! timeout, or timed out: the next poll asks for fewer), and is remembered per stream. The
+//! daily cost report is sized the same way (at 10,000 OpenAI keys, 31 days of per-key costs are
+//! about 60 MB). [`PageSize`] is pure; [`PageSizes::outcome`] turns what a fetch returned into
+//! what the paging loop does next, the one place both loops take that decision.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::config::BucketWidth;
+use crate::providers::PollError;
+
+/// A paged stream whose page size adapts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    /// The usage report at one bucket width.
+    Usage(BucketWidth),
+    /// The daily cost report.
+    Costs,
+}
+
+impl Stream {
+    /// The most buckets one request may ask for: the API's page maximum, and never more than
+    /// 31 days (the documented range of the analytics endpoints; both cost reports allow 31).
+    fn max_page(self) -> u32 {
+        match self {
+            Self::Usage(width) => width.max_page(),
+            Self::Costs => 31,
+        }
+    }
+}
+
+/// What the paging loop does with a fetch's outcome (see [`PageSizes::outcome`]).
+#[derive(Debug)]
+pub enum Next<T> {
+    /// The page arrived: store it.
+    Page(T),
+    /// Refused for its size: ask again from the same bucket, a new chain of pages sized by
+    /// [`PageSizes::next`] (which now gives fewer buckets).
+    Smaller,
+    /// The poll fails with this error.
+    Fail(PollError),
+}
 
 /// The body size a page aims at: a quarter of the cap, so a bucket twice as busy as the last
 /// still fits.
@@ -100,7 +135,7 @@ impl PageSize {
 pub struct PageSizes {
     cap: usize,
     keys: AtomicUsize,
-    sizes: Mutex<HashMap<BucketWidth, PageSize>>,
+    sizes: Mutex<HashMap<Stream, PageSize>>,
 }
 
 impl PageSizes {
@@ -117,27 +152,64 @@ impl PageSizes {
         self.keys.store(n, Ordering::Relaxed);
     }
 
-    fn with<R>(&self, width: BucketWidth, f: impl FnOnce(&mut PageSize) -> R) -> R {
+    fn with<R>(&self, stream: Stream, f: impl FnOnce(&mut PageSize) -> R) -> R {
         let mut sizes = self.sizes.lock().unwrap_or_else(|p| p.into_inner());
         let size = sizes
-            .entry(width)
-            .or_insert_with(|| PageSize::new(width.max_page(), self.cap));
+            .entry(stream)
+            .or_insert_with(|| PageSize::new(stream.max_page(), self.cap));
         f(size)
     }
 
     /// See [`PageSize::next`]; `needed` is the buckets from the resume point to now.
-    pub fn next(&self, width: BucketWidth, needed: i64) -> u32 {
+    pub fn next(&self, stream: Stream, needed: i64) -> u32 {
         let keys = self.keys.load(Ordering::Relaxed);
         let needed = u32::try_from(needed.max(1)).unwrap_or(u32::MAX);
-        self.with(width, |s| s.next(needed, keys))
+        self.with(stream, |s| s.next(needed, keys))
     }
 
-    pub fn read(&self, width: BucketWidth, buckets: usize, bytes: usize) {
-        self.with(width, |s| s.read(buckets, bytes));
-    }
-
-    pub fn failed(&self, width: BucketWidth, asked: u32) -> Shrink {
-        self.with(width, |s| s.failed(asked))
+    /// What to do with the outcome of asking `stream` for a page of `asked` buckets, which took
+    /// `took` against the request `timeout`; `buckets` says how many buckets a page holds.
+    /// - A page is kept, and its bytes per bucket size the next; one slower than half the
+    ///   timeout lowers the size for the next chain of pages.
+    /// - A page refused as larger than the cap is asked again at once with half the buckets,
+    ///   down to one bucket; a single bucket over the cap fails the poll.
+    /// - A timeout (after the client's retries) fails the poll in bounded time (the server may
+    ///   be down, not slow), and the next poll asks for half the buckets.
+    /// - Any other error fails the poll.
+    pub fn outcome<T>(
+        &self,
+        stream: Stream,
+        asked: u32,
+        fetched: Result<(T, usize), PollError>,
+        buckets: impl FnOnce(&T) -> usize,
+        took: std::time::Duration,
+        timeout: std::time::Duration,
+    ) -> Next<T> {
+        match fetched {
+            Ok((page, bytes)) => {
+                let n = buckets(&page);
+                self.with(stream, |s| {
+                    s.read(n, bytes);
+                    if took > timeout / 2 {
+                        s.failed(asked);
+                    }
+                });
+                Next::Page(page)
+            }
+            Err(e @ PollError::TooLarge { .. }) => match self.with(stream, |s| s.failed(asked)) {
+                Shrink::Retry(smaller) => {
+                    tracing::warn!(error = %e, ?stream, buckets = asked, retry_with = smaller,
+                        "page too large; asking for fewer buckets");
+                    Next::Smaller
+                }
+                Shrink::GiveUp => Next::Fail(e),
+            },
+            Err(e @ PollError::Timeout { .. }) => {
+                self.with(stream, |s| s.failed(asked));
+                Next::Fail(e)
+            }
+            Err(e) => Next::Fail(e),
+        }
     }
 }
 
@@ -188,5 +260,45 @@ mod tests {
             p.read(42, 42 * 1_000);
         }
         assert_eq!(p.next(168, 5), 168);
+    }
+
+    #[test]
+    fn each_stream_keeps_its_own_size_and_costs_ask_for_at_most_31_days() {
+        let sizes = PageSizes::new(32 * MIB);
+        sizes.keys_listed(5);
+        let costs = Stream::Costs;
+        let hourly = Stream::Usage(BucketWidth::Hour);
+        assert_eq!(
+            sizes.next(costs, 90),
+            31,
+            "never more than 31 days a request"
+        );
+        let refused: Result<((), usize), PollError> = Err(PollError::TooLarge {
+            endpoint: "cost report".into(),
+            cap: 32 * MIB,
+        });
+        let second = std::time::Duration::from_secs(1);
+        let next = sizes.outcome(costs, 31, refused, |_| 0, second, 60 * second);
+        assert!(matches!(next, Next::Smaller));
+        assert_eq!(sizes.next(costs, 90), 15);
+        assert_eq!(sizes.next(hourly, 168), 168, "usage keeps its own size");
+        let timed_out: Result<((), usize), PollError> = Err(PollError::Timeout {
+            endpoint: "usage report".into(),
+            timeout: 60 * second,
+        });
+        let next = sizes.outcome(hourly, 168, timed_out, |_| 0, second, 60 * second);
+        assert!(matches!(next, Next::Fail(PollError::Timeout { .. })));
+        assert_eq!(sizes.next(hourly, 168), 84, "the next poll asks for half");
+        // A page slower than half the timeout arrives and is kept, and the next chain is smaller.
+        let slow = sizes.outcome(
+            hourly,
+            84,
+            Ok(((), 1_000)),
+            |_| 84,
+            40 * second,
+            60 * second,
+        );
+        assert!(matches!(slow, Next::Page(())));
+        assert_eq!(sizes.next(hourly, 168), 42);
     }
 }

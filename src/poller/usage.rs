@@ -7,7 +7,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::paging::Shrink;
+use super::paging::{Next, Stream};
 use super::schedule::{floor_to, Cursor};
 use super::{PollFailure, Poller, UsageStats};
 use crate::config::BucketWidth;
@@ -114,7 +114,7 @@ impl Poller {
         loop {
             if token.is_none() {
                 let needed = (now.timestamp() - resume.timestamp()).div_euclid(width_secs) + 1;
-                limit = self.page_sizes.next(width, needed);
+                limit = self.page_sizes.next(Stream::Usage(width), needed);
             }
             let (fetched, took) = match prefetched.take() {
                 Some(fetched) => fetched,
@@ -123,33 +123,22 @@ impl Poller {
                         .await
                 }
             };
-            let page = match fetched {
-                Ok((page, bytes)) => {
-                    self.page_sizes.read(width, page.buckets.len(), bytes);
-                    // Slower than half the timeout: the next chain asks for fewer buckets.
-                    if took > self.poll.timeout.0 / 2 {
-                        self.page_sizes.failed(width, limit);
-                    }
-                    page
+            let stream = Stream::Usage(width);
+            let page = match self.page_sizes.outcome(
+                stream,
+                limit,
+                fetched,
+                |p: &UsagePage| p.buckets.len(),
+                took,
+                self.poll.timeout.0,
+            ) {
+                Next::Page(page) => page,
+                // Asked again from the end of the last stored bucket, a new chain of pages.
+                Next::Smaller => {
+                    (start, token) = (resume, None);
+                    continue;
                 }
-                // Refused for its size (at once when content-length says so): asked again
-                // from the same bucket with half the buckets.
-                Err(e @ PollError::TooLarge { .. }) => match self.page_sizes.failed(width, limit) {
-                    Shrink::Retry(smaller) => {
-                        tracing::warn!(error = %e, buckets = limit, retry_with = smaller,
-                            "usage page too large; asking for fewer buckets");
-                        (start, token) = (resume, None);
-                        continue;
-                    }
-                    Shrink::GiveUp => return Err(e.into()),
-                },
-                // Timed out after its retries: the poll fails in bounded time (the server may
-                // be down, not slow) and the next poll asks for half the buckets.
-                Err(e @ PollError::Timeout { .. }) => {
-                    self.page_sizes.failed(width, limit);
-                    return Err(e.into());
-                }
-                Err(e) => return Err(e.into()),
+                Next::Fail(e) => return Err(e.into()),
             };
             let fetch_ms = took.as_millis() as u64;
             let records = self.records(&page, width_secs);

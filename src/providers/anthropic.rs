@@ -80,29 +80,31 @@ impl AnthropicClient {
         Ok(keys.into_iter().map(ApiKey::from).collect())
     }
 
-    /// One page of the cost report (whole UTC days in `[start, end)`), grouped by workspace and
-    /// description. Amounts arrive as strings in cents.
+    /// One page of the cost report (whole UTC days in `[start, end)`, at most `limit` days),
+    /// grouped by workspace and description, and its body's size in bytes. Amounts arrive as
+    /// strings in cents.
     pub async fn cost_page(
         &self,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
+        limit: u32,
         page: Option<&str>,
         cancel: &CancellationToken,
-    ) -> Result<CostPage, PollError> {
+    ) -> Result<(CostPage, usize), PollError> {
         let (from, to) = (
             start.to_rfc3339_opts(SecondsFormat::Secs, true),
             end.to_rfc3339_opts(SecondsFormat::Secs, true),
         );
-        let report: CostReport = self
+        let (report, bytes): (CostReport, usize) = self
             .http
-            .get_json(
+            .get_json_sized(
                 COST_ENDPOINT,
                 || {
                     let mut q = vec![
                         ("starting_at", from.clone()),
                         ("ending_at", to.clone()),
                         ("bucket_width", "1d".to_owned()),
-                        ("limit", "31".to_owned()),
+                        ("limit", limit.clamp(1, 31).to_string()),
                         ("group_by[]", "workspace_id".to_owned()),
                         ("group_by[]", "description".to_owned()),
                     ];
@@ -114,7 +116,7 @@ impl AnthropicClient {
                 cancel,
             )
             .await?;
-        report.into_page()
+        Ok((report.into_page()?, bytes))
     }
 
     /// One page of the usage report from `starting_at` (at most `limit` buckets), grouped by

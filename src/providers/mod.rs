@@ -249,18 +249,19 @@ impl ProviderClient {
     }
 
     /// One page of the provider's daily cost report for complete UTC days from `start` up to
-    /// `end`: per key where the provider has it (OpenAI), per workspace and cost type
-    /// (Anthropic).
+    /// `end`, at most `limit` days: per key where the provider has it (OpenAI), per workspace
+    /// and cost type (Anthropic); and the size of its body in bytes.
     pub async fn cost_page(
         &self,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
+        limit: u32,
         page: Option<&str>,
         cancel: &CancellationToken,
-    ) -> Result<CostPage, PollError> {
+    ) -> Result<(CostPage, usize), PollError> {
         match self {
-            Self::Anthropic(c) => c.cost_page(start, end, page, cancel).await,
-            Self::Openai(c) => c.cost_page(start, page, cancel).await,
+            Self::Anthropic(c) => c.cost_page(start, end, limit, page, cancel).await,
+            Self::Openai(c) => c.cost_page(start, limit, page, cancel).await,
         }
     }
 }

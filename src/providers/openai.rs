@@ -21,7 +21,8 @@ const USAGE_ENDPOINT: &str = "/v1/organization/usage/completions";
 const COSTS_ENDPOINT: &str = "/v1/organization/costs";
 /// Items per listing page (the API allows 1 to 100).
 const LIST_LIMIT: u32 = 100;
-/// Daily cost buckets per page (the API allows 1 to 180).
+/// The most daily cost buckets one page asks for (the API allows 1 to 180; keywatch keeps a
+/// request within 31 days, and asks for fewer where the keys make a page large).
 const COSTS_LIMIT: u32 = 31;
 
 #[derive(Debug, Clone)]
@@ -156,18 +157,19 @@ impl OpenAiClient {
     pub async fn cost_page(
         &self,
         start: DateTime<Utc>,
+        limit: u32,
         page: Option<&str>,
         cancel: &CancellationToken,
-    ) -> Result<CostPage, PollError> {
-        let report: Report<CostResult> = self
+    ) -> Result<(CostPage, usize), PollError> {
+        let (report, bytes): (Report<CostResult>, usize) = self
             .http
-            .get_json(
+            .get_json_sized(
                 COSTS_ENDPOINT,
                 || {
                     let mut q = vec![
                         ("start_time", start.timestamp().to_string()),
                         ("bucket_width", "1d".to_owned()),
-                        ("limit", COSTS_LIMIT.to_string()),
+                        ("limit", limit.clamp(1, COSTS_LIMIT).to_string()),
                         ("group_by", "api_key_id".to_owned()),
                     ];
                     if let Some(p) = page {
@@ -178,7 +180,7 @@ impl OpenAiClient {
                 cancel,
             )
             .await?;
-        costs_from(report)
+        Ok((costs_from(report)?, bytes))
     }
 }
 

@@ -143,6 +143,10 @@ fn buckets_page(
         },
         None => start_time,
     };
+    // At most `limit` buckets, as the API serves them (and never more than this fake's page).
+    let per_page = first(q, "limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .map_or(per_page, |l| l.clamp(1, per_page));
     let now = chrono::Utc::now().timestamp();
     let mut data = Vec::new();
     let mut t = start;

@@ -178,3 +178,74 @@ async fn a_staged_catch_up_that_fails_part_way_keeps_what_it_read_with_its_curso
         app.expected_rows(from)
     );
 }
+
+/// The daily cost report is sized like usage (#16): at 10,000 OpenAI keys, 31 days of per-key
+/// costs are about 60 MB, over the default cap, and a cost poll that always asked for 31 days
+/// failed every time. Here 4,000 keys' costs a day (about 750 kB) against a 1 MiB cap: two days
+/// a page are refused, so keywatch asks for one, and every day is stored once.
+#[tokio::test]
+async fn a_cost_page_over_the_cap_is_asked_again_with_fewer_days_and_every_day_is_stored() {
+    const DAY: i64 = 86_400;
+    const KEYS: usize = 4_000;
+    let oa = crate::fake_openai::FakeOpenAi::start().await;
+    let app = spawn_app_with_lookback(
+        "4d",
+        &format!(
+            "{HOURLY_ONLY}[[sources]]\nname = \"openai-test\"\nprovider = \"openai\"\n\
+             admin_key_env = \"TEST_OPENAI_ADMIN_KEY\"\nbase_url = \"{}\"\n",
+            oa.server.uri()
+        ),
+    )
+    .await;
+    cap_pages(&app, 1);
+    let today = this_hour().div_euclid(DAY) * DAY;
+    let days: Vec<i64> = (1..=4).map(|d| today - d * DAY).collect();
+    for &day in &days {
+        for k in 0..KEYS {
+            oa.add_cost(day, &format!("key_{k:05}"), 0.5 + k as f64 / 1000.0);
+        }
+    }
+
+    let report = app.run_once().await;
+
+    assert!(
+        report.failed_sources.is_empty(),
+        "the cost poll completes although two days were over the 1 MiB cap: {report:?}"
+    );
+    let store = keywatch::store::Store::open_existing(&app.db_path())
+        .await
+        .unwrap();
+    let per_day: Vec<(i64, i64, f64)> = sqlx::query_as(
+        "SELECT day_start, COUNT(*), SUM(amount_usd) FROM billed_costs
+         WHERE source = 'openai-test' GROUP BY day_start ORDER BY day_start",
+    )
+    .fetch_all(store.pool_ref())
+    .await
+    .unwrap();
+    store.close().await;
+    let expected_usd: f64 = (0..KEYS).map(|k| 0.5 + k as f64 / 1000.0).sum();
+    let stored_days: Vec<i64> = per_day.iter().map(|d| d.0).collect();
+    assert_eq!(stored_days, days.iter().rev().copied().collect::<Vec<_>>());
+    for (day, n, usd) in per_day {
+        assert_eq!(n, KEYS as i64, "every key's cost on day {day}, once");
+        assert!((usd - expected_usd).abs() < 1e-6, "day {day}: {usd}");
+    }
+    let limits: BTreeSet<u32> = oa
+        .server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == "/v1/organization/costs")
+        .filter_map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "limit")
+                .and_then(|(_, v)| v.parse().ok())
+        })
+        .collect();
+    assert!(
+        limits.contains(&1) && limits.iter().all(|l| *l <= 31),
+        "cost pages were asked again with fewer days, never more than 31: {limits:?}"
+    );
+}
