@@ -1,42 +1,101 @@
 //! A usage page's rows as the store takes them: snapped to the bucket width and priced, with
 //! one warning per model without a price.
+//!
+//! The usage report is grouped by what sets a row's price (service tier, inference geo, speed:
+//! #17), so one key's bucket of one model may arrive as several rows (its batch and its
+//! standard traffic). Each row is priced at its own rates and the rows are stored as one, their
+//! tokens and dollars added up: a bucket's cost is what the provider bills for it.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 
 use super::schedule::floor_to;
 use super::Poller;
+use crate::prices::{Priced, TokenCounts};
 use crate::providers::UsagePage;
 use crate::store::UsageRecord;
 
 impl Poller {
     pub(super) fn records(&self, page: &UsagePage, width: i64) -> Vec<UsageRecord> {
-        let mut out = Vec::new();
+        let mut out: Vec<UsageRecord> = Vec::new();
+        let mut at: HashMap<(i64, &str, &str), usize> = HashMap::new();
         for bucket in &page.buckets {
+            // Snapped: a provider may start the first bucket at the raw start time.
+            let start = floor_to(bucket.start.timestamp(), width);
             for row in &bucket.rows {
-                let cost = self.prices.cost(&row.model, &row.tokens);
-                if cost.is_none() {
-                    self.warn_unpriced(&row.model);
+                let cost = match self.prices.cost_of(
+                    &row.model,
+                    &row.tokens,
+                    row.web_search_requests,
+                    &row.pricing,
+                ) {
+                    Priced::Usd(usd) => Some(usd),
+                    Priced::Assumed { usd, reason } => {
+                        self.warn_once(&row.model, &reason);
+                        Some(usd)
+                    }
+                    Priced::Unpriced => {
+                        self.warn_once(
+                            &row.model,
+                            &format!(
+                                "model has no price: its tokens are stored but its cost is \
+                                 unknown; add [prices.\"{}\"] to the config",
+                                row.model
+                            ),
+                        );
+                        None
+                    }
+                };
+                match at.entry((start, row.key_id.as_str(), row.model.as_str())) {
+                    Entry::Occupied(i) => {
+                        let r = &mut out[*i.get()];
+                        r.tokens = add_tokens(&r.tokens, &row.tokens);
+                        r.web_search_requests = r
+                            .web_search_requests
+                            .saturating_add(row.web_search_requests);
+                        r.requests = match (r.requests, row.requests) {
+                            (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                            (a, b) => a.or(b),
+                        };
+                        // A bucket with an unpriced part has no known cost.
+                        r.cost_usd = r.cost_usd.zip(cost).map(|(a, b)| a + b);
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert(out.len());
+                        out.push(UsageRecord {
+                            key_id: row.key_id.clone(),
+                            model: row.model.clone(),
+                            bucket_start: start,
+                            tokens: row.tokens,
+                            web_search_requests: row.web_search_requests,
+                            requests: row.requests,
+                            cost_usd: cost,
+                        });
+                    }
                 }
-                out.push(UsageRecord {
-                    key_id: row.key_id.clone(),
-                    model: row.model.clone(),
-                    // Snapped: a provider may start the first bucket at the raw start time.
-                    bucket_start: floor_to(bucket.start.timestamp(), width),
-                    tokens: row.tokens,
-                    web_search_requests: row.web_search_requests,
-                    requests: row.requests,
-                    cost_usd: cost,
-                });
             }
         }
         out
     }
 
-    fn warn_unpriced(&self, model: &str) {
+    /// Logs `message` about `model` once per process.
+    fn warn_once(&self, model: &str, message: &str) {
         let mut warned = self
             .warned_unpriced
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if warned.insert(model.to_owned()) {
-            tracing::warn!(model, "model has no price: its tokens are stored but its cost is unknown; add [prices.\"{model}\"] to the config");
+        if warned.insert(format!("{model}\u{0}{message}")) {
+            tracing::warn!(model, "{message}");
         }
+    }
+}
+
+fn add_tokens(a: &TokenCounts, b: &TokenCounts) -> TokenCounts {
+    TokenCounts {
+        uncached_input: a.uncached_input.saturating_add(b.uncached_input),
+        cache_read: a.cache_read.saturating_add(b.cache_read),
+        cache_write_5m: a.cache_write_5m.saturating_add(b.cache_write_5m),
+        cache_write_1h: a.cache_write_1h.saturating_add(b.cache_write_1h),
+        output: a.output.saturating_add(b.output),
     }
 }

@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{HttpClient, PollError, RetryPolicy};
 use super::{
-    bounded_count, collect_pages, ApiKey, CostBucket, CostLine, CostPage, UsageBucket, UsagePage,
-    UsageRow, UNKNOWN_MODEL, WORKBENCH_KEY_ID,
+    bounded_count, collect_pages, ApiKey, CostBucket, CostLine, CostPage, PriceDimensions,
+    UsageBucket, UsagePage, UsageRow, UNKNOWN_MODEL, WORKBENCH_KEY_ID,
 };
 use crate::config::{BucketWidth, SourceConfig};
 use crate::prices::TokenCounts;
@@ -22,6 +22,18 @@ const USAGE_ENDPOINT: &str = "/v1/organizations/usage_report/messages";
 const COST_ENDPOINT: &str = "/v1/organizations/cost_report";
 /// Keys per listing page (the API allows 1 to 1000).
 const KEYS_PAGE_LIMIT: u32 = 500;
+/// The beta that lets the usage report group by `speed` (fast mode).
+const FAST_MODE_BETA: &str = "fast-mode-2026-02-01";
+/// What the usage report is grouped by: the key and model, and the three dimensions that set a
+/// row's price (#17): service tier, inference geo and speed. Five is the API's most; the
+/// `context_window` dimension (long-context rates) does not fit beside them.
+const USAGE_GROUPS: [&str; 5] = [
+    "api_key_id",
+    "model",
+    "service_tier",
+    "inference_geo",
+    "speed",
+];
 
 /// A client for one Anthropic organisation.
 #[derive(Debug, Clone)]
@@ -140,13 +152,15 @@ impl AnthropicClient {
                         ("starting_at", start.clone()),
                         ("bucket_width", width.as_str().to_owned()),
                         ("limit", limit.clamp(1, width.max_page()).to_string()),
-                        ("group_by[]", "api_key_id".to_owned()),
-                        ("group_by[]", "model".to_owned()),
                     ];
+                    q.extend(USAGE_GROUPS.iter().map(|g| ("group_by[]", (*g).to_owned())));
                     if let Some(p) = page {
                         q.push(("page", p.to_owned()));
                     }
-                    self.http.get(USAGE_ENDPOINT).query(&q)
+                    self.http
+                        .get(USAGE_ENDPOINT)
+                        .header("anthropic-beta", FAST_MODE_BETA)
+                        .query(&q)
                 },
                 cancel,
             )
@@ -330,6 +344,12 @@ struct RowJson {
     cache_creation: Option<CacheCreation>,
     #[serde(default)]
     server_tool_use: Option<ServerToolUse>,
+    #[serde(default)]
+    service_tier: Option<String>,
+    #[serde(default)]
+    inference_geo: Option<String>,
+    #[serde(default)]
+    speed: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -389,6 +409,11 @@ impl UsageReport {
                     tokens,
                     web_search_requests,
                     requests: None,
+                    pricing: PriceDimensions {
+                        tier: r.service_tier,
+                        geo: r.inference_geo,
+                        speed: r.speed,
+                    },
                 });
             }
             buckets.push(UsageBucket {

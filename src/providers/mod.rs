@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 pub use http::{error_chain, parse_error, ErrorBody, HttpClient, PollError, RetryPolicy};
 
 use crate::config::{BucketWidth, Provider, SourceConfig};
+pub use crate::prices::PriceDimensions;
 use crate::prices::TokenCounts;
 
 /// The key id usage without an API key (Console Workbench) is stored under.
@@ -50,6 +51,8 @@ pub struct UsageRow {
     pub web_search_requests: i64,
     /// Request count, where the provider reports one.
     pub requests: Option<i64>,
+    /// What sets the row's price beside its model.
+    pub pricing: PriceDimensions,
 }
 
 /// One time bucket of a usage report; `rows` is empty when nothing was used.

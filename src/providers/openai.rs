@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{HttpClient, PollError, RetryPolicy};
 use super::{
-    bounded_count, collect_pages, ApiKey, CostBucket, CostPage, UsageBucket, UsagePage, UsageRow,
-    UNATTRIBUTED_KEY_ID, UNKNOWN_MODEL,
+    bounded_count, collect_pages, ApiKey, CostBucket, CostPage, PriceDimensions, UsageBucket,
+    UsagePage, UsageRow, UNATTRIBUTED_KEY_ID, UNKNOWN_MODEL,
 };
 use crate::config::{BucketWidth, SourceConfig};
 use crate::prices::TokenCounts;
@@ -141,6 +141,10 @@ impl OpenAiClient {
                         ("limit", limit.clamp(1, width.max_page()).to_string()),
                         ("group_by", "api_key_id".to_owned()),
                         ("group_by", "model".to_owned()),
+                        // The dimensions that set a row's price (#17): batch API rows cost
+                        // half, the priority tier more.
+                        ("group_by", "batch".to_owned()),
+                        ("group_by", "service_tier".to_owned()),
                     ];
                     if let Some(p) = page {
                         q.push(("page", p.to_owned()));
@@ -381,6 +385,10 @@ struct UsageResult {
     input_uncached_tokens: Option<u64>,
     api_key_id: Option<String>,
     model: Option<String>,
+    #[serde(default)]
+    batch: Option<bool>,
+    #[serde(default)]
+    service_tier: Option<String>,
 }
 
 impl UsageResult {
@@ -413,6 +421,14 @@ impl UsageResult {
             },
             web_search_requests: 0,
             requests: Some(requests),
+            // A batch API row is priced as batch whatever tier it names.
+            pricing: PriceDimensions {
+                tier: match self.batch {
+                    Some(true) => Some("batch".to_owned()),
+                    _ => self.service_tier,
+                },
+                ..PriceDimensions::default()
+            },
         })
     }
 }

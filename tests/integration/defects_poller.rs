@@ -104,6 +104,7 @@ async fn absurd_token_counts_are_refused_at_decode_naming_the_field_and_report_s
                 key: Some("apikey_01A".to_owned()),
                 model: SONNET.to_owned(),
                 tokens: huge,
+                ..FakeRow::default()
             },
         );
     }

@@ -28,12 +28,65 @@ pub struct Tokens {
     pub output: i64,
 }
 
-/// One served row: key (None = Workbench), model, tokens.
-#[derive(Debug, Clone, PartialEq)]
+/// One served row: key (None = Workbench), model, tokens, and the price dimensions (`None`:
+/// `standard` tier, `global` geo, `standard` speed) and web searches.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct FakeRow {
     pub key: Option<String>,
     pub model: String,
     pub tokens: Tokens,
+    pub tier: Option<String>,
+    pub geo: Option<String>,
+    pub speed: Option<String>,
+    pub web_searches: i64,
+}
+
+/// Which price dimensions a usage request groups by; rows that differ only in the others are
+/// served as one, added up, as the API does.
+#[derive(Debug, Clone, Copy)]
+struct Grouping {
+    tier: bool,
+    geo: bool,
+    speed: bool,
+}
+
+impl Grouping {
+    fn serve(self, rows: Vec<FakeRow>) -> Vec<Value> {
+        let mut merged: Vec<(FakeRow, Value)> = Vec::new();
+        for r in rows {
+            let dims = json!({
+                "service_tier": self.tier.then(|| r.tier.clone().unwrap_or_else(|| "standard".into())),
+                "inference_geo": self.geo.then(|| r.geo.clone().unwrap_or_else(|| "global".into())),
+                "speed": self.speed.then(|| r.speed.clone().unwrap_or_else(|| "standard".into())),
+            });
+            match merged
+                .iter_mut()
+                .find(|(m, d)| m.key == r.key && m.model == r.model && *d == dims)
+            {
+                Some((m, _)) => {
+                    m.tokens.uncached += r.tokens.uncached;
+                    m.tokens.cache_read += r.tokens.cache_read;
+                    m.tokens.cache_5m += r.tokens.cache_5m;
+                    m.tokens.cache_1h += r.tokens.cache_1h;
+                    m.tokens.output += r.tokens.output;
+                    m.web_searches += r.web_searches;
+                }
+                None => merged.push((r, dims)),
+            }
+        }
+        merged
+            .into_iter()
+            .map(|(r, dims)| {
+                let mut v = row_json(&r);
+                v["service_tier"] = dims["service_tier"].clone();
+                v["inference_geo"] = dims["inference_geo"].clone();
+                if self.speed {
+                    v["speed"] = dims["speed"].clone();
+                }
+                v
+            })
+            .collect()
+    }
 }
 
 #[derive(Default)]
@@ -240,6 +293,32 @@ impl Respond for UsageResponder {
                 "this fake expects group_by[]=api_key_id and model",
             );
         }
+        if groups.len() > 5 {
+            return error(
+                400,
+                "invalid_request_error",
+                "group_by allows at most 5 values",
+            );
+        }
+        let grouping = Grouping {
+            tier: groups.contains(&"service_tier"),
+            geo: groups.contains(&"inference_geo"),
+            speed: groups.contains(&"speed"),
+        };
+        let fast_mode_beta = req
+            .headers
+            .get_all("anthropic-beta")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|b| b.trim() == "fast-mode-2026-02-01");
+        if grouping.speed && !fast_mode_beta {
+            return error(
+                400,
+                "invalid_request_error",
+                "group_by[]=speed requires the anthropic-beta header fast-mode-2026-02-01",
+            );
+        }
         // `1h` from the stored hourly rows; `1m` spreads each hour's rows evenly over its
         // minutes (the remainder in the first ones), so both widths add up to the same usage.
         let (width, max_limit) = match first(&q, "bucket_width") {
@@ -291,7 +370,7 @@ impl Respond for UsageResponder {
         while t < end_exclusive && (buckets.len() as i64) < per_page {
             let hour = t.div_euclid(3600) * 3600;
             let minute = (t - hour) / 60;
-            let rows: Vec<Value> = data
+            let rows: Vec<FakeRow> = data
                 .usage
                 .get(&hour)
                 .map(|rows| {
@@ -303,10 +382,10 @@ impl Respond for UsageResponder {
                                 Some(r.clone())
                             }
                         })
-                        .map(|r| row_json(&r))
                         .collect()
                 })
                 .unwrap_or_default();
+            let rows = grouping.serve(rows);
             buckets.push(
                 json!({"starting_at": rfc3339(t), "ending_at": rfc3339(t + width), "results": rows}),
             );
@@ -382,8 +461,10 @@ fn minute_share(r: &FakeRow, m: i64) -> Option<FakeRow> {
         cache_1h: share(t.cache_1h),
         output: share(t.output),
     };
-    (tokens != Tokens::default()).then(|| FakeRow {
+    let web_searches = share(r.web_searches);
+    (tokens != Tokens::default() || web_searches > 0).then(|| FakeRow {
         tokens,
+        web_searches,
         ..r.clone()
     })
 }
@@ -396,5 +477,5 @@ pub fn row_json(r: &FakeRow) -> Value {
            "output_tokens": r.tokens.output,
            "cache_creation": {"ephemeral_5m_input_tokens": r.tokens.cache_5m,
                               "ephemeral_1h_input_tokens": r.tokens.cache_1h},
-           "server_tool_use": {"web_search_requests": 0}})
+           "server_tool_use": {"web_search_requests": r.web_searches}})
 }

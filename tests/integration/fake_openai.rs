@@ -29,6 +29,10 @@ pub struct OaRow {
     pub output: i64,
     pub requests: i64,
     pub detailed: bool,
+    /// A Batch API row.
+    pub batch: bool,
+    /// The service tier (`None`: `default`).
+    pub tier: Option<String>,
 }
 
 #[derive(Default)]
@@ -189,6 +193,7 @@ impl Respond for Usage {
                 "this fake serves 1h and 1m buckets grouped by api_key_id and model",
             );
         }
+        let (by_batch, by_tier) = (groups.contains(&"batch"), groups.contains(&"service_tier"));
         let data = self.0.lock().unwrap();
         // `1m` spreads each hour's rows evenly over its minutes (the remainder first).
         let per_page = if width == 60 { 1440 } else { 24 };
@@ -214,7 +219,34 @@ impl Respond for Usage {
                     ..r.clone()
                 })
                 .filter(|r| r.input + r.output + r.requests > 0)
-                .map(|r| row_json(&r))
+                .fold(Vec::<(OaRow, Value)>::new(), |mut rows, r| {
+                    // Rows that differ only in dimensions not grouped by are served as one.
+                    let dims = json!({
+                        "batch": by_batch.then_some(r.batch),
+                        "service_tier": by_tier
+                            .then(|| r.tier.clone().unwrap_or_else(|| "default".into())),
+                    });
+                    match rows
+                        .iter_mut()
+                        .find(|(m, d)| m.key == r.key && m.model == r.model && *d == dims)
+                    {
+                        Some((m, _)) => {
+                            m.input += r.input;
+                            m.cached += r.cached;
+                            m.output += r.output;
+                            m.requests += r.requests;
+                        }
+                        None => rows.push((r, dims)),
+                    }
+                    rows
+                })
+                .into_iter()
+                .map(|(r, dims)| {
+                    let mut v = row_json(&r);
+                    v["batch"] = dims["batch"].clone();
+                    v["service_tier"] = dims["service_tier"].clone();
+                    v
+                })
                 .collect()
         })
     }
@@ -366,5 +398,7 @@ pub fn oa_row(key: &str, model: &str, input: i64, output: i64, detailed: bool) -
         output,
         requests: 1 + input / 1000,
         detailed,
+        batch: false,
+        tier: None,
     }
 }

@@ -125,6 +125,7 @@ pub fn row(key: Option<&str>, model: &str, uncached: i64, output: i64) -> FakeRo
             cache_1h: uncached / 4,
             output,
         },
+        ..FakeRow::default()
     }
 }
 

@@ -21,6 +21,7 @@ mod defects_report;
 mod defects_store;
 mod detection;
 mod minute_spike;
+mod money;
 mod notifier_faults;
 mod notify;
 mod openai;

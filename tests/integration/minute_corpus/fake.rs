@@ -216,6 +216,7 @@ fn usage(corpus: &Corpus, q: &[(String, String)], now: i64) -> ResponseTemplate 
                         key: Some(k.id.clone()),
                         model: MODEL.to_owned(),
                         tokens,
+                        ..FakeRow::default()
                     })
                 })
             })

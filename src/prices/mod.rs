@@ -6,9 +6,28 @@
 
 use std::collections::BTreeMap;
 
+mod dimensions;
+
+pub use dimensions::{factor, Factor, PriceDimensions};
+
+/// Anthropic's web search server tool: $10 per 1,000 searches, on top of the tokens, whatever
+/// the model, tier or speed (`docs/prices.md`).
+pub const WEB_SEARCH_USD_PER_SEARCH: f64 = 10.0 / 1_000.0;
+
+/// The cost of one usage row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Priced {
+    /// At the published rates of its model and dimensions.
+    Usd(f64),
+    /// At the standard rate for a dimension without a published price ([`Factor::Assumed`]).
+    Assumed { usd: f64, reason: String },
+    /// The model has no price.
+    Unpriced,
+}
+
 /// When the built-in table was last compared with the providers' published pricing (stored
 /// copies of the pages; verify new model ids against a real account).
-pub const PRICES_CHECKED: &str = "2026-11-26";
+pub const PRICES_CHECKED: &str = "2026-12-06";
 
 /// USD per million tokens for each token class.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -125,10 +144,26 @@ impl TokenCounts {
     }
 }
 
-/// Built-in prices (Anthropic and OpenAI list prices, standard tier). Batch (50 % off), priority tier,
-/// long-context surcharges and Haiku 5.5's long-prompt band are not visible per bucket in the
-/// usage report and are not modelled.
+/// Built-in prices: Anthropic and OpenAI list prices at the standard tier, each with its source
+/// in `docs/prices.md`. Batch, US-only inference, fast mode and OpenAI's flex and priority
+/// processing scale them per usage row (`dimensions`). Haiku 5.5's band above 100,000 prompt
+/// tokens and OpenAI's above 272,000 are not visible in the usage reports and not modelled.
 const BUILTIN: &[(&str, Price)] = &[
+    // Released 2026-11-09; checked against third-party copies of the pricing page only.
+    (
+        "claude-fable-5-2",
+        Price {
+            cache_read: 0.20,
+            ..Price::standard(8.0, 40.0)
+        },
+    ),
+    (
+        "claude-mythos-5-2",
+        Price {
+            cache_read: 0.20,
+            ..Price::standard(8.0, 40.0)
+        },
+    ),
     (
         "claude-fable-5-1",
         Price {
@@ -202,14 +237,20 @@ const BUILTIN: &[(&str, Price)] = &[
         Price {
             cache_write_5m: 0.30,
             cache_write_1h: 0.50,
+            cache_read: 0.03,
             ..Price::standard(0.25, 1.25)
         },
     ),
     // OpenAI: (input, cached input, output); cache writes cost the input price.
+    // The pro models have no cached-input rate: cached input costs the input price.
+    ("gpt-5.5-pro", Price::openai(30.00, 30.00, 180.00)),
+    ("gpt-5.4-pro", Price::openai(30.00, 30.00, 180.00)),
+    ("gpt-5.2-pro", Price::openai(21.00, 21.00, 168.00)),
     ("gpt-5.5", Price::openai(5.00, 0.50, 30.00)),
     ("gpt-5.4", Price::openai(2.50, 0.25, 15.00)),
     ("gpt-5.4-mini", Price::openai(0.75, 0.075, 4.50)),
     ("gpt-5.4-nano", Price::openai(0.20, 0.02, 1.25)),
+    ("gpt-5.2", Price::openai(1.75, 0.175, 14.00)),
     ("gpt-5.1", Price::openai(1.25, 0.125, 10.00)),
     ("gpt-5", Price::openai(1.25, 0.125, 10.00)),
     ("gpt-5-mini", Price::openai(0.25, 0.025, 2.00)),
@@ -224,6 +265,20 @@ const BUILTIN: &[(&str, Price)] = &[
     ("o3-mini", Price::openai(1.10, 0.55, 4.40)),
     ("o4-mini", Price::openai(1.10, 0.275, 4.40)),
 ];
+
+/// The alias a dated snapshot id names (`claude-sonnet-4-5-20250929` is `claude-sonnet-4-5`,
+/// `gpt-4o-mini-2024-07-18` is `gpt-4o-mini`), or `None` for an id without a date.
+pub(crate) fn snapshot_alias(model: &str) -> Option<&str> {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some((alias, suffix)) = model.rsplit_once('-') {
+        if digits(suffix, 8) {
+            return Some(alias);
+        }
+    }
+    let mut parts = model.rsplitn(4, '-');
+    let (day, month, year, alias) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (digits(year, 4) && digits(month, 2) && digits(day, 2)).then_some(alias)
+}
 
 /// Prices by model id.
 #[derive(Debug, Clone)]
@@ -267,22 +322,35 @@ impl PriceTable {
         if let Some(p) = self.entries.get(model) {
             return Some(*p);
         }
-        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
-        if let Some((alias, suffix)) = model.rsplit_once('-') {
-            if digits(suffix, 8) {
-                return self.entries.get(alias).copied();
-            }
-        }
-        let mut parts = model.rsplitn(4, '-');
-        let (day, month, year, alias) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let dated = digits(year, 4) && digits(month, 2) && digits(day, 2);
-        dated.then(|| self.entries.get(alias).copied()).flatten()
+        self.entries.get(snapshot_alias(model)?).copied()
     }
 
-    /// The cost of `tokens` on `model`, or `None` when the model has no price.
+    /// The cost of `tokens` on `model` at standard rates, or `None` when the model has no
+    /// price.
     pub fn cost(&self, model: &str, tokens: &TokenCounts) -> Option<f64> {
         self.lookup(model).map(|p| p.cost(tokens))
+    }
+
+    /// The cost of one usage row: its tokens at the rates its model and price dimensions set,
+    /// and its web searches.
+    pub fn cost_of(
+        &self,
+        model: &str,
+        tokens: &TokenCounts,
+        web_searches: i64,
+        dims: &PriceDimensions,
+    ) -> Priced {
+        let Some(standard) = self.cost(model, tokens) else {
+            return Priced::Unpriced;
+        };
+        let searches = web_searches as f64 * WEB_SEARCH_USD_PER_SEARCH;
+        match factor(model, dims) {
+            Factor::Known(f) => Priced::Usd(standard * f + searches),
+            Factor::Assumed(f, reason) => Priced::Assumed {
+                usd: standard * f + searches,
+                reason,
+            },
+        }
     }
 }
 

@@ -1,0 +1,145 @@
+//! Money right (#17): each usage row is priced at the rates its service tier, inference geo and
+//! speed set, with web searches on top, and a bucket's rows add up to what the provider bills.
+
+use crate::fake_anthropic::{key_new_shape, FakeRow, Tokens};
+use crate::fake_openai::{oa_row, FakeOpenAi};
+use crate::helpers::{spawn_app_with, this_hour, HOUR};
+
+const OPUS_46: &str = "claude-opus-4-6";
+const SONNET_4: &str = "claude-sonnet-4-20250514";
+
+fn opus_row(tier: Option<&str>, geo: Option<&str>, speed: Option<&str>) -> FakeRow {
+    FakeRow {
+        key: Some("apikey_M".to_owned()),
+        model: OPUS_46.to_owned(),
+        // $5 + $2.50 at Opus 4.6's standard $5 / $25 per million.
+        tokens: Tokens {
+            uncached: 1_000_000,
+            output: 100_000,
+            ..Tokens::default()
+        },
+        tier: tier.map(str::to_owned),
+        geo: geo.map(str::to_owned),
+        speed: speed.map(str::to_owned),
+        web_searches: 0,
+    }
+}
+
+fn cents(usd: Option<f64>) -> i64 {
+    (usd.expect("a priced row") * 100.0).round() as i64
+}
+
+#[tokio::test]
+async fn batch_us_only_fast_mode_and_web_searches_are_priced_at_their_own_rates() {
+    let app = spawn_app_with("").await;
+    app.fake.add_key(key_new_shape(
+        "apikey_M",
+        "money",
+        "active",
+        "2026-11-01T00:00:00Z",
+        None,
+    ));
+    let hour = this_hour() - 5 * HOUR;
+    // One key's hour of Opus 4.6 as four rows: standard, batch (half), US-only (1.1x) and
+    // fast mode (6x).
+    app.fake.add_usage(hour, opus_row(None, None, None));
+    app.fake
+        .add_usage(hour, opus_row(Some("batch"), None, None));
+    app.fake.add_usage(hour, opus_row(None, Some("us"), None));
+    app.fake.add_usage(hour, opus_row(None, None, Some("fast")));
+    // The documented example row: 10,000 input and 200 output tokens of Sonnet 4 with ten web
+    // searches is $0.033 of tokens and $0.10 of searches.
+    app.fake.add_usage(
+        hour,
+        FakeRow {
+            key: Some("apikey_M".to_owned()),
+            model: SONNET_4.to_owned(),
+            tokens: Tokens {
+                uncached: 10_000,
+                output: 200,
+                ..Tokens::default()
+            },
+            web_searches: 10,
+            ..FakeRow::default()
+        },
+    );
+
+    let report = app.run_once().await;
+    assert!(report.failed_sources.is_empty(), "{report:?}");
+
+    let rows = app.stored_rows().await;
+    let opus: Vec<_> = rows.iter().filter(|r| r.model == OPUS_46).collect();
+    assert_eq!(
+        opus.len(),
+        1,
+        "the four rows are one stored bucket: {rows:#?}"
+    );
+    assert_eq!(opus[0].tokens.uncached, 4_000_000);
+    assert_eq!(opus[0].tokens.output, 400_000);
+    // 7.50 + 3.75 + 8.25 + 45.00; priced as one standard row it was 30.00.
+    assert_eq!(cents(opus[0].cost_usd), 6_450);
+    let sonnet: Vec<_> = rows.iter().filter(|r| r.model == SONNET_4).collect();
+    assert_eq!(sonnet.len(), 1);
+    assert_eq!(
+        (sonnet[0].cost_usd.unwrap() * 1000.0).round() as i64,
+        133,
+        "$0.033 of tokens and $0.10 of web searches"
+    );
+
+    // What finance reads: the key's spend in `history`.
+    let history = app
+        .cli_ok(&[
+            "history", "--key", "apikey_M", "--since", "1d", "--format", "csv",
+        ])
+        .await;
+    let total: f64 = history
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(12).and_then(|c| c.parse::<f64>().ok()))
+        .sum();
+    assert!(
+        (total - 64.633).abs() < 0.005,
+        "history total {total}: {history}"
+    );
+}
+
+#[tokio::test]
+async fn openai_batch_and_flex_rows_cost_half_of_standard() {
+    let oa = FakeOpenAi::start().await;
+    let app = spawn_app_with(&format!(
+        "[[sources]]\nname = \"openai-test\"\nprovider = \"openai\"\n\
+         admin_key_env = \"TEST_OPENAI_ADMIN_KEY\"\nbase_url = \"{}\"\n",
+        oa.server.uri()
+    ))
+    .await;
+    oa.add_project("proj_1", false);
+    oa.add_key("proj_1", "key_b", "batcher", "active", 30);
+    let hour = this_hour() - 5 * HOUR;
+    // gpt-4o: $2.50 input, $1.25 cached, $10 output per million. 1M input (a quarter cached)
+    // and 100k output is 750,000 x 2.5 + 250,000 x 1.25 + 100,000 x 10 = $3.1875 standard.
+    let standard = oa_row("key_b", "gpt-4o", 1_000_000, 100_000, true);
+    oa.add_usage(hour, standard.clone());
+    oa.add_usage(
+        hour,
+        crate::fake_openai::OaRow {
+            batch: true,
+            ..standard.clone()
+        },
+    );
+    oa.add_usage(
+        hour,
+        crate::fake_openai::OaRow {
+            tier: Some("flex".to_owned()),
+            ..standard
+        },
+    );
+
+    let report = app.run_once().await;
+    assert!(report.failed_sources.is_empty(), "{report:?}");
+
+    let rows = app.stored_rows().await;
+    let row: Vec<_> = rows.iter().filter(|r| r.key_id == "key_b").collect();
+    assert_eq!(row.len(), 1, "{rows:#?}");
+    // 3.1875 + 1.59375 + 1.59375; priced as one standard row it was 9.5625.
+    assert_eq!((row[0].cost_usd.unwrap() * 10_000.0).round() as i64, 63_750);
+}
