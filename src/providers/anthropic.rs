@@ -2,6 +2,9 @@
 //! (`docs/providers.md`, Anthropic). Lenient parsing: unknown fields are ignored,
 //! dimensions are nullable, missing counters are 0.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::ExposeSecret;
@@ -25,8 +28,9 @@ const KEYS_PAGE_LIMIT: u32 = 500;
 /// The beta that lets the usage report group by `speed` (fast mode).
 const FAST_MODE_BETA: &str = "fast-mode-2026-02-01";
 /// What the usage report is grouped by: the key and model, and the three dimensions that set a
-/// row's price (#17): service tier, inference geo and speed. Five is the API's most; the
-/// `context_window` dimension (long-context rates) does not fit beside them.
+/// row's price (#17): service tier, inference geo and speed (last: left out where the beta is
+/// refused). Five is the API's most; the `context_window` dimension (long-context rates) does
+/// not fit beside them.
 const USAGE_GROUPS: [&str; 5] = [
     "api_key_id",
     "model",
@@ -39,6 +43,9 @@ const USAGE_GROUPS: [&str; 5] = [
 #[derive(Debug, Clone)]
 pub struct AnthropicClient {
     http: HttpClient,
+    /// Whether usage is grouped by `speed` (with the fast-mode beta header): cleared for the
+    /// process when the API refuses the beta, so usage keeps flowing without it.
+    by_speed: Arc<AtomicBool>,
 }
 
 impl AnthropicClient {
@@ -66,7 +73,10 @@ impl AnthropicClient {
                 endpoint: "config".to_owned(),
                 message: super::http::error_chain(&e),
             })?;
-        Ok(Self { http })
+        Ok(Self {
+            http,
+            by_speed: Arc::new(AtomicBool::new(true)),
+        })
     }
 
     /// Every key of the organisation, all pages.
@@ -132,7 +142,10 @@ impl AnthropicClient {
     }
 
     /// One page of the usage report from `starting_at` (at most `limit` buckets), grouped by
-    /// key and model, and its body's size in bytes.
+    /// key, model and the price dimensions, and its body's size in bytes. Where the API refuses
+    /// the fast-mode beta (an organisation without it), the page is asked again without
+    /// grouping by speed, and later pages are too: fast-mode usage is then priced at standard
+    /// rates, which is said once in the log.
     pub async fn usage_page(
         &self,
         starting_at: DateTime<Utc>,
@@ -141,7 +154,38 @@ impl AnthropicClient {
         page: Option<&str>,
         cancel: &CancellationToken,
     ) -> Result<(UsagePage, usize), PollError> {
+        let by_speed = self.by_speed.load(Ordering::Relaxed);
+        match self
+            .usage_request(starting_at, width, limit, page, by_speed, cancel)
+            .await
+        {
+            Err(e @ PollError::Api { status: 400, .. }) if by_speed && refuses_speed(&e) => {
+                self.by_speed.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %e,
+                    "the usage report refused grouping by speed (the fast-mode beta): reading usage \
+                     without it, so fast-mode usage is priced at standard rates (an underestimate)");
+                self.usage_request(starting_at, width, limit, page, false, cancel)
+                    .await
+            }
+            r => r,
+        }
+    }
+
+    async fn usage_request(
+        &self,
+        starting_at: DateTime<Utc>,
+        width: BucketWidth,
+        limit: u32,
+        page: Option<&str>,
+        by_speed: bool,
+        cancel: &CancellationToken,
+    ) -> Result<(UsagePage, usize), PollError> {
         let start = starting_at.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let groups = if by_speed {
+            &USAGE_GROUPS[..]
+        } else {
+            &USAGE_GROUPS[..USAGE_GROUPS.len() - 1]
+        };
         let (report, bytes): (UsageReport, usize) = self
             .http
             .get_json_sized(
@@ -153,19 +197,33 @@ impl AnthropicClient {
                         ("bucket_width", width.as_str().to_owned()),
                         ("limit", limit.clamp(1, width.max_page()).to_string()),
                     ];
-                    q.extend(USAGE_GROUPS.iter().map(|g| ("group_by[]", (*g).to_owned())));
+                    q.extend(groups.iter().map(|g| ("group_by[]", (*g).to_owned())));
                     if let Some(p) = page {
                         q.push(("page", p.to_owned()));
                     }
-                    self.http
-                        .get(USAGE_ENDPOINT)
-                        .header("anthropic-beta", FAST_MODE_BETA)
-                        .query(&q)
+                    let request = self.http.get(USAGE_ENDPOINT);
+                    let request = if by_speed {
+                        request.header("anthropic-beta", FAST_MODE_BETA)
+                    } else {
+                        request
+                    };
+                    request.query(&q)
                 },
                 cancel,
             )
             .await?;
         Ok((report.into_page()?, bytes))
+    }
+}
+
+/// Whether a 400 from the usage report is about the fast-mode beta or the `speed` grouping.
+fn refuses_speed(e: &PollError) -> bool {
+    match e {
+        PollError::Api { message, .. } => {
+            let m = message.to_ascii_lowercase();
+            m.contains("beta") || m.contains("speed")
+        }
+        _ => false,
     }
 }
 

@@ -97,6 +97,8 @@ pub struct FakeData {
     pub usage: BTreeMap<i64, Vec<FakeRow>>,
     /// Buckets per usage page (at most the request's `limit`).
     pub usage_page_size: usize,
+    /// Refuse the fast-mode beta header, as for an organisation without the beta.
+    pub refuse_fast_mode_beta: bool,
     /// Keys per listing page (at most the request's `limit`).
     pub keys_page_size: usize,
     /// Usage requests (`1h`) answered so far.
@@ -312,6 +314,14 @@ impl Respond for UsageResponder {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|b| b.trim() == "fast-mode-2026-02-01");
+        if fast_mode_beta && self.0.lock().unwrap().refuse_fast_mode_beta {
+            return error(
+                400,
+                "invalid_request_error",
+                "Unexpected value(s) `fast-mode-2026-02-01` for the `anthropic-beta` header. \
+                 Please consult our documentation at docs.claude.com or try again without the header.",
+            );
+        }
         if grouping.speed && !fast_mode_beta {
             return error(
                 400,

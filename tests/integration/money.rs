@@ -143,3 +143,49 @@ async fn openai_batch_and_flex_rows_cost_half_of_standard() {
     // 3.1875 + 1.59375 + 1.59375; priced as one standard row it was 9.5625.
     assert_eq!((row[0].cost_usd.unwrap() * 10_000.0).round() as i64, 63_750);
 }
+
+/// An organisation whose admin key is refused the fast-mode beta still has its usage read: the
+/// page is asked again without grouping by speed, and so are the later pages of the process. Fast-mode usage is
+/// then priced at standard rates; batch and US-only are still priced at theirs.
+#[tokio::test]
+async fn usage_is_read_without_the_speed_grouping_where_the_fast_mode_beta_is_refused() {
+    let app = spawn_app_with("").await;
+    app.fake.data.lock().unwrap().refuse_fast_mode_beta = true;
+    app.fake.add_key(key_new_shape(
+        "apikey_M",
+        "money",
+        "active",
+        "2026-11-01T00:00:00Z",
+        None,
+    ));
+    let hour = this_hour() - 5 * HOUR;
+    app.fake
+        .add_usage(hour, opus_row(Some("batch"), None, None));
+    app.fake
+        .add_usage(hour, opus_row(None, Some("us"), Some("fast")));
+
+    let report = app.run_once().await;
+    assert!(report.failed_sources.is_empty(), "{report:?}");
+    let rows = app.stored_rows().await;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    // 3.75 (batch) + 8.25 (US-only; fast mode unseen, so standard speed).
+    assert_eq!(cents(rows[0].cost_usd), 1_200);
+
+    let (with_beta, without): (Vec<_>, Vec<_>) = app
+        .fake
+        .server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.url.path().ends_with("usage_report/messages"))
+        .partition(|r| r.headers.get("anthropic-beta").is_some());
+    assert_eq!(with_beta.len(), 1, "asked once with the beta, refused");
+    assert!(
+        without
+            .iter()
+            .all(|r| !r.url.query().unwrap_or("").contains("speed")),
+        "then read without grouping by speed, in this poll and after"
+    );
+    assert!(!without.is_empty());
+}
