@@ -305,10 +305,12 @@ async fn measure_python(keys: usize, url: &str) -> String {
     )
 }
 
-/// Runs the daemon for three poll cycles: RSS (MiB) then.
+/// Runs the daemon for four poll cycles: its RSS (MiB) sampled every half second over the
+/// last two (from 20 s to 40 s after start, after the first full detection pass), as the
+/// median and the largest sample.
 /// `KEYWATCH_BENCH_HEAPTRACK=/path/to/heaptrack` runs the daemon under heaptrack (its data
 /// file, in the temp dir, is printed; the RSS shown is then heaptrack's script's).
-async fn daemon_rss(config: &Path, log: &Path) -> f64 {
+async fn daemon_rss(config: &Path, log: &Path) -> (f64, f64) {
     let mut cmd = command(config, log);
     if let Some(heaptrack) = std::env::var_os("KEYWATCH_BENCH_HEAPTRACK") {
         let binary = cmd.as_std().get_program().to_owned();
@@ -337,8 +339,13 @@ async fn daemon_rss(config: &Path, log: &Path) -> f64 {
     }
     let mut child = cmd.spawn().unwrap();
     let pid = child.id().unwrap_or(0);
-    tokio::time::sleep(Duration::from_secs(32)).await;
-    let rss = proc_kib(pid, "VmRSS:").unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let mut samples = Vec::new();
+    for _ in 0..40 {
+        samples.push(proc_kib(pid, "VmRSS:").unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    samples.sort_unstable();
     // Under heaptrack the child is its script: signal the daemon itself.
     let _ = std::process::Command::new("pkill")
         .args(["-TERM", "-P", &pid.to_string()])
@@ -347,7 +354,11 @@ async fn daemon_rss(config: &Path, log: &Path) -> f64 {
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
-    rss as f64 / 1024.0
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    (
+        mib(samples[samples.len() / 2]),
+        mib(*samples.last().unwrap_or(&0)),
+    )
 }
 
 /// keywatch's row; with `python`, also the yardstick's against the same fake.
@@ -359,7 +370,7 @@ async fn measure(keys: usize, python: bool) -> (String, Option<String>) {
     let (backfill, backfill_peak, code) = run_once(&config, &logs[0]).await;
     let rows = keys * MODELS.len() * (8 * 24 + 1);
     let (steady, steady_peak, code2) = run_once(&config, &logs[1]).await;
-    let rss = daemon_rss(&config, &logs[2]).await;
+    let (rss, rss_max) = daemon_rss(&config, &logs[2]).await;
     let db = std::fs::metadata(dir.path().join("keywatch.db")).map_or(0, |m| m.len());
     if std::env::var_os("KEYWATCH_BENCH_LOG").is_some() {
         for (name, log) in ["backfill", "steady", "daemon"].iter().zip(&logs) {
@@ -367,7 +378,7 @@ async fn measure(keys: usize, python: bool) -> (String, Option<String>) {
         }
     }
     let row = format!(
-        "| {keys} | {:.1} s (exit {}) | {:.0} MiB | {:.0} | {:.2} s (exit {}) | {:.0} MiB | {:.0} MiB | {:.0} MiB |",
+        "| {keys} | {:.1} s (exit {}) | {:.0} MiB | {:.0} | {:.2} s (exit {}) | {:.0} MiB | {:.0} MiB ({:.0}) | {:.0} MiB |",
         backfill.as_secs_f64(),
         code.unwrap_or(-1),
         backfill_peak,
@@ -376,6 +387,7 @@ async fn measure(keys: usize, python: bool) -> (String, Option<String>) {
         code2.unwrap_or(-1),
         steady_peak,
         rss,
+        rss_max,
         db as f64 / 1_048_576.0
     );
     let python = if python {
@@ -396,7 +408,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    println!("| keys | first run --once (backfill 8 d + detect) | peak RSS | rows/s | second run --once | peak RSS | daemon RSS after 3 cycles | database |");
+    println!("| keys | first run --once (backfill 8 d + detect) | peak RSS | rows/s | second run --once | peak RSS | daemon RSS, median (max) over cycles 3-4 | database |");
     println!("|---|---|---|---|---|---|---|---|");
     let python = std::env::var_os("KEYWATCH_BENCH_PYTHON").is_some_and(|v| v == "1");
     let mut python_rows = Vec::new();

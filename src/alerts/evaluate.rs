@@ -136,10 +136,11 @@ impl Detector {
         let window = (config.spike.baseline_window.0.as_secs() as i64).max(7 * DAY);
         // Independent reads run side by side (WAL readers do not block each other).
         let hourly = cache(&mut self.hourly, store, width, config.spike.metric);
-        let (series, deactivated, spends, unpriced) = tokio::try_join!(
+        let (series, deactivated, spends, budget_unpriced, unpriced) = tokio::try_join!(
             hourly.read(store, judged - window, judged),
             store.deactivated_key_usage(width, judged),
             crate::budget::spends(store, config, width, now),
+            crate::budget::unpriced_spends(store, config, width, now),
             store.unpriced_usage(width, judged - window, judged),
         )?;
         // Keys with usage on an unpriced model are judged by tokens: their dollars are a floor.
@@ -195,6 +196,7 @@ impl Detector {
             by_tokens,
             deactivated,
             spends,
+            budget_unpriced,
             unpriced,
             poll_states,
             recent,

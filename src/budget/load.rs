@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 
 use super::forecast::{self, recent_day_spans, BudgetForecast};
 use super::limits::{current_periods, limit_for};
-use super::scope::{KeyMap, Spends};
+use super::scope::{KeyMap, Spends, UnpricedSpends};
 use crate::config::Config;
 use crate::store::{Store, StoreError};
 
@@ -51,6 +51,39 @@ pub async fn spends(
     Ok(futures_util::future::try_join_all(reads)
         .await?
         .into_iter()
+        .collect())
+}
+
+/// Usage on models without a price in each configured budget's current periods, per (source,
+/// key, model): the budget's dollars are a floor where there is any.
+pub async fn unpriced_spends(
+    store: &Store,
+    config: &Config,
+    width: i64,
+    now: i64,
+) -> Result<UnpricedSpends, StoreError> {
+    let now = DateTime::<Utc>::from_timestamp(now, 0).unwrap_or_default();
+    let mut spans: Vec<(i64, i64)> = config
+        .budgets
+        .iter()
+        .flat_map(|b| {
+            current_periods(b.timezone, now)
+                .into_iter()
+                .filter(|p| limit_for(b, p).is_some())
+                .map(|p| (p.start.timestamp(), p.end.timestamp()))
+        })
+        .collect();
+    spans.sort_unstable();
+    spans.dedup();
+    let reads = spans.into_iter().map(|span| async move {
+        // Buckets starting in the period (the query's end is inclusive).
+        let usage = store.unpriced_usage(width, span.0, span.1 - 1).await?;
+        Ok::<_, StoreError>((span, usage))
+    });
+    Ok(futures_util::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .filter(|(_, usage)| !usage.is_empty())
         .collect())
 }
 

@@ -15,5 +15,5 @@ mod scope;
 
 pub use forecast::{recent_day_spans, BudgetForecast, RECENT_DAYS};
 pub use limits::{crossed, current_periods, limit_for, severity};
-pub use load::{forecasts, spends};
-pub use scope::{in_scope, spend_in, KeyMap, Spends};
+pub use load::{forecasts, spends, unpriced_spends};
+pub use scope::{in_scope, spend_in, unpriced_in, KeyMap, Spends, UnpricedSpends};

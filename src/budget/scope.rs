@@ -3,11 +3,15 @@
 use std::collections::HashMap;
 
 use crate::config::{Budget, BudgetScope};
-use crate::store::StoredKey;
+use crate::store::{StoredKey, UnpricedUsage};
 
 /// Spend per (source, key) for each distinct budget period, keyed by its (start, end) in Unix
 /// seconds.
 pub type Spends = HashMap<(i64, i64), Vec<(String, String, f64)>>;
+
+/// Usage on models without a price per budget period (only periods with some), keyed as
+/// [`Spends`].
+pub type UnpricedSpends = HashMap<(i64, i64), Vec<UnpricedUsage>>;
 
 /// The inventory by (source, key id): a budget scoped by key name or workspace needs it.
 pub type KeyMap = HashMap<(String, String), StoredKey>;
@@ -40,6 +44,27 @@ pub fn spend_in(spends: &Spends, span: (i64, i64), keys: &KeyMap, b: &Budget) ->
             .filter(|(s, k, _)| in_scope(keys, b, s, k))
             .map(|(_, _, c)| *c),
     )
+}
+
+/// Tokens on models without a price in `b`'s scope in the period `span`, per model (sorted):
+/// what `b`'s dollars leave out.
+pub fn unpriced_in(
+    unpriced: &UnpricedSpends,
+    span: (i64, i64),
+    keys: &KeyMap,
+    b: &Budget,
+) -> Vec<(String, i64)> {
+    let mut by_model: std::collections::BTreeMap<&str, i64> = Default::default();
+    for u in unpriced.get(&span).into_iter().flatten() {
+        if in_scope(keys, b, &u.source, &u.key_id) {
+            let t = by_model.entry(u.model.as_str()).or_default();
+            *t = t.saturating_add(u.tokens);
+        }
+    }
+    by_model
+        .into_iter()
+        .map(|(m, t)| (m.to_owned(), t))
+        .collect()
 }
 
 #[cfg(test)]

@@ -97,12 +97,12 @@ fn table(rows: &[Row], periods: &[crate::report::Period], tz: Tz) -> String {
             let input = t.uncached_input + t.cache_read + t.cache_write_5m + t.cache_write_1h;
             let _ = writeln!(
                 o,
-                "{:<10} {:<26} {:>11} {:>10} {:>10.2} {:>9} {:>7} {:>5.1}%",
+                "{:<10} {:<26} {:>11} {:>10} {:>10} {:>9} {:>7} {:>5.1}%",
                 r.period,
                 cut(&group, 26),
                 input,
                 t.output,
-                r.cost_usd,
+                floor_usd(r.cost_usd, r.unpriced_tokens),
                 opt(r.billed_usd, 2),
                 r.change_pct
                     .map(|c| format!("{c:+.0}%"))
@@ -111,22 +111,43 @@ fn table(rows: &[Row], periods: &[crate::report::Period], tz: Tz) -> String {
             );
         }
         let total = sum_usd(in_period.iter().map(|r| r.cost_usd));
+        let unpriced = in_period
+            .iter()
+            .fold(0i64, |a, r| a.saturating_add(r.unpriced_tokens));
         let billed: Option<f64> = in_period
             .iter()
             .filter_map(|r| r.billed_usd)
             .fold(None, |a, b| Some(a.unwrap_or(0.0) + b));
         let _ = writeln!(
             o,
-            "{:<10} {:<26} {:>11} {:>10} {:>10.2} {:>9}\n",
+            "{:<10} {:<26} {:>11} {:>10} {:>10} {:>9}",
             p.label,
             "total",
             "",
             "",
-            total,
+            floor_usd(total, unpriced),
             opt(billed, 2)
         );
+        if unpriced > 0 {
+            let _ = writeln!(
+                o,
+                "{:<10} >= is a floor: {unpriced} tokens on models without a price are not counted \
+                 (`report --by model` names them; add [prices.\"model\"])",
+                ""
+            );
+        }
+        o.push('\n');
     }
     o
+}
+
+/// Estimated USD, prefixed `>=` when `unpriced_tokens` are left out of it (a floor).
+fn floor_usd(usd: f64, unpriced_tokens: i64) -> String {
+    if unpriced_tokens > 0 {
+        format!(">={usd:.2}")
+    } else {
+        format!("{usd:.2}")
+    }
 }
 
 /// `report --forecast`: per budget with a monthly limit, the month-end projection.
@@ -214,12 +235,11 @@ fn likely_cause(d: &crate::store::ReconcileDay) -> String {
     if causes.is_empty() {
         causes.push(match d.billed_usd {
             Some(b) if d.estimated_usd > b => {
-                "estimate above the bill: batch discounts or outdated prices".to_owned()
+                "estimate above the bill: outdated prices or a contract discount".to_owned()
             }
-            _ => {
-                "estimate below the bill: outdated prices, priority tier or long-context surcharges"
-                    .to_owned()
-            }
+            _ => "estimate below the bill: outdated prices, a contract-priced tier (Priority \
+                  Tier) or a long-context band"
+                .to_owned(),
         });
     }
     causes.join("; ")

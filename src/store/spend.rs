@@ -247,7 +247,7 @@ pub struct ReconcileDay {
     pub billed_usd: Option<f64>,
     /// Models used that day without a price.
     pub unpriced_models: Vec<String>,
-    /// Billed cost types other than tokens (e.g. `web_search`, `code_execution`) with USD.
+    /// Billed cost types the estimate does not cover (e.g. `code_execution`) with USD.
     pub other_cost_types: Vec<(String, f64)>,
 }
 
@@ -315,7 +315,8 @@ impl Store {
                     other_cost_types: Vec::new(),
                 });
             d.billed_usd = Some(d.billed_usd.unwrap_or(0.0) + usd);
-            if !matches!(cost_type.as_str(), "tokens" | "billed") && usd > 0.0 {
+            // Web search is in the estimate (priced per search since #17).
+            if !matches!(cost_type.as_str(), "tokens" | "billed" | "web_search") && usd > 0.0 {
                 d.other_cost_types.push((cost_type, usd));
             }
         }

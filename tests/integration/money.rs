@@ -189,3 +189,87 @@ async fn usage_is_read_without_the_speed_grouping_where_the_fast_mode_beta_is_re
     );
     assert!(!without.is_empty());
 }
+
+/// Usage on a model without a price is never $0 in silence: the `unpriced_usage` rule names it,
+/// the budget alert says its dollars are a floor and how many tokens it leaves out, and the
+/// report marks the estimate as a floor.
+#[tokio::test]
+async fn an_unpriced_model_is_a_floor_in_the_budget_alert_and_the_report() {
+    const NEW: &str = "claude-nova-9";
+    let app =
+        spawn_app_with("[[budgets]]\nname = \"team-day\"\ndaily_usd = 8.0\nthresholds = [50]\n")
+            .await;
+    app.fake.add_key(key_new_shape(
+        "apikey_U",
+        "unpriced",
+        "active",
+        "2026-11-01T00:00:00Z",
+        None,
+    ));
+    let now = this_hour();
+    // $4.50 of Sonnet 4 this hour (over half the $8 daily budget), and a model without a price
+    // this hour and in the bucket the rules judge.
+    app.fake.add_usage(
+        now,
+        FakeRow {
+            key: Some("apikey_U".to_owned()),
+            model: SONNET_4.to_owned(),
+            tokens: Tokens {
+                uncached: 1_000_000,
+                output: 100_000,
+                ..Tokens::default()
+            },
+            ..FakeRow::default()
+        },
+    );
+    for t in [now, now - 4 * HOUR] {
+        app.fake.add_usage(
+            t,
+            FakeRow {
+                key: Some("apikey_U".to_owned()),
+                model: NEW.to_owned(),
+                tokens: Tokens {
+                    uncached: 700_000,
+                    ..Tokens::default()
+                },
+                ..FakeRow::default()
+            },
+        );
+    }
+
+    app.cli_ok(&["run", "--once"]).await;
+
+    let alerts: Vec<serde_json::Value> =
+        serde_json::from_str(&app.cli_ok(&["alerts", "--format", "json"]).await).unwrap();
+    let of = |rule: &str| -> Vec<&serde_json::Value> {
+        alerts.iter().filter(|a| a["rule"] == rule).collect()
+    };
+    let unpriced = of("unpriced_usage");
+    assert_eq!(unpriced.len(), 1, "{alerts:#?}");
+    assert!(unpriced[0]["summary"].as_str().unwrap().contains(NEW));
+    let budget = of("budget");
+    assert_eq!(budget.len(), 1, "{alerts:#?}");
+    assert_eq!(budget[0]["observed"], 4.5, "the priced dollars only");
+    // The budget's day is today in UTC: the judged bucket's row counts when it is today too.
+    let today = now.div_euclid(86_400) * 86_400;
+    let in_today = [now, now - 4 * HOUR]
+        .iter()
+        .filter(|t| **t >= today)
+        .count();
+    let summary = budget[0]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(&format!(
+            "The spend is a floor: {} tokens on claude-nova-9 without a price",
+            700_000 * in_today
+        )),
+        "{summary}"
+    );
+
+    let table = app
+        .cli_ok(&["report", "--by", "key", "--since", "1d"])
+        .await;
+    assert!(
+        table.contains(">=4.50") && table.contains("tokens on models without a price"),
+        "{table}"
+    );
+}

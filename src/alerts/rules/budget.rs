@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 
 use super::{money, Pass};
 use crate::alerts::Rule;
-use crate::budget::{crossed, current_periods, limit_for, severity as budget_severity, spend_in};
+use crate::budget::{
+    crossed, current_periods, limit_for, severity as budget_severity, spend_in, unpriced_in,
+};
 use crate::config::{Budget, BudgetScope};
 use crate::period::Period;
 use crate::store::AlertChange;
@@ -25,8 +27,9 @@ impl Pass<'_> {
                 };
                 let span = (period.start.timestamp(), period.end.timestamp());
                 let spent = spend_in(spends, span, self.keys, b);
+                let unpriced = unpriced_in(&self.inputs.budget_unpriced, span, self.keys, b);
                 for t in crossed(spent, limit, &b.thresholds) {
-                    self.budget_alert(b, &period, limit, spent, t);
+                    self.budget_alert(b, &period, (limit, spent), t, &unpriced);
                 }
             }
         }
@@ -34,13 +37,15 @@ impl Pass<'_> {
         self.resolve_ended(Rule::Budget);
     }
 
+    /// `unpriced`: tokens per model without a price in the budget's scope and period, which
+    /// `spent` leaves out (then a floor).
     fn budget_alert(
         &mut self,
         b: &Budget,
         period: &Period,
-        limit: f64,
-        spent: f64,
+        (limit, spent): (f64, f64),
         threshold: u32,
+        unpriced: &[(String, i64)],
     ) {
         let scope = format!(
             "budget/{}/{}/{}/{threshold}",
@@ -55,6 +60,17 @@ impl Pass<'_> {
             b.name, money(spent), money(limit), period.kind.as_str(), period.label, b.timezone,
             if threshold >= 100 { " and consider deactivating them" } else { "" }
         );
+        if !unpriced.is_empty() {
+            let models: Vec<String> = unpriced
+                .iter()
+                .map(|(m, t)| format!("{t} tokens on {}", crate::text::clean(m)))
+                .collect();
+            a.summary.push_str(&format!(
+                ". The spend is a floor: {} without a price are not counted (add [prices.\"{}\"])",
+                models.join(", "),
+                crate::text::clean(&unpriced[0].0)
+            ));
+        }
         a.budget = Some(b.name.clone());
         if let BudgetScope::Key(id) = &b.scope {
             a.key_id = Some(id.clone());
@@ -136,6 +152,36 @@ mod tests {
                 id: alert.id,
                 at: DAY_SPAN.0
             }]
+        );
+    }
+
+    #[test]
+    fn usage_without_a_price_makes_the_spend_a_floor_and_says_so() {
+        let c = config(BUDGET);
+        let mut i = inputs(&c, NOW);
+        with_key(&mut i, key("k1", "a", "active", None));
+        i.spends
+            .insert(DAY_SPAN, vec![("src".to_owned(), "k1".to_owned(), 60.0)]);
+        i.budget_unpriced.insert(
+            DAY_SPAN,
+            vec![crate::store::UnpricedUsage {
+                source: "src".to_owned(),
+                key_id: "k1".to_owned(),
+                model: "claude-new-model".to_owned(),
+                tokens: 2_500_000,
+                first_bucket: DAY_SPAN.0,
+            }],
+        );
+        let changes = run(&i, &c, Pass::budgets);
+        let a = fired(&changes);
+        assert_eq!(a.len(), 1);
+        assert!(
+            a[0].summary.ends_with(
+                ". The spend is a floor: 2500000 tokens on claude-new-model without a price are \
+                 not counted (add [prices.\"claude-new-model\"])"
+            ),
+            "{}",
+            a[0].summary
         );
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::{Alert, Rule};
-use crate::budget::{KeyMap, Spends};
+use crate::budget::{KeyMap, Spends, UnpricedSpends};
 use crate::config::{Config, Severity};
 use crate::providers::WORKBENCH_KEY_ID;
 use crate::store::{AlertChange, KeySeries, PollState, UnpricedUsage};
@@ -59,6 +59,8 @@ pub struct Inputs {
     pub deactivated: Vec<(String, String, f64, i64)>,
     /// Spend per budget period.
     pub spends: Spends,
+    /// Usage on models without a price per budget period (periods with some only).
+    pub budget_unpriced: UnpricedSpends,
     /// Usage on models without a price in the window.
     pub unpriced: Vec<UnpricedUsage>,
     /// Poll state by (source, stream) for every configured source; a missing one is default.
