@@ -28,6 +28,7 @@ impl Poller {
                     &row.tokens,
                     row.web_search_requests,
                     &row.pricing,
+                    &row.media,
                 ) {
                     Priced::Usd(usd) => Some(usd),
                     Priced::Assumed { usd, reason } => {

@@ -7,8 +7,10 @@
 use std::collections::BTreeMap;
 
 mod dimensions;
+mod media;
 
 pub use dimensions::{factor, Factor, PriceDimensions};
+pub use media::MediaTokens;
 
 /// Anthropic's web search server tool: $10 per 1,000 searches, on top of the tokens, whatever
 /// the model, tier or speed (`docs/prices.md`).
@@ -251,6 +253,25 @@ const BUILTIN: &[(&str, Price)] = &[
     ("gpt-5.4-mini", Price::openai(0.75, 0.075, 4.50)),
     ("gpt-5.4-nano", Price::openai(0.20, 0.02, 1.25)),
     ("gpt-5.2", Price::openai(1.75, 0.175, 14.00)),
+    // Text rates of the audio and image models; their audio and image tokens are priced in
+    // `media`. Without a cached rate, cached input costs the input price.
+    ("gpt-realtime", Price::openai(4.00, 0.40, 16.00)),
+    ("gpt-realtime-mini", Price::openai(0.60, 0.06, 2.40)),
+    ("gpt-4o-realtime-preview", Price::openai(5.00, 2.50, 20.00)),
+    (
+        "gpt-4o-mini-realtime-preview",
+        Price::openai(0.60, 0.30, 2.40),
+    ),
+    ("gpt-audio", Price::openai(2.50, 2.50, 10.00)),
+    ("gpt-audio-mini", Price::openai(0.60, 0.60, 2.40)),
+    ("gpt-4o-audio-preview", Price::openai(2.50, 2.50, 10.00)),
+    ("gpt-4o-mini-audio-preview", Price::openai(0.15, 0.15, 0.60)),
+    ("gpt-image-1", Price::openai(5.00, 1.25, 0.0)),
+    ("gpt-image-1-mini", Price::openai(2.00, 0.20, 0.0)),
+    // Embeddings (`/v1/organization/usage/embeddings`): input tokens only.
+    ("text-embedding-3-small", Price::openai(0.02, 0.02, 0.0)),
+    ("text-embedding-3-large", Price::openai(0.13, 0.13, 0.0)),
+    ("text-embedding-ada-002", Price::openai(0.10, 0.10, 0.0)),
     ("gpt-5.1", Price::openai(1.25, 0.125, 10.00)),
     ("gpt-5", Price::openai(1.25, 0.125, 10.00)),
     ("gpt-5-mini", Price::openai(0.25, 0.025, 2.00)),
@@ -331,22 +352,39 @@ impl PriceTable {
         self.lookup(model).map(|p| p.cost(tokens))
     }
 
-    /// The cost of one usage row: its tokens at the rates its model and price dimensions set,
-    /// and its web searches.
+    /// The cost of one usage row: its text tokens at its model's rates and its audio and image
+    /// tokens (`media`, parts of `tokens`) at theirs, scaled by its price dimensions, and its
+    /// web searches. Media without a rate are priced as text and said so.
     pub fn cost_of(
         &self,
         model: &str,
         tokens: &TokenCounts,
         web_searches: i64,
         dims: &PriceDimensions,
+        media: &MediaTokens,
     ) -> Priced {
-        let Some(standard) = self.cost(model, tokens) else {
+        let Some(price) = self.lookup(model) else {
             return Priced::Unpriced;
         };
+        let (standard, media_unknown) = if media.is_empty() {
+            (price.cost(tokens), None)
+        } else {
+            match media.cost(model) {
+                Ok(usd) => (price.cost(&media.text_of(tokens)) + usd, None),
+                Err(what) => (price.cost(tokens), Some(what)),
+            }
+        };
         let searches = web_searches as f64 * WEB_SEARCH_USD_PER_SEARCH;
-        match factor(model, dims) {
-            Factor::Known(f) => Priced::Usd(standard * f + searches),
-            Factor::Assumed(f, reason) => Priced::Assumed {
+        match (factor(model, dims), media_unknown) {
+            (Factor::Known(f), None) => Priced::Usd(standard * f + searches),
+            (Factor::Known(f), Some(what)) => Priced::Assumed {
+                usd: standard * f + searches,
+                reason: format!(
+                    "{what} on {model} have no price in keywatch's table: priced as text, so \
+                     the cost is an estimate"
+                ),
+            },
+            (Factor::Assumed(f, reason), _) => Priced::Assumed {
                 usd: standard * f + searches,
                 reason,
             },

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{HttpClient, PollError, RetryPolicy};
 use super::{
-    bounded_count, collect_pages, ApiKey, CostBucket, CostLine, CostPage, PriceDimensions,
-    UsageBucket, UsagePage, UsageRow, UNKNOWN_MODEL, WORKBENCH_KEY_ID,
+    bounded_count, collect_pages, ApiKey, CostBucket, CostLine, CostPage, MediaTokens,
+    PriceDimensions, UsageBucket, UsagePage, UsageRow, UNKNOWN_MODEL, WORKBENCH_KEY_ID,
 };
 use crate::config::{BucketWidth, SourceConfig};
 use crate::prices::TokenCounts;
@@ -472,6 +472,7 @@ impl UsageReport {
                         geo: r.inference_geo,
                         speed: r.speed,
                     },
+                    media: MediaTokens::default(),
                 });
             }
             buckets.push(UsageBucket {

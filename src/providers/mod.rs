@@ -4,6 +4,7 @@
 pub mod anthropic;
 mod http;
 pub mod openai;
+mod openai_embeddings;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -15,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 pub use http::{error_chain, parse_error, ErrorBody, HttpClient, PollError, RetryPolicy};
 
 use crate::config::{BucketWidth, Provider, SourceConfig};
-pub use crate::prices::PriceDimensions;
 use crate::prices::TokenCounts;
+pub use crate::prices::{MediaTokens, PriceDimensions};
 
 /// The key id usage without an API key (Console Workbench) is stored under.
 pub const WORKBENCH_KEY_ID: &str = "workbench";
@@ -53,6 +54,8 @@ pub struct UsageRow {
     pub requests: Option<i64>,
     /// What sets the row's price beside its model.
     pub pricing: PriceDimensions,
+    /// The audio and image parts of `tokens` (OpenAI), priced at their own rates.
+    pub media: MediaTokens,
 }
 
 /// One time bucket of a usage report; `rows` is empty when nothing was used.

@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{HttpClient, PollError, RetryPolicy};
 use super::{
-    bounded_count, collect_pages, ApiKey, CostBucket, CostPage, PriceDimensions, UsageBucket,
-    UsagePage, UsageRow, UNATTRIBUTED_KEY_ID, UNKNOWN_MODEL,
+    bounded_count, collect_pages, ApiKey, CostBucket, CostPage, MediaTokens, PriceDimensions,
+    UsageBucket, UsagePage, UsageRow, UNATTRIBUTED_KEY_ID, UNKNOWN_MODEL,
 };
 use crate::config::{BucketWidth, SourceConfig};
 use crate::prices::TokenCounts;
@@ -120,8 +120,24 @@ impl OpenAiClient {
     }
 
     /// One page of the completions usage report from `start` (at most `limit` buckets),
-    /// grouped by key and model, and its body's size in bytes.
+    /// grouped by key, model and the price dimensions, with the embeddings usage of the same
+    /// buckets added (`openai_embeddings`), and the size of the bodies in bytes.
     pub async fn usage_page(
+        &self,
+        start: DateTime<Utc>,
+        width: BucketWidth,
+        limit: u32,
+        page: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<(UsagePage, usize), PollError> {
+        let (mut usage, bytes) = self
+            .completions_page(start, width, limit, page, cancel)
+            .await?;
+        let more = super::openai_embeddings::add_to(&self.http, &mut usage, width, cancel).await?;
+        Ok((usage, bytes + more))
+    }
+
+    async fn completions_page(
         &self,
         start: DateTime<Utc>,
         width: BucketWidth,
@@ -329,29 +345,32 @@ impl KeyJson {
 }
 
 #[derive(Deserialize)]
-struct Report<R> {
-    data: Vec<Bucket<R>>,
+pub(super) struct Report<R> {
+    pub(super) data: Vec<Bucket<R>>,
     #[serde(default)]
     has_more: bool,
     next_page: Option<String>,
 }
 
 impl<R> Report<R> {
-    fn next(&self) -> Option<String> {
+    pub(super) fn next(&self) -> Option<String> {
         self.next_page.clone().filter(|_| self.has_more)
     }
 }
 
 #[derive(Deserialize)]
-struct Bucket<R> {
+pub(super) struct Bucket<R> {
     start_time: i64,
     end_time: i64,
     #[serde(default = "Vec::new")]
-    results: Vec<R>,
+    pub(super) results: Vec<R>,
 }
 
 impl<R> Bucket<R> {
-    fn times(&self, endpoint: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), PollError> {
+    pub(super) fn times(
+        &self,
+        endpoint: &str,
+    ) -> Result<(DateTime<Utc>, DateTime<Utc>), PollError> {
         let bad = |message: String| PollError::Decode {
             endpoint: endpoint.to_owned(),
             message,
@@ -389,6 +408,18 @@ struct UsageResult {
     batch: Option<bool>,
     #[serde(default)]
     service_tier: Option<String>,
+    #[serde(default)]
+    input_audio_tokens: Option<u64>,
+    #[serde(default)]
+    input_cached_audio_tokens: Option<u64>,
+    #[serde(default)]
+    output_audio_tokens: Option<u64>,
+    #[serde(default)]
+    input_image_tokens: Option<u64>,
+    #[serde(default)]
+    input_cached_image_tokens: Option<u64>,
+    #[serde(default)]
+    output_image_tokens: Option<u64>,
 }
 
 impl UsageResult {
@@ -407,6 +438,15 @@ impl UsageResult {
         };
         let output = count("output_tokens", self.output_tokens)?;
         let requests = count("num_model_requests", self.num_model_requests)?;
+        // Audio and image parts of the totals above (absent in older responses: all text).
+        let media = MediaTokens {
+            audio_input: count("input_audio_tokens", self.input_audio_tokens)?,
+            audio_cached: count("input_cached_audio_tokens", self.input_cached_audio_tokens)?,
+            audio_output: count("output_audio_tokens", self.output_audio_tokens)?,
+            image_input: count("input_image_tokens", self.input_image_tokens)?,
+            image_cached: count("input_cached_image_tokens", self.input_cached_image_tokens)?,
+            image_output: count("output_image_tokens", self.output_image_tokens)?,
+        };
         Ok(UsageRow {
             key_id: self
                 .api_key_id
@@ -429,6 +469,7 @@ impl UsageResult {
                 },
                 ..PriceDimensions::default()
             },
+            media,
         })
     }
 }

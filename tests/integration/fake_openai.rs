@@ -33,6 +33,9 @@ pub struct OaRow {
     pub batch: bool,
     /// The service tier (`None`: `default`).
     pub tier: Option<String>,
+    /// Audio input and output tokens, parts of `input` and `output` (sent when not zero).
+    pub audio_in: i64,
+    pub audio_out: i64,
 }
 
 #[derive(Default)]
@@ -43,6 +46,8 @@ pub struct OaData {
     pub usage: BTreeMap<i64, Vec<OaRow>>,
     /// USD per key by UTC day.
     pub costs: BTreeMap<i64, Vec<(String, f64)>>,
+    /// Embeddings usage by hourly bucket: (key, model, input tokens, requests).
+    pub embeddings: BTreeMap<i64, Vec<(String, String, i64, i64)>>,
 }
 
 pub struct FakeOpenAi {
@@ -151,7 +156,10 @@ fn buckets_page(
     let per_page = first(q, "limit")
         .and_then(|l| l.parse::<usize>().ok())
         .map_or(per_page, |l| l.clamp(1, per_page));
-    let now = chrono::Utc::now().timestamp();
+    let now = first(q, "end_time")
+        .and_then(|e| e.parse::<i64>().ok())
+        .unwrap_or(i64::MAX)
+        .min(chrono::Utc::now().timestamp());
     let mut data = Vec::new();
     let mut t = start;
     while t < now && data.len() < per_page {
@@ -235,6 +243,8 @@ impl Respond for Usage {
                             m.cached += r.cached;
                             m.output += r.output;
                             m.requests += r.requests;
+                            m.audio_in += r.audio_in;
+                            m.audio_out += r.audio_out;
                         }
                         None => rows.push((r, dims)),
                     }
@@ -261,7 +271,47 @@ fn row_json(r: &OaRow) -> Value {
         v["input_cache_write_tokens"] = json!(0);
         v["input_uncached_tokens"] = json!(r.input - r.cached);
     }
+    if r.audio_in > 0 || r.audio_out > 0 {
+        v["input_audio_tokens"] = json!(r.audio_in);
+        v["output_audio_tokens"] = json!(r.audio_out);
+    }
     v
+}
+
+pub const EMBEDDINGS_PATH: &str = "/v1/organization/usage/embeddings";
+
+/// The embeddings usage report: hourly buckets grouped by key and model (a minute request
+/// gets each hour's usage in its first minute).
+struct Embeddings(Arc<Mutex<OaData>>);
+
+impl Respond for Embeddings {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        if !authorised(req) {
+            return error(401, "invalid_request_error", "Incorrect API key provided");
+        }
+        let q = query(req);
+        let width = match first(&q, "bucket_width") {
+            Some("1h") => HOUR,
+            Some("1m") => 60,
+            _ => return error(400, "invalid_request_error", "bucket_width"),
+        };
+        let data = self.0.lock().unwrap();
+        buckets_page(&q, width, 24, |t| {
+            if t.rem_euclid(HOUR) != 0 {
+                return Vec::new();
+            }
+            data.embeddings
+                .get(&t)
+                .into_iter()
+                .flatten()
+                .map(|(key, model, tokens, requests)| {
+                    json!({"object": "organization.usage.embeddings.result",
+                        "input_tokens": tokens, "num_model_requests": requests,
+                        "project_id": null, "user_id": null, "api_key_id": key, "model": model})
+                })
+                .collect()
+        })
+    }
 }
 
 struct Costs(Arc<Mutex<OaData>>);
@@ -316,6 +366,13 @@ impl FakeOpenAi {
             Mock::given(method("GET"))
                 .and(path(USAGE_PATH))
                 .respond_with(Usage(Arc::clone(&data))),
+        )
+        .mount(&server)
+        .await;
+        mount(
+            Mock::given(method("GET"))
+                .and(path(EMBEDDINGS_PATH))
+                .respond_with(Embeddings(Arc::clone(&data))),
         )
         .mount(&server)
         .await;
@@ -378,6 +435,17 @@ impl FakeOpenAi {
             .push(row);
     }
 
+    /// Embeddings usage of `key` on `model` in the hour starting at `t`.
+    pub fn add_embeddings(&self, t: i64, key: &str, model: &str, tokens: i64, requests: i64) {
+        self.data
+            .lock()
+            .unwrap()
+            .embeddings
+            .entry(t)
+            .or_default()
+            .push((key.to_owned(), model.to_owned(), tokens, requests));
+    }
+
     pub fn add_cost(&self, day: i64, key: &str, usd: f64) {
         self.data
             .lock()
@@ -400,5 +468,7 @@ pub fn oa_row(key: &str, model: &str, input: i64, output: i64, detailed: bool) -
         detailed,
         batch: false,
         tier: None,
+        audio_in: 0,
+        audio_out: 0,
     }
 }

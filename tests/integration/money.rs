@@ -273,3 +273,55 @@ async fn an_unpriced_model_is_a_floor_in_the_budget_alert_and_the_report() {
         "{table}"
     );
 }
+
+/// OpenAI audio tokens are priced at their own rates (they are part of the totals), and the
+/// embeddings report's usage is stored beside completions, priced per token.
+#[tokio::test]
+async fn openai_audio_tokens_and_embeddings_are_priced_to_the_cent() {
+    let oa = FakeOpenAi::start().await;
+    let app = spawn_app_with(&format!(
+        "[[sources]]\nname = \"openai-test\"\nprovider = \"openai\"\n\
+         admin_key_env = \"TEST_OPENAI_ADMIN_KEY\"\nbase_url = \"{}\"\n",
+        oa.server.uri()
+    ))
+    .await;
+    oa.add_project("proj_1", false);
+    oa.add_key("proj_1", "key_v", "voice", "active", 30);
+    let hour = this_hour() - 5 * HOUR;
+    // 1M input (250k cached) and 500k output on gpt-realtime, of which 400k input and 200k
+    // output are audio: text 350k x $4 + 250k x $0.40 + 300k x $16 = $6.30, audio
+    // 400k x $32 + 200k x $64 = $25.60.
+    oa.add_usage(
+        hour,
+        crate::fake_openai::OaRow {
+            audio_in: 400_000,
+            audio_out: 200_000,
+            ..oa_row("key_v", "gpt-realtime-2025-08-28", 1_000_000, 500_000, true)
+        },
+    );
+    // Embeddings: 5M tokens of 3-small ($0.10) and 2M of 3-large ($0.26).
+    oa.add_embeddings(hour, "key_v", "text-embedding-3-small", 5_000_000, 40);
+    oa.add_embeddings(hour, "key_v", "text-embedding-3-large", 2_000_000, 10);
+
+    let report = app.run_once().await;
+    assert!(report.failed_sources.is_empty(), "{report:?}");
+
+    let rows = app.stored_rows().await;
+    let cost_of = |model: &str| {
+        let r: Vec<_> = rows
+            .iter()
+            .filter(|r| r.key_id == "key_v" && r.model == model)
+            .collect();
+        assert_eq!(r.len(), 1, "{model}: {rows:#?}");
+        cents(r[0].cost_usd)
+    };
+    assert_eq!(cost_of("gpt-realtime-2025-08-28"), 3_190);
+    assert_eq!(cost_of("text-embedding-3-small"), 10);
+    assert_eq!(cost_of("text-embedding-3-large"), 26);
+    let day_total: i64 = rows
+        .iter()
+        .filter(|r| r.key_id == "key_v")
+        .map(|r| cents(r.cost_usd))
+        .sum();
+    assert_eq!(day_total, 3_226, "the key's dollars for the day");
+}
