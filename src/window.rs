@@ -43,7 +43,7 @@ pub const REPORTS: Reach = Reach {
 /// A time or window that cannot be read: each message names the value and says what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WindowError {
-    #[error("{0:?} is neither a duration (\"48h\", \"7d\") nor an RFC 3339 time (\"2026-11-26T14:00:00Z\")")]
+    #[error("{0:?} is neither a duration (\"48h\", \"7d\"), a date (\"2026-11-26\") nor an RFC 3339 time (\"2026-11-26T14:00:00Z\")")]
     NotATime(String),
     #[error("{0:?} is not a duration such as \"6h\" or \"7d\"")]
     NotADuration(String),
@@ -57,23 +57,34 @@ pub enum WindowError {
     Empty { since: String, until: String },
 }
 
-/// A point in time given as an RFC 3339 time or as a duration before now.
+/// A point in time given as an RFC 3339 time, a date, or a duration before now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeArg {
     At(DateTime<Utc>),
     Ago(Duration),
+    /// The start of a day: midnight in the zone the command reports in
+    /// ([`TimeArg::resolve_in`]), in UTC where none applies.
+    Date(chrono::NaiveDate),
 }
 
 impl TimeArg {
-    /// The instant, relative to `now`. Parsed values are bounded, so this never saturates in
-    /// practice; an unbounded one saturates at the earliest representable time.
+    /// The instant, relative to `now` (a date is its UTC midnight). Parsed values are bounded,
+    /// so this never saturates in practice; an unbounded one saturates at the earliest
+    /// representable time.
     pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        self.resolve_in(now, chrono_tz::Tz::UTC)
+    }
+
+    /// As [`TimeArg::resolve`], a date being the first instant of that day in `zone` (the
+    /// zone's midnight, or the first instant after it where a clock change skips midnight).
+    pub fn resolve_in(self, now: DateTime<Utc>, zone: chrono_tz::Tz) -> DateTime<Utc> {
         match self {
             Self::At(t) => t,
             Self::Ago(d) => chrono::Duration::from_std(d)
                 .ok()
                 .and_then(|d| now.checked_sub_signed(d))
                 .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            Self::Date(d) => crate::period::local_midnight(zone, d),
         }
     }
 }
@@ -126,6 +137,19 @@ pub fn parse_time_within(
             return Err(WindowError::TooFarAhead(s.to_owned()));
         }
         return Ok(TimeArg::At(t));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        // Bounded as its UTC midnight, with a day's slack for zones either side of UTC.
+        let midnight = d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+        let earliest = TimeArg::Ago(reach.window + MAX_AHEAD).resolve(now);
+        return match midnight {
+            Some(t) if t < earliest => Err(WindowError::TooOld(s.to_owned(), reach.text)),
+            Some(t) if t > now + chrono::Duration::days(1) => {
+                Err(WindowError::TooFarAhead(s.to_owned()))
+            }
+            Some(_) => Ok(TimeArg::Date(d)),
+            None => Err(WindowError::NotATime(s.to_owned())),
+        };
     }
     let d = humantime::parse_duration(s).map_err(|_| WindowError::NotATime(s.to_owned()))?;
     if d > reach.window {
@@ -212,6 +236,25 @@ mod tests {
         assert!(matches!(
             parse_window("soon"),
             Err(WindowError::NotADuration(_))
+        ));
+    }
+
+    #[test]
+    fn a_date_is_the_start_of_that_day_in_the_zone_reported_in() {
+        let t = parse_time_within("2026-11-25", now(), REPORTS).unwrap();
+        let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        assert_eq!(
+            t.resolve_in(now(), berlin).to_rfc3339(),
+            "2026-11-24T23:00:00+00:00"
+        );
+        assert_eq!(t.resolve(now()).to_rfc3339(), "2026-11-25T00:00:00+00:00");
+        assert!(matches!(
+            parse_time_within("1999-01-01", now(), BUCKETS),
+            Err(WindowError::TooOld(..))
+        ));
+        assert!(matches!(
+            parse_time_within("2026-13-01", now(), BUCKETS),
+            Err(WindowError::NotATime(_))
         ));
     }
 

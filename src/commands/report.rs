@@ -28,14 +28,15 @@ pub async fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
                 "--timezone {name:?} is not an IANA time zone (e.g. \"Europe/Berlin\", \"UTC\")"
             )
         })?,
-        None => Tz::UTC,
+        // One rule for the CLI, the API and the dashboard: `[http] timezone` when set.
+        None => config.http.as_ref().map_or(Tz::UTC, |h| h.timezone),
     };
     let now = Utc::now();
     let req = Request {
         kind: args.period,
         zone,
-        since: args.since.map(|s| s.resolve(now)),
-        until: args.until.map(|u| u.resolve(now)),
+        since: args.since.map(|s| s.resolve_in(now, zone)),
+        until: args.until.map(|u| u.resolve_in(now, zone)),
         last: args.last,
         by: args.by.clone(),
     };

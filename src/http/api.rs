@@ -358,7 +358,7 @@ pub async fn report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
     let time = |field: &'static str, v: Option<&String>| match v {
         None => Ok(None),
         Some(v) => crate::window::parse_report_time(v)
-            .map(|t| Some(t.resolve(now)))
+            .map(|t| Some(t.resolve_in(now, zone)))
             .map_err(|e| (field, e)),
     };
     let (since, until) = match (
