@@ -216,10 +216,13 @@ async fn report_last_n_is_exactly_n_periods_and_the_api_serves_the_cli_rows() {
         assert_eq!(labels(&rows), *want, "report {args:?}");
         cli_rows.push(rows);
     }
-    // --since and --until: the periods holding the first and the last second.
+    // --since and --until: the periods holding the first and the last second (in UTC: without
+    // --timezone the report would use [http] timezone, Berlin).
     let rows = cli_report(
         &app,
         &[
+            "--timezone",
+            "UTC",
             "--period",
             "month",
             "--since",
@@ -267,7 +270,34 @@ async fn report_last_n_is_exactly_n_periods_and_the_api_serves_the_cli_rows() {
         assert_eq!(status, 200, "{body}");
         let rows: Vec<Value> = serde_json::from_str(&body).unwrap();
         assert_eq!(labels(&rows).len(), n, "{url}: {body}");
+        // One zone rule: the CLI without --timezone reports in [http] timezone too.
+        let cli = cli_report(
+            &app,
+            &["--period", period, "--until", "2026-11-30T12:00:00Z"],
+        )
+        .await;
+        assert_eq!(cli, rows, "{url}: the CLI's default zone is the API's");
     }
+    // A date is that day's midnight in the report's zone, in the CLI and the API alike.
+    let cli = cli_report(
+        &app,
+        &[
+            "--period",
+            "day",
+            "--since",
+            "2026-11-28",
+            "--until",
+            "2026-11-30T12:00:00Z",
+        ],
+    )
+    .await;
+    assert_eq!(labels(&cli), ["2026-11-28", "2026-11-29", "2026-11-30"]);
+    let (status, body) = get(&format!(
+        "{base}?period=day&since=2026-11-28&until=2026-11-30T12:00:00Z"
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&body).unwrap(), cli);
     let (status, body) = get(&format!("{base}?period=month&since=1d&until=2d")).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("since must be before until"), "{body}");
