@@ -6,6 +6,7 @@
 //! poll resumes where the stored rows end.
 
 mod costs;
+mod late;
 mod paging;
 mod records;
 mod schedule;
@@ -146,9 +147,19 @@ impl Poller {
                 }
             }
         }
+        let late = self.late_reread_due(now).await;
         let usage = self
-            .poll_usage(now, self.poll.bucket_width, self.poll.lookback.0, cancel)
+            .poll_usage(
+                now,
+                self.poll.bucket_width,
+                self.poll.lookback.0,
+                late,
+                cancel,
+            )
             .await;
+        if let (Some(from), Ok(u)) = (late, &usage) {
+            self.late_reread_done(now, from, u.changed).await;
+        }
         if usage.as_ref().is_err_and(PollFailure::is_cancelled) {
             return PollOutcome::Cancelled;
         }
@@ -257,7 +268,7 @@ impl Poller {
         cancel: &CancellationToken,
     ) -> Result<(), PollFailure> {
         let width = BucketWidth::Minute;
-        let result = self.poll_usage(now, width, lookback, cancel).await;
+        let result = self.poll_usage(now, width, lookback, None, cancel).await;
         if result.as_ref().is_err_and(PollFailure::is_cancelled) {
             return result.map(|_| ());
         }

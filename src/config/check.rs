@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono_tz::Tz;
 
@@ -235,6 +236,20 @@ fn check_poll(poll: &PollSection, warnings: &mut Vec<String>) -> Result<()> {
         return Err(ConfigError::invalid(
             "poll.max_page_mib",
             format!("must be 1 to 512 (MiB), got {}", poll.max_page_mib),
+        ));
+    }
+    if secs(poll.late_window) > 7 * 86_400 {
+        return Err(ConfigError::invalid(
+            "poll.late_window",
+            "must be 7d or less (0s turns the re-read of late usage off)",
+        ));
+    }
+    if poll.late_window.0 > Duration::ZERO
+        && (poll.late_every.0 < poll.interval.0 || secs(poll.late_every) > 7 * 86_400)
+    {
+        return Err(ConfigError::invalid(
+            "poll.late_every",
+            "must be at least poll.interval and at most 7d",
         ));
     }
     if poll.retries > 10 {

@@ -225,6 +225,11 @@ pub struct PollSection {
     /// Extension: the largest response body read from a provider, in MiB (1 to 512). A usage
     /// page over it is asked again with fewer buckets; other listings fail the poll.
     pub max_page_mib: u32,
+    /// Extension: how far back usage is read again now and then, so rows a provider publishes
+    /// after `settle` still land (#17). `0s` turns the re-read off. At most 7 days.
+    pub late_window: HumanDuration,
+    /// Extension: how often that re-read happens (at least `interval`, at most 7 days).
+    pub late_every: HumanDuration,
     /// How far back the recent minute stream is read each poll, when the fast spike check is on
     /// (`[detect.spike.fast]` with `bucket_width = "1h"`). Set from `detect.spike.fast.lookback`
     /// when the configuration is checked; not a key of `[poll]`.
@@ -243,6 +248,8 @@ impl Default for PollSection {
             retries: 3,
             retry_backoff: HumanDuration(Duration::from_secs(1)),
             max_page_mib: 32,
+            late_window: HumanDuration(Duration::from_secs(48 * 3_600)),
+            late_every: HumanDuration(Duration::from_secs(6 * 3_600)),
             recent: None,
         }
     }

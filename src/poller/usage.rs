@@ -49,12 +49,15 @@ fn usage_window_start(now: i64, lookback: i64, width: i64, cursor: Option<i64>) 
 }
 
 impl Poller {
-    /// Reads one usage stream (`width`) from its cursor, at most `lookback` back, page by page.
+    /// Reads one usage stream (`width`) from its cursor, at most `lookback` back, page by page;
+    /// from `reach` (Unix seconds) where that is earlier (a re-read of late usage,
+    /// `poller::late`).
     pub(super) async fn poll_usage(
         &self,
         now: DateTime<Utc>,
         width: BucketWidth,
         lookback: std::time::Duration,
+        reach: Option<i64>,
         cancel: &CancellationToken,
     ) -> Result<UsageStats, PollFailure> {
         let width_secs = width.seconds();
@@ -67,7 +70,18 @@ impl Poller {
         let from = usage_window_start(now.timestamp(), lookback, width_secs, state.cursor);
         let window = (now.timestamp() - from).div_euclid(width_secs) + 1;
         let mut sink = UsageSink::new(&self.store, &self.source_name, width_secs, now.timestamp());
+        // A catch-up by the cursor, not a re-read of buckets already stored (mostly unchanged
+        // rows, which a direct store does not write).
         sink.catch_up = window >= STAGE_BELOW_BUCKETS as i64;
+        let from = match reach {
+            Some(r) => from.min(usage_window_start(
+                now.timestamp(),
+                lookback,
+                width_secs,
+                Some(r),
+            )),
+            None => from,
+        };
         let read = self
             .read_usage(now, width, from, backfill, &mut sink, cancel)
             .await;

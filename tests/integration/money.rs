@@ -325,3 +325,59 @@ async fn openai_audio_tokens_and_embeddings_are_priced_to_the_cent() {
         .sum();
     assert_eq!(day_total, 3_226, "the key's dollars for the day");
 }
+
+/// Sets `[poll]` keys in the test app's config.
+fn set_poll(app: &crate::helpers::TestApp, keys: &str) {
+    let text = std::fs::read_to_string(&app.config_path).unwrap();
+    let text = text.replace(
+        "retry_backoff = \"10ms\"",
+        &format!("retry_backoff = \"10ms\"\n{keys}"),
+    );
+    std::fs::write(&app.config_path, text).unwrap();
+}
+
+/// A row the provider publishes after the bucket settled (here 10 hours late) lands with the
+/// next re-read of `poll.late_window`; with the re-read off it is never read.
+#[tokio::test]
+async fn usage_published_after_its_bucket_settled_lands_with_the_late_reread() {
+    for (late_window, lands) in [("48h", true), ("0s", false)] {
+        let app = spawn_app_with("").await;
+        set_poll(
+            &app,
+            &format!("late_window = \"{late_window}\"\nlate_every = \"30m\""),
+        );
+        app.fake.add_key(key_new_shape(
+            "apikey_M",
+            "money",
+            "active",
+            "2026-11-01T00:00:00Z",
+            None,
+        ));
+        let hour = this_hour() - 10 * HOUR;
+        app.fake.add_usage(hour, opus_row(None, None, None));
+        app.run_once().await;
+        assert_eq!(app.stored_rows().await.len(), 1);
+
+        // Published late: the batch half of that hour. An hour passes (the last re-read is
+        // moved back in the store, as the clock would).
+        app.fake
+            .add_usage(hour, opus_row(Some("batch"), None, None));
+        let store = keywatch::store::Store::open_existing(&app.db_path())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE poll_state SET last_success_at = last_success_at - 3600")
+            .execute(store.pool_ref())
+            .await
+            .unwrap();
+        store.close().await;
+        let report = app.run_once().await;
+        assert!(report.failed_sources.is_empty(), "{report:?}");
+        let rows = app.stored_rows().await;
+        let expected = if lands { 750 + 375 } else { 750 };
+        assert_eq!(
+            cents(rows[0].cost_usd),
+            expected,
+            "late_window = {late_window}: {rows:#?}"
+        );
+    }
+}
