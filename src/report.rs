@@ -133,7 +133,12 @@ pub async fn load(
         KeyFacts { name, workspace }
     };
     let dims = req.dims();
-    let rows = rollup(&list, &usage, &billed, &dims, &facts);
+    let mut rows = rollup(&list, &usage, &billed, &dims, &facts);
+    // A period not over yet is spend to date: compared with whole periods, its change says
+    // little, so it is marked.
+    for r in &mut rows {
+        r.partial = list.iter().any(|p| p.label == r.period && p.end > now);
+    }
     Ok(Ok(Report {
         periods: list.into_iter().skip(1).collect(),
         rows,
@@ -162,6 +167,20 @@ pub struct Row {
     /// Percent of the period's estimated total.
     pub share_pct: f64,
     pub unpriced_tokens: i64,
+    /// The period is not over yet: its figures are to date.
+    pub partial: bool,
+}
+
+impl Row {
+    /// What `cost_usd` is: `estimated` from list prices, or `floor` where tokens on a model
+    /// without a price are left out of it.
+    pub fn basis(&self) -> &'static str {
+        if self.unpriced_tokens > 0 {
+            "floor"
+        } else {
+            "estimated"
+        }
+    }
 }
 
 /// One object per row, the same for `report --format json` and `/api/v1/report`: `period`, the
@@ -191,6 +210,9 @@ impl Serialize for Row {
         m.serialize_entry("change_pct", &self.change_pct)?;
         m.serialize_entry("share_pct", &self.share_pct)?;
         m.serialize_entry("unpriced_tokens", &self.unpriced_tokens)?;
+        m.serialize_entry("cost_basis", self.basis())?;
+        m.serialize_entry("currency", "USD")?;
+        m.serialize_entry("partial", &self.partial)?;
         m.end()
     }
 }
@@ -304,6 +326,7 @@ pub fn rollup(
                     0.0
                 },
                 unpriced_tokens: s.unpriced,
+                partial: false,
             }
         })
         .collect();
@@ -335,6 +358,9 @@ pub fn to_csv(rows: &[Row], by: &[Dim]) -> String {
         "change_pct",
         "share_pct",
         "unpriced_tokens",
+        "cost_basis",
+        "currency",
+        "partial",
     ]);
     let mut o = columns.join(",") + "\n";
     for r in rows {
@@ -350,6 +376,9 @@ pub fn to_csv(rows: &[Row], by: &[Dim]) -> String {
             fmt_opt(r.change_pct, 2),
             format!("{:.2}", r.share_pct),
             r.unpriced_tokens.to_string(),
+            r.basis().to_owned(),
+            "USD".to_owned(),
+            r.partial.to_string(),
         ]);
         let _ = writeln!(o, "{}", f.join(","));
     }
@@ -389,6 +418,7 @@ mod tests {
             change_pct: None,
             share_pct: 100.0,
             unpriced_tokens: 0,
+            partial: false,
         };
         let v = serde_json::to_value(&row).unwrap();
         assert_eq!(v["key_id"], "apikey_a");

@@ -99,7 +99,11 @@ fn table(rows: &[Row], periods: &[crate::report::Period], tz: Tz) -> String {
             let _ = writeln!(
                 o,
                 "{:<10} {:<26} {:>11} {:>10} {:>10} {:>9} {:>7} {:>5.1}%",
-                r.period,
+                if r.partial {
+                    format!("{}*", r.period)
+                } else {
+                    r.period.clone()
+                },
                 cut(&group, 26),
                 input,
                 t.output,
@@ -129,11 +133,19 @@ fn table(rows: &[Row], periods: &[crate::report::Period], tz: Tz) -> String {
             floor_usd(total, unpriced),
             opt(billed, 2)
         );
+        if in_period.iter().any(|r| r.partial) {
+            let _ = writeln!(
+                o,
+                "{:<10} * to date: the {noun} is not over, so its change compares part of it with \
+                 a whole {noun}",
+                ""
+            );
+        }
         if unpriced > 0 {
             let _ = writeln!(
                 o,
-                "{:<10} >= is a floor: {unpriced} tokens on models without a price are not counted \
-                 (`report --by model` names them; add [prices.\"model\"])",
+                "{:<10} >= is a floor: {unpriced} tokens on models without a price are left out \
+                 (--by model)",
                 ""
             );
         }

@@ -269,9 +269,18 @@ async fn an_unpriced_model_is_a_floor_in_the_budget_alert_and_the_report() {
         .cli_ok(&["report", "--by", "key", "--since", "1d"])
         .await;
     assert!(
-        table.contains(">=4.50") && table.contains("tokens on models without a price"),
+        table.contains(">=4.50") && table.contains("tokens on models without a price are left out"),
         "{table}"
     );
+    assert!(table.lines().all(|l| l.chars().count() <= 100), "{table}");
+    let json = app
+        .cli_ok(&["report", "--by", "key", "--since", "1d", "--format", "json"])
+        .await;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let today = rows.last().expect("today's row");
+    assert_eq!(today["cost_basis"], "floor", "{json}");
+    assert_eq!(today["currency"], "USD");
+    assert_eq!(today["partial"], true, "today is not over");
 }
 
 /// OpenAI audio tokens are priced at their own rates (they are part of the totals), and the
