@@ -164,7 +164,30 @@ fn summary(
         "last use:      {}",
         time(last.bucket_start + last.bucket_width)
     );
-    let _ = writeln!(o, "total cost:    ${total:.4} (estimated from list prices)");
+    // Tokens on models without a price are not in the dollars: then the total is a floor.
+    let unpriced: i64 = rows
+        .iter()
+        .filter(|r| r.cost_usd.is_none())
+        .fold(0i64, |a, r| a.saturating_add(r.tokens.total()));
+    if unpriced > 0 {
+        let models: std::collections::BTreeSet<&str> = rows
+            .iter()
+            .filter(|r| r.cost_usd.is_none())
+            .map(|r| r.model.as_str())
+            .collect();
+        let models: Vec<String> = models
+            .into_iter()
+            .map(|m| crate::text::clean(m).into_owned())
+            .collect();
+        let _ = writeln!(
+            o,
+            "total cost:    at least ${total:.4} (estimated from list prices; {unpriced} tokens \
+             on {} have no price and are not counted)",
+            models.join(", ")
+        );
+    } else {
+        let _ = writeln!(o, "total cost:    ${total:.4} (estimated from list prices)");
+    }
     let _ = writeln!(
         o,
         "peak bucket:   {} — ${:.4}, {} tokens",

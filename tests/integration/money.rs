@@ -281,6 +281,24 @@ async fn an_unpriced_model_is_a_floor_in_the_budget_alert_and_the_report() {
     assert_eq!(today["cost_basis"], "floor", "{json}");
     assert_eq!(today["currency"], "USD");
     assert_eq!(today["partial"], true, "today is not over");
+
+    // The evidence export's summary says its total is a floor, naming the model.
+    let out = app.dir.path().join("evidence");
+    app.cli_ok(&[
+        "export",
+        "--key",
+        "apikey_U",
+        "--since",
+        "1d",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .await;
+    let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+    assert!(
+        summary.contains("total cost:    at least $4.5000") && summary.contains("on claude-nova-9"),
+        "{summary}"
+    );
 }
 
 /// OpenAI audio tokens are priced at their own rates (they are part of the totals), and the
