@@ -153,12 +153,12 @@ impl Poller {
                 now,
                 self.poll.bucket_width,
                 self.poll.lookback.0,
-                late,
+                late.as_ref().map(|r| r.from),
                 cancel,
             )
             .await;
-        if let (Some(from), Ok(u)) = (late, &usage) {
-            self.late_reread_done(now, from, u.changed).await;
+        if let (Some(reread), Ok(u)) = (late, &usage) {
+            self.late_reread_done(now, reread, u.changed).await;
         }
         if usage.as_ref().is_err_and(PollFailure::is_cancelled) {
             return PollOutcome::Cancelled;

@@ -310,10 +310,10 @@ pub async fn reconcile(
     };
     match format {
         Format::Csv => {
-            println!("source,day,estimated_usd,billed_usd,difference_usd,difference_pct,flagged,likely_cause");
+            println!("source,day,estimated_usd,billed_usd,difference_usd,difference_pct,flagged,likely_cause,late_usd");
             for (d, diff, pct, flagged) in &rows {
                 println!(
-                    "{},{},{:.6},{},{},{},{},{}",
+                    "{},{},{:.6},{},{},{},{},{},{}",
                     csv_field(&d.source),
                     day(d.day),
                     d.estimated_usd,
@@ -325,7 +325,8 @@ pub async fn reconcile(
                         csv_field(&likely_cause(d))
                     } else {
                         String::new()
-                    }
+                    },
+                    opt(d.late_usd, 6)
                 );
             }
         }
@@ -337,6 +338,7 @@ pub async fn reconcile(
                         "source": d.source, "day": day(d.day), "estimated_usd": d.estimated_usd,
                         "billed_usd": d.billed_usd, "difference_usd": diff, "difference_pct": pct,
                         "flagged": flagged, "likely_cause": flagged.then(|| likely_cause(d)),
+                        "late_usd": d.late_usd,
                     })
                 })
                 .collect();
@@ -345,12 +347,12 @@ pub async fn reconcile(
         Format::Table => {
             println!("estimate vs the provider's billed figures per closed UTC day (tolerance {tolerance}%)");
             println!(
-                "{:<18} {:<10} {:>11} {:>11} {:>10} {:>8}",
-                "source", "day", "estimated", "billed", "diff", "diff %"
+                "{:<18} {:<10} {:>11} {:>11} {:>10} {:>8} {:>9}",
+                "source", "day", "estimated", "billed", "diff", "diff %", "late"
             );
             for (d, diff, pct, flagged) in &rows {
                 println!(
-                    "{:<18} {:<10} {:>11.2} {:>11} {:>10} {:>8}{}",
+                    "{:<18} {:<10} {:>11.2} {:>11} {:>10} {:>8} {:>9}{}",
                     cut(&d.source, 18),
                     day(d.day),
                     d.estimated_usd,
@@ -358,6 +360,7 @@ pub async fn reconcile(
                         .map_or_else(|| "not yet".to_owned(), |b| format!("{b:.2}")),
                     opt(*diff, 2),
                     pct.map(|p| format!("{p:+.1}%")).unwrap_or_default(),
+                    opt(d.late_usd, 2),
                     if *flagged {
                         format!("  FLAG: {}", likely_cause(d))
                     } else {

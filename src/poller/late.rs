@@ -8,6 +8,16 @@ use chrono::{DateTime, Utc};
 
 use super::schedule::floor_to;
 use super::Poller;
+use crate::store::{changed_days, DayUsage};
+
+/// A re-read about to happen: where it starts, where the cursor stood, and what the buckets
+/// between held before.
+#[derive(Debug)]
+pub(super) struct Reread {
+    pub from: i64,
+    cursor: Option<i64>,
+    before: Vec<DayUsage>,
+}
 
 /// The poll-state stream that records the re-reads of one width.
 pub fn late_stream(width_secs: i64) -> String {
@@ -15,8 +25,8 @@ pub fn late_stream(width_secs: i64) -> String {
 }
 
 impl Poller {
-    /// The bucket a re-read of late usage starts from, when one is due at `now`.
-    pub(super) async fn late_reread_due(&self, now: DateTime<Utc>) -> Option<i64> {
+    /// The re-read of late usage due at `now`, if one is.
+    pub(super) async fn late_reread_due(&self, now: DateTime<Utc>) -> Option<Reread> {
         let window = self.poll.late_window.0.as_secs() as i64;
         if window == 0 {
             return None;
@@ -39,18 +49,64 @@ impl Poller {
             None => true,
             Some(t) => now.timestamp() - t >= every || t > now.timestamp(),
         };
-        due.then(|| floor_to(now.timestamp() - window, width))
+        if !due {
+            return None;
+        }
+        let from = floor_to(now.timestamp() - window, width);
+        // What the buckets the cursor has passed hold now, to tell what arrives late.
+        let cursor = match self.store.usage_poll_state(&self.source_name, width).await {
+            Ok(state) => state.cursor,
+            Err(_) => None,
+        };
+        let before = match cursor {
+            Some(c) if c > from => self
+                .store
+                .usage_by_day(&self.source_name, width, from, c)
+                .await
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        Some(Reread {
+            from,
+            cursor,
+            before,
+        })
     }
 
-    /// Records a re-read from `from` that changed `changed` rows.
-    pub(super) async fn late_reread_done(&self, now: DateTime<Utc>, from: i64, changed: u64) {
+    /// Records a re-read that changed `changed` rows, and what arrived late in the buckets
+    /// the cursor had passed (per UTC day, for `report --reconcile`).
+    pub(super) async fn late_reread_done(&self, now: DateTime<Utc>, reread: Reread, changed: u64) {
         let width = self.poll.bucket_width.seconds();
+        let mut late = Vec::new();
+        if let Some(cursor) = reread.cursor.filter(|c| *c > reread.from) {
+            match self
+                .store
+                .usage_by_day(&self.source_name, width, reread.from, cursor)
+                .await
+            {
+                Ok(after) => late = changed_days(&reread.before, &after),
+                Err(e) => tracing::warn!(error = %e, "could not tell what arrived late"),
+            }
+        }
+        let late_usd: f64 = late.iter().map(|d| d.usd).sum();
+        let late_tokens: i64 = late.iter().fold(0, |a, d| a.saturating_add(d.tokens));
         tracing::info!(
-            from,
+            from = reread.from,
             changed,
+            late_usd,
+            late_tokens,
             "re-read the last {} of usage for rows published late",
             humantime::format_duration(self.poll.late_window.0)
         );
+        if !late.is_empty() {
+            if let Err(e) = self
+                .store
+                .add_late_usage(&self.source_name, &late, now.timestamp())
+                .await
+            {
+                tracing::warn!(error = %e, "could not record what arrived late");
+            }
+        }
         if let Err(e) = self
             .store
             .record_poll(

@@ -249,6 +249,9 @@ pub struct ReconcileDay {
     pub unpriced_models: Vec<String>,
     /// Billed cost types the estimate does not cover (e.g. `code_execution`) with USD.
     pub other_cost_types: Vec<(String, f64)>,
+    /// Estimated USD that re-reads found after the cursor had passed the buckets (arrived
+    /// late), when any did.
+    pub late_usd: Option<f64>,
 }
 
 impl Store {
@@ -294,6 +297,7 @@ impl Store {
                         .map(|m| m.split(',').map(str::to_owned).collect())
                         .unwrap_or_default(),
                     other_cost_types: Vec::new(),
+                    late_usd: None,
                 },
             );
         }
@@ -313,11 +317,17 @@ impl Store {
                     billed_usd: None,
                     unpriced_models: Vec::new(),
                     other_cost_types: Vec::new(),
+                    late_usd: None,
                 });
             d.billed_usd = Some(d.billed_usd.unwrap_or(0.0) + usd);
             // Web search is in the estimate (priced per search since #17).
             if !matches!(cost_type.as_str(), "tokens" | "billed" | "web_search") && usd > 0.0 {
                 d.other_cost_types.push((cost_type, usd));
+            }
+        }
+        for (source, late) in self.late_usage(from, to).await? {
+            if let Some(d) = days.get_mut(&(source, late.day)) {
+                d.late_usd = Some(late.usd);
             }
         }
         Ok(days.into_values().collect())

@@ -363,8 +363,9 @@ fn set_poll(app: &crate::helpers::TestApp, keys: &str) {
     std::fs::write(&app.config_path, text).unwrap();
 }
 
-/// A row the provider publishes after the bucket settled (here 10 hours late) lands with the
-/// next re-read of `poll.late_window`; with the re-read off it is never read.
+/// A row the provider publishes after the bucket settled (here 30 hours late) lands with the
+/// next re-read of `poll.late_window`, and `report --reconcile` shows how much arrived late on
+/// its day; with the re-read off it is never read.
 #[tokio::test]
 async fn usage_published_after_its_bucket_settled_lands_with_the_late_reread() {
     for (late_window, lands) in [("48h", true), ("0s", false)] {
@@ -380,7 +381,7 @@ async fn usage_published_after_its_bucket_settled_lands_with_the_late_reread() {
             "2026-11-01T00:00:00Z",
             None,
         ));
-        let hour = this_hour() - 10 * HOUR;
+        let hour = this_hour() - 30 * HOUR;
         app.fake.add_usage(hour, opus_row(None, None, None));
         app.run_once().await;
         assert_eq!(app.stored_rows().await.len(), 1);
@@ -406,5 +407,20 @@ async fn usage_published_after_its_bucket_settled_lands_with_the_late_reread() {
             expected,
             "late_window = {late_window}: {rows:#?}"
         );
+        let json = app
+            .cli_ok(&["report", "--reconcile", "--format", "json", "--last", "3"])
+            .await;
+        let days: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        let day = crate::fake_anthropic::rfc3339(hour)[..10].to_owned();
+        let that_day = days
+            .iter()
+            .find(|d| d["day"] == day.as_str())
+            .unwrap_or_else(|| panic!("{day} in {json}"));
+        let late = that_day["late_usd"].as_f64();
+        if lands {
+            assert_eq!(late.map(|u| (u * 100.0).round()), Some(375.0), "{json}");
+        } else {
+            assert_eq!(late, None, "{json}");
+        }
     }
 }
