@@ -6,7 +6,8 @@
 //!
 //! Run: `cargo bench --bench scale` (sizes 300, 1,000 and 10,000;
 //! `KEYWATCH_BENCH_KEYS=1000` runs one size; `KEYWATCH_BENCH_LOG=1` prints each run's poll and
-//! detection timings from its log; `KEYWATCH_BENCH_PYTHON=1` also runs the yardstick,
+//! detection timings from its log; `KEYWATCH_BENCH_LATE=1` makes every poll re-read the 48-hour
+//! late window (the second run then measures one); `KEYWATCH_BENCH_PYTHON=1` also runs the yardstick,
 //! `benches/plain_script.py`, a plain Python cron job over sqlite3 that polls the same fake,
 //! twice per N into an empty database, and prints its times and peak RSS in a second table).
 
@@ -171,12 +172,20 @@ interval = "10s"
 lookback = "8d"
 timeout = "60s"
 
+{late}
 [[sources]]
 name = "scale"
 provider = "anthropic"
 admin_key_env = "SCALE_ADMIN_KEY"
 base_url = "{url}"
-"#
+"#,
+        // KEYWATCH_BENCH_LATE=1: every poll re-reads the late window (48 h), so the second
+        // `run --once` measures a re-read.
+        late = if std::env::var("KEYWATCH_BENCH_LATE").as_deref() == Ok("1") {
+            "late_every = \"10s\""
+        } else {
+            ""
+        }
     );
     std::fs::write(&path, text).unwrap();
     path

@@ -76,8 +76,12 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        if let Some(earliest) = rows.iter().map(|r| r.bucket_start).min() {
-            self.usage_written(width_secs, earliest);
+        // Rows read again unchanged (a re-read of late usage) are not writes: readers that
+        // follow the watch (the detection windows, the day cache) need not read them again.
+        if changed > 0 {
+            if let Some(earliest) = rows.iter().map(|r| r.bucket_start).min() {
+                self.usage_written(width_secs, earliest);
+            }
         }
         Ok(changed)
     }
