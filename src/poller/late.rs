@@ -11,12 +11,14 @@ use super::Poller;
 use crate::store::{changed_days, DayUsage};
 
 /// A re-read about to happen: where it starts, where the cursor stood, and what the buckets
-/// between held before.
+/// between held before (`None`: nothing is counted as late this time, see
+/// [`Poller::late_reread_due`]).
 #[derive(Debug)]
 pub(super) struct Reread {
     pub from: i64,
-    cursor: Option<i64>,
-    before: Vec<DayUsage>,
+    /// The stored cursor: the re-read never leaves it further back.
+    pub cursor: Option<i64>,
+    before: Option<Vec<DayUsage>>,
 }
 
 /// The poll-state stream that records the re-reads of one width.
@@ -58,13 +60,25 @@ impl Poller {
             Ok(state) => state.cursor,
             Err(_) => None,
         };
-        let before = match cursor {
-            Some(c) if c > from => self
-                .store
-                .usage_by_day(&self.source_name, width, from, c)
-                .await
-                .unwrap_or_default(),
-            _ => Vec::new(),
+        // Nothing is counted as late on the first re-read of a database (after an upgrade the
+        // buckets are read again under new prices and groupings, which is not late usage) or
+        // when the snapshot cannot be read (an empty one would count everything as late).
+        let before = match (cursor, last) {
+            (Some(c), Some(_)) if c > from => {
+                match self
+                    .store
+                    .usage_by_day(&self.source_name, width, from, c)
+                    .await
+                {
+                    Ok(days) => Some(days),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read usage before a re-read; \
+                            what arrives late is not counted this time");
+                        None
+                    }
+                }
+            }
+            _ => None,
         };
         Some(Reread {
             from,
@@ -78,13 +92,15 @@ impl Poller {
     pub(super) async fn late_reread_done(&self, now: DateTime<Utc>, reread: Reread, changed: u64) {
         let width = self.poll.bucket_width.seconds();
         let mut late = Vec::new();
-        if let Some(cursor) = reread.cursor.filter(|c| *c > reread.from) {
+        if let (Some(cursor), Some(before)) =
+            (reread.cursor.filter(|c| *c > reread.from), &reread.before)
+        {
             match self
                 .store
                 .usage_by_day(&self.source_name, width, reread.from, cursor)
                 .await
             {
-                Ok(after) => late = changed_days(&reread.before, &after),
+                Ok(after) => late = changed_days(before, &after),
                 Err(e) => tracing::warn!(error = %e, "could not tell what arrived late"),
             }
         }

@@ -73,13 +73,19 @@ impl Poller {
         // A catch-up by the cursor, not a re-read of buckets already stored (mostly unchanged
         // rows, which a direct store does not write).
         sink.catch_up = window >= STAGE_BELOW_BUCKETS as i64;
+        // A re-read starts further back; the cursor it stores never goes back past where this
+        // poll would have started without it (everything before that is stored already), so a
+        // re-read that fails part-way does not make the next poll a catch-up.
         let from = match reach {
-            Some(r) => from.min(usage_window_start(
-                now.timestamp(),
-                lookback,
-                width_secs,
-                Some(r),
-            )),
+            Some(r) => {
+                sink.cursor_floor = Some(from);
+                from.min(usage_window_start(
+                    now.timestamp(),
+                    lookback,
+                    width_secs,
+                    Some(r),
+                ))
+            }
             None => from,
         };
         let read = self
@@ -254,6 +260,9 @@ struct UsageSink<'a> {
     /// The cursor the staged rows justify, and when the first of them was staged, until they
     /// are moved.
     cursor: Option<(i64, std::time::Instant)>,
+    /// The least cursor a page stores (a re-read of late usage: where the poll would have
+    /// started without it).
+    cursor_floor: Option<i64>,
 }
 
 impl<'a> UsageSink<'a> {
@@ -266,6 +275,7 @@ impl<'a> UsageSink<'a> {
             catch_up: false,
             staging: None,
             cursor: None,
+            cursor_floor: None,
         }
     }
 
@@ -288,6 +298,7 @@ impl<'a> UsageSink<'a> {
         cursor: i64,
         stage: bool,
     ) -> Result<u64, StoreError> {
+        let cursor = self.cursor_floor.map_or(cursor, |f| cursor.max(f));
         if !stage {
             return self
                 .store

@@ -63,9 +63,10 @@ fn openai_priority(model: &str) -> Option<f64> {
     find(model).or_else(|| find(super::snapshot_alias(model)?))
 }
 
-/// A Claude model's family and version, from its id (`claude-opus-4-6-20260205` is
-/// `("opus", 4.6)`; the older `claude-3-5-haiku-20241022` is `("haiku", 3.5)`).
-fn claude_version(model: &str) -> Option<(&str, f64)> {
+/// A Claude model's family and (major, minor) version, from its id
+/// (`claude-opus-4-6-20260205` is `("opus", (4, 6))`; the older `claude-3-5-haiku-20241022`
+/// is `("haiku", (3, 5))`).
+fn claude_version(model: &str) -> Option<(&str, (u32, u32))> {
     let rest = model.strip_prefix("claude-")?;
     let parts: Vec<&str> = rest.split('-').collect();
     let number = |s: &str| (s.len() <= 2).then(|| s.parse::<u32>().ok()).flatten();
@@ -81,22 +82,22 @@ fn claude_version(model: &str) -> Option<(&str, f64)> {
     };
     let major = *digits.first()?;
     let minor = digits.get(1).copied().unwrap_or(0);
-    Some((family, f64::from(major) + f64::from(minor) / 10.0))
+    Some((family, (major, minor)))
 }
 
 /// Fast mode's multiplier on `model`, where published: 6x on Opus 4.6 and 4.7, 2x on Opus 4.8
 /// and Opus 5 and later.
 fn fast_mode(model: &str) -> Option<f64> {
     match claude_version(model)? {
-        ("opus", v) if (4.6..4.8).contains(&v) => Some(6.0),
-        ("opus", v) if v >= 4.8 => Some(2.0),
+        ("opus", v) if ((4, 6)..(4, 8)).contains(&v) => Some(6.0),
+        ("opus", v) if v >= (4, 8) => Some(2.0),
         _ => None,
     }
 }
 
 /// Whether US-only inference costs [`US_ONLY`] on `model`: Claude 4.6 and later.
 fn us_only_applies(model: &str) -> bool {
-    matches!(claude_version(model), Some((_, v)) if v >= 4.6)
+    matches!(claude_version(model), Some((_, v)) if v >= (4, 6))
 }
 
 /// The factor `d` applies to the standard price of `model`.
@@ -159,17 +160,18 @@ mod tests {
     fn claude_ids_give_family_and_version() {
         assert_eq!(
             claude_version("claude-opus-4-6-20260205"),
-            Some(("opus", 4.6))
+            Some(("opus", (4, 6)))
         );
-        assert_eq!(claude_version("claude-opus-4"), Some(("opus", 4.0)));
-        assert_eq!(claude_version("claude-opus-5"), Some(("opus", 5.0)));
+        assert_eq!(claude_version("claude-opus-4"), Some(("opus", (4, 0))));
+        assert_eq!(claude_version("claude-opus-5"), Some(("opus", (5, 0))));
+        assert_eq!(claude_version("claude-opus-4-10"), Some(("opus", (4, 10))));
         assert_eq!(
             claude_version("claude-3-5-haiku-20241022"),
-            Some(("haiku", 3.5))
+            Some(("haiku", (3, 5)))
         );
         assert_eq!(
             claude_version("claude-sonnet-4-20250514"),
-            Some(("sonnet", 4.0))
+            Some(("sonnet", (4, 0)))
         );
         assert_eq!(claude_version("gpt-4o"), None);
     }

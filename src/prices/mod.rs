@@ -266,8 +266,9 @@ const BUILTIN: &[(&str, Price)] = &[
     ("gpt-audio-mini", Price::openai(0.60, 0.60, 2.40)),
     ("gpt-4o-audio-preview", Price::openai(2.50, 2.50, 10.00)),
     ("gpt-4o-mini-audio-preview", Price::openai(0.15, 0.15, 0.60)),
-    ("gpt-image-1", Price::openai(5.00, 1.25, 0.0)),
-    ("gpt-image-1-mini", Price::openai(2.00, 0.20, 0.0)),
+    // Their output is the picture: without an image breakdown, output is priced as image.
+    ("gpt-image-1", Price::openai(5.00, 1.25, 40.00)),
+    ("gpt-image-1-mini", Price::openai(2.00, 0.20, 8.00)),
     // Embeddings (`/v1/organization/usage/embeddings`): input tokens only.
     ("text-embedding-3-small", Price::openai(0.02, 0.02, 0.0)),
     ("text-embedding-3-large", Price::openai(0.13, 0.13, 0.0)),

@@ -159,7 +159,11 @@ impl AnthropicClient {
             .usage_request(starting_at, width, limit, page, by_speed, cancel)
             .await
         {
-            Err(e @ PollError::Api { status: 400, .. }) if by_speed && refuses_speed(&e) => {
+            Err(
+                e @ PollError::Api {
+                    status: 400 | 403, ..
+                },
+            ) if by_speed && refuses_speed(&e) => {
                 self.by_speed.store(false, Ordering::Relaxed);
                 tracing::warn!(error = %e,
                     "the usage report refused grouping by speed (the fast-mode beta): reading usage \
@@ -216,12 +220,15 @@ impl AnthropicClient {
     }
 }
 
-/// Whether a 400 from the usage report is about the fast-mode beta or the `speed` grouping.
+/// Whether a refusal (400 or 403) from the usage report is about the fast-mode beta, the
+/// `speed` grouping or the number of groupings: asking again without them may succeed.
 fn refuses_speed(e: &PollError) -> bool {
     match e {
         PollError::Api { message, .. } => {
             let m = message.to_ascii_lowercase();
-            m.contains("beta") || m.contains("speed")
+            ["beta", "speed", "fast", "group_by"]
+                .iter()
+                .any(|w| m.contains(w))
         }
         _ => false,
     }

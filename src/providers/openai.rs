@@ -133,7 +133,19 @@ impl OpenAiClient {
         let (mut usage, bytes) = self
             .completions_page(start, width, limit, page, cancel)
             .await?;
-        let more = super::openai_embeddings::add_to(&self.http, &mut usage, width, cancel).await?;
+        // Embeddings are a smaller part of the spend: a failure to read them (an endpoint the
+        // key may not reach, a page over the cap) does not hold completions back. Their buckets
+        // are read again by the next re-read of late usage (`poll.late_window`).
+        let more =
+            match super::openai_embeddings::add_to(&self.http, &mut usage, width, cancel).await {
+                Ok(n) => n,
+                Err(PollError::Cancelled) => return Err(PollError::Cancelled),
+                Err(e) => {
+                    tracing::warn!(error = %e, "embeddings usage could not be read for these \
+                        buckets; completions are stored without it");
+                    0
+                }
+            };
         Ok((usage, bytes + more))
     }
 

@@ -26,6 +26,8 @@ struct EmbeddingsResult {
     num_model_requests: Option<u64>,
     api_key_id: Option<String>,
     model: Option<String>,
+    #[serde(default)]
+    batch: Option<bool>,
 }
 
 impl EmbeddingsResult {
@@ -43,7 +45,11 @@ impl EmbeddingsResult {
                 .unwrap_or_else(|| UNATTRIBUTED_KEY_ID.to_owned()),
             model: self.model.unwrap_or_else(|| UNKNOWN_MODEL.to_owned()),
             web_search_requests: 0,
-            pricing: PriceDimensions::default(),
+            // Batch API embeddings cost half.
+            pricing: PriceDimensions {
+                tier: self.batch.filter(|b| *b).map(|_| "batch".to_owned()),
+                ..PriceDimensions::default()
+            },
             media: MediaTokens::default(),
         })
     }
@@ -80,6 +86,7 @@ pub(super) async fn add_to(
                         ("limit", limit.to_string()),
                         ("group_by", "api_key_id".to_owned()),
                         ("group_by", "model".to_owned()),
+                        ("group_by", "batch".to_owned()),
                     ];
                     if let Some(p) = pager.token() {
                         q.push(("page", p.to_owned()));

@@ -95,7 +95,8 @@ impl Store {
     }
 }
 
-/// Per day, `after` less `before` (days in either), leaving out days that did not change.
+/// Per day, `after` less `before` (days in either), keeping the days whose tokens changed: a
+/// day whose dollars alone changed was priced again (new prices), not added to.
 pub fn changed_days(before: &[DayUsage], after: &[DayUsage]) -> Vec<DayUsage> {
     let mut days: std::collections::BTreeMap<i64, DayUsage> = std::collections::BTreeMap::new();
     for a in after {
@@ -110,9 +111,7 @@ pub fn changed_days(before: &[DayUsage], after: &[DayUsage]) -> Vec<DayUsage> {
         d.usd -= b.usd;
         d.tokens = d.tokens.saturating_sub(b.tokens);
     }
-    days.into_values()
-        .filter(|d| d.tokens != 0 || d.usd.abs() > 1e-9)
-        .collect()
+    days.into_values().filter(|d| d.tokens != 0).collect()
 }
 
 #[cfg(test)]
@@ -123,10 +122,11 @@ mod tests {
     fn only_days_that_changed_are_kept() {
         let d = |day, usd, tokens| DayUsage { day, usd, tokens };
         let before = [d(0, 1.0, 10), d(86_400, 2.0, 20)];
-        let after = [d(0, 1.0, 10), d(86_400, 2.5, 25), d(172_800, 0.5, 5)];
+        let after = [d(0, 1.5, 10), d(86_400, 2.5, 25), d(172_800, 0.5, 5)];
         assert_eq!(
             changed_days(&before, &after),
-            [d(86_400, 0.5, 5), d(172_800, 0.5, 5)]
+            [d(86_400, 0.5, 5), d(172_800, 0.5, 5)],
+            "day 0 was priced again, not added to"
         );
     }
 }

@@ -144,14 +144,7 @@ async fn metrics_count_polls_and_readyz_turns_503_when_the_provider_goes_quiet()
 
     // The provider stops answering, and an hour passes without a successful poll.
     app.fake.server.reset().await;
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
-    sqlx::query("UPDATE poll_state SET last_success_at = last_success_at - 3600")
-        .execute(store.pool_ref())
-        .await
-        .unwrap();
-    store.close().await;
+    app.age_poll_state(3600).await;
     let (status, body) = get(&format!("{base}/readyz")).await;
     assert_eq!(status, 503);
     assert!(body.contains("anthropic-test"), "{body}");

@@ -243,6 +243,19 @@ impl TestApp {
         store.close().await;
         state
     }
+
+    /// Moves every stream's last successful poll `secs` back, as time passing would.
+    pub async fn age_poll_state(&self, secs: i64) {
+        let store = keywatch::store::Store::open_existing(&self.db_path())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE poll_state SET last_success_at = last_success_at - ?")
+            .bind(secs)
+            .execute(store.pool_ref())
+            .await
+            .unwrap();
+        store.close().await;
+    }
 }
 
 pub fn without_cost(rows: &[StoredRow]) -> Vec<(String, i64, String, Tokens)> {

@@ -25,13 +25,8 @@ fn opus_row(tier: Option<&str>, geo: Option<&str>, speed: Option<&str>) -> FakeR
     }
 }
 
-fn cents(usd: Option<f64>) -> i64 {
-    (usd.expect("a priced row") * 100.0).round() as i64
-}
-
-#[tokio::test]
-async fn batch_us_only_fast_mode_and_web_searches_are_priced_at_their_own_rates() {
-    let app = spawn_app_with("").await;
+/// The key the Anthropic tests use, `apikey_M`, in the fake's listing.
+fn add_money_key(app: &crate::helpers::TestApp) {
     app.fake.add_key(key_new_shape(
         "apikey_M",
         "money",
@@ -39,6 +34,16 @@ async fn batch_us_only_fast_mode_and_web_searches_are_priced_at_their_own_rates(
         "2026-11-01T00:00:00Z",
         None,
     ));
+}
+
+fn cents(usd: Option<f64>) -> i64 {
+    (usd.expect("a priced row") * 100.0).round() as i64
+}
+
+#[tokio::test]
+async fn batch_us_only_fast_mode_and_web_searches_are_priced_at_their_own_rates() {
+    let app = spawn_app_with("").await;
+    add_money_key(&app);
     let hour = this_hour() - 5 * HOUR;
     // One key's hour of Opus 4.6 as four rows: standard, batch (half), US-only (1.1x) and
     // fast mode (6x).
@@ -151,13 +156,7 @@ async fn openai_batch_and_flex_rows_cost_half_of_standard() {
 async fn usage_is_read_without_the_speed_grouping_where_the_fast_mode_beta_is_refused() {
     let app = spawn_app_with("").await;
     app.fake.data.lock().unwrap().refuse_fast_mode_beta = true;
-    app.fake.add_key(key_new_shape(
-        "apikey_M",
-        "money",
-        "active",
-        "2026-11-01T00:00:00Z",
-        None,
-    ));
+    add_money_key(&app);
     let hour = this_hour() - 5 * HOUR;
     app.fake
         .add_usage(hour, opus_row(Some("batch"), None, None));
@@ -374,13 +373,7 @@ async fn usage_published_after_its_bucket_settled_lands_with_the_late_reread() {
             &app,
             &format!("late_window = \"{late_window}\"\nlate_every = \"30m\""),
         );
-        app.fake.add_key(key_new_shape(
-            "apikey_M",
-            "money",
-            "active",
-            "2026-11-01T00:00:00Z",
-            None,
-        ));
+        add_money_key(&app);
         let hour = this_hour() - 30 * HOUR;
         app.fake.add_usage(hour, opus_row(None, None, None));
         app.run_once().await;
@@ -390,14 +383,7 @@ async fn usage_published_after_its_bucket_settled_lands_with_the_late_reread() {
         // moved back in the store, as the clock would).
         app.fake
             .add_usage(hour, opus_row(Some("batch"), None, None));
-        let store = keywatch::store::Store::open_existing(&app.db_path())
-            .await
-            .unwrap();
-        sqlx::query("UPDATE poll_state SET last_success_at = last_success_at - 3600")
-            .execute(store.pool_ref())
-            .await
-            .unwrap();
-        store.close().await;
+        app.age_poll_state(3600).await;
         let report = app.run_once().await;
         assert!(report.failed_sources.is_empty(), "{report:?}");
         let rows = app.stored_rows().await;
@@ -423,4 +409,38 @@ async fn usage_published_after_its_bucket_settled_lands_with_the_late_reread() {
             assert_eq!(late, None, "{json}");
         }
     }
+}
+
+/// A re-read of late usage that fails part-way (the provider down for a moment) leaves the
+/// cursor where it stood: the next poll is not turned into a 48-hour catch-up.
+#[tokio::test]
+async fn a_reread_that_fails_part_way_does_not_move_the_cursor_back() {
+    use wiremock::matchers::{method, path, query_param};
+    let app = spawn_app_with("").await;
+    set_poll(&app, "late_window = \"48h\"\nlate_every = \"30m\"");
+    add_money_key(&app);
+    app.fake
+        .add_usage(this_hour() - 30 * HOUR, opus_row(None, None, None));
+    app.fake.data.lock().unwrap().usage_page_size = 4;
+    app.run_once().await;
+    let cursor = app.cursor().await.expect("a cursor after the first run");
+
+    // The re-read's third page fails, for longer than the client retries.
+    let failing = (this_hour() - 48 * HOUR) + 8 * HOUR;
+    wiremock::Mock::given(method("GET"))
+        .and(path(crate::fake_anthropic::USAGE_PATH))
+        .and(query_param("page", format!("page_{failing}")))
+        .respond_with(wiremock::ResponseTemplate::new(503))
+        .with_priority(1)
+        .mount(&app.fake.server)
+        .await;
+    app.age_poll_state(3600).await;
+
+    let report = app.run_once().await;
+    assert_eq!(report.failed_sources, ["anthropic-test"]);
+    assert_eq!(
+        app.cursor().await,
+        Some(cursor),
+        "the failed re-read left the cursor where it was"
+    );
 }
