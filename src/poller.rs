@@ -55,6 +55,8 @@ struct UsageStats {
     pages: usize,
     buckets: usize,
     changed: u64,
+    /// Rows a slice of the late re-read changed, when one was read and stored.
+    late: Option<u64>,
 }
 
 /// How one poll ended; the loop picks its next sleep from this (usage only).
@@ -147,18 +149,25 @@ impl Poller {
                 }
             }
         }
-        let late = self.late_reread_due(now).await;
+        let slice = self.late_slice_due(now).await;
         let usage = self
             .poll_usage(
                 now,
                 self.poll.bucket_width,
                 self.poll.lookback.0,
-                late.as_ref().map(|r| r.from),
+                slice.as_ref().map(|s| (s.from, s.until)),
                 cancel,
             )
             .await;
-        if let (Some(reread), Ok(u)) = (late, &usage) {
-            self.late_reread_done(now, reread, u.changed).await;
+        if let (
+            Some(slice),
+            Ok(UsageStats {
+                late: Some(changed),
+                ..
+            }),
+        ) = (slice, &usage)
+        {
+            self.late_slice_done(now, slice, *changed).await;
         }
         if usage.as_ref().is_err_and(PollFailure::is_cancelled) {
             return PollOutcome::Cancelled;

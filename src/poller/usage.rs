@@ -50,14 +50,14 @@ fn usage_window_start(now: i64, lookback: i64, width: i64, cursor: Option<i64>) 
 
 impl Poller {
     /// Reads one usage stream (`width`) from its cursor, at most `lookback` back, page by page;
-    /// from `reach` (Unix seconds) where that is earlier (a re-read of late usage,
-    /// `poller::late`).
+    /// first the buckets `[from, until)` of `slice` (a slice of the re-read of late usage,
+    /// `poller::late`) when given.
     pub(super) async fn poll_usage(
         &self,
         now: DateTime<Utc>,
         width: BucketWidth,
         lookback: std::time::Duration,
-        reach: Option<i64>,
+        slice: Option<(i64, i64)>,
         cancel: &CancellationToken,
     ) -> Result<UsageStats, PollFailure> {
         let width_secs = width.seconds();
@@ -73,24 +73,36 @@ impl Poller {
         // A catch-up by the cursor, not a re-read of buckets already stored (mostly unchanged
         // rows, which a direct store does not write).
         sink.catch_up = window >= STAGE_BELOW_BUCKETS as i64;
-        // A re-read starts further back; the cursor it stores never goes back past where this
-        // poll would have started without it (everything before that is stored already), so a
-        // re-read that fails part-way does not make the next poll a catch-up.
-        let from = match reach {
-            Some(r) => {
-                sink.cursor_floor = Some(from);
-                from.min(usage_window_start(
-                    now.timestamp(),
-                    lookback,
-                    width_secs,
-                    Some(r),
-                ))
+        // A slice of the late re-read first. The cursor it stores never goes back past where
+        // this poll starts (everything before that is stored already); a slice that fails is
+        // logged and read again by the next poll, and the poll goes on.
+        let mut late = None;
+        if let Some((slice_from, until)) = slice {
+            let mut slice_sink =
+                UsageSink::new(&self.store, &self.source_name, width_secs, now.timestamp());
+            slice_sink.cursor_floor = Some(from);
+            let read = self
+                .read_usage(
+                    now,
+                    width,
+                    slice_from,
+                    false,
+                    Some(until),
+                    &mut slice_sink,
+                    cancel,
+                )
+                .await;
+            match read {
+                Ok(stats) => late = Some(stats.changed),
+                Err(e) if e.is_cancelled() => return Err(e),
+                Err(e) => tracing::warn!(error = %e,
+                    "a slice of the re-read of late usage failed; the next poll reads it again"),
             }
-            None => from,
-        };
+        }
         let read = self
-            .read_usage(now, width, from, backfill, &mut sink, cancel)
-            .await;
+            .read_usage(now, width, from, backfill, None, &mut sink, cancel)
+            .await
+            .map(|stats| UsageStats { late, ..stats });
         // What was staged before a failure or shutdown is stored with its cursor all the same.
         let moved = sink.flush().await;
         match (read, moved) {
@@ -107,13 +119,16 @@ impl Poller {
         }
     }
 
-    /// Reads pages of one usage stream from `from` (Unix seconds) to now into `sink`.
+    /// Reads pages of one usage stream from `from` (Unix seconds) to now, or to the bucket
+    /// before `until`, into `sink`.
+    #[allow(clippy::too_many_arguments)]
     async fn read_usage(
         &self,
         now: DateTime<Utc>,
         width: BucketWidth,
         from: i64,
         backfill: bool,
+        until: Option<i64>,
         sink: &mut UsageSink<'_>,
         cancel: &CancellationToken,
     ) -> Result<UsageStats, PollFailure> {
@@ -133,7 +148,10 @@ impl Poller {
         let mut prefetched = None;
         loop {
             if token.is_none() {
-                let needed = (now.timestamp() - resume.timestamp()).div_euclid(width_secs) + 1;
+                let needed = match until {
+                    Some(u) => (u - resume.timestamp() + width_secs - 1).div_euclid(width_secs),
+                    None => (now.timestamp() - resume.timestamp()).div_euclid(width_secs) + 1,
+                };
                 limit = self.page_sizes.next(Stream::Usage(width), needed);
             }
             let (fetched, took) = match prefetched.take() {
@@ -218,7 +236,7 @@ impl Poller {
                     "usage page stored"
                 );
             }
-            if !more? {
+            if !more? || until.is_some_and(|u| resume.timestamp() >= u) {
                 return Ok(stats);
             }
             token = next;

@@ -112,6 +112,27 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Sets (or clears) the cursor of `stream` alone.
+    pub async fn set_stream_cursor(
+        &self,
+        source: &str,
+        stream: &str,
+        cursor: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO poll_state (source, stream, cursor) VALUES (?, ?, ?)
+             ON CONFLICT (source, stream) DO UPDATE SET cursor = excluded.cursor",
+        )
+        .bind(source)
+        .bind(stream)
+        .bind(cursor)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
 pub(super) async fn set_cursor(
     tx: &mut Transaction<'_, Sqlite>,
     source: &str,
