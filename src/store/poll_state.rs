@@ -120,25 +120,21 @@ impl Store {
         stream: &str,
         cursor: Option<i64>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO poll_state (source, stream, cursor) VALUES (?, ?, ?)
-             ON CONFLICT (source, stream) DO UPDATE SET cursor = excluded.cursor",
-        )
-        .bind(source)
-        .bind(stream)
-        .bind(cursor)
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        set_cursor(&mut tx, source, stream, cursor).await?;
+        tx.commit().await?;
         Ok(())
     }
 }
 
+/// Sets the cursor of `stream` (`None` clears it) inside `tx`.
 pub(super) async fn set_cursor(
     tx: &mut Transaction<'_, Sqlite>,
     source: &str,
     stream: &str,
-    cursor: i64,
+    cursor: impl Into<Option<i64>>,
 ) -> Result<(), StoreError> {
+    let cursor: Option<i64> = cursor.into();
     sqlx::query(
         "INSERT INTO poll_state (source, stream, cursor) VALUES (?, ?, ?)
          ON CONFLICT (source, stream) DO UPDATE SET cursor = excluded.cursor",

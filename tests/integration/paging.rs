@@ -33,6 +33,23 @@ fn seed_wide(app: &TestApp) {
     }
 }
 
+/// The `limit` of every request to `path` the fake received.
+async fn limits_asked(server: &wiremock::MockServer, path: &str) -> BTreeSet<u32> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.url.path() == path)
+        .filter_map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "limit")
+                .and_then(|(_, v)| v.parse().ok())
+        })
+        .collect()
+}
+
 /// The hourly stream only: the minute stream's pages are not what these tests are about.
 const HOURLY_ONLY: &str = "[detect.spike.fast]\nenabled = false\n";
 
@@ -64,21 +81,7 @@ async fn a_page_over_the_cap_is_asked_again_smaller_and_the_poll_completes() {
     let stored = without_cost(&app.stored_rows().await);
     assert_eq!(stored.len(), 2 * 150 * 48, "every row of every hour, once");
     assert_eq!(stored, app.expected_rows(this_hour() - 48 * HOUR));
-    let limits: BTreeSet<u32> = app
-        .fake
-        .server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.url.path().ends_with("usage_report/messages"))
-        .filter_map(|r| {
-            r.url
-                .query_pairs()
-                .find(|(k, _)| k == "limit")
-                .and_then(|(_, v)| v.parse().ok())
-        })
-        .collect();
+    let limits = limits_asked(&app.fake.server, USAGE_PATH).await;
     assert!(
         limits.len() >= 2 && limits.iter().all(|l| *l < 168),
         "pages were asked again with fewer buckets, never the API's maximum: {limits:?}"
@@ -230,20 +233,7 @@ async fn a_cost_page_over_the_cap_is_asked_again_with_fewer_days_and_every_day_i
         assert_eq!(n, KEYS as i64, "every key's cost on day {day}, once");
         assert!((usd - expected_usd).abs() < 1e-6, "day {day}: {usd}");
     }
-    let limits: BTreeSet<u32> = oa
-        .server
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.url.path() == "/v1/organization/costs")
-        .filter_map(|r| {
-            r.url
-                .query_pairs()
-                .find(|(k, _)| k == "limit")
-                .and_then(|(_, v)| v.parse().ok())
-        })
-        .collect();
+    let limits = limits_asked(&oa.server, "/v1/organization/costs").await;
     assert!(
         limits.contains(&1) && limits.iter().all(|l| *l <= 31),
         "cost pages were asked again with fewer days, never more than 31: {limits:?}"
