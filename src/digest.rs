@@ -65,10 +65,15 @@ async fn build(
         return Ok(None);
     }
     let spans = [before.span(), period.span()];
-    let usage = store
-        .usage_by_period(config.poll.bucket_width.seconds(), d.timezone, &spans)
-        .await?;
-    let billed = store.billed_by_period(&spans).await?;
+    let figures = crate::report::read(
+        store,
+        config.poll.bucket_width.seconds(),
+        d.timezone,
+        &spans,
+        false,
+        now,
+    )
+    .await?;
     let keys = store.all_keys().await?;
     let facts = |source: &str, key: &str| {
         let k = keys.iter().find(|k| k.source == source && k.key_id == key);
@@ -78,9 +83,16 @@ async fn build(
         }
     };
     let list = [before.clone(), period.clone()];
-    let rows = rollup(&list, &usage, &billed, &[Dim::Key], &facts);
-    let total = sum_usd(rows.iter().map(|r| r.cost_usd));
-    let previous = sum_usd(usage.iter().filter(|u| u.period == 0).map(|u| u.cost_usd));
+    let rows = rollup(&list, &figures, &[Dim::Key], &facts, None);
+    let total = sum_usd(rows.iter().map(|r| r.spend_usd));
+    let previous = sum_usd(
+        figures
+            .spend
+            .iter()
+            .flatten()
+            .filter(|(p, ..)| *p == 0)
+            .map(|(.., v)| v.usd),
+    );
     let forecasts = crate::budget::forecasts(store, config, now).await?;
     let alerts = store.alerts(false).await?;
 
@@ -109,13 +121,13 @@ async fn build(
     );
     let mut movers: Vec<_> = rows
         .iter()
-        .filter(|r| r.change_usd.unwrap_or(r.cost_usd).abs() > 0.0)
+        .filter(|r| r.change_usd.unwrap_or(r.spend_usd).abs() > 0.0)
         .collect();
     movers.sort_by(|a, b| {
         b.change_usd
-            .unwrap_or(b.cost_usd)
+            .unwrap_or(b.spend_usd)
             .abs()
-            .total_cmp(&a.change_usd.unwrap_or(a.cost_usd).abs())
+            .total_cmp(&a.change_usd.unwrap_or(a.spend_usd).abs())
     });
     if movers.is_empty() {
         let _ = writeln!(body, "\nTop movers by key: no change");
@@ -134,7 +146,7 @@ async fn build(
             || "new".to_owned(),
             |c| format!("{}{}", if c >= 0.0 { "+" } else { "-" }, money(c.abs())),
         );
-        let _ = writeln!(body, "  {name:<30} {:>10}  ({delta})", money(r.cost_usd));
+        let _ = writeln!(body, "  {name:<30} {:>10}  ({delta})", money(r.spend_usd));
     }
     if !forecasts.is_empty() {
         let _ = writeln!(
@@ -168,7 +180,7 @@ async fn build(
     let payload = json!({
         "type": "digest", "digest": d.name, "period": period.label, "timezone": d.timezone.name(),
         "spend_usd": usd(total), "previous_spend_usd": usd(previous),
-        "top_movers": movers.iter().take(5).map(|r| json!({"group": r.group.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<std::collections::BTreeMap<_, _>>(), "cost_usd": usd(r.cost_usd), "change_usd": r.change_usd.map(usd)})).collect::<Vec<_>>(),
+        "top_movers": movers.iter().take(5).map(|r| json!({"group": r.group.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<std::collections::BTreeMap<_, _>>(), "cost_usd": usd(r.spend_usd), "cost_basis": r.basis.as_str(), "change_usd": r.change_usd.map(usd)})).collect::<Vec<_>>(),
         "budgets": forecasts.iter().map(|f| json!({"budget": f.budget, "spent_usd": usd(f.spent), "limit_usd": usd(f.limit), "projected_usd": usd(f.forecast.projected)})).collect::<Vec<_>>(),
         "open_alerts": alerts.len(),
     })

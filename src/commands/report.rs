@@ -8,7 +8,9 @@ use chrono_tz::Tz;
 use crate::cli::{Format, TimeArg};
 use crate::config::Config;
 use crate::exit;
-use crate::report::{csv_field, fmt_opt as opt, sum_usd, Dim, PeriodKind, Report, Request, Row};
+use crate::report::{
+    csv_field, fmt_opt as opt, sum_usd, Basis, Dim, PeriodKind, Report, Request, Row,
+};
 use crate::store::Store;
 
 pub struct ReportArgs {
@@ -51,7 +53,7 @@ pub async fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
     let text = match args.format {
         Format::Csv => crate::report::to_csv(&rows, &dims),
         Format::Json => serde_json::to_string_pretty(&rows)? + "\n",
-        Format::Table => table(&rows, &periods, zone),
+        Format::Table => table(&rows, &periods, zone, &dims),
     };
     print!("{text}");
     Ok(exit::OK)
@@ -65,19 +67,19 @@ fn cut(s: &str, n: usize) -> String {
     }
 }
 
-/// At most 100 columns: period, group, input and output tokens, estimated and billed USD,
-/// change and share; a total row per period.
-fn table(rows: &[Row], periods: &[crate::report::Period], tz: Tz) -> String {
+/// At most 100 columns: period, group, input and output tokens, the best known USD and its
+/// basis, change and share; a total row per period, and what its marks mean.
+fn table(rows: &[Row], periods: &[crate::report::Period], tz: Tz, dims: &[Dim]) -> String {
     let noun = periods.first().map_or("period", |p| p.kind.noun());
     let mut o = format!(
-        "spend per {noun} in {tz} (estimated from list prices; billed where the provider reports it)\n"
+        "spend per {noun} in {tz}: billed where the provider bills per key, else estimated\n"
     );
     let _ = writeln!(
         o,
-        "{:<10} {:<26} {:>11} {:>10} {:>10} {:>9} {:>7} {:>6}",
-        "period", "group", "input tok", "output tok", "est. USD", "billed", "change", "share"
+        "{:<10} {:<26} {:>11} {:>10} {:>11} {:<9} {:>7} {:>6}",
+        "period", "group", "input tok", "output tok", "USD", "basis", "change", "share"
     );
-    for p in periods {
+    for (i, p) in periods.iter().enumerate() {
         let in_period: Vec<&Row> = rows.iter().filter(|r| r.period == p.label).collect();
         for r in &in_period {
             let group = r
@@ -94,54 +96,60 @@ fn table(rows: &[Row], periods: &[crate::report::Period], tz: Tz) -> String {
                 .map(|(_, v)| crate::text::clean(v))
                 .collect::<Vec<_>>()
                 .join(" / ");
-            let t = &r.tokens;
-            let input = t.uncached_input + t.cache_read + t.cache_write_5m + t.cache_write_1h;
             let _ = writeln!(
                 o,
-                "{:<10} {:<26} {:>11} {:>10} {:>10} {:>9} {:>7} {:>5.1}%",
+                "{:<10} {:<26} {:>11} {:>10} {:>11} {:<9} {:>7} {:>5.1}%",
                 if r.partial {
                     format!("{}*", r.period)
                 } else {
                     r.period.clone()
                 },
                 cut(&group, 26),
-                input,
-                t.output,
-                floor_usd(r.cost_usd, r.unpriced_tokens),
-                opt(r.billed_usd, 2),
+                crate::report::input_tokens(&r.tokens),
+                r.tokens.output,
+                money(r.spend_usd, r.basis),
+                r.basis.as_str(),
                 r.change_pct
                     .map(|c| format!("{c:+.0}%"))
                     .unwrap_or_else(|| "new".to_owned()),
                 r.share_pct
             );
         }
-        let total = sum_usd(in_period.iter().map(|r| r.cost_usd));
+        let total = sum_usd(in_period.iter().map(|r| r.spend_usd));
+        let basis = if in_period.iter().any(|r| r.basis == Basis::Floor) {
+            Basis::Floor
+        } else if !in_period.is_empty() && in_period.iter().all(|r| r.basis == Basis::Billed) {
+            Basis::Billed
+        } else {
+            Basis::Estimated
+        };
         let unpriced = in_period
             .iter()
             .fold(0i64, |a, r| a.saturating_add(r.unpriced_tokens));
-        let billed: Option<f64> = in_period
-            .iter()
-            .filter_map(|r| r.billed_usd)
-            .fold(None, |a, b| Some(a.unwrap_or(0.0) + b));
         let _ = writeln!(
             o,
-            "{:<10} {:<26} {:>11} {:>10} {:>10} {:>9}",
+            "{:<10} {:<26} {:>11} {:>10} {:>11} {:<9}",
             p.label,
             "total",
             "",
             "",
-            floor_usd(total, unpriced),
-            opt(billed, 2)
+            money(total, basis),
+            basis.as_str()
         );
         if in_period.iter().any(|r| r.partial) {
+            let before = i
+                .checked_sub(1)
+                .and_then(|j| periods.get(j))
+                .cloned()
+                .or_else(|| p.previous())
+                .map_or_else(|| "the one before".to_owned(), |b| b.label);
             let _ = writeln!(
                 o,
-                "{:<10} * to date: the {noun} is not over, so its change compares part of it with \
-                 a whole {noun}",
+                "{:<10} * to date: its change is against {before} up to the same point",
                 ""
             );
         }
-        if unpriced > 0 {
+        if basis == Basis::Floor {
             let _ = writeln!(
                 o,
                 "{:<10} >= is a floor: {unpriced} tokens on models without a price are left out \
@@ -151,12 +159,17 @@ fn table(rows: &[Row], periods: &[crate::report::Period], tz: Tz) -> String {
         }
         o.push('\n');
     }
+    if dims.contains(&Dim::Model) {
+        o.push_str(
+            "by model, every figure is an estimate: the providers' cost reports carry no model\n",
+        );
+    }
     o
 }
 
-/// Estimated USD, prefixed `>=` when `unpriced_tokens` are left out of it (a floor).
-fn floor_usd(usd: f64, unpriced_tokens: i64) -> String {
-    if unpriced_tokens > 0 {
+/// USD with two decimals, prefixed `>=` when it is a floor.
+fn money(usd: f64, basis: Basis) -> String {
+    if basis == Basis::Floor {
         format!(">={usd:.2}")
     } else {
         format!("{usd:.2}")

@@ -37,6 +37,26 @@ struct KeyDayEstimate {
     billed_day: bool,
 }
 
+/// A key's spend over a span, and how much of it is the provider's bill.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Spend {
+    /// Best known USD: billed for closed, billed UTC days, estimated for the rest.
+    pub usd: f64,
+    /// The part of `usd` taken from the bill, `None` when no billed day counted.
+    pub billed: Option<f64>,
+}
+
+impl Spend {
+    fn estimated(usd: f64) -> Self {
+        Self { usd, billed: None }
+    }
+
+    /// The part of `usd` that is keywatch's estimate.
+    pub fn estimated_part(&self) -> f64 {
+        self.usd - self.billed.unwrap_or(0.0)
+    }
+}
+
 /// USD of one key over a span.
 #[derive(sqlx::FromRow)]
 struct KeySpend {
@@ -162,6 +182,24 @@ impl Store {
         to: i64,
         today: i64,
     ) -> Result<Vec<(String, String, f64)>, StoreError> {
+        Ok(self
+            .spend_and_basis_by_key(width_secs, zone, from, to, today)
+            .await?
+            .into_iter()
+            .map(|(s, k, spend)| (s, k, spend.usd))
+            .collect())
+    }
+
+    /// [`Store::spend_by_key`] with the billed part of each key's spend: what reports show as
+    /// the best known cost and its basis.
+    pub async fn spend_and_basis_by_key(
+        &self,
+        width_secs: i64,
+        zone: chrono_tz::Tz,
+        from: i64,
+        to: i64,
+        today: i64,
+    ) -> Result<Vec<(String, String, Spend)>, StoreError> {
         // Without billed figures in the period (no per-key billing, or none closed yet) the
         // estimate is the whole answer: skip the per-row lookup into billed_costs.
         let any_billed: bool = sqlx::query_scalar(
@@ -175,7 +213,10 @@ impl Store {
         .await?;
         if !any_billed {
             if let Some(sums) = self.rolled_key_spend(zone, width_secs, from, to).await? {
-                return Ok(sums);
+                return Ok(sums
+                    .into_iter()
+                    .map(|(s, k, usd)| (s, k, Spend::estimated(usd)))
+                    .collect());
             }
             let rows: Vec<KeySpend> = sqlx::query_as(
                 "SELECT source, key_id, SUM(COALESCE(cost_usd, 0.0)) AS usd FROM usage_buckets
@@ -189,7 +230,7 @@ impl Store {
             .await?;
             return Ok(rows
                 .into_iter()
-                .map(|r| (r.source, r.key_id, r.usd))
+                .map(|r| (r.source, r.key_id, Spend::estimated(r.usd)))
                 .collect());
         }
         // Estimates per key and UTC day; on a billed day, the day's estimate stands for each
@@ -245,8 +286,8 @@ impl Store {
 fn attribute(
     estimated: impl Iterator<Item = ((String, String, i64), f64, bool)>,
     billed: HashMap<(String, String, i64), f64>,
-) -> Vec<(String, String, f64)> {
-    let mut sums: HashMap<(String, String), f64> = HashMap::new();
+) -> Vec<(String, String, Spend)> {
+    let mut sums: HashMap<(String, String), Spend> = HashMap::new();
     // Estimates moved back to their keys, per (source, day).
     let mut moved: HashMap<(String, i64), f64> = HashMap::new();
     for ((source, key, day), usd, billed_day) in estimated {
@@ -256,7 +297,7 @@ fn attribute(
         if billed_day && key != UNATTRIBUTED_KEY_ID {
             *moved.entry((source.clone(), day)).or_default() += usd;
         }
-        *sums.entry((source, key)).or_default() += usd;
+        sums.entry((source, key)).or_default().usd += usd;
     }
     for ((source, key, day), usd) in billed {
         let usd = if key == UNATTRIBUTED_KEY_ID {
@@ -265,9 +306,13 @@ fn attribute(
         } else {
             usd
         };
-        *sums.entry((source, key)).or_default() += usd;
+        let spend = sums.entry((source, key)).or_default();
+        spend.usd += usd;
+        spend.billed = Some(spend.billed.unwrap_or(0.0) + usd);
     }
-    sums.into_iter().map(|((s, k), usd)| (s, k, usd)).collect()
+    sums.into_iter()
+        .map(|((s, k), spend)| (s, k, spend))
+        .collect()
 }
 
 #[cfg(test)]
@@ -286,7 +331,7 @@ mod tests {
         let billed = HashMap::from([(k("key_a", day), 5.0), (k(UNATTRIBUTED_KEY_ID, day), 3.2)]);
         let mut got = attribute(estimated.into_iter(), billed);
         got.sort_by(|a, b| a.1.cmp(&b.1));
-        let usd: Vec<(&str, f64)> = got.iter().map(|(_, k, u)| (k.as_str(), *u)).collect();
+        let usd: Vec<(&str, f64)> = got.iter().map(|(_, k, u)| (k.as_str(), u.usd)).collect();
         assert_eq!(usd.len(), 3);
         assert_eq!(
             usd[0],
@@ -296,5 +341,8 @@ mod tests {
         assert_eq!(usd[1], ("key_b", 4.0), "its estimate on both days");
         assert_eq!(usd[2].0, UNATTRIBUTED_KEY_ID);
         assert!((usd[2].1 - 0.2).abs() < 1e-9, "3.2 less the 3.0 moved back");
+        assert_eq!(got[0].2.billed, Some(5.0));
+        assert_eq!(got[0].2.estimated_part(), 0.0);
+        assert_eq!(got[1].2.billed, None, "key_b is all estimate");
     }
 }

@@ -34,7 +34,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 pub use alerts::{AlertChange, Silence, StateChange};
-pub use billing::CostDay;
+pub use billing::{CostDay, Spend};
 pub use deliveries::{Delivery, DeliveryState, OutboxCounts, Route};
 pub use digests::DigestSend;
 pub use key_reads::{KeyBucket, UsageCursor, UsagePage};

@@ -70,15 +70,6 @@ impl From<PackedPeriodUsage> for PeriodUsage {
     }
 }
 
-/// Billed USD of one key in one period (see [`Store::billed_by_period`]).
-#[derive(sqlx::FromRow)]
-struct PeriodBilled {
-    period: i64,
-    source: String,
-    key_id: String,
-    usd: f64,
-}
-
 /// keywatch's estimate of one source and UTC day (see [`Store::reconcile`]).
 #[derive(sqlx::FromRow)]
 struct DayEstimate {
@@ -212,28 +203,6 @@ impl Store {
             i = j;
         }
         Ok(out)
-    }
-
-    /// Billed USD per period, source and key, for UTC days starting inside each period.
-    pub async fn billed_by_period(
-        &self,
-        periods: &[(i64, i64)],
-    ) -> Result<Vec<(usize, String, String, f64)>, StoreError> {
-        let spans = serde_json::to_string(periods).unwrap_or_else(|_| "[]".to_owned());
-        let rows: Vec<PeriodBilled> = sqlx::query_as(
-            "SELECT p.key AS period, b.source AS source, b.key_id AS key_id,
-                    SUM(b.amount_usd) AS usd
-             FROM json_each(?) p
-             JOIN billed_costs b ON b.day_start >= p.value ->> 0 AND b.day_start < p.value ->> 1
-             GROUP BY p.key, b.source, b.key_id",
-        )
-        .bind(spans)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.period as usize, r.source, r.key_id, r.usd))
-            .collect())
     }
 }
 

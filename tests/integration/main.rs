@@ -31,6 +31,7 @@ mod poll;
 mod provider_faults;
 mod quality;
 mod report;
+mod report_basis;
 mod retention;
 mod rollup;
 mod secrets;

@@ -1,154 +1,62 @@
-//! Spend reports: periods in a time zone, usage rolled up by key, workspace, model or source,
-//! with the change against the previous period and each group's share. [`load`] reads what a
-//! [`Request`] asks for, for the CLI and the API alike; [`rollup`] is the pure part.
+//! Report rows: the pure rollup of usage and each key's best known spend into groups and
+//! periods, with the change against the period before (like for like while a period is not
+//! over), and the row as JSON and CSV.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Duration, Utc};
-use chrono_tz::Tz;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-pub use crate::period::{periods, Period, PeriodKind};
+use super::{Dim, Period};
 use crate::prices::TokenCounts;
-use crate::store::{PeriodUsage, Store, StoreError};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Dim {
-    Source,
-    Workspace,
-    Key,
-    Model,
-}
-
-impl Dim {
-    /// `source`, `workspace`, `key` or `model` as a user writes it.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "source" => Some(Self::Source),
-            "workspace" => Some(Self::Workspace),
-            "key" => Some(Self::Key),
-            "model" => Some(Self::Model),
-            _ => None,
-        }
-    }
-}
-
-/// What a report covers: the same for `keywatch report` and `/api/v1/report`.
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub kind: PeriodKind,
-    pub zone: Tz,
-    /// The first period is the one containing this instant.
-    pub since: Option<DateTime<Utc>>,
-    /// End (exclusive): the last period is the one containing the instant before it; default
-    /// now.
-    pub until: Option<DateTime<Utc>>,
-    /// Exactly this many periods ending with the last one (default
-    /// [`PeriodKind::default_last`]); ignored with `since`.
-    pub last: Option<u32>,
-    pub by: Vec<Dim>,
-}
-
-/// `--last N` within 1 and the kind's maximum; the error names both.
-pub fn check_last(kind: PeriodKind, n: u32) -> Result<(), String> {
-    let max = kind.max_last();
-    if (1..=max).contains(&n) {
-        Ok(())
-    } else {
-        Err(format!(
-            "--last {n}: give 1 to {max} {}s (the most one report spans)",
-            kind.noun()
-        ))
-    }
-}
-
-impl Request {
-    /// The periods reported, oldest first, preceded by one more: the baseline of the change
-    /// column. Err when `since` is not before `until`.
-    pub fn periods(&self, now: DateTime<Utc>) -> Result<Vec<Period>, String> {
-        let until = self.until.unwrap_or(now);
-        // The end is exclusive: the last period holds the second before it.
-        let last_instant = until
-            .checked_sub_signed(Duration::seconds(1))
-            .unwrap_or(until);
-        let mut list = match self.since {
-            Some(since) if since >= until => {
-                return Err("--since must be before --until".to_owned());
-            }
-            Some(since) => crate::period::between(self.kind, self.zone, since, last_instant),
-            None => {
-                let n = self.last.unwrap_or_else(|| self.kind.default_last());
-                check_last(self.kind, n)?;
-                crate::period::last_n(self.kind, self.zone, last_instant, n)
-            }
-        };
-        if let Some(before) = list.first().and_then(Period::previous) {
-            list.insert(0, before);
-        }
-        Ok(list)
-    }
-
-    /// The grouping, sorted and without repeats.
-    pub fn dims(&self) -> Vec<Dim> {
-        let mut by = self.by.clone();
-        by.sort();
-        by.dedup();
-        by
-    }
-}
-
-/// A report read from the store: the periods shown (without the baseline) and their rows.
-pub struct Report {
-    pub periods: Vec<Period>,
-    pub rows: Vec<Row>,
-    pub dims: Vec<Dim>,
-}
-
-/// Reads and rolls up the report `req` asks for, at `now`.
-pub async fn load(
-    store: &Store,
-    width_secs: i64,
-    req: &Request,
-    now: DateTime<Utc>,
-) -> Result<Result<Report, String>, StoreError> {
-    let list = match req.periods(now) {
-        Ok(list) => list,
-        Err(e) => return Ok(Err(e)),
-    };
-    let spans: Vec<(i64, i64)> = list.iter().map(Period::span).collect();
-    let usage = store.usage_by_period(width_secs, req.zone, &spans).await?;
-    let billed = store.billed_by_period(&spans).await?;
-    let keys: std::collections::HashMap<(String, String), (Option<String>, Option<String>)> = store
-        .all_keys()
-        .await?
-        .into_iter()
-        .map(|k| ((k.source, k.key_id), (k.name, k.workspace_id)))
-        .collect();
-    let facts = |source: &str, key: &str| {
-        let (name, workspace) = keys
-            .get(&(source.to_owned(), key.to_owned()))
-            .cloned()
-            .unwrap_or_default();
-        KeyFacts { name, workspace }
-    };
-    let dims = req.dims();
-    let mut rows = rollup(&list, &usage, &billed, &dims, &facts);
-    // A period not over yet is spend to date: compared with whole periods, its change says
-    // little, so it is marked.
-    for r in &mut rows {
-        r.partial = list.iter().any(|p| p.label == r.period && p.end > now);
-    }
-    Ok(Ok(Report {
-        periods: list.into_iter().skip(1).collect(),
-        rows,
-        dims,
-    }))
-}
+use crate::store::{PeriodUsage, Spend};
 
 /// A sum of USD amounts: 0.00 (never -0.00) when there are none.
 pub fn sum_usd(amounts: impl IntoIterator<Item = f64>) -> f64 {
     amounts.into_iter().fold(0.0, |a, b| a + b)
+}
+
+/// What a row's `spend_usd` rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// Every dollar is from the provider's cost report (closed UTC days it billed per key).
+    Billed,
+    /// Some or all of it is keywatch's estimate from list prices (the rest, if any, billed).
+    Estimated,
+    /// An estimate that leaves out tokens on models without a price: the spend is at least this.
+    Floor,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Billed => "billed",
+            Self::Estimated => "estimated",
+            Self::Floor => "floor",
+        }
+    }
+}
+
+/// What a rollup sums, per index into its periods.
+#[derive(Debug, Default)]
+pub struct Figures {
+    pub usage: Vec<PeriodUsage>,
+    /// Each key's best known spend per period; `None` when reports cannot use the bill (split
+    /// by model: cost reports carry no model), and the estimate is the spend.
+    pub spend: Option<Vec<(usize, String, String, Spend)>>,
+}
+
+impl Figures {
+    /// Adds `other`'s rows, all as period `index`.
+    pub fn absorb(&mut self, other: Figures, index: usize) {
+        self.usage.extend(other.usage.into_iter().map(|mut u| {
+            u.period = index;
+            u
+        }));
+        if let (Some(mine), Some(theirs)) = (self.spend.as_mut(), other.spend) {
+            mine.extend(theirs.into_iter().map(|(_, s, k, v)| (index, s, k, v)));
+        }
+    }
 }
 
 /// One report row: a group in a period.
@@ -159,33 +67,28 @@ pub struct Row {
     pub group: Group,
     pub tokens: TokenCounts,
     pub requests: Option<i64>,
+    /// The best known cost: billed where the provider billed the key's closed UTC days,
+    /// estimated for the rest. See `basis`.
+    pub spend_usd: f64,
+    pub basis: Basis,
+    /// keywatch's estimate from list prices, for every day.
     pub cost_usd: f64,
+    /// The part of `spend_usd` from the provider's bill, when any.
     pub billed_usd: Option<f64>,
-    /// Against the same group in the previous period (`None` when it had no usage).
+    /// `spend_usd` against the same group in the period before (`None` when it had no usage);
+    /// while the period is not over, against the period before up to the same point.
     pub change_usd: Option<f64>,
     pub change_pct: Option<f64>,
-    /// Percent of the period's estimated total.
+    /// Percent of the period's total spend.
     pub share_pct: f64,
     pub unpriced_tokens: i64,
     /// The period is not over yet: its figures are to date.
     pub partial: bool,
 }
 
-impl Row {
-    /// What `cost_usd` is: `estimated` from list prices, or `floor` where tokens on a model
-    /// without a price are left out of it.
-    pub fn basis(&self) -> &'static str {
-        if self.unpriced_tokens > 0 {
-            "floor"
-        } else {
-            "estimated"
-        }
-    }
-}
-
 /// One object per row, the same for `report --format json` and `/api/v1/report`: `period`, the
-/// group's columns, the token classes (and their input sum), requests, estimated and billed USD,
-/// change, share and unpriced tokens.
+/// group's columns, the token classes (and their input sum), requests, the spend and its basis,
+/// the estimate and the billed part, change, share and unpriced tokens.
 impl Serialize for Row {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let t = &self.tokens;
@@ -194,31 +97,35 @@ impl Serialize for Row {
         for (k, v) in &self.group {
             m.serialize_entry(k, v)?;
         }
-        let input = t
-            .uncached_input
-            .saturating_add(t.cache_read)
-            .saturating_add(t.cache_write_5m)
-            .saturating_add(t.cache_write_1h);
-        m.serialize_entry("input_tokens", &input)?;
+        m.serialize_entry("input_tokens", &input_tokens(t))?;
         for (name, count) in t.named() {
             m.serialize_entry(name, &count)?;
         }
         m.serialize_entry("requests", &self.requests)?;
+        m.serialize_entry("spend_usd", &self.spend_usd)?;
+        m.serialize_entry("cost_basis", self.basis.as_str())?;
+        m.serialize_entry("currency", "USD")?;
         m.serialize_entry("cost_usd", &self.cost_usd)?;
         m.serialize_entry("billed_usd", &self.billed_usd)?;
         m.serialize_entry("change_usd", &self.change_usd)?;
         m.serialize_entry("change_pct", &self.change_pct)?;
         m.serialize_entry("share_pct", &self.share_pct)?;
         m.serialize_entry("unpriced_tokens", &self.unpriced_tokens)?;
-        m.serialize_entry("cost_basis", self.basis())?;
-        m.serialize_entry("currency", "USD")?;
         m.serialize_entry("partial", &self.partial)?;
         m.end()
     }
 }
 
+/// Input tokens of every class.
+pub fn input_tokens(t: &TokenCounts) -> i64 {
+    t.uncached_input
+        .saturating_add(t.cache_read)
+        .saturating_add(t.cache_write_5m)
+        .saturating_add(t.cache_write_1h)
+}
+
 /// A group's (column, value) pairs.
-type Group = Vec<(&'static str, String)>;
+pub type Group = Vec<(&'static str, String)>;
 
 /// What the rollup needs to know about a key.
 pub struct KeyFacts {
@@ -231,8 +138,28 @@ struct Sums {
     tokens: TokenCounts,
     requests: Option<i64>,
     cost: f64,
+    /// Best known spend, when the figures carry it.
+    spend: Option<f64>,
     billed: Option<f64>,
+    estimated_part: f64,
     unpriced: i64,
+}
+
+impl Sums {
+    fn spend(&self) -> f64 {
+        self.spend.unwrap_or(self.cost)
+    }
+
+    fn basis(&self) -> Basis {
+        // A thousandth of a cent of estimate left is rounding in the bill's attribution.
+        if self.billed.is_some() && self.estimated_part.abs() < 1e-5 {
+            Basis::Billed
+        } else if self.unpriced > 0 {
+            Basis::Floor
+        } else {
+            Basis::Estimated
+        }
+    }
 }
 
 fn group_of(
@@ -261,17 +188,19 @@ fn group_of(
     g
 }
 
-/// Rolls usage up by `dims`. `periods[0]` is only the baseline for the change column; rows are
-/// returned for the others, largest cost first within each period.
+/// Rolls `figures` up by `dims`. `periods[0]` is only the baseline for the change column; rows
+/// are returned for the others, largest spend first within each period. `like_for_like`:
+/// (period, index) where a period not over yet is compared with figures at `index` (the
+/// period before, up to the same point) instead of the whole period before.
 pub fn rollup(
     periods: &[Period],
-    usage: &[PeriodUsage],
-    billed: &[(usize, String, String, f64)],
+    figures: &Figures,
     dims: &[Dim],
     facts: &dyn Fn(&str, &str) -> KeyFacts,
+    like_for_like: Option<(usize, usize)>,
 ) -> Vec<Row> {
     let mut sums: BTreeMap<(usize, Group), Sums> = BTreeMap::new();
-    for u in usage {
+    for u in &figures.usage {
         let s = sums
             .entry((
                 u.period,
@@ -291,37 +220,50 @@ pub fn rollup(
         s.cost += u.cost_usd;
         s.unpriced = s.unpriced.saturating_add(u.unpriced_tokens);
     }
-    // Billed cost has no model: it joins the groups only when they are not split by model.
-    if !dims.contains(&Dim::Model) {
-        for (period, source, key, usd) in billed {
+    if let Some(spend) = &figures.spend {
+        for s in sums.values_mut() {
+            s.spend = Some(0.0);
+        }
+        for (period, source, key, v) in spend {
             let s = sums
                 .entry((*period, group_of(dims, source, key, None, facts)))
                 .or_default();
-            s.billed = Some(s.billed.unwrap_or(0.0) + usd);
+            s.spend = Some(s.spend.unwrap_or(0.0) + v.usd);
+            s.estimated_part += v.estimated_part();
+            if let Some(b) = v.billed {
+                s.billed = Some(s.billed.unwrap_or(0.0) + b);
+            }
         }
     }
-    let mut totals = vec![0.0; periods.len()];
+    let mut totals: BTreeMap<usize, f64> = BTreeMap::new();
     for ((p, _), s) in &sums {
-        totals[*p] += s.cost;
+        *totals.entry(*p).or_default() += s.spend();
     }
     let mut rows: Vec<Row> = sums
         .iter()
-        .filter(|((p, _), _)| *p > 0)
+        .filter(|((p, _), _)| *p > 0 && *p < periods.len())
         .map(|((p, group), s)| {
-            let previous = sums.get(&(p - 1, group.clone())).map(|s| s.cost);
+            let before = match like_for_like {
+                Some((q, index)) if q == *p => index,
+                _ => p - 1,
+            };
+            let previous = sums.get(&(before, group.clone())).map(Sums::spend);
+            let (spend, total) = (s.spend(), totals.get(p).copied().unwrap_or(0.0));
             Row {
                 period: periods[*p].label.clone(),
                 group: group.clone(),
                 tokens: s.tokens,
                 requests: s.requests,
+                spend_usd: spend,
+                basis: s.basis(),
                 cost_usd: s.cost,
                 billed_usd: s.billed,
-                change_usd: previous.map(|prev| s.cost - prev),
+                change_usd: previous.map(|prev| spend - prev),
                 change_pct: previous
                     .filter(|prev| *prev > 0.0)
-                    .map(|prev| (s.cost - prev) / prev * 100.0),
-                share_pct: if totals[*p] > 0.0 {
-                    s.cost / totals[*p] * 100.0
+                    .map(|prev| (spend - prev) / prev * 100.0),
+                share_pct: if total > 0.0 {
+                    spend / total * 100.0
                 } else {
                     0.0
                 },
@@ -333,7 +275,7 @@ pub fn rollup(
     rows.sort_by(|a, b| {
         a.period
             .cmp(&b.period)
-            .then(b.cost_usd.total_cmp(&a.cost_usd))
+            .then(b.spend_usd.total_cmp(&a.spend_usd))
     });
     rows
 }
@@ -352,14 +294,15 @@ pub fn to_csv(rows: &[Row], by: &[Dim]) -> String {
     columns.extend(TokenCounts::NAMES);
     columns.extend([
         "requests",
+        "spend_usd",
+        "cost_basis",
+        "currency",
         "cost_usd",
         "billed_usd",
         "change_usd",
         "change_pct",
         "share_pct",
         "unpriced_tokens",
-        "cost_basis",
-        "currency",
         "partial",
     ]);
     let mut o = columns.join(",") + "\n";
@@ -370,14 +313,15 @@ pub fn to_csv(rows: &[Row], by: &[Dim]) -> String {
         f.extend(t.values().map(|v| v.to_string()));
         f.extend([
             r.requests.map(|n| n.to_string()).unwrap_or_default(),
+            format!("{:.6}", r.spend_usd),
+            r.basis.as_str().to_owned(),
+            "USD".to_owned(),
             format!("{:.6}", r.cost_usd),
             fmt_opt(r.billed_usd, 6),
             fmt_opt(r.change_usd, 6),
             fmt_opt(r.change_pct, 2),
             format!("{:.2}", r.share_pct),
             r.unpriced_tokens.to_string(),
-            r.basis().to_owned(),
-            "USD".to_owned(),
             r.partial.to_string(),
         ]);
         let _ = writeln!(o, "{}", f.join(","));
@@ -399,9 +343,8 @@ pub fn csv_field(s: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_row_serializes_its_group_and_every_figure() {
-        let row = Row {
+    fn row() -> Row {
+        Row {
             period: "2026-11".into(),
             group: vec![("key_id", "apikey_a".into()), ("key_name", "alpha".into())],
             tokens: TokenCounts {
@@ -412,6 +355,8 @@ mod tests {
                 output: 5,
             },
             requests: None,
+            spend_usd: 1.5,
+            basis: Basis::Estimated,
             cost_usd: 1.5,
             billed_usd: None,
             change_usd: Some(-0.5),
@@ -419,12 +364,19 @@ mod tests {
             share_pct: 100.0,
             unpriced_tokens: 0,
             partial: false,
-        };
-        let v = serde_json::to_value(&row).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_row_serializes_its_group_and_every_figure() {
+        let v = serde_json::to_value(row()).unwrap();
         assert_eq!(v["key_id"], "apikey_a");
         assert_eq!(v["key_name"], "alpha");
         assert_eq!(v["input_tokens"], 10);
         assert_eq!(v["cache_write_1h_tokens"], 4);
+        assert_eq!(v["spend_usd"], 1.5);
+        assert_eq!(v["cost_basis"], "estimated");
+        assert_eq!(v["currency"], "USD");
         assert_eq!(v["billed_usd"], serde_json::Value::Null);
         assert_eq!(v["change_usd"], -0.5);
     }
@@ -433,5 +385,27 @@ mod tests {
     fn an_empty_sum_is_positive_zero() {
         assert_eq!(format!("{:.2}", sum_usd([])), "0.00");
         assert_eq!(format!("{:.2}", sum_usd([-0.0])), "0.00");
+    }
+
+    #[test]
+    fn a_row_is_billed_only_when_no_estimate_is_left_and_a_floor_only_outside_the_bill() {
+        let billed = Sums {
+            billed: Some(2.0),
+            unpriced: 10,
+            ..Sums::default()
+        };
+        assert_eq!(billed.basis(), Basis::Billed, "the bill counts every model");
+        let mixed = Sums {
+            billed: Some(2.0),
+            estimated_part: 0.5,
+            unpriced: 10,
+            ..Sums::default()
+        };
+        assert_eq!(mixed.basis(), Basis::Floor);
+        let plain = Sums {
+            estimated_part: 0.5,
+            ..Sums::default()
+        };
+        assert_eq!(plain.basis(), Basis::Estimated);
     }
 }
