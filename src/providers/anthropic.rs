@@ -46,6 +46,9 @@ pub struct AnthropicClient {
     /// Whether usage is grouped by `speed` (with the fast-mode beta header): cleared for the
     /// process when the API refuses the beta, so usage keeps flowing without it.
     by_speed: Arc<AtomicBool>,
+    /// Whether the cost analytics API (per-key cost) is asked: cleared for the process when it
+    /// is refused.
+    analytics: Arc<AtomicBool>,
 }
 
 impl AnthropicClient {
@@ -76,6 +79,7 @@ impl AnthropicClient {
         Ok(Self {
             http,
             by_speed: Arc::new(AtomicBool::new(true)),
+            analytics: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -104,7 +108,8 @@ impl AnthropicClient {
 
     /// One page of the cost report (whole UTC days in `[start, end)`, at most `limit` days),
     /// grouped by workspace and description, and its body's size in bytes. Amounts arrive as
-    /// strings in cents.
+    /// strings in cents. Where the cost analytics API is available, each day also carries its
+    /// cost per key from it ([`analytics::attach`]).
     pub async fn cost_page(
         &self,
         start: DateTime<Utc>,
@@ -138,7 +143,17 @@ impl AnthropicClient {
                 cancel,
             )
             .await?;
-        Ok((report.into_page()?, bytes))
+        let mut page = report.into_page()?;
+        let span = (
+            page.buckets.iter().map(|b| b.start).min(),
+            page.buckets.iter().map(|b| b.end).max(),
+        );
+        if let (Some(first), Some(last)) = span {
+            if let Some(costs) = self.key_costs(first, last, cancel).await? {
+                analytics::attach(&mut page.buckets, costs);
+            }
+        }
+        Ok((page, bytes))
     }
 
     /// One page of the usage report from `starting_at` (at most `limit` buckets), grouped by
@@ -496,3 +511,5 @@ impl UsageReport {
 
 #[cfg(test)]
 mod tests;
+
+pub mod analytics;

@@ -89,6 +89,9 @@ impl Grouping {
     }
 }
 
+/// USD of one key (`None`: no key) in the analytics API.
+pub type KeyUsd = (Option<String>, f64);
+
 #[derive(Default)]
 pub struct FakeData {
     /// Key listing items, as JSON (either shape).
@@ -109,6 +112,13 @@ pub struct FakeData {
     pub usage_delay: std::time::Duration,
     /// Cost report rows (as JSON, amounts in cents strings) by UTC day.
     pub costs: BTreeMap<i64, Vec<Value>>,
+    /// The cost analytics API (beta): USD per key (`None`: no key) by UTC day; `None` answers
+    /// 404, as an API without it does.
+    pub analytics: Option<BTreeMap<i64, Vec<KeyUsd>>>,
+    /// Rows per analytics page.
+    pub analytics_page_size: usize,
+    /// Analytics requests answered so far.
+    pub analytics_requests: usize,
 }
 
 pub struct FakeAnthropic {
@@ -122,6 +132,7 @@ impl FakeAnthropic {
         let data = Arc::new(Mutex::new(FakeData {
             usage_page_size: 24,
             keys_page_size: 2,
+            analytics_page_size: 2,
             ..FakeData::default()
         }));
         Mock::given(method("GET"))
@@ -142,6 +153,7 @@ impl FakeAnthropic {
             .with_priority(10)
             .mount(&server)
             .await;
+        crate::fake_analytics::mount(&server, &data).await;
         Self { server, data }
     }
 

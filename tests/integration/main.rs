@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per behaviour.
 
+mod fake_analytics;
 mod fake_anthropic;
 mod fake_openai;
 mod fuzz_corpus;

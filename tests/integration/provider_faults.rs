@@ -246,7 +246,9 @@ async fn a_rejected_admin_key_raises_source_unhealthy_at_once_without_a_retry_st
     let rejected = ResponseTemplate::new(401).set_body_json(json!({"type": "error",
         "error": {"type": "authentication_error", "message": "invalid x-api-key"},
         "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy"}));
-    for p in [KEYS_PATH, USAGE_PATH] {
+    // A rejected key is rejected everywhere (the cost report too, so the analytics API behind
+    // it is never reached).
+    for p in [KEYS_PATH, USAGE_PATH, crate::fake_anthropic::COST_PATH] {
         Mock::given(method("GET"))
             .and(path(p))
             .respond_with(rejected.clone())

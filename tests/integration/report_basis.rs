@@ -130,3 +130,102 @@ async fn a_billed_day_shows_the_bill_today_the_estimate_and_today_is_compared_li
     );
     assert!(table.lines().all(|l| l.chars().count() <= 100), "{table}");
 }
+
+/// An Anthropic organisation whose admin key may read the cost analytics API (beta): yesterday's
+/// bill per key lands as billed cost, and what the report bills beyond the keys goes to
+/// `unattributed`; refused, keys keep their estimates.
+async fn anthropic_day(analytics: bool) -> (crate::helpers::TestApp, Vec<Value>, usize) {
+    use crate::fake_anthropic::{cost_line, key_new_shape};
+    let app = spawn_app_with("").await;
+    app.fake.add_key(key_new_shape(
+        "apikey_M",
+        "money",
+        "active",
+        "2026-11-01T00:00:00Z",
+        None,
+    ));
+    let yesterday = this_hour().div_euclid(DAY) * DAY - DAY;
+    let sonnet = "claude-sonnet-4-20250514";
+    app.fake.add_usage(
+        yesterday + 3 * HOUR,
+        crate::helpers::row(Some("apikey_M"), sonnet, 100_000, 10_000),
+    );
+    {
+        let mut data = app.fake.data.lock().unwrap();
+        data.costs.insert(
+            yesterday,
+            vec![
+                cost_line(None, "tokens", Some(sonnet), 4.5),
+                cost_line(None, "web_search", None, 0.5),
+            ],
+        );
+        if analytics {
+            data.analytics = Some(
+                [(
+                    yesterday,
+                    vec![
+                        (Some("apikey_M".to_owned()), 4.0),
+                        (Some("apikey_Z".to_owned()), 0.25),
+                        (None, 0.5),
+                    ],
+                )]
+                .into(),
+            );
+        }
+    }
+    app.cli_ok(&["run", "--once"]).await;
+    let got = rows(&app, &["--by", "key", "--last", "2"]).await;
+    let asked = app.fake.data.lock().unwrap().analytics_requests;
+    (app, got, asked)
+}
+
+fn key_row<'a>(rows: &'a [Value], key: &str) -> &'a Value {
+    rows.iter()
+        .find(|r| r["key_id"] == key && r["partial"] == false)
+        .unwrap_or_else(|| panic!("no closed-day row for {key}: {rows:#?}"))
+}
+
+#[tokio::test]
+async fn anthropic_cost_per_key_from_the_analytics_api_is_billed_and_the_rest_unattributed() {
+    let (_app, got, asked) = anthropic_day(true).await;
+    assert!(asked >= 2, "three rows at two a page: {asked} requests");
+    let m = key_row(&got, "apikey_M");
+    assert!(near(m["spend_usd"].as_f64().unwrap(), 4.0), "{m}");
+    assert_eq!(m["cost_basis"], "billed");
+    assert!(
+        m["cost_usd"].as_f64().unwrap() > 0.0,
+        "the estimate stays beside the bill: {m}"
+    );
+    // The report bills $5.00; the keys hold $4.25 and the Workbench $0.50: the $0.25 left is
+    // unattributed.
+    let workbench = key_row(&got, "workbench");
+    assert!(
+        near(workbench["spend_usd"].as_f64().unwrap(), 0.5),
+        "{workbench}"
+    );
+    let rest = key_row(&got, "unattributed");
+    assert!(near(rest["spend_usd"].as_f64().unwrap(), 0.25), "{rest}");
+    let z = key_row(&got, "apikey_Z");
+    assert!(near(z["spend_usd"].as_f64().unwrap(), 0.25), "{z}");
+    let day: f64 = got
+        .iter()
+        .filter(|r| r["partial"] == false)
+        .map(|r| r["spend_usd"].as_f64().unwrap())
+        .sum();
+    assert!(near(day, 5.0), "the day adds up to the bill: {got:#?}");
+}
+
+#[tokio::test]
+async fn where_the_analytics_beta_is_refused_anthropic_keys_keep_their_estimates() {
+    let (_app, got, _) = anthropic_day(false).await;
+    let m = key_row(&got, "apikey_M");
+    assert_eq!(m["cost_basis"], "estimated", "{m}");
+    assert!(near(
+        m["spend_usd"].as_f64().unwrap(),
+        m["cost_usd"].as_f64().unwrap()
+    ));
+    assert!(
+        got.iter().all(|r| r["key_id"] != "unattributed"),
+        "{got:#?}"
+    );
+}
