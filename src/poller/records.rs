@@ -23,13 +23,17 @@ impl Poller {
             // Snapped: a provider may start the first bucket at the raw start time.
             let start = floor_to(bucket.start.timestamp(), width);
             for row in &bucket.rows {
-                let cost = match self.prices.cost_of(
-                    &row.model,
-                    &row.tokens,
-                    row.web_search_requests,
-                    &row.pricing,
-                    &row.media,
-                ) {
+                let priced = match &row.units {
+                    Some(units) => crate::prices::units::cost(&row.model, units),
+                    None => self.prices.cost_of(
+                        &row.model,
+                        &row.tokens,
+                        row.web_search_requests,
+                        &row.pricing,
+                        &row.media,
+                    ),
+                };
+                let cost = match priced {
                     Priced::Usd(usd) => Some(usd),
                     Priced::Assumed { usd, reason } => {
                         self.warn_once(&row.model, &reason);

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 mod dimensions;
 mod media;
+pub mod units;
 
 pub use dimensions::{factor, Factor, PriceDimensions};
 pub use media::MediaTokens;
@@ -269,6 +270,12 @@ const BUILTIN: &[(&str, Price)] = &[
     // Their output is the picture: without an image breakdown, output is priced as image.
     ("gpt-image-1", Price::openai(5.00, 1.25, 40.00)),
     ("gpt-image-1-mini", Price::openai(2.00, 0.20, 8.00)),
+    // Moderations (`/v1/organization/usage/moderations`): free.
+    ("omni-moderation-latest", Price::openai(0.0, 0.0, 0.0)),
+    ("omni-moderation-2024-09-26", Price::openai(0.0, 0.0, 0.0)),
+    ("text-moderation-latest", Price::openai(0.0, 0.0, 0.0)),
+    ("text-moderation-stable", Price::openai(0.0, 0.0, 0.0)),
+    ("text-moderation-007", Price::openai(0.0, 0.0, 0.0)),
     // Embeddings (`/v1/organization/usage/embeddings`): input tokens only.
     ("text-embedding-3-small", Price::openai(0.02, 0.02, 0.0)),
     ("text-embedding-3-large", Price::openai(0.13, 0.13, 0.0)),

@@ -495,6 +495,7 @@ impl UsageReport {
                         speed: r.speed,
                     },
                     media: MediaTokens::default(),
+                    units: None,
                 });
             }
             buckets.push(UsageBucket {

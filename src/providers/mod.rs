@@ -4,7 +4,7 @@
 pub mod anthropic;
 mod http;
 pub mod openai;
-mod openai_embeddings;
+pub mod openai_more;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -56,6 +56,9 @@ pub struct UsageRow {
     pub pricing: PriceDimensions,
     /// The audio and image parts of `tokens` (OpenAI), priced at their own rates.
     pub media: MediaTokens,
+    /// What the row counted besides tokens (OpenAI's images, speech, transcription and tool
+    /// calls), priced per unit.
+    pub units: Option<crate::prices::units::Units>,
 }
 
 /// One time bucket of a usage report; `rows` is empty when nothing was used.

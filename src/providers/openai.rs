@@ -28,6 +28,8 @@ const COSTS_LIMIT: u32 = 31;
 #[derive(Debug, Clone)]
 pub struct OpenAiClient {
     http: HttpClient,
+    /// The usage endpoints besides completions still asked (`openai_more`).
+    more: std::sync::Arc<super::openai_more::Reachable>,
 }
 
 impl OpenAiClient {
@@ -54,7 +56,10 @@ impl OpenAiClient {
         headers.insert(AUTHORIZATION, auth);
         let http = HttpClient::new(source.base_url.clone(), headers, timeout, retry, max_body)
             .map_err(|e| config_error(super::http::error_chain(&e)))?;
-        Ok(Self { http })
+        Ok(Self {
+            http,
+            more: std::sync::Arc::new(super::openai_more::Reachable::all()),
+        })
     }
 
     /// Every API key of every project (archived projects too), all pages. A key of an archived
@@ -120,8 +125,8 @@ impl OpenAiClient {
     }
 
     /// One page of the completions usage report from `start` (at most `limit` buckets),
-    /// grouped by key, model and the price dimensions, with the embeddings usage of the same
-    /// buckets added (`openai_embeddings`), and the size of the bodies in bytes.
+    /// grouped by key, model and the price dimensions, with the usage of the same buckets from
+    /// the other usage endpoints added (`openai_more`), and the size of the bodies in bytes.
     pub async fn usage_page(
         &self,
         start: DateTime<Utc>,
@@ -133,19 +138,8 @@ impl OpenAiClient {
         let (mut usage, bytes) = self
             .completions_page(start, width, limit, page, cancel)
             .await?;
-        // Embeddings are a smaller part of the spend: a failure to read them (an endpoint the
-        // key may not reach, a page over the cap) does not hold completions back. Their buckets
-        // are read again by the next re-read of late usage (`poll.late_window`).
         let more =
-            match super::openai_embeddings::add_to(&self.http, &mut usage, width, cancel).await {
-                Ok(n) => n,
-                Err(PollError::Cancelled) => return Err(PollError::Cancelled),
-                Err(e) => {
-                    tracing::warn!(error = %e, "embeddings usage could not be read for these \
-                        buckets; completions are stored without it");
-                    0
-                }
-            };
+            super::openai_more::add_to(&self.http, &self.more, &mut usage, width, cancel).await?;
         Ok((usage, bytes + more))
     }
 
@@ -482,6 +476,7 @@ impl UsageResult {
                 ..PriceDimensions::default()
             },
             media,
+            units: None,
         })
     }
 }

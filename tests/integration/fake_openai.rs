@@ -46,6 +46,8 @@ pub struct OaData {
     pub usage: BTreeMap<i64, Vec<OaRow>>,
     /// USD per key by UTC day.
     pub costs: BTreeMap<i64, Vec<(String, f64)>>,
+    /// Results of the other usage endpoints (`fake_openai_more`), by (path, hourly bucket).
+    pub more: BTreeMap<(String, i64), Vec<Value>>,
     /// Embeddings usage by hourly bucket: (key, model, input tokens, requests).
     pub embeddings: BTreeMap<i64, Vec<(String, String, i64, i64)>>,
 }
@@ -55,13 +57,13 @@ pub struct FakeOpenAi {
     pub data: Arc<Mutex<OaData>>,
 }
 
-fn error(status: u16, kind: &str, message: &str) -> ResponseTemplate {
+pub fn error(status: u16, kind: &str, message: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(
         json!({"error": {"message": message, "type": kind, "param": null, "code": null}}),
     )
 }
 
-fn authorised(req: &Request) -> bool {
+pub fn authorised(req: &Request) -> bool {
     req.headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -136,7 +138,7 @@ impl Respond for Keys {
 
 /// Serves buckets from `start_time` (the first one starting exactly there, ending at the next
 /// boundary) to now, `per_page` per page, with `page` tokens carrying the next start.
-fn buckets_page(
+pub fn buckets_page(
     q: &[(String, String)],
     width: i64,
     per_page: usize,
@@ -376,6 +378,7 @@ impl FakeOpenAi {
         )
         .mount(&server)
         .await;
+        crate::fake_openai_more::mount(&server, &data).await;
         mount(
             Mock::given(method("GET"))
                 .and(path("/v1/organization/costs"))

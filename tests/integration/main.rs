@@ -3,6 +3,7 @@
 mod fake_analytics;
 mod fake_anthropic;
 mod fake_openai;
+mod fake_openai_more;
 mod fuzz_corpus;
 mod helpers;
 mod minute_corpus;
@@ -23,6 +24,7 @@ mod defects_store;
 mod detection;
 mod minute_spike;
 mod money;
+mod money_units;
 mod notifier_faults;
 mod notify;
 mod openai;
