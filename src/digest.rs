@@ -70,7 +70,7 @@ async fn build(
         config.poll.bucket_width.seconds(),
         d.timezone,
         &spans,
-        false,
+        &[Dim::Key],
         now,
     )
     .await?;

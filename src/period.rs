@@ -103,7 +103,13 @@ impl PeriodKind {
 /// (a DST gap at midnight), the first instant of the day that does; where it exists twice,
 /// the first.
 pub fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
-    let mut t = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+    local_instant(tz, date.and_hms_opt(0, 0, 0).unwrap_or_default())
+}
+
+/// The UTC instant of the local time `t` in `tz`: the first where it happens twice (a DST
+/// fall-back), the first instant after the gap where it does not happen (spring-forward).
+pub fn local_instant(tz: Tz, t: chrono::NaiveDateTime) -> DateTime<Utc> {
+    let mut t = t;
     for _ in 0..4 {
         match tz.from_local_datetime(&t) {
             LocalResult::Single(d) => return d.with_timezone(&Utc),

@@ -65,6 +65,8 @@ pub async fn prune_at(
             }
             tokio::time::sleep(PAUSE).await;
         }
+        // Splits are sparse (only non-standard traffic): one statement.
+        store.prune_splits(width.seconds(), before).await?;
     }
     if pruned.usage_rows > 0 {
         store.prune_empty_rollup().await?;

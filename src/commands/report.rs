@@ -159,10 +159,8 @@ fn table(rows: &[Row], periods: &[crate::report::Period], tz: Tz, dims: &[Dim]) 
         }
         o.push('\n');
     }
-    if dims.contains(&Dim::Model) {
-        o.push_str(
-            "by model, every figure is an estimate: the providers' cost reports carry no model\n",
-        );
+    if dims.contains(&Dim::Model) || dims.contains(&Dim::Tier) {
+        o.push_str("by model or tier, every figure is an estimate: cost reports carry neither\n");
     }
     o
 }

@@ -316,7 +316,7 @@ pub async fn report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
             None => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    format!("by {d:?}: use key, workspace, model or source"),
+                    format!("by {d:?}: use key, workspace, model, tier or source"),
                 )
             }
         }

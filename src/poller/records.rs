@@ -11,12 +11,45 @@ use std::collections::HashMap;
 
 use super::schedule::floor_to;
 use super::Poller;
-use crate::prices::{Priced, TokenCounts};
+use crate::prices::{PriceDimensions, Priced, TokenCounts};
 use crate::providers::UsagePage;
-use crate::store::UsageRecord;
+use crate::store::{SplitRecord, UsageRecord};
+
+/// The price class of a row's dimensions: its tier (`standard` for the default tiers), then
+/// `/us` and `/fast` where they apply; `None` for plain standard traffic.
+pub fn price_class(d: &PriceDimensions) -> Option<String> {
+    let tier = match d.tier.as_deref() {
+        None | Some("standard" | "default" | "auto" | "") => "standard",
+        Some(t) => t,
+    };
+    let mut class = tier.to_ascii_lowercase();
+    if let Some(geo) = d
+        .geo
+        .as_deref()
+        .filter(|g| !matches!(*g, "global" | "not_available" | ""))
+    {
+        class = format!("{class}/{}", geo.to_ascii_lowercase());
+    }
+    if let Some(speed) = d
+        .speed
+        .as_deref()
+        .filter(|s| !matches!(*s, "standard" | ""))
+    {
+        class = format!("{class}/{}", speed.to_ascii_lowercase());
+    }
+    (class != "standard").then_some(class)
+}
 
 impl Poller {
-    pub(super) fn records(&self, page: &UsagePage, width: i64) -> Vec<UsageRecord> {
+    /// The page's rows as stored (merged per bucket, key and model) and the parts of them that
+    /// ran at a price class other than standard.
+    pub(super) fn records(
+        &self,
+        page: &UsagePage,
+        width: i64,
+    ) -> (Vec<UsageRecord>, Vec<SplitRecord>) {
+        let mut splits: Vec<SplitRecord> = Vec::new();
+        let mut split_at: HashMap<(i64, String, String, String), usize> = HashMap::new();
         let mut out: Vec<UsageRecord> = Vec::new();
         let mut at: HashMap<(i64, &str, &str), usize> = HashMap::new();
         for bucket in &page.buckets {
@@ -51,6 +84,27 @@ impl Poller {
                         None
                     }
                 };
+                if let Some(class) = price_class(&row.pricing) {
+                    let id = (start, row.key_id.clone(), row.model.clone(), class.clone());
+                    match split_at.entry(id) {
+                        Entry::Occupied(i) => {
+                            let s = &mut splits[*i.get()];
+                            s.tokens = add_tokens(&s.tokens, &row.tokens);
+                            s.cost_usd = s.cost_usd.zip(cost).map(|(a, b)| a + b);
+                        }
+                        Entry::Vacant(v) => {
+                            v.insert(splits.len());
+                            splits.push(SplitRecord {
+                                key_id: row.key_id.clone(),
+                                model: row.model.clone(),
+                                bucket_start: start,
+                                price_class: class,
+                                tokens: row.tokens,
+                                cost_usd: cost,
+                            });
+                        }
+                    }
+                }
                 match at.entry((start, row.key_id.as_str(), row.model.as_str())) {
                     Entry::Occupied(i) => {
                         let r = &mut out[*i.get()];
@@ -80,7 +134,7 @@ impl Poller {
                 }
             }
         }
-        out
+        (out, splits)
     }
 
     /// Logs `message` about `model` once per process.

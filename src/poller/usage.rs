@@ -179,7 +179,7 @@ impl Poller {
                 Next::Fail(e) => return Err(e.into()),
             };
             let fetch_ms = took.as_millis() as u64;
-            let records = self.records(&page, width_secs);
+            let (records, splits) = self.records(&page, width_secs);
             for b in &page.buckets {
                 let start = floor_to(b.start.timestamp(), width_secs);
                 cursor.see(start, b.end.timestamp(), settle_cutoff);
@@ -212,6 +212,21 @@ impl Poller {
             };
             let store = async {
                 let storing = std::time::Instant::now();
+                // Splits first (sparse, never staged): a crash between leaves splits whose rows
+                // the next poll stores, never rows whose splits are stale.
+                if let Err(e) = self
+                    .store
+                    .store_splits(
+                        &self.source_name,
+                        width_secs,
+                        &records,
+                        &splits,
+                        now.timestamp(),
+                    )
+                    .await
+                {
+                    return (Err(e), storing.elapsed().as_millis() as u64);
+                }
                 let stored = sink.page(&records, cursor.value(), stage).await;
                 (stored, storing.elapsed().as_millis() as u64)
             };

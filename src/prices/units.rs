@@ -158,9 +158,13 @@ fn assumed(usd: f64, reason: String) -> Priced {
     Priced::Assumed { usd, reason }
 }
 
-/// `model` without a dated snapshot suffix (`gpt-4o-transcribe-2025-03-20` →
-/// `gpt-4o-transcribe`).
+/// The model a per-unit row names, without the label it is stored under (`dall-e-3/images`)
+/// or a dated snapshot suffix (`gpt-4o-transcribe-2025-03-20` → `gpt-4o-transcribe`).
 fn base(model: &str) -> &str {
+    let model = ["/images", "/speech", "/transcription"]
+        .iter()
+        .find_map(|s| model.strip_suffix(s))
+        .unwrap_or(model);
     super::snapshot_alias(model).unwrap_or(model)
 }
 
@@ -193,6 +197,7 @@ mod tests {
             ))
         };
         assert_eq!(img("dall-e-2", 10, "512x512"), (0.18, true));
+        assert_eq!(img("dall-e-2/images", 10, "512x512"), (0.18, true));
         let (u, exact) = img("dall-e-3", 2, "1792x1024");
         assert!(
             (u - 0.16).abs() < 1e-12 && !exact,

@@ -342,7 +342,7 @@ impl CostReport {
             buckets.push(CostBucket {
                 start: b.starting_at,
                 end: b.ending_at,
-                rows: Vec::new(),
+                rows: None,
                 lines,
             });
         }

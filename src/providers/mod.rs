@@ -92,8 +92,9 @@ pub struct CostLine {
 pub struct CostBucket {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
-    /// USD per key (OpenAI); empty for providers without per-key cost.
-    pub rows: Vec<(String, f64)>,
+    /// USD per key, where the provider reported it for this read (OpenAI's costs; Anthropic's
+    /// cost analytics API); `None` leaves what was stored per key for the day in place.
+    pub rows: Option<Vec<(String, f64)>>,
     pub lines: Vec<CostLine>,
 }
 

@@ -267,7 +267,7 @@ fn costs_from(report: Report<CostResult>) -> Result<CostPage, PollError> {
         buckets.push(CostBucket {
             start,
             end,
-            rows,
+            rows: Some(rows),
             lines,
         });
     }

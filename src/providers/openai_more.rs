@@ -127,10 +127,14 @@ impl AnyResult {
             uncached_input: count("input_tokens", self.input_tokens)?,
             ..TokenCounts::default()
         };
+        let model = self.model.unwrap_or_else(|| UNKNOWN_MODEL.to_owned());
+        // Per-unit usage under a name of its own (see `add_to`); `prices::units` reads the
+        // model back from it.
+        let labelled = |what: &str| Some(format!("{model}/{what}"));
         let (model, units, requests) = match e {
-            Endpoint::Embeddings | Endpoint::Moderations => (self.model, None, requests),
+            Endpoint::Embeddings | Endpoint::Moderations => (Some(model), None, requests),
             Endpoint::Images => (
-                self.model,
+                labelled("images"),
                 Some(Units::Images {
                     count: count("images", self.images)?,
                     size: self.size,
@@ -138,12 +142,12 @@ impl AnyResult {
                 requests,
             ),
             Endpoint::Speeches => (
-                self.model,
+                labelled("speech"),
                 Some(Units::Characters(count("characters", self.characters)?)),
                 requests,
             ),
             Endpoint::Transcriptions => (
-                self.model,
+                labelled("transcription"),
                 Some(Units::Seconds(count("seconds", self.seconds)?)),
                 requests,
             ),
@@ -164,7 +168,7 @@ impl AnyResult {
             key_id: self
                 .api_key_id
                 .unwrap_or_else(|| UNATTRIBUTED_KEY_ID.to_owned()),
-            model: model.unwrap_or_else(|| UNKNOWN_MODEL.to_owned()),
+            model: model.unwrap_or_default(),
             web_search_requests: if e == Endpoint::WebSearches { calls } else { 0 },
             // Batch API embeddings cost half.
             pricing: PriceDimensions {
@@ -177,45 +181,20 @@ impl AnyResult {
     }
 }
 
-/// Adds every reachable endpoint's rows of `page`'s buckets to them; the bytes read. An
-/// endpoint that fails is logged and left out of this page (completions are not held back for
-/// a smaller part of the spend); its buckets are read again by the next re-read of late usage
-/// (`poll.late_window`). Rows of these endpoints never share a (key, model) with completions
-/// rows, so a page stored without one leaves what an earlier read stored of it in place.
+/// One bucket an endpoint reported: start, end and rows.
+type Found = (DateTime<Utc>, DateTime<Utc>, Vec<UsageRow>);
+
+/// Adds every reachable endpoint's rows of `page`'s buckets to them, the endpoints read side by
+/// side; the bytes read. An endpoint that fails is logged and left out of this page
+/// (completions are not held back for a smaller part of the spend); its buckets are read again
+/// by the next re-read of late usage (`poll.late_window`). Rows of these endpoints are stored
+/// under model names of their own (tool calls as `file_search_calls`/`web_search_calls`,
+/// others as `MODEL/images`, `MODEL/speech`, `MODEL/transcription`), never sharing a row with
+/// completions, so a page stored without one endpoint leaves what an earlier read stored of it
+/// in place.
 pub(super) async fn add_to(
     http: &HttpClient,
     reachable: &Reachable,
-    page: &mut UsagePage,
-    width: BucketWidth,
-    cancel: &CancellationToken,
-) -> Result<usize, PollError> {
-    let mut bytes = 0;
-    for e in Endpoint::ALL {
-        if !reachable.get(e) {
-            continue;
-        }
-        match add_endpoint(http, e, page, width, cancel).await {
-            Ok(n) => bytes += n,
-            Err(PollError::Cancelled) => return Err(PollError::Cancelled),
-            Err(err @ PollError::Api { status: 404, .. }) => {
-                reachable.drop_endpoint(e);
-                tracing::warn!(error = %err, endpoint = e.path(),
-                    "this usage endpoint does not exist here: not asked again until restart; \
-                     its spend shows only in the billed cost");
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, endpoint = e.path(),
-                    "usage could not be read for these buckets; stored without it, and read \
-                     again by the next re-read of late usage");
-            }
-        }
-    }
-    Ok(bytes)
-}
-
-async fn add_endpoint(
-    http: &HttpClient,
-    e: Endpoint,
     page: &mut UsagePage,
     width: BucketWidth,
     cancel: &CancellationToken,
@@ -226,14 +205,78 @@ async fn add_endpoint(
     ) else {
         return Ok(0);
     };
+    let asked: Vec<Endpoint> = Endpoint::ALL
+        .into_iter()
+        .filter(|e| reachable.get(*e))
+        .collect();
+    let reads = asked
+        .iter()
+        .map(|e| read_endpoint(http, *e, (first, end), width, cancel));
+    let results = futures_util::future::join_all(reads).await;
+    let mut bytes = 0;
+    let w = width.seconds();
+    for (e, result) in asked.into_iter().zip(results) {
+        let found = match result {
+            Ok((found, n)) => {
+                bytes += n;
+                found
+            }
+            Err(PollError::Cancelled) => return Err(PollError::Cancelled),
+            Err(
+                err @ PollError::Api {
+                    status: 403 | 404, ..
+                },
+            ) => {
+                reachable.drop_endpoint(e);
+                tracing::warn!(error = %err, endpoint = e.path(),
+                    "this usage endpoint is not available to the admin key: not asked again \
+                     until restart; its spend shows only in the billed cost");
+                continue;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, endpoint = e.path(),
+                    "usage could not be read for these buckets; stored without it, and read \
+                     again by the next re-read of late usage");
+                continue;
+            }
+        };
+        for (start, bucket_end, rows) in found {
+            let snapped = start.timestamp().div_euclid(w);
+            match page
+                .buckets
+                .iter_mut()
+                .find(|b| b.start.timestamp().div_euclid(w) == snapped)
+            {
+                Some(bucket) => bucket.rows.extend(rows),
+                // Inside the page's span but absent from it (a report that skipped an idle
+                // bucket): kept as a bucket of its own.
+                None => page.buckets.push(UsageBucket {
+                    start,
+                    end: bucket_end,
+                    rows,
+                }),
+            }
+        }
+    }
+    Ok(bytes)
+}
+
+/// Every page of one endpoint for the buckets in `[first, end)`, read whole (a failure
+/// part-way adds nothing), and the bytes read.
+async fn read_endpoint(
+    http: &HttpClient,
+    e: Endpoint,
+    (first, end): (DateTime<Utc>, DateTime<Utc>),
+    width: BucketWidth,
+    cancel: &CancellationToken,
+) -> Result<(Vec<Found>, usize), PollError> {
     let w = width.seconds();
     let limit = u32::try_from((end.timestamp() - first.timestamp()).div_euclid(w) + 1)
         .unwrap_or(u32::MAX)
         .clamp(1, width.max_page());
     let mut pager = Pager::new(e.path());
     let mut bytes = 0;
-    // Read whole before anything is added: a failure part-way leaves the page as it was.
-    let mut found: Vec<(DateTime<Utc>, DateTime<Utc>, Vec<UsageRow>)> = Vec::new();
+    let mut found: Vec<Found> = Vec::new();
     loop {
         let (report, n): (Report<AnyResult>, usize) = http
             .get_json_sized(
@@ -268,25 +311,7 @@ async fn add_endpoint(
             }
         }
         if !pager.advance(next)? {
-            break;
+            return Ok((found, bytes));
         }
     }
-    for (start, bucket_end, rows) in found {
-        let snapped = start.timestamp().div_euclid(w);
-        match page
-            .buckets
-            .iter_mut()
-            .find(|b| b.start.timestamp().div_euclid(w) == snapped)
-        {
-            Some(bucket) => bucket.rows.extend(rows),
-            // Inside the page's span but absent from it (a report that skipped an idle
-            // bucket): kept as a bucket of its own.
-            None => page.buckets.push(UsageBucket {
-                start,
-                end: bucket_end,
-                rows,
-            }),
-        }
-    }
-    Ok(bytes)
 }

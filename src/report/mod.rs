@@ -19,16 +19,20 @@ pub enum Dim {
     Workspace,
     Key,
     Model,
+    /// The price class: service tier, then `/us` (US-only inference) and `/fast` (fast mode)
+    /// where they apply.
+    Tier,
 }
 
 impl Dim {
-    /// `source`, `workspace`, `key` or `model` as a user writes it.
+    /// `source`, `workspace`, `key`, `model` or `tier` as a user writes it.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "source" => Some(Self::Source),
             "workspace" => Some(Self::Workspace),
             "key" => Some(Self::Key),
             "model" => Some(Self::Model),
+            "tier" => Some(Self::Tier),
             _ => None,
         }
     }
@@ -118,19 +122,17 @@ pub async fn load(
     };
     let spans: Vec<(i64, i64)> = list.iter().map(Period::span).collect();
     let dims = req.dims();
-    let by_model = dims.contains(&Dim::Model);
-    let mut figures = read(store, width_secs, req.zone, &spans, by_model, now).await?;
+    let mut figures = read(store, width_secs, req.zone, &spans, &dims, now).await?;
     // A period not over yet is spend to date: its change is against the period before up to
     // the same point, read as one more index after the periods.
     let open = list.iter().rposition(|p| p.start <= now && now < p.end);
     let mut like_for_like = None;
     if let Some(p) = open.filter(|p| *p > 0) {
         let before = &list[p - 1];
-        let elapsed = now - list[p].start;
-        let end = (before.start + elapsed).min(before.end);
+        let end = same_point(req.zone, now, &list[p], before);
         let index = list.len();
         for part in whole_days_and_rest(req.zone, before.start, end) {
-            let more = read(store, width_secs, req.zone, &[part], by_model, now).await?;
+            let more = read(store, width_secs, req.zone, &[part], &dims, now).await?;
             figures.absorb(more, index);
         }
         like_for_like = Some((p, index));
@@ -159,20 +161,31 @@ pub async fn load(
     }))
 }
 
-/// Usage per period of `spans` and, unless split by model, each key's best known spend (the
-/// bill for closed UTC days it covers, the estimate for the rest): the same figures budgets
-/// judge. The spend of each span is read side by side on the pool's connections.
+/// Usage per period of `spans` (with its price-class splits when grouped `by` tier) and,
+/// unless split by model or tier, each key's best known spend (the bill for closed UTC days it
+/// covers, the estimate for the rest): the same figures budgets judge. The spend of each span
+/// is read side by side on the pool's connections.
 pub async fn read(
     store: &Store,
     width_secs: i64,
     zone: Tz,
     spans: &[(i64, i64)],
-    by_model: bool,
+    by: &[Dim],
     now: DateTime<Utc>,
 ) -> Result<Figures, StoreError> {
     let usage = store.usage_by_period(width_secs, zone, spans).await?;
-    if by_model {
-        return Ok(Figures { usage, spend: None });
+    let splits = if by.contains(&Dim::Tier) {
+        Some(store.splits_by_period(width_secs, spans).await?)
+    } else {
+        None
+    };
+    // Cost reports carry neither model nor tier.
+    if by.contains(&Dim::Model) || by.contains(&Dim::Tier) {
+        return Ok(Figures {
+            usage,
+            spend: None,
+            splits,
+        });
     }
     let today = now.timestamp().div_euclid(86_400) * 86_400;
     let reads = spans.iter().enumerate().map(|(i, &(from, to))| async move {
@@ -189,7 +202,19 @@ pub async fn read(
     Ok(Figures {
         usage,
         spend: Some(spend),
+        splits,
     })
+}
+
+/// The instant as far into `before` as `now` is into `current`, in local wall-clock time (so
+/// a DST change in either period does not move it by an hour), never past `before`'s end.
+fn same_point(zone: Tz, now: DateTime<Utc>, current: &Period, before: &Period) -> DateTime<Utc> {
+    let local = |t: DateTime<Utc>| t.with_timezone(&zone).naive_local();
+    let elapsed = local(now) - local(current.start);
+    local(before.start)
+        .checked_add_signed(elapsed)
+        .map_or(before.end, |t| crate::period::local_instant(zone, t))
+        .clamp(before.start, before.end)
 }
 
 /// `[from, to)` as whole local days (read from the daily rollup) and the hours after the last
@@ -202,4 +227,29 @@ fn whole_days_and_rest(zone: Tz, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<
         .filter(|(a, b)| a < b)
         .map(|(a, b)| (a.timestamp(), b.timestamp()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn like_for_like_is_the_same_wall_clock_time_across_a_dst_change() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        // Monday 2026-03-30 10:00 in Berlin (08:00 UTC); Sunday the 29th lost an hour.
+        let now = Utc.with_ymd_and_hms(2026, 3, 30, 8, 0, 0).unwrap();
+        let today = Period::containing(PeriodKind::Day, berlin, now);
+        let sunday = today.previous().unwrap();
+        assert_eq!(
+            same_point(berlin, now, &today, &sunday),
+            Utc.with_ymd_and_hms(2026, 3, 29, 8, 0, 0).unwrap(),
+            "Sunday 10:00 CEST, not 11:00"
+        );
+        // The 31st of a month against a 30-day month: the whole month before.
+        let now = Utc.with_ymd_and_hms(2026, 12, 31, 12, 0, 0).unwrap();
+        let december = Period::containing(PeriodKind::Month, Tz::UTC, now);
+        let november = december.previous().unwrap();
+        assert_eq!(same_point(Tz::UTC, now, &december, &november), november.end);
+    }
 }

@@ -2,7 +2,7 @@
 //! periods, with the change against the period before (like for like while a period is not
 //! over), and the row as JSON and CSV.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -42,8 +42,11 @@ impl Basis {
 pub struct Figures {
     pub usage: Vec<PeriodUsage>,
     /// Each key's best known spend per period; `None` when reports cannot use the bill (split
-    /// by model: cost reports carry no model), and the estimate is the spend.
+    /// by model or tier: cost reports carry neither), and the estimate is the spend.
     pub spend: Option<Vec<(usize, String, String, Spend)>>,
+    /// The parts of `usage` at a price class other than standard, with the class; read only
+    /// when split by tier.
+    pub splits: Option<Vec<(PeriodUsage, String)>>,
 }
 
 impl Figures {
@@ -55,6 +58,12 @@ impl Figures {
         }));
         if let (Some(mine), Some(theirs)) = (self.spend.as_mut(), other.spend) {
             mine.extend(theirs.into_iter().map(|(_, s, k, v)| (index, s, k, v)));
+        }
+        if let (Some(mine), Some(theirs)) = (self.splits.as_mut(), other.splits) {
+            mine.extend(theirs.into_iter().map(|(mut u, class)| {
+                u.period = index;
+                (u, class)
+            }));
         }
     }
 }
@@ -166,7 +175,7 @@ fn group_of(
     dims: &[Dim],
     source: &str,
     key: &str,
-    model: Option<&str>,
+    (model, tier): (Option<&str>, &str),
     facts: &dyn Fn(&str, &str) -> KeyFacts,
 ) -> Group {
     let f = facts(source, key);
@@ -183,9 +192,71 @@ fn group_of(
                 g.push(("key_name", f.name.clone().unwrap_or_default()));
             }
             Dim::Model => g.push(("model", model.unwrap_or("(billed)").to_owned())),
+            Dim::Tier => g.push(("tier", tier.to_owned())),
         }
     }
     g
+}
+
+/// The usage rows with their price class: without splits, every row as `standard`; with
+/// them, each row less its splits as `standard` (request counts are not split: a tier row has
+/// none) and each split as its own class.
+fn by_tier(figures: &Figures) -> Vec<(PeriodUsage, String)> {
+    let standard = |u: &PeriodUsage| (u.clone(), "standard".to_owned());
+    let Some(splits) = &figures.splits else {
+        return figures.usage.iter().map(standard).collect();
+    };
+    let mut part: HashMap<(usize, &str, &str, &str), PeriodUsage> = HashMap::new();
+    for (s, _) in splits {
+        let p = part
+            .entry((s.period, &s.source, &s.key_id, &s.model))
+            .or_insert_with(|| PeriodUsage {
+                tokens: TokenCounts::default(),
+                requests: None,
+                cost_usd: 0.0,
+                unpriced_tokens: 0,
+                ..s.clone()
+            });
+        p.tokens = add(&p.tokens, &s.tokens, 1);
+        p.cost_usd += s.cost_usd;
+        p.unpriced_tokens = p.unpriced_tokens.saturating_add(s.unpriced_tokens);
+    }
+    let mut out: Vec<(PeriodUsage, String)> = figures
+        .usage
+        .iter()
+        .filter_map(|u| {
+            let mut rest = u.clone();
+            if let Some(p) = part.get(&(
+                u.period,
+                u.source.as_str(),
+                u.key_id.as_str(),
+                u.model.as_str(),
+            )) {
+                rest.tokens = add(&u.tokens, &p.tokens, -1);
+                rest.cost_usd = (u.cost_usd - p.cost_usd).max(0.0);
+                rest.unpriced_tokens = u.unpriced_tokens.saturating_sub(p.unpriced_tokens).max(0);
+                // All of it at other classes: no standard row.
+                if rest.tokens == TokenCounts::default() && rest.cost_usd < 1e-9 {
+                    return None;
+                }
+            }
+            Some((rest, "standard".to_owned()))
+        })
+        .collect();
+    out.extend(splits.iter().cloned());
+    out
+}
+
+/// `a + sign × b` per class, never below 0 (a split can outlive a row that shrank, briefly).
+fn add(a: &TokenCounts, b: &TokenCounts, sign: i64) -> TokenCounts {
+    let f = |x: i64, y: i64| x.saturating_add(y.saturating_mul(sign)).max(0);
+    TokenCounts {
+        uncached_input: f(a.uncached_input, b.uncached_input),
+        cache_read: f(a.cache_read, b.cache_read),
+        cache_write_5m: f(a.cache_write_5m, b.cache_write_5m),
+        cache_write_1h: f(a.cache_write_1h, b.cache_write_1h),
+        output: f(a.output, b.output),
+    }
 }
 
 /// Rolls `figures` up by `dims`. `periods[0]` is only the baseline for the change column; rows
@@ -200,11 +271,11 @@ pub fn rollup(
     like_for_like: Option<(usize, usize)>,
 ) -> Vec<Row> {
     let mut sums: BTreeMap<(usize, Group), Sums> = BTreeMap::new();
-    for u in &figures.usage {
+    for (u, tier) in by_tier(figures) {
         let s = sums
             .entry((
                 u.period,
-                group_of(dims, &u.source, &u.key_id, Some(&u.model), facts),
+                group_of(dims, &u.source, &u.key_id, (Some(&u.model), &tier), facts),
             ))
             .or_default();
         let t = &mut s.tokens;
@@ -226,7 +297,10 @@ pub fn rollup(
         }
         for (period, source, key, v) in spend {
             let s = sums
-                .entry((*period, group_of(dims, source, key, None, facts)))
+                .entry((
+                    *period,
+                    group_of(dims, source, key, (None, "standard"), facts),
+                ))
                 .or_default();
             s.spend = Some(s.spend.unwrap_or(0.0) + v.usd);
             s.estimated_part += v.estimated_part();
@@ -289,6 +363,7 @@ pub fn to_csv(rows: &[Row], by: &[Dim]) -> String {
             Dim::Workspace => columns.push("workspace_id"),
             Dim::Key => columns.extend(["key_id", "key_name"]),
             Dim::Model => columns.push("model"),
+            Dim::Tier => columns.push("tier"),
         }
     }
     columns.extend(TokenCounts::NAMES);

@@ -1,6 +1,6 @@
 //! Billed cost per key and day, as the provider reports it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -12,8 +12,8 @@ use crate::providers::{CostLine, UNATTRIBUTED_KEY_ID};
 pub struct CostDay {
     /// UTC midnight.
     pub day: i64,
-    /// USD per key, where the provider reports it.
-    pub per_key: Vec<(String, f64)>,
+    /// USD per key, where the provider reported it; `None` keeps what is stored for the day.
+    pub per_key: Option<Vec<(String, f64)>>,
     pub lines: Vec<CostLine>,
 }
 
@@ -24,17 +24,6 @@ struct KeyDay {
     key_id: String,
     day_start: i64,
     usd: f64,
-}
-
-/// keywatch's estimate of one key on one UTC day, and whether the provider billed that source's
-/// day (see [`Store::spend_by_key`]).
-#[derive(sqlx::FromRow)]
-struct KeyDayEstimate {
-    source: String,
-    key_id: String,
-    day: i64,
-    usd: f64,
-    billed_day: bool,
 }
 
 /// A key's spend over a span, and how much of it is the provider's bill.
@@ -83,8 +72,13 @@ impl Store {
         } in days
         {
             // A day re-read in full replaces the stored one, so a key whose cost moved to
-            // another key (or vanished) does not linger.
-            for table in ["billed_costs", "provider_costs"] {
+            // another key (or vanished) does not linger. Without a per-key split in this read,
+            // the stored one stays.
+            let mut tables = vec!["provider_costs"];
+            if rows.is_some() {
+                tables.push("billed_costs");
+            }
+            for table in tables {
                 sqlx::query(&format!(
                     "DELETE FROM {table} WHERE source = ? AND day_start = ?"
                 ))
@@ -110,11 +104,11 @@ impl Store {
                 qb.push(" ON CONFLICT DO UPDATE SET amount_usd = amount_usd + excluded.amount_usd");
                 qb.build().execute(&mut *tx).await?;
             }
-            for chunk in rows.chunks(100) {
+            for chunk in rows.iter().flatten().collect::<Vec<_>>().chunks(100) {
                 let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                     "INSERT INTO billed_costs (source, day_start, key_id, amount_usd, updated_at) ",
                 );
-                qb.push_values(chunk, |mut b, (key, usd)| {
+                qb.push_values(chunk, |mut b, &(key, usd)| {
                     b.push_bind(source)
                         .push_bind(day)
                         .push_bind(key)
@@ -200,60 +194,7 @@ impl Store {
         to: i64,
         today: i64,
     ) -> Result<Vec<(String, String, Spend)>, StoreError> {
-        // Without billed figures in the period (no per-key billing, or none closed yet) the
-        // estimate is the whole answer: skip the per-row lookup into billed_costs.
-        let any_billed: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM billed_costs
-                            WHERE day_start >= ? AND day_start + 86400 <= ? AND day_start + 86400 <= ?)",
-        )
-        .bind(from)
-        .bind(to)
-        .bind(today)
-        .fetch_one(&self.pool)
-        .await?;
-        if !any_billed {
-            if let Some(sums) = self.rolled_key_spend(zone, width_secs, from, to).await? {
-                return Ok(sums
-                    .into_iter()
-                    .map(|(s, k, usd)| (s, k, Spend::estimated(usd)))
-                    .collect());
-            }
-            let rows: Vec<KeySpend> = sqlx::query_as(
-                "SELECT source, key_id, SUM(COALESCE(cost_usd, 0.0)) AS usd FROM usage_buckets
-                 WHERE bucket_width = ? AND bucket_start >= ? AND bucket_start < ?
-                 GROUP BY source, key_id",
-            )
-            .bind(width_secs)
-            .bind(from)
-            .bind(to)
-            .fetch_all(&self.pool)
-            .await?;
-            return Ok(rows
-                .into_iter()
-                .map(|r| (r.source, r.key_id, Spend::estimated(r.usd)))
-                .collect());
-        }
-        // Estimates per key and UTC day; on a billed day, the day's estimate stands for each
-        // key the bill has no row of its own for (its cost went to `unattributed`, or was
-        // left out), so a key's spend never drops below its estimate for lack of attribution.
-        let estimated: Vec<KeyDayEstimate> = sqlx::query_as(
-            "SELECT u.source AS source, u.key_id AS key_id, (u.bucket_start / 86400) * 86400 AS day,
-                    SUM(COALESCE(u.cost_usd, 0.0)) AS usd,
-                    EXISTS (SELECT 1 FROM billed_costs b
-                            WHERE b.source = u.source AND b.day_start = (u.bucket_start / 86400) * 86400
-                              AND b.day_start >= ?4 AND b.day_start + 86400 <= ?3
-                              AND b.day_start + 86400 <= ?5) AS billed_day
-             FROM usage_buckets u
-             WHERE u.bucket_width = ?1 AND u.bucket_start >= ?2 AND u.bucket_start < ?3
-             GROUP BY u.source, u.key_id, day",
-        )
-        .bind(width_secs)
-        .bind(from)
-        .bind(to)
-        .bind(from)
-        .bind(today)
-        .fetch_all(&self.pool)
-        .await?;
+        // The bill's rows for closed UTC days wholly inside the span.
         let billed: Vec<KeyDay> = sqlx::query_as(
             "SELECT source, key_id, day_start, amount_usd AS usd FROM billed_costs
              WHERE day_start >= ? AND day_start + 86400 <= ? AND day_start + 86400 <= ?",
@@ -263,16 +204,77 @@ impl Store {
         .bind(today)
         .fetch_all(&self.pool)
         .await?;
+        // The span's estimate per key: from the rollup where the span is whole local days of a
+        // rolled-up zone, else from the buckets.
+        let whole = match self.rolled_key_spend(zone, width_secs, from, to).await? {
+            Some(sums) => sums,
+            None => {
+                let rows: Vec<KeySpend> = sqlx::query_as(
+                    "SELECT source, key_id, SUM(COALESCE(cost_usd, 0.0)) AS usd FROM usage_buckets
+                     WHERE bucket_width = ? AND bucket_start >= ? AND bucket_start < ?
+                     GROUP BY source, key_id",
+                )
+                .bind(width_secs)
+                .bind(from)
+                .bind(to)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|r| (r.source, r.key_id, r.usd))
+                    .collect()
+            }
+        };
+        // Without billed figures (no per-key billing, or none closed yet) the estimate is the
+        // whole answer.
+        if billed.is_empty() {
+            return Ok(whole
+                .into_iter()
+                .map(|(s, k, usd)| (s, k, Spend::estimated(usd)))
+                .collect());
+        }
+        // Each key's estimate on the billed days (from the UTC rollup: UTC is always rolled
+        // up), and the rest of its span's estimate as one more, unbilled, part. On a billed day,
+        // the day's estimate stands for each key the bill has no row of its own for (its cost
+        // went to `unattributed`, or was left out), so a key's spend never drops below its
+        // estimate for lack of attribution.
+        let days: HashSet<(&str, i64)> = billed
+            .iter()
+            .map(|r| (r.source.as_str(), r.day_start))
+            .collect();
+        let first = days.iter().map(|d| d.1).min().unwrap_or(from);
+        let last = days.iter().map(|d| d.1).max().unwrap_or(from);
+        let on_days: Vec<KeyDay> = sqlx::query_as(
+            "SELECT source, key_id, day * 86400 AS day_start, SUM(cost_usd) AS usd FROM usage_daily
+             WHERE zone = 'UTC' AND bucket_width = ? AND day >= ? AND day <= ? AND buckets > 0
+             GROUP BY source, key_id, day",
+        )
+        .bind(width_secs)
+        .bind(first.div_euclid(86_400))
+        .bind(last.div_euclid(86_400))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut rest: HashMap<(String, String), f64> =
+            whole.into_iter().map(|(s, k, usd)| ((s, k), usd)).collect();
+        let mut estimated: Vec<((String, String, i64), f64, bool)> = Vec::new();
+        for r in on_days {
+            if !days.contains(&(r.source.as_str(), r.day_start)) {
+                continue;
+            }
+            if let Some(usd) = rest.get_mut(&(r.source.clone(), r.key_id.clone())) {
+                *usd -= r.usd;
+            }
+            estimated.push(((r.source, r.key_id, r.day_start), r.usd, true));
+        }
+        // The unbilled rest as a day that is never billed.
+        estimated.extend(
+            rest.into_iter()
+                .map(|((s, k), usd)| ((s, k, i64::MIN), usd.max(0.0), false)),
+        );
         let billed: HashMap<(String, String, i64), f64> = billed
             .into_iter()
             .map(|r| ((r.source, r.key_id, r.day_start), r.usd))
             .collect();
-        Ok(attribute(
-            estimated
-                .into_iter()
-                .map(|r| ((r.source, r.key_id, r.day), r.usd, r.billed_day)),
-            billed,
-        ))
+        Ok(attribute(estimated.into_iter(), billed))
     }
 }
 

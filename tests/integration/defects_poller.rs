@@ -432,7 +432,7 @@ async fn provider_costs_and_sent_digests_are_pruned_with_their_retention() {
         .iter()
         .map(|d| CostDay {
             day: today - d * DAY,
-            per_key: vec![("apikey_01A".to_owned(), 1.0)],
+            per_key: Some(vec![("apikey_01A".to_owned(), 1.0)]),
             lines: vec![line(1.0)],
         })
         .collect();

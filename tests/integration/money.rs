@@ -119,6 +119,35 @@ async fn batch_us_only_fast_mode_and_web_searches_are_priced_at_their_own_rates(
         (total - 64.633).abs() < 0.005,
         "history total {total}: {history}"
     );
+
+    // Finance's split by tier: the price classes apart, standard the rest.
+    let json = app
+        .cli_ok(&[
+            "report",
+            "--by",
+            "tier",
+            "--since",
+            "1d",
+            "--format",
+            "json",
+            "--timezone",
+            "UTC",
+        ])
+        .await;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let tier = |t: &str| -> i64 {
+        let usd: f64 = rows
+            .iter()
+            .filter(|r| r["tier"] == t)
+            .map(|r| r["spend_usd"].as_f64().unwrap())
+            .sum();
+        (usd * 1000.0).round() as i64
+    };
+    assert_eq!(tier("standard"), 7_633, "{json}");
+    assert_eq!(tier("batch"), 3_750, "{json}");
+    assert_eq!(tier("standard/us"), 8_250, "{json}");
+    assert_eq!(tier("standard/fast"), 45_000, "{json}");
+    assert!(rows.iter().all(|r| r["cost_basis"] != "billed"));
 }
 
 #[tokio::test]

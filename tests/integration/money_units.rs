@@ -93,10 +93,10 @@ async fn images_speech_transcription_and_tool_calls_are_priced_per_unit_on_their
         assert_eq!(r.len(), 1, "{model}: {rows:#?}");
         cents(r[0].cost_usd)
     };
-    assert_eq!(cost_of("dall-e-2"), 18);
-    assert_eq!(cost_of("gpt-image-1"), 110);
-    assert_eq!(cost_of("tts-1-hd"), 3_000);
-    assert_eq!(cost_of("whisper-1"), 6);
+    assert_eq!(cost_of("dall-e-2/images"), 18);
+    assert_eq!(cost_of("gpt-image-1/images"), 110);
+    assert_eq!(cost_of("tts-1-hd/speech"), 3_000);
+    assert_eq!(cost_of("whisper-1/transcription"), 6);
     assert_eq!(cost_of("omni-moderation-latest"), 0);
     assert_eq!(cost_of("file_search_calls"), 250);
     assert_eq!(cost_of("web_search_calls"), 1_000);
@@ -139,7 +139,10 @@ async fn images_speech_transcription_and_tool_calls_are_priced_per_unit_on_their
     let report = app.run_once().await;
     assert!(report.failed_sources.is_empty(), "{report:?}");
     let rows = app.stored_rows().await;
-    let kept: Vec<_> = rows.iter().filter(|r| r.model == "gpt-image-1").collect();
+    let kept: Vec<_> = rows
+        .iter()
+        .filter(|r| r.model == "gpt-image-1/images")
+        .collect();
     assert_eq!(kept.len(), 1, "{rows:#?}");
     assert_eq!(cents(kept[0].cost_usd), 110);
 }

@@ -113,7 +113,7 @@ async fn a_billed_day_shows_the_bill_today_the_estimate_and_today_is_compared_li
         ])
         .await;
     assert!(
-        table.contains("every figure is an estimate: the providers' cost reports carry no model"),
+        table.contains("by model or tier, every figure is an estimate: cost reports carry neither"),
         "{table}"
     );
     let table = app
@@ -187,7 +187,7 @@ fn key_row<'a>(rows: &'a [Value], key: &str) -> &'a Value {
 
 #[tokio::test]
 async fn anthropic_cost_per_key_from_the_analytics_api_is_billed_and_the_rest_unattributed() {
-    let (_app, got, asked) = anthropic_day(true).await;
+    let (app, got, asked) = anthropic_day(true).await;
     assert!(asked >= 2, "three rows at two a page: {asked} requests");
     let m = key_row(&got, "apikey_M");
     assert!(near(m["spend_usd"].as_f64().unwrap(), 4.0), "{m}");
@@ -213,6 +213,15 @@ async fn anthropic_cost_per_key_from_the_analytics_api_is_billed_and_the_rest_un
         .map(|r| r["spend_usd"].as_f64().unwrap())
         .sum();
     assert!(near(day, 5.0), "the day adds up to the bill: {got:#?}");
+
+    // Refused on a later poll (the beta withdrawn): the cost report is stored again, and the
+    // per-key split stored before stays.
+    app.fake.data.lock().unwrap().analytics = None;
+    app.cli_ok(&["run", "--once"]).await;
+    let again = rows(&app, &["--by", "key", "--last", "2"]).await;
+    let m = key_row(&again, "apikey_M");
+    assert_eq!(m["cost_basis"], "billed", "{m}");
+    assert!(near(m["spend_usd"].as_f64().unwrap(), 4.0), "{m}");
 }
 
 #[tokio::test]
@@ -228,4 +237,56 @@ async fn where_the_analytics_beta_is_refused_anthropic_keys_keep_their_estimates
         got.iter().all(|r| r["key_id"] != "unattributed"),
         "{got:#?}"
     );
+}
+
+#[tokio::test]
+async fn a_bucket_read_again_replaces_its_tier_split() {
+    use crate::fake_anthropic::{key_new_shape, FakeRow, Tokens};
+    let app = spawn_app_with("").await;
+    app.fake.add_key(key_new_shape(
+        "apikey_T",
+        "tiers",
+        "active",
+        "2026-11-01T00:00:00Z",
+        None,
+    ));
+    let row = FakeRow {
+        key: Some("apikey_T".to_owned()),
+        model: "claude-sonnet-4-20250514".to_owned(),
+        tokens: Tokens {
+            uncached: 1_000_000,
+            ..Tokens::default()
+        },
+        tier: Some("batch".to_owned()),
+        ..FakeRow::default()
+    };
+    // The current hour, read again by every poll.
+    app.fake.add_usage(this_hour(), row);
+    app.cli_ok(&["run", "--once"]).await;
+    let tiers = |got: &[Value]| -> Vec<(String, f64)> {
+        got.iter()
+            .map(|r| {
+                (
+                    r["tier"].as_str().unwrap().to_owned(),
+                    r["spend_usd"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let got = rows(&app, &["--by", "tier", "--last", "1"]).await;
+    // $3 a million input tokens, half in batch.
+    assert_eq!(tiers(&got), vec![("batch".to_owned(), 1.5)], "{got:#?}");
+
+    // The provider now reports the hour as standard traffic: the old split goes.
+    app.fake
+        .data
+        .lock()
+        .unwrap()
+        .usage
+        .values_mut()
+        .flatten()
+        .for_each(|r| r.tier = None);
+    app.cli_ok(&["run", "--once"]).await;
+    let got = rows(&app, &["--by", "tier", "--last", "1"]).await;
+    assert_eq!(tiers(&got), vec![("standard".to_owned(), 3.0)], "{got:#?}");
 }

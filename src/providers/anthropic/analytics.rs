@@ -71,7 +71,8 @@ impl AnthropicClient {
             return Ok(None);
         }
         let now = Utc::now().timestamp();
-        let oldest = (now - 364 * DAY).max(FIRST_SERVED);
+        // Whole days only: the first midnight inside the API's 365 days.
+        let oldest = ((now - 364 * DAY).div_euclid(DAY) * DAY + DAY).max(FIRST_SERVED);
         let start = start.max(DateTime::from_timestamp(oldest, 0).unwrap_or(start));
         let end = end.min(DateTime::from_timestamp(now.div_euclid(DAY) * DAY, 0).unwrap_or(end));
         if start >= end {
@@ -110,9 +111,10 @@ impl AnthropicClient {
             }
         })
         .await;
+        let read = read.and_then(|items| per_day(items, start.timestamp(), end.timestamp()));
         match read {
-            Ok(items) => Ok(Some(per_day(items)?)),
-            Err(e @ PollError::Api { status, .. }) if refused(status) => {
+            Ok(days) => Ok(Some(days)),
+            Err(e) if refused(&e) => {
                 self.analytics.store(false, Ordering::Relaxed);
                 tracing::warn!(error = %e,
                     "Anthropic's cost analytics API (beta {ANALYTICS_BETA}) is not available to \
@@ -120,23 +122,69 @@ impl AnthropicClient {
                      `estimated`); not asked again until restart");
                 Ok(None)
             }
-            Err(e) => Err(e),
+            // Worth asking again soon: the cost poll fails and is retried, as for the report.
+            Err(
+                e
+                @ (PollError::Timeout { .. } | PollError::Transport { .. } | PollError::Cancelled),
+            ) => Err(e),
+            Err(
+                e @ PollError::Api {
+                    status: 429 | 500..=599,
+                    ..
+                },
+            ) => Err(e),
+            // A reply keywatch cannot use (a row it refuses, a page over the cap): the report's
+            // days are stored without a per-key split (what was stored per key stays), and the
+            // next poll asks again.
+            Err(e) => {
+                tracing::warn!(error = %e,
+                    "Anthropic's cost analytics API gave an answer keywatch cannot use: the cost \
+                     report is stored without per-key cost for these days; asked again next poll");
+                Ok(None)
+            }
         }
     }
 }
 
-/// A refusal that asking again will not change: the beta or the endpoint is not available
-/// (400, 403, 404). Rate limits and server errors are retried by the cost poll instead.
-fn refused(status: u16) -> bool {
-    matches!(status, 400 | 403 | 404)
+/// A refusal that asking again will not change: the endpoint or the beta is not available to
+/// this admin key (403, 404; a 400 that names the beta, the analytics API or a HIPAA-ready
+/// organisation). Any other 400 may be keywatch's own request and is not taken as a refusal.
+fn refused(e: &PollError) -> bool {
+    match e {
+        PollError::Api {
+            status: 403 | 404, ..
+        } => true,
+        PollError::Api {
+            status: 400,
+            message,
+            ..
+        } => {
+            let m = message.to_ascii_lowercase();
+            ["beta", "analytics", "hipaa", "not available", "not enabled"]
+                .iter()
+                .any(|w| m.contains(w))
+        }
+        _ => false,
+    }
 }
 
-fn per_day(items: Vec<Item>) -> Result<KeyCosts, PollError> {
+/// The largest amount one row may carry, in cents: $10^12. Larger is refused as garbage, so
+/// sums stay finite.
+const MAX_CENTS: f64 = 1e14;
+
+/// USD per key for each UTC day in `[start, end)`; a day without rows is there, empty (the
+/// API reported no cost per key for it).
+fn per_day(items: Vec<Item>, start: i64, end: i64) -> Result<KeyCosts, PollError> {
     let bad = |message: String| PollError::Decode {
         endpoint: ANALYTICS_COST_ENDPOINT.to_owned(),
         message,
     };
     let mut days: BTreeMap<i64, BTreeMap<String, f64>> = BTreeMap::new();
+    let mut day = start.div_euclid(DAY) * DAY;
+    while day < end {
+        days.insert(day, BTreeMap::new());
+        day += DAY;
+    }
     for item in items {
         let (start, end) = (item.starting_at.timestamp(), item.ending_at.timestamp());
         if start.rem_euclid(DAY) != 0 || end - start != DAY {
@@ -158,8 +206,8 @@ fn per_day(items: Vec<Item>) -> Result<KeyCosts, PollError> {
                 .parse()
                 .map_err(|_| bad(format!("amount {a:?} is not a number")))?,
         };
-        if !cents.is_finite() {
-            return Err(bad("an amount is not finite".to_owned()));
+        if !cents.is_finite() || cents.abs() > MAX_CENTS {
+            return Err(bad(format!("amount {cents} cents is not a plausible cost")));
         }
         let key = item
             .group
@@ -176,10 +224,13 @@ fn per_day(items: Vec<Item>) -> Result<KeyCosts, PollError> {
 /// Puts each day's cost per key on the cost report's days. What the report bills beyond the
 /// keys' sum (the analytics API may leave out the smallest groups) is added to
 /// [`UNATTRIBUTED_KEY_ID`], so a day's keys always add up to the bill. A day the analytics
-/// API has no row for gets only that remainder: its keys keep their estimates.
+/// API reported without rows gets only that remainder (its keys keep their estimates); a day
+/// it was not asked about (today, not closed) keeps no split.
 pub fn attach(buckets: &mut [CostBucket], mut costs: KeyCosts) {
     for b in buckets {
-        let mut rows = costs.remove(&b.start.timestamp()).unwrap_or_default();
+        let Some(mut rows) = costs.remove(&b.start.timestamp()) else {
+            continue;
+        };
         let keys: f64 = rows.iter().map(|(_, usd)| usd).sum();
         let billed: f64 = b.lines.iter().map(|l| l.usd).sum();
         // Half a cent: amounts are rounded to fractional cents on both sides.
@@ -189,7 +240,7 @@ pub fn attach(buckets: &mut [CostBucket], mut costs: KeyCosts) {
                 None => rows.push((UNATTRIBUTED_KEY_ID.to_owned(), billed - keys)),
             }
         }
-        b.rows = rows;
+        b.rows = Some(rows);
     }
 }
 
@@ -215,11 +266,15 @@ mod tests {
     #[test]
     fn rows_become_usd_per_key_and_day_and_the_bill_remainder_is_unattributed() {
         let day = 20_400 * DAY;
-        let costs = per_day(vec![
-            item(day, Some("apikey_a"), "123.5"),
-            item(day, None, "10"),
-            item(day + DAY, Some("apikey_a"), "50"),
-        ])
+        let costs = per_day(
+            vec![
+                item(day, Some("apikey_a"), "123.5"),
+                item(day, None, "10"),
+                item(day + DAY, Some("apikey_a"), "50"),
+            ],
+            day,
+            day + 3 * DAY,
+        )
         .unwrap();
         assert_eq!(
             costs[&day],
@@ -237,27 +292,33 @@ mod tests {
         let bucket = |d: i64, usd| CostBucket {
             start: DateTime::from_timestamp(d, 0).unwrap(),
             end: DateTime::from_timestamp(d + DAY, 0).unwrap(),
-            rows: Vec::new(),
+            rows: None,
             lines: vec![line(usd)],
         };
         let mut buckets = vec![
             bucket(day, 2.0),
             bucket(day + DAY, 0.5),
             bucket(day + 2 * DAY, 1.0),
+            bucket(day + 3 * DAY, 4.0),
         ];
         attach(&mut buckets, costs);
         let unattributed = |b: &CostBucket| {
             b.rows
                 .iter()
+                .flatten()
                 .find(|(k, _)| k == UNATTRIBUTED_KEY_ID)
                 .map(|(_, u)| *u)
         };
         assert!((unattributed(&buckets[0]).unwrap() - 0.665).abs() < 1e-9);
-        assert_eq!(buckets[1].rows, vec![("apikey_a".to_owned(), 0.5)]);
+        assert_eq!(buckets[1].rows, Some(vec![("apikey_a".to_owned(), 0.5)]));
         assert_eq!(
             buckets[2].rows,
-            vec![(UNATTRIBUTED_KEY_ID.to_owned(), 1.0)],
+            Some(vec![(UNATTRIBUTED_KEY_ID.to_owned(), 1.0)]),
             "a day without analytics rows: the whole bill is unattributed"
+        );
+        assert_eq!(
+            buckets[3].rows, None,
+            "a day not asked about keeps no split"
         );
     }
 
@@ -265,11 +326,12 @@ mod tests {
     fn a_row_that_is_not_one_utc_day_or_not_usd_is_refused_naming_it() {
         let mut wide = item(0, Some("k"), "1");
         wide.ending_at = DateTime::from_timestamp(2 * DAY, 0).unwrap();
-        assert!(per_day(vec![wide]).is_err());
+        assert!(per_day(vec![wide], 0, DAY).is_err());
         let mut eur = item(0, Some("k"), "1");
         eur.cost.currency = Some("EUR".to_owned());
-        let e = per_day(vec![eur]).err().unwrap().to_string();
+        let e = per_day(vec![eur], 0, DAY).err().unwrap().to_string();
         assert!(e.contains("EUR"), "{e}");
-        assert!(per_day(vec![item(0, Some("k"), "NaN")]).is_err());
+        assert!(per_day(vec![item(0, Some("k"), "NaN")], 0, DAY).is_err());
+        assert!(per_day(vec![item(0, Some("k"), "1e300")], 0, DAY).is_err());
     }
 }

@@ -1,0 +1,150 @@
+//! Usage by price class (#17): the part of each usage row that ran at a service tier other than
+//! standard, US-only or in fast mode (`usage_splits`), so finance can split spend by tier.
+
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::{tokens, PeriodUsage, Store, StoreError, UsageRecord};
+use crate::prices::TokenCounts;
+
+/// The part of one usage row at one price class other than standard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitRecord {
+    pub key_id: String,
+    pub model: String,
+    pub bucket_start: i64,
+    /// `batch`, `priority`, `standard/us`, `priority/fast`, …
+    pub price_class: String,
+    pub tokens: TokenCounts,
+    pub cost_usd: Option<f64>,
+}
+
+/// Rows per statement: (key, bucket, model) triples in a delete, splits in an insert.
+const CHUNK: usize = 100;
+
+impl Store {
+    /// Replaces the splits of the usage rows `rows` (one source and width) with `splits`, in
+    /// one transaction. A row whose traffic is all standard loses its old splits.
+    pub async fn store_splits(
+        &self,
+        source: &str,
+        width_secs: i64,
+        rows: &[UsageRecord],
+        splits: &[SplitRecord],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (Some(first), Some(last)) = (
+            rows.iter().map(|r| r.bucket_start).min(),
+            rows.iter().map(|r| r.bucket_start).max(),
+        ) else {
+            return Ok(());
+        };
+        // Most organisations run all-standard traffic: nothing to replace, nothing to write.
+        let any_stored: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM usage_splits
+                            WHERE bucket_width = ? AND bucket_start >= ? AND bucket_start <= ?
+                              AND source = ?)",
+        )
+        .bind(width_secs)
+        .bind(first)
+        .bind(last)
+        .bind(source)
+        .fetch_one(&self.pool)
+        .await?;
+        if !any_stored && splits.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        if any_stored {
+            for chunk in rows.chunks(CHUNK) {
+                let mut qb: QueryBuilder<Sqlite> =
+                    QueryBuilder::new("DELETE FROM usage_splits WHERE source = ");
+                qb.push_bind(source)
+                    .push(" AND bucket_width = ")
+                    .push_bind(width_secs)
+                    .push(" AND (key_id, bucket_start, model) IN (VALUES ");
+                let mut sep = qb.separated(", ");
+                for r in chunk {
+                    sep.push("(")
+                        .push_bind_unseparated(&r.key_id)
+                        .push_unseparated(", ")
+                        .push_bind_unseparated(r.bucket_start)
+                        .push_unseparated(", ")
+                        .push_bind_unseparated(&r.model)
+                        .push_unseparated(")");
+                }
+                qb.push(")");
+                qb.build().execute(&mut *tx).await?;
+            }
+        }
+        for chunk in splits.chunks(CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+                "INSERT INTO usage_splits (source, key_id, bucket_width, bucket_start, model,
+                    price_class, {}, cost_usd, updated_at) ",
+                tokens::list()
+            ));
+            qb.push_values(chunk, |mut b, s| {
+                b.push_bind(source)
+                    .push_bind(&s.key_id)
+                    .push_bind(width_secs)
+                    .push_bind(s.bucket_start)
+                    .push_bind(&s.model)
+                    .push_bind(&s.price_class);
+                for v in tokens::column_values(&s.tokens) {
+                    b.push_bind(v);
+                }
+                b.push_bind(s.cost_usd).push_bind(now);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Split usage summed per period, source, key, model and price class, for buckets starting
+    /// in each of `periods`.
+    pub async fn splits_by_period(
+        &self,
+        width_secs: i64,
+        periods: &[(i64, i64)],
+    ) -> Result<Vec<(PeriodUsage, String)>, StoreError> {
+        let spans = serde_json::to_string(periods).unwrap_or_else(|_| "[]".to_owned());
+        let sql = format!(
+            "SELECT p.key AS period, s.source AS source, s.key_id AS key_id, s.model AS model,
+                    s.price_class AS price_class, {},
+                    NULL AS requests, SUM(COALESCE(s.cost_usd, 0.0)) AS cost_usd,
+                    SUM(CASE WHEN s.cost_usd IS NULL THEN {} ELSE 0 END) AS unpriced_tokens
+             FROM json_each(?1) p
+             JOIN usage_splits s ON s.bucket_width = ?2
+                  AND s.bucket_start >= p.value ->> 0 AND s.bucket_start < p.value ->> 1
+             GROUP BY p.key, s.source, s.key_id, s.model, s.price_class",
+            tokens::sums("s."),
+            tokens::total("s.")
+        );
+        let rows: Vec<SplitRow> = sqlx::query_as(&sql)
+            .bind(spans)
+            .bind(width_secs)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.usage, r.price_class)).collect())
+    }
+
+    /// Deletes the splits of `width_secs` in buckets that started before `before` (with the
+    /// usage rows they are part of).
+    pub async fn prune_splits(&self, width_secs: i64, before: i64) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM usage_splits WHERE bucket_width = ? AND bucket_start < ?")
+                .bind(width_secs)
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SplitRow {
+    #[sqlx(flatten)]
+    usage: PeriodUsage,
+    price_class: String,
+}
