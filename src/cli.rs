@@ -150,6 +150,25 @@ pub enum Command {
         #[arg(long)]
         notifier: Option<String>,
     },
+    /// The key inventory: status, age, last use, spend, open alerts; and changing a key at its
+    /// provider (deactivate, activate, delete), recorded.
+    #[command(args_conflicts_with_subcommands = true)]
+    Keys {
+        #[command(subcommand)]
+        action: Option<KeysAction>,
+        /// Only this source's keys.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only keys with this status (active, inactive, archived, expired, deleted, …).
+        #[arg(long)]
+        status: Option<String>,
+        /// List the key names that break the naming convention (environment-service-date,
+        /// e.g. prod-api-gateway-2026-04-25) and why.
+        #[arg(long)]
+        lint: bool,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
     /// Replay the spike rule over stored history: what would have fired, when.
     Backtest {
         /// How far back to replay: a duration ago or an RFC 3339 time, at most 400 days back.
@@ -158,6 +177,37 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
+}
+
+/// A change to one key at its provider. Exit 0 done; 1 refused, failed or unknown key; 75 when
+/// the provider could not be reached (try again).
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Set an Anthropic key inactive: it stops working at once. Undo with `keys activate`.
+    Deactivate(KeyChangeArgs),
+    /// Set an Anthropic key active again (undoes `keys deactivate`).
+    Activate(KeyChangeArgs),
+    /// Delete an OpenAI project key. Cannot be undone: refused without --yes.
+    Delete {
+        #[command(flatten)]
+        change: KeyChangeArgs,
+        /// Confirm the deletion, which cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeyChangeArgs {
+    /// The key id, as `keywatch keys` lists it.
+    #[arg(long)]
+    pub key: String,
+    /// The source the key belongs to (needed when several sources have the id).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Why: recorded with the action.
+    #[arg(long)]
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -11,6 +11,7 @@ pub mod budget;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod containment;
 pub mod csv;
 pub mod demo;
 pub mod detect;

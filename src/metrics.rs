@@ -54,6 +54,12 @@ pub fn delivery_attempted(notifier: &str, latency: Option<f64>) {
     }
 }
 
+/// One change to a key by `policy` (`manual` by hand): `outcome` `done`, `failed` or `dry-run`.
+pub fn containment_action(policy: &str, outcome: &'static str) {
+    metrics::counter!("keywatch_containment_actions_total", "policy" => policy.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
 /// A delivery given up after `delivery.expire_after`.
 pub fn delivery_expired(notifier: &str) {
     metrics::counter!("keywatch_deliveries_expired_total", "notifier" => notifier.to_owned())

@@ -5,6 +5,7 @@ mod backtest;
 mod check_config;
 mod export;
 mod history;
+mod keys;
 mod report;
 
 use anyhow::Context;
@@ -26,7 +27,13 @@ pub async fn execute(cli: Cli) -> u8 {
     // Commands that only read the database load the config without its secrets.
     let read_only = !matches!(
         cli.command,
-        Command::Run { .. } | Command::CheckConfig | Command::TestNotify { .. }
+        Command::Run { .. }
+            | Command::CheckConfig
+            | Command::TestNotify { .. }
+            | Command::Keys {
+                action: Some(_),
+                ..
+            }
     );
     let loaded = if read_only {
         Config::load_read_only(&cli.config)
@@ -103,6 +110,17 @@ pub async fn execute(cli: Cli) -> u8 {
             out,
         } => export::run(&config, &key, source.as_deref(), since, until, &out).await,
         Command::Demo { json } => crate::demo::run(json).await,
+        Command::Keys {
+            action: Some(action),
+            ..
+        } => keys::change(&config, action).await,
+        Command::Keys {
+            action: None,
+            source,
+            status,
+            lint,
+            format,
+        } => keys::list(&config, source.as_deref(), status.as_deref(), lint, format).await,
     };
     result.unwrap_or_else(|e| {
         tracing::error!(error = %format!("{e:#}"), "command failed");

@@ -162,12 +162,13 @@ fn table(rows: &[Row], periods: &[crate::report::Period], tz: Tz, dims: &[Dim]) 
     let utc_days = periods
         .iter()
         .all(|p| p.start.timestamp() % 86_400 == 0 && p.end.timestamp() % 86_400 == 0);
-    if !utc_days && !(dims.contains(&Dim::Model) || dims.contains(&Dim::Tier)) {
+    let estimates_only = dims.contains(&Dim::Model) || dims.contains(&Dim::Tier);
+    if !(utc_days || estimates_only) {
         o.push_str(
             "bills count per whole UTC day: UTC days cut by a period's edges are estimated\n",
         );
     }
-    if dims.contains(&Dim::Model) || dims.contains(&Dim::Tier) {
+    if estimates_only {
         o.push_str("by model or tier, every figure is an estimate: cost reports carry neither\n");
     }
     o

@@ -83,6 +83,10 @@ impl AnthropicClient {
         })
     }
 
+    pub(super) fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
     /// Every key of the organisation, all pages.
     pub async fn list_keys(&self, cancel: &CancellationToken) -> Result<Vec<ApiKey>, PollError> {
         let keys: Vec<KeyJson> = collect_pages(KEYS_ENDPOINT, |after| async move {

@@ -176,10 +176,15 @@ impl HttpClient {
 
     /// A GET request for `path` below the base URL (which may itself have a path, e.g. a proxy).
     pub fn get(&self, path: &str) -> RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    /// A request of `method` for `path` below the base URL.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
         let mut url = self.base_url.clone();
         let base = url.path().trim_end_matches('/').to_owned();
         url.set_path(&format!("{base}{path}"));
-        self.client.get(url)
+        self.client.request(method, url)
     }
 
     /// Sends the request `build()` makes, retrying per the policy, and decodes a 2xx body as

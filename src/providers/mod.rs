@@ -3,6 +3,7 @@
 
 pub mod anthropic;
 mod http;
+pub mod key_admin;
 pub mod openai;
 pub mod openai_more;
 

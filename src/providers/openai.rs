@@ -33,6 +33,10 @@ pub struct OpenAiClient {
 }
 
 impl OpenAiClient {
+    pub(super) fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
     pub fn new(
         source: &SourceConfig,
         timeout: std::time::Duration,

@@ -1,6 +1,7 @@
 //! SQLite storage through sqlx: pool setup, embedded migrations, and one file per table group.
 //! Writes are batched in transactions and upserts are idempotent.
 
+mod actions;
 mod alerts;
 mod batch_rollup;
 mod billing;
@@ -34,6 +35,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+pub use actions::{KeyAction, NewAction};
 pub use alerts::{AlertChange, Silence, StateChange};
 pub use billing::{CostDay, Spend};
 pub use deliveries::{Delivery, DeliveryState, OutboxCounts, Route};

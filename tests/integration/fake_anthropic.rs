@@ -119,6 +119,10 @@ pub struct FakeData {
     pub analytics_page_size: usize,
     /// Analytics requests answered so far.
     pub analytics_requests: usize,
+    /// Refuse key updates (403), as for an admin key without write permission.
+    pub refuse_key_changes: bool,
+    /// Key update calls answered so far.
+    pub key_changes: usize,
 }
 
 pub struct FakeAnthropic {
@@ -154,6 +158,7 @@ impl FakeAnthropic {
             .mount(&server)
             .await;
         crate::fake_analytics::mount(&server, &data).await;
+        crate::fake_key_admin::mount_anthropic(&server, &data).await;
         Self { server, data }
     }
 

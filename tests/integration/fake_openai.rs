@@ -46,6 +46,10 @@ pub struct OaData {
     pub usage: BTreeMap<i64, Vec<OaRow>>,
     /// USD per key by UTC day.
     pub costs: BTreeMap<i64, Vec<(String, f64)>>,
+    /// Refuse key deletions (403).
+    pub refuse_key_changes: bool,
+    /// Key deletion calls answered so far.
+    pub key_changes: usize,
     /// Results of the other usage endpoints (`fake_openai_more`), by (path, hourly bucket).
     pub more: BTreeMap<(String, i64), Vec<Value>>,
     /// Embeddings usage by hourly bucket: (key, model, input tokens, requests).
@@ -379,6 +383,7 @@ impl FakeOpenAi {
         .mount(&server)
         .await;
         crate::fake_openai_more::mount(&server, &data).await;
+        crate::fake_key_admin::mount_openai(&server, &data).await;
         mount(
             Mock::given(method("GET"))
                 .and(path("/v1/organization/costs"))

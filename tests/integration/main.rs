@@ -2,6 +2,7 @@
 
 mod fake_analytics;
 mod fake_anthropic;
+mod fake_key_admin;
 mod fake_openai;
 mod fake_openai_more;
 mod fuzz_corpus;
@@ -11,6 +12,7 @@ mod receivers;
 
 mod cli;
 mod config_check;
+mod containment;
 mod crash;
 mod daemon;
 mod dashboard;
