@@ -145,6 +145,24 @@ pub struct Alert {
     pub period: Option<(i64, i64)>,
     pub starts_at: i64,
     pub ends_at: Option<i64>,
+    /// What keywatch did to the key in answer (containment), oldest first.
+    pub actions: Vec<ActionObject>,
+}
+
+/// One change keywatch made (or, dry-run, would have made) to a key in answer to an alert, as
+/// the alert object's `actions` shows it. Fields in alphabetical order, like the object's.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ActionObject {
+    /// `deactivate`, `activate` or `delete`.
+    pub action: String,
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// `policy:NAME` or `cli:USER`.
+    pub by: String,
+    pub reason: String,
+    /// `done`, `failed` or `dry-run`.
+    pub result: String,
 }
 
 impl Alert {
@@ -175,6 +193,7 @@ impl Alert {
             period: None,
             starts_at,
             ends_at: None,
+            actions: Vec::new(),
         }
     }
 }
@@ -190,6 +209,10 @@ impl Alert {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct AlertObject {
+    /// Containment actions taken in answer, oldest first; left out when there are none, so an
+    /// alert without any is written byte for byte as before.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ActionObject>,
     pub baseline: Option<f64>,
     pub budget: Option<String>,
     /// RFC 3339 UTC.
@@ -240,6 +263,11 @@ impl AlertObject {
         ];
         for text in required.into_iter().chain(optional.into_iter().flatten()) {
             *text = f(text);
+        }
+        for a in &mut self.actions {
+            for text in [&mut a.action, &mut a.by, &mut a.reason, &mut a.result] {
+                *text = f(text);
+            }
         }
     }
 }

@@ -29,7 +29,9 @@ pub async fn evaluate(
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<EvalReport, StoreError> {
-    Detector::default().evaluate(store, config, now).await
+    Detector::for_config(config)
+        .evaluate(store, config, now)
+        .await
 }
 
 /// Detection passes that keep each key's windows of buckets between passes and read only what
@@ -40,6 +42,8 @@ pub struct Detector {
     hourly: Option<SeriesCache>,
     /// The minute stream's lookback (cost).
     recent: Option<SeriesCache>,
+    /// The containment policies and their clients, when any is configured.
+    containment: Option<crate::containment::policy::Containment>,
 }
 
 /// The cache of `width` × `metric` in `slot`, made anew when the configuration changed them.
@@ -56,6 +60,14 @@ fn cache<'a>(
 }
 
 impl Detector {
+    /// A detector that also answers firing alerts with the configured containment policies.
+    pub fn for_config(config: &Config) -> Self {
+        Self {
+            containment: crate::containment::policy::Containment::from_config(config),
+            ..Self::default()
+        }
+    }
+
     /// Runs every rule once and records the resulting state changes.
     pub async fn evaluate(
         &mut self,
@@ -77,11 +89,16 @@ impl Detector {
         let mut made = store.reopen_future_resolutions(now, &routes).await?;
         let mut inputs = self.load(store, config, now).await?;
         let loaded = started.elapsed();
-        let decided = decide(&inputs, config);
+        let mut decided = decide(&inputs, config);
         let (keys, recent_keys) = (inputs.series.len(), inputs.recent.len());
         let read = self.hourly.as_ref().map(SeriesCache::last_refresh);
         self.put_back(&mut inputs);
         let judged = started.elapsed();
+        // Containment acts before the alerts are recorded, so their notifications say what
+        // was done.
+        if let Some(c) = &self.containment {
+            c.answer(store, &mut decided, &inputs.keys, now).await?;
+        }
         made.extend(store.apply_alert_changes(&decided, &routes, now).await?);
         tracing::info!(
             keys,

@@ -64,6 +64,7 @@ impl Alert {
                 .map(|(s, e)| format!("{}/{}", rfc3339(s), rfc3339(e))),
             starts_at: rfc3339(self.starts_at),
             ends_at: self.ends_at.map(rfc3339),
+            actions: self.actions.clone(),
         }
     }
 }
@@ -92,6 +93,7 @@ mod tests {
             period: Some((1_800_000_000, 1_800_003_600)),
             starts_at: 1_800_000_000,
             ends_at: None,
+            actions: Vec::new(),
         }
     }
 

@@ -167,6 +167,29 @@ pub fn summary(c: &Config) -> String {
             b.timezone
         );
     }
+    for p in &c.containment {
+        let scope = match &p.scope {
+            BudgetScope::Organisation => "the organisation".to_owned(),
+            BudgetScope::Key(k) => format!("key {k}"),
+            BudgetScope::KeyName(g) => format!("keys named {}", g.as_str()),
+            BudgetScope::Workspace(w) => format!("workspace {w}"),
+        };
+        let rules: Vec<&str> = p.rules.iter().map(|r| r.as_str()).collect();
+        let action = match p.action {
+            crate::config::PolicyAction::Deactivate => "DEACTIVATES the key at its provider",
+            crate::config::PolicyAction::DryRun => "dry-run: records what it would do",
+        };
+        let _ = writeln!(
+            o,
+            "contain   {}: {scope}{}, when {} fires: {action}",
+            p.name,
+            p.source
+                .as_deref()
+                .map(|s| format!(" on {s}"))
+                .unwrap_or_default(),
+            rules.join(" or ")
+        );
+    }
     for n in &c.notifiers {
         match n {
             Notifier::Email(e) => {

@@ -50,6 +50,7 @@ pub async fn run(
                 && source.is_none_or(|s| a.source.as_deref() == Some(s))
         })
         .collect();
+    let actions = store.actions_for_key(key, source).await?;
     store.close().await;
     if keys.is_empty() && rows.is_empty() {
         eprintln!("keywatch: no key {key:?} in the store (check the id)");
@@ -78,6 +79,7 @@ pub async fn run(
             serde_json::to_string_pretty(&alerts.iter().map(Alert::wire).collect::<Vec<_>>())?
                 + "\n",
         ),
+        ("actions.json", actions_json(&actions)? + "\n"),
         (
             "summary.txt",
             summary(
@@ -87,7 +89,7 @@ pub async fn run(
                 &alerts,
                 since.timestamp(),
                 until.timestamp(),
-            ),
+            ) + &timeline(&actions),
         ),
     ];
     let mut sums = String::new();
@@ -97,13 +99,49 @@ pub async fn run(
     }
     std::fs::write(out.join("SHA256SUMS"), &sums)?;
     println!(
-        "evidence for {key} written to {}: key.json, usage.csv ({} rows), alerts.json ({}), summary.txt, SHA256SUMS\nverify with: (cd {} && sha256sum -c SHA256SUMS)",
+        "evidence for {key} written to {}: key.json, usage.csv ({} rows), alerts.json ({}), actions.json ({}), summary.txt, SHA256SUMS\nverify with: (cd {} && sha256sum -c SHA256SUMS)",
         out.display(),
         rows.len(),
         alerts.len(),
+        actions.len(),
         out.display()
     );
     Ok(exit::OK)
+}
+
+/// Every change made to the key at its provider (by hand or by policy, dry runs too).
+fn actions_json(actions: &[crate::store::KeyAction]) -> anyhow::Result<String> {
+    let items: Vec<serde_json::Value> = actions
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "at": time(a.at), "source": a.source, "key_id": a.key_id, "action": a.action,
+                "result": a.result, "by": a.by, "reason": a.reason, "alert_id": a.alert_id,
+                "policy": a.policy, "answer": a.answer,
+            })
+        })
+        .collect();
+    Ok(serde_json::to_string_pretty(&items)?)
+}
+
+/// The containment timeline: one line per action, oldest first.
+fn timeline(actions: &[crate::store::KeyAction]) -> String {
+    let mut o = format!("actions:       {}\n", actions.len());
+    for a in actions {
+        let _ = writeln!(
+            o,
+            "  {} {} {} by {}: {}",
+            time(a.at),
+            a.action,
+            a.result,
+            crate::text::clean(&a.by),
+            crate::text::clean(&a.reason)
+                .chars()
+                .take(120)
+                .collect::<String>()
+        );
+    }
+    o
 }
 
 /// First and last use, the peak bucket, total cost, and the peak against the key's busy level.

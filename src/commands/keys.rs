@@ -343,7 +343,14 @@ pub async fn change(config: &Config, action: KeysAction) -> anyhow::Result<u8> {
         dry_run: false,
     };
     let now = Utc::now().timestamp();
-    let (outcome, id) = act(&store, &client, &order, now, &CancellationToken::new()).await?;
+    let (outcome, id) = act(
+        &store,
+        Some(&client),
+        &order,
+        now,
+        &CancellationToken::new(),
+    )
+    .await?;
     store.close().await;
     let name = key.name.as_deref().unwrap_or(&key.key_id);
     Ok(match outcome {

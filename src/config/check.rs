@@ -12,6 +12,7 @@ use super::secret::{pair, Env};
 use super::{BucketWidth, Budget, BudgetScope, Config, ConfigError, Notifier, SourceConfig};
 use crate::prices::{Price, PriceTable};
 
+mod containment;
 mod notifiers;
 
 use notifiers::{build_digests, build_notifiers};
@@ -82,6 +83,7 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
         }
     }
     let digests = build_digests(&raw.digests, &notifiers)?;
+    let containment = containment::build(&raw.containment, &sources)?;
     let expire = raw.delivery.expire_after.0.as_secs();
     if !(60..=30 * 86_400).contains(&expire) {
         return Err(ConfigError::invalid(
@@ -142,6 +144,7 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
         notifiers,
         delivery: raw.delivery,
         digests,
+        containment,
         warnings,
     })
 }

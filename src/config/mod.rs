@@ -76,6 +76,8 @@ pub struct Config {
     pub notifiers: Vec<Notifier>,
     pub delivery: DeliveryConfig,
     pub digests: Vec<Digest>,
+    /// Containment policies, in the order written (the first that matches an alert acts).
+    pub containment: Vec<ContainmentPolicy>,
     /// Values that parse and are allowed but are probably not what the operator meant.
     pub warnings: Vec<String>,
 }
@@ -114,6 +116,27 @@ pub enum BudgetScope {
     Key(String),
     KeyName(glob::Pattern),
     Workspace(String),
+}
+
+/// What a containment policy does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyAction {
+    /// Set the key inactive at its provider (Anthropic).
+    Deactivate,
+    /// Record what would be done; call nothing.
+    DryRun,
+}
+
+/// `[[containment]]`, checked.
+#[derive(Debug, Clone)]
+pub struct ContainmentPolicy {
+    pub name: String,
+    /// Only this source's keys; `None` for every source.
+    pub source: Option<String>,
+    /// Never the whole organisation.
+    pub scope: BudgetScope,
+    pub rules: Vec<crate::model::Rule>,
+    pub action: PolicyAction,
 }
 
 #[derive(Debug, Clone)]

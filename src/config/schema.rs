@@ -86,6 +86,22 @@ pub struct RawConfig {
     pub delivery: DeliverySection,
     #[serde(default)]
     pub digests: Vec<DigestSection>,
+    #[serde(default)]
+    pub containment: Vec<ContainmentSection>,
+}
+
+/// `[[containment]]`: an opt-in policy that changes a key at its provider when one of `rules`
+/// fires for it (#18).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainmentSection {
+    pub name: String,
+    pub source: Option<String>,
+    pub key_id: Option<String>,
+    pub key_name: Option<String>,
+    pub workspace_id: Option<String>,
+    pub rules: Option<Vec<String>>,
+    pub action: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -252,3 +252,45 @@ fn storage_url_resolves_relative_paths_and_refuses_other_databases() {
     let e = error(&format!("[storage]\nurl = \"postgres://x\"\n{SOURCE}"));
     assert!(e.contains("storage.url"), "{e}");
 }
+
+#[test]
+fn a_containment_policy_is_opt_in_scoped_and_never_deletes() {
+    let ok = load(&format!(
+        "{SOURCE}[[containment]]\nname = \"dev-keys\"\nkey_name = \"dev-*\"\naction = \"deactivate\"\n\
+         [[containment]]\nname = \"watch\"\nworkspace_id = \"wrkspc_1\"\nrules = [\"spike\", \"inactive_key_usage\"]\n"
+    ))
+    .unwrap();
+    assert!(
+        load(SOURCE).unwrap().containment.is_empty(),
+        "off unless configured"
+    );
+    assert_eq!(ok.containment[0].action, PolicyAction::Deactivate);
+    assert_eq!(
+        ok.containment[1].action,
+        PolicyAction::DryRun,
+        "the default"
+    );
+    assert_eq!(ok.containment[0].rules, [crate::model::Rule::Spike]);
+    let policy = |body: &str| error(&format!("{SOURCE}[[containment]]\nname = \"p\"\n{body}"));
+    let e = policy("");
+    assert!(
+        e.contains("containment[0]") && e.contains("exactly one scope"),
+        "{e}"
+    );
+    let e = policy("key_id = \"a\"\nkey_name = \"b\"\n");
+    assert!(e.contains("exactly one scope"), "{e}");
+    let e = policy("key_id = \"a\"\naction = \"delete\"\n");
+    assert!(
+        e.contains("containment[0].action") && e.contains("never automatic"),
+        "{e}"
+    );
+    let e = policy("key_id = \"a\"\nrules = [\"budget\"]\n");
+    assert!(
+        e.contains("containment[0].rules") && e.contains("not a rule about one key"),
+        "{e}"
+    );
+    let e = policy("key_id = \"a\"\nsource = \"nope\"\n");
+    assert!(e.contains("containment[0].source"), "{e}");
+    let e = policy("key_name = \"[\"\n");
+    assert!(e.contains("containment[0].key_name"), "{e}");
+}

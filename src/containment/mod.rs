@@ -66,7 +66,7 @@ pub fn client(source: &SourceConfig, poll: &PollConfig) -> Result<ProviderClient
 /// once. Returns what came of it and the recorded action's id.
 pub async fn act(
     store: &Store,
-    client: &ProviderClient,
+    client: Option<&ProviderClient>,
     order: &Order<'_>,
     now: i64,
     cancel: &CancellationToken,
@@ -74,7 +74,7 @@ pub async fn act(
     let key = order.key;
     let outcome = if order.dry_run {
         Outcome::DryRun
-    } else {
+    } else if let Some(client) = client {
         match client
             .change_key(
                 order.change,
@@ -87,6 +87,11 @@ pub async fn act(
             Ok(answer) => Outcome::Done(answer.to_string()),
             Err(e) => Outcome::Failed(e),
         }
+    } else {
+        Outcome::Failed(KeyChangeError::Unsupported(format!(
+            "source {:?} has no working client (see the log at start)",
+            key.source
+        )))
     };
     let answer = match &outcome {
         Outcome::Done(a) => a.clone(),

@@ -55,10 +55,11 @@ pub async fn key(
     // Both bounded: the window by crate::window, the baseline window by the config check.
     let since = until - window.as_secs() as i64;
     let from = (since - state.config.spike.baseline_window.0.as_secs() as i64).div_euclid(w) * w;
-    let (buckets, keys, alerts) = match tokio::try_join!(
+    let (buckets, keys, alerts, actions) = match tokio::try_join!(
         state.store.key_buckets(&key_id, source, w, from, until),
         state.store.keys_by_id(&key_id),
-        state.store.alerts(true)
+        state.store.alerts(true),
+        state.store.actions_for_key(&key_id, source)
     ) {
         Ok(x) => x,
         Err(e) => return error_page(e),
@@ -140,10 +141,34 @@ pub async fn key(
         &format!(
             "<h2>{what} per bucket, last {}</h2>{svg}{notes}<p class=\"legend\"><span>bars: usage</span><span style=\"color:#59a14f\">line: baseline</span><span style=\"color:#e15759\">line: spike threshold ({}x)</span><span style=\"color:#b00020\">dot: alert</span></p>\
              <p>Export: <a class=\"csv\" href=\"/api/v1/usage?key={}&amp;since={}&amp;format=csv\">usage as CSV</a> (also <code>keywatch history --key {} --format csv</code>)</p>\
-             {minutes}<h2>Key</h2>{facts}<h2>Alerts on this key</h2>{}",
-            esc(window_text), factor, url(&key_id), url(window_text), esc(&key_id), alert_list(&key_alerts, zone)
+             {minutes}<h2>Key</h2>{facts}<h2>Alerts on this key</h2>{}<h2>Actions on this key</h2>{}",
+            esc(window_text), factor, url(&key_id), url(window_text), esc(&key_id), alert_list(&key_alerts, zone),
+            action_list(&actions, zone)
         ),
     )
+}
+
+/// Every change made to the key at its provider, newest first.
+fn action_list(actions: &[crate::store::KeyAction], zone: chrono_tz::Tz) -> String {
+    if actions.is_empty() {
+        return "<p>None: keywatch has not changed this key (<code>keywatch keys deactivate</code>, or a <code>[[containment]]</code> policy).</p>".to_owned();
+    }
+    let mut o = String::from(
+        "<table><tr><th>when</th><th>action</th><th>result</th><th>by</th><th>reason</th></tr>",
+    );
+    for a in actions.iter().rev() {
+        let _ = write!(
+            o,
+            "<tr class=\"action\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            super::pages::when(a.at, zone),
+            esc(&a.action),
+            esc(&a.result),
+            esc(&a.by),
+            esc(&a.reason)
+        );
+    }
+    o.push_str("</table>");
+    o
 }
 
 /// 404: nothing is stored about the key.

@@ -23,6 +23,18 @@ pub struct KeyAction {
     pub answer: String,
 }
 
+impl From<&KeyAction> for crate::model::ActionObject {
+    fn from(a: &KeyAction) -> Self {
+        Self {
+            action: a.action.clone(),
+            at: crate::alerts::rfc3339(a.at),
+            by: a.by.clone(),
+            reason: a.reason.clone(),
+            result: a.result.clone(),
+        }
+    }
+}
+
 /// A new action to record (its id and time are the store's).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAction<'a> {
@@ -42,6 +54,19 @@ const ANSWER_CHARS: usize = 2_000;
 
 const COLUMNS: &str =
     "id, at, source, key_id, action, result, by, reason, alert_id, policy, answer";
+
+/// The actions answering `alert_id`, oldest first, inside a transaction.
+pub(super) async fn for_alert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    alert_id: &str,
+) -> Result<Vec<KeyAction>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM key_actions WHERE alert_id = ? ORDER BY at, id"
+    ))
+    .bind(alert_id)
+    .fetch_all(&mut **tx)
+    .await?)
+}
 
 impl Store {
     /// Records `a` at `now`; where it was done, the key's inventory status becomes `status`

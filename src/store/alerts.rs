@@ -88,6 +88,7 @@ impl TryFrom<AlertRow> for Alert {
             period: r.period_start.zip(r.period_end),
             starts_at: r.starts_at,
             ends_at: r.ends_at,
+            actions: Vec::new(),
         })
     }
 }
@@ -119,7 +120,16 @@ impl Store {
             if all { "" } else { "WHERE status = 'firing'" }
         );
         let rows: Vec<AlertRow> = sqlx::query_as(&sql).fetch_all(&self.pool).await?;
-        rows.into_iter().map(Alert::try_from).collect()
+        let mut actions = self.alert_actions().await?;
+        rows.into_iter()
+            .map(|r| {
+                let mut a = Alert::try_from(r)?;
+                if let Some(done) = actions.remove(&a.id) {
+                    a.actions = done.iter().map(crate::model::ActionObject::from).collect();
+                }
+                Ok(a)
+            })
+            .collect()
     }
 
     /// The scopes of `rule`'s alerts resolved at or after `since`, each with its latest end:
@@ -200,7 +210,12 @@ impl Store {
                         .bind(id)
                         .fetch_one(&mut *tx)
                         .await?;
-                        let resolved = Alert::try_from(row)?;
+                        let mut resolved = Alert::try_from(row)?;
+                        resolved.actions = super::actions::for_alert(&mut tx, id)
+                            .await?
+                            .iter()
+                            .map(crate::model::ActionObject::from)
+                            .collect();
                         let silenced = silenced(&mut tx, &resolved, now).await?;
                         let seq =
                             record_event(&mut tx, id, AlertStatus::Resolved, now, silenced).await?;

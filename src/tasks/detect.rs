@@ -22,7 +22,7 @@ pub struct DetectTask {
 impl DetectTask {
     pub async fn run(self, cancel: CancellationToken) {
         // Keeps each key's window between passes; the first pass reads it whole.
-        let mut detector = Detector::default();
+        let mut detector = Detector::for_config(&self.config);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,

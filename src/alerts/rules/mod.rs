@@ -183,7 +183,7 @@ impl<'a> Pass<'a> {
 
 /// Hand-built inputs for the rules' unit tests: no store, no subprocess.
 #[cfg(test)]
-pub(in crate::alerts) mod fixtures {
+pub(crate) mod fixtures {
     use std::collections::HashMap;
     use std::path::Path;
 

@@ -2,3 +2,4 @@
 //! (`keywatch keys deactivate|activate|delete`) and by policy, every change recorded.
 
 mod manual;
+mod policy;
