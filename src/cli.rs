@@ -273,7 +273,7 @@ mod tests {
             .render_help()
             .to_string();
         assert!(
-            help.contains("The rule to silence: spike, budget, budget_forecast, key_age, inactive_key_usage, source_unhealthy, unpriced_usage\n"),
+            help.contains("The rule to silence: spike, budget, budget_forecast, key_age, inactive_key_usage, source_unhealthy, unpriced_usage, rotation_stalled\n"),
             "{help}"
         );
         for rule in crate::model::Rule::ALL {

@@ -72,10 +72,11 @@ pub enum Rule {
     InactiveKeyUsage,
     SourceUnhealthy,
     UnpricedUsage,
+    RotationStalled,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 7] = [
+    pub const ALL: [Rule; 8] = [
         Rule::Spike,
         Rule::Budget,
         Rule::BudgetForecast,
@@ -83,6 +84,7 @@ impl Rule {
         Rule::InactiveKeyUsage,
         Rule::SourceUnhealthy,
         Rule::UnpricedUsage,
+        Rule::RotationStalled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +96,7 @@ impl Rule {
             Self::InactiveKeyUsage => "inactive_key_usage",
             Self::SourceUnhealthy => "source_unhealthy",
             Self::UnpricedUsage => "unpriced_usage",
+            Self::RotationStalled => "rotation_stalled",
         }
     }
 

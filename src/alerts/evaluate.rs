@@ -126,6 +126,7 @@ pub fn decide(inputs: &Inputs, config: &Config) -> Vec<AlertChange> {
     pass.unpriced();
     pass.inactive_usage();
     pass.key_ages();
+    pass.rotations();
     pass.budgets();
     pass.forecasts();
     pass.source_health();

@@ -16,6 +16,7 @@ mod budget;
 mod budget_forecast;
 mod inactive_key_usage;
 mod key_age;
+mod rotation_stalled;
 mod source_health;
 mod spike;
 mod spike_fast;
@@ -33,6 +34,7 @@ pub fn advice(rule: Rule) -> &'static str {
         Rule::InactiveKeyUsage => inactive_key_usage::ADVICE,
         Rule::SourceUnhealthy => source_health::ADVICE,
         Rule::UnpricedUsage => unpriced_usage::ADVICE,
+        Rule::RotationStalled => rotation_stalled::ADVICE,
     }
 }
 

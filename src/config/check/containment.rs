@@ -12,11 +12,12 @@ use crate::config::{BudgetScope, ConfigError, ContainmentPolicy, PolicyAction, P
 use crate::model::Rule;
 
 /// Rules whose alerts are about one key (the only ones a policy can answer).
-const KEY_RULES: [Rule; 4] = [
+const KEY_RULES: [Rule; 5] = [
     Rule::Spike,
     Rule::InactiveKeyUsage,
     Rule::KeyAge,
     Rule::UnpricedUsage,
+    Rule::RotationStalled,
 ];
 
 pub(super) fn build(
