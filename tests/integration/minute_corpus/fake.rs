@@ -71,6 +71,14 @@ impl MinuteFake {
                 .mount(&server)
                 .await;
         }
+        // Containment (#18): a key update is accepted and answered with the key.
+        Mock::given(method("POST"))
+            .and(wiremock::matchers::path_regex(
+                r"^/v1/organizations/api_keys/[^/]+$",
+            ))
+            .respond_with(UpdateKey(Arc::clone(&shared)))
+            .mount(&server)
+            .await;
         Self {
             server,
             clock,
@@ -89,6 +97,30 @@ impl MinuteFake {
     /// Requests answered so far: `usage 1m`, `usage 1h`, `keys`, `costs`.
     pub fn requests(&self) -> BTreeMap<String, usize> {
         self.shared.requests.lock().unwrap().clone()
+    }
+}
+
+struct UpdateKey(Arc<Shared>);
+
+impl Respond for UpdateKey {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        if let Some(e) = check_auth(req) {
+            return e;
+        }
+        *self
+            .0
+            .requests
+            .lock()
+            .unwrap()
+            .entry("key update".to_owned())
+            .or_default() += 1;
+        let id = req.url.path().rsplit('/').next().unwrap_or_default();
+        let status = serde_json::from_slice::<Value>(&req.body)
+            .ok()
+            .and_then(|b| b["status"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        ResponseTemplate::new(200).set_body_json(json!({"id": id, "type": "api_key",
+            "name": id, "status": status, "created_at": rfc3339(START), "workspace_id": null}))
     }
 }
 

@@ -130,7 +130,10 @@ async fn leak_at_minute_55_is_alerted_within_15_minutes() {
         leaks: LeakPlan::Fixed(vec![(3, leak_at, 60, 20.0)]),
     }));
     let from = START + leak_at - 2 * HOUR;
-    let (run, s) = replay_and_score(&corpus, "", from, START + leak_at + 30 * 60).await;
+    // With a containment policy (#18) over every key: the key is deactivated in the pass that
+    // alerts, so minutes to containment are minutes to alert.
+    let policy = "[[containment]]\nname = \"all\"\nkey_name = \"*\"\naction = \"deactivate\"\n";
+    let (run, s) = replay_and_score(&corpus, policy, from, START + leak_at + 30 * 60).await;
     println!("{}{}", table("minute 55", &run, &s), details(&corpus, &s));
     let minutes = s.leaks[0].minutes;
     assert!(
@@ -139,6 +142,21 @@ async fn leak_at_minute_55_is_alerted_within_15_minutes() {
          replayed to 15:25; the hourly rule alone alerts at 16:10)"
     );
     assert_eq!(s.false_alerts, vec![], "no other alert");
+    let leaking = &corpus.keys[3];
+    let contained: Vec<f64> = run
+        .contained
+        .iter()
+        .filter(|(k, _)| *k == leaking.id)
+        .map(|(_, at)| (*at - (START + leak_at)) as f64 / 60.0)
+        .collect();
+    println!("minutes from the first leaking minute to containment: {contained:?}");
+    assert_eq!(contained.len(), 1, "deactivated once: {:?}", run.contained);
+    assert!(
+        contained[0] <= 15.0,
+        "contained after {} minutes",
+        contained[0]
+    );
+    assert_eq!(run.contained.len(), 1, "no other key was touched");
 }
 
 /// The table for the closing note: every row of [`ROWS`] over [`full_spec`].

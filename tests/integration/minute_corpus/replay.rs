@@ -49,6 +49,8 @@ pub struct Run {
     pub requests: BTreeMap<String, usize>,
     /// Size of the database file at the end.
     pub db_bytes: u64,
+    /// Keys a containment policy deactivated: (key id, simulated time of the action).
+    pub contained: Vec<(String, i64)>,
 }
 
 /// The replay's config: `extra` (whole TOML tables such as `[poll]` or `[detect.spike]`) first,
@@ -93,7 +95,7 @@ pub async fn replay(corpus: Arc<Corpus>, extra: &str, from: i64, to: i64) -> Res
     let started = Instant::now();
     let mut fired = Vec::new();
     let mut polls = 0;
-    let mut detector = Detector::default();
+    let mut detector = Detector::for_config(&config);
     let mut t = from;
     while t < to {
         fake.set_now(t);
@@ -135,6 +137,18 @@ pub async fn replay(corpus: Arc<Corpus>, extra: &str, from: i64, to: i64) -> Res
         t += step;
     }
     let took = started.elapsed();
+    let mut contained = Vec::new();
+    for k in store.all_keys().await.expect("keys read") {
+        for a in store
+            .actions_for_key(&k.key_id, None)
+            .await
+            .expect("actions read")
+        {
+            if a.result == "done" {
+                contained.push((a.key_id, a.at));
+            }
+        }
+    }
     store.close().await;
     let db_bytes = ["", "-wal"]
         .iter()
@@ -152,5 +166,6 @@ pub async fn replay(corpus: Arc<Corpus>, extra: &str, from: i64, to: i64) -> Res
         took,
         requests: fake.requests(),
         db_bytes,
+        contained,
     })
 }
