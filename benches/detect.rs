@@ -43,6 +43,7 @@ async fn seed(store: &Store, keys: usize) {
             expires_at: None,
             workspace_id: None,
             partial_key_hint: None,
+            created_by: None,
         })
         .collect();
     store

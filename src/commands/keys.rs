@@ -23,6 +23,7 @@ struct Listed {
     status: String,
     workspace_id: Option<String>,
     created_at: Option<String>,
+    created_by: Option<String>,
     age_days: Option<i64>,
     last_used_at: Option<String>,
     spend_today_usd: f64,
@@ -49,8 +50,9 @@ pub async fn list(
     let week_start =
         crate::period::local_midnight(zone, today.first_day - chrono::Duration::days(6));
     let utc_today = now.timestamp().div_euclid(86_400) * 86_400;
-    let (keys, last_used, open, day, week) = tokio::try_join!(
+    let (keys, creators, last_used, open, day, week) = tokio::try_join!(
         store.all_keys(),
+        store.key_creators(),
         store.last_used(),
         store.alerts(false),
         store.spend_by_key(
@@ -92,6 +94,7 @@ pub async fn list(
             let id = (k.source.clone(), k.key_id.clone());
             Listed {
                 created_at: k.created_at.map(rfc),
+                created_by: creators.get(&id).cloned(),
                 age_days: k
                     .created_at
                     .map(|c| (now.timestamp() - c).div_euclid(86_400)),

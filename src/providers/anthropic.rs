@@ -377,6 +377,15 @@ struct KeyJson {
     workspace_id: Option<String>,
     /// Newer shape: `{"type": "workspace", "workspace_id": …}` or `{"type": "organization"}`.
     scope: Option<KeyScope>,
+    /// `{"id": "user_…", "type": "user" | "service_account"}`; null for some legacy keys.
+    created_by: Option<Creator>,
+}
+
+#[derive(Deserialize)]
+struct Creator {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -394,6 +403,10 @@ impl From<KeyJson> for ApiKey {
             created_at: k.created_at,
             expires_at: k.expires_at,
             partial_key_hint: k.partial_key_hint,
+            created_by: k.created_by.and_then(|c| {
+                let id = c.id?;
+                Some(format!("{}:{id}", c.kind.as_deref().unwrap_or("user")))
+            }),
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct ApiKey {
     pub workspace_id: Option<String>,
     /// The provider's redacted hint (e.g. `sk-ant-api03-R2D...igAA`), never the key.
     pub partial_key_hint: Option<String>,
+    /// Who created it: `user:…` or `service_account:…`, where the provider says.
+    pub created_by: Option<String>,
 }
 
 /// Usage of one key and model in one bucket.

@@ -329,6 +329,33 @@ struct KeyJson {
     owner_project_access: Option<String>,
     status: Option<String>,
     expires_at: Option<i64>,
+    owner: Option<Owner>,
+}
+
+/// `{"type": "user", "user": {"email", "name", "id"}}` or
+/// `{"type": "service_account", "service_account": {"name", "id"}}`.
+#[derive(Deserialize)]
+struct Owner {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    user: Option<Person>,
+    service_account: Option<Person>,
+}
+
+#[derive(Deserialize)]
+struct Person {
+    id: Option<String>,
+    name: Option<String>,
+    email: Option<String>,
+}
+
+impl Owner {
+    fn describe(self) -> Option<String> {
+        let kind = self.kind.unwrap_or_else(|| "user".to_owned());
+        let who = self.user.or(self.service_account)?;
+        let name = who.email.or(who.name).or(who.id)?;
+        Some(format!("{kind}:{name}"))
+    }
 }
 
 impl KeyJson {
@@ -350,6 +377,7 @@ impl KeyJson {
             expires_at: self.expires_at.and_then(|t| DateTime::from_timestamp(t, 0)),
             workspace_id: Some(project_id.to_owned()),
             partial_key_hint: self.redacted_value,
+            created_by: self.owner.and_then(Owner::describe),
         }
     }
 }

@@ -44,7 +44,8 @@ impl Store {
         for chunk in keys.chunks(100) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO api_keys (source, key_id, name, status, created_at, expires_at,
-                    workspace_id, partial_key_hint, first_seen, last_seen, in_inventory) ",
+                    workspace_id, partial_key_hint, first_seen, last_seen, in_inventory,
+                    created_by) ",
             );
             qb.push_values(chunk, |mut b, k| {
                 b.push_bind(source)
@@ -57,7 +58,12 @@ impl Store {
                     .push_bind(&k.partial_key_hint)
                     .push_bind(now)
                     .push_bind(now)
-                    .push_bind(1);
+                    .push_bind(1)
+                    .push_bind(
+                        k.created_by
+                            .as_deref()
+                            .map(|c| crate::text::clean(c).into_owned()),
+                    );
             });
             qb.push(
                 " ON CONFLICT (source, key_id) DO UPDATE SET
@@ -67,6 +73,7 @@ impl Store {
                     created_at = excluded.created_at, expires_at = excluded.expires_at,
                     workspace_id = excluded.workspace_id,
                     partial_key_hint = excluded.partial_key_hint,
+                    created_by = excluded.created_by,
                     last_seen = excluded.last_seen, in_inventory = 1",
             );
             qb.build().execute(&mut *tx).await?;
@@ -89,6 +96,18 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Who created each key, where the provider said: (source, key id) → `user:…`.
+    pub async fn key_creators(
+        &self,
+    ) -> Result<std::collections::HashMap<(String, String), String>, StoreError> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT source, key_id, created_by FROM api_keys WHERE created_by IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(s, k, c)| ((s, k), c)).collect())
     }
 
     /// The stored keys with this id (one per source that has it).

@@ -131,6 +131,7 @@ async fn a_leaking_dev_key_is_deactivated_in_the_cycle_its_spike_fires_and_prod_
         serde_json::from_str(&app.cli_ok(&["keys", "--format", "json"]).await).unwrap();
     let dev = keys.iter().find(|k| k["key_id"] == "apikey_dev").unwrap();
     assert_eq!(dev["status"], "inactive");
+    assert_eq!(dev["created_by"], "user:user_01WCz1FkmYMm4gnmykNKUu3Q");
 
     // The evidence export carries the action and its timeline.
     let out = app.dir.path().join("evidence");
