@@ -241,8 +241,9 @@ pub fn sentence(alert: &Alert, actions: &[KeyAction]) -> String {
         .or(alert.key_id.as_deref())
         .unwrap_or("the key");
     let policy = last.policy.as_deref().unwrap_or("by hand");
-    let at = crate::alerts::rfc3339(last.at);
-    let hhmm = at.get(11..16).unwrap_or("");
+    let hhmm = chrono::DateTime::<chrono::Utc>::from_timestamp(last.at, 0)
+        .map(|t| t.format("%H:%M").to_string())
+        .unwrap_or_default();
     match last.result.as_str() {
         "done" => format!(
             "keywatch deactivated {name} at {hhmm} UTC (policy {policy}); undo: keywatch keys \
@@ -281,8 +282,26 @@ pub fn sentence(alert: &Alert, actions: &[KeyAction]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::rules::fixtures::{key, NOW};
     use crate::model::{Rule, Severity};
+    use crate::store::StoredKey;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn key(key_id: &str, name: &str, status: &str, _created: Option<i64>) -> StoredKey {
+        StoredKey {
+            source: "src".to_owned(),
+            key_id: key_id.to_owned(),
+            name: Some(name.to_owned()),
+            status: status.to_owned(),
+            created_at: None,
+            workspace_id: None,
+            partial_key_hint: None,
+            first_seen: 0,
+            last_seen: NOW,
+            in_inventory: true,
+            status_changed_at: None,
+        }
+    }
 
     fn policy(name: &str, glob: &str, action: PolicyAction) -> ContainmentPolicy {
         ContainmentPolicy {

@@ -332,32 +332,6 @@ struct KeyJson {
     owner: Option<Owner>,
 }
 
-/// `{"type": "user", "user": {"email", "name", "id"}}` or
-/// `{"type": "service_account", "service_account": {"name", "id"}}`.
-#[derive(Deserialize)]
-struct Owner {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    user: Option<Person>,
-    service_account: Option<Person>,
-}
-
-#[derive(Deserialize)]
-struct Person {
-    id: Option<String>,
-    name: Option<String>,
-    email: Option<String>,
-}
-
-impl Owner {
-    fn describe(self) -> Option<String> {
-        let kind = self.kind.unwrap_or_else(|| "user".to_owned());
-        let who = self.user.or(self.service_account)?;
-        let name = who.email.or(who.name).or(who.id)?;
-        Some(format!("{kind}:{name}"))
-    }
-}
-
 impl KeyJson {
     fn into_api_key(self, project_id: &str, project_archived: bool) -> ApiKey {
         let status = if project_archived {
@@ -527,3 +501,6 @@ struct Amount {
 
 #[cfg(test)]
 mod tests;
+
+mod owner;
+use owner::Owner;

@@ -27,7 +27,9 @@ impl From<&KeyAction> for crate::model::ActionObject {
     fn from(a: &KeyAction) -> Self {
         Self {
             action: a.action.clone(),
-            at: crate::alerts::rfc3339(a.at),
+            at: chrono::DateTime::<chrono::Utc>::from_timestamp(a.at, 0)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
             by: a.by.clone(),
             reason: a.reason.clone(),
             result: a.result.clone(),

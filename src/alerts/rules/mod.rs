@@ -185,7 +185,7 @@ impl<'a> Pass<'a> {
 
 /// Hand-built inputs for the rules' unit tests: no store, no subprocess.
 #[cfg(test)]
-pub(crate) mod fixtures {
+pub(in crate::alerts) mod fixtures {
     use std::collections::HashMap;
     use std::path::Path;
 
