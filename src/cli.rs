@@ -187,7 +187,7 @@ pub enum KeysAction {
     Deactivate(KeyChangeArgs),
     /// Set an Anthropic key active again (undoes `keys deactivate`).
     Activate(KeyChangeArgs),
-    /// Delete an OpenAI project key. Cannot be undone: refused without --yes.
+    /// Delete an OpenAI project key. Cannot be undone: refused without --yes and --source.
     Delete {
         #[command(flatten)]
         change: KeyChangeArgs,

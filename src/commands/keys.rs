@@ -313,6 +313,13 @@ pub async fn change(config: &Config, action: KeysAction) -> anyhow::Result<u8> {
         );
         return Ok(exit::FAILURE);
     }
+    if change == KeyChange::Delete && args.source.is_none() {
+        eprintln!(
+            "refused: name the key's source with --source: a deletion cannot be undone, so \
+             keywatch does not guess it"
+        );
+        return Ok(exit::FAILURE);
+    }
     if args.reason.trim().is_empty() {
         eprintln!("refused: --reason is empty; say why, it is recorded with the action");
         return Ok(exit::FAILURE);
@@ -362,8 +369,8 @@ pub async fn change(config: &Config, action: KeysAction) -> anyhow::Result<u8> {
                 "{} {} ({}) at {}: the provider answered {} (recorded as action {id})",
                 past(change),
                 crate::text::clean(name),
-                key.key_id,
-                key.source,
+                crate::text::clean(&key.key_id),
+                crate::text::clean(&key.source),
                 crate::config::secret::redact(&answer)
             );
             if change == KeyChange::Deactivate {
@@ -379,8 +386,8 @@ pub async fn change(config: &Config, action: KeysAction) -> anyhow::Result<u8> {
                 "{} {} ({}) at {} failed (recorded as action {id}):\n{}",
                 change.as_str(),
                 crate::text::clean(name),
-                key.key_id,
-                key.source,
+                crate::text::clean(&key.key_id),
+                crate::text::clean(&key.source),
                 explain(&e)
             );
             if e.temporary() {

@@ -291,6 +291,11 @@ fn a_containment_policy_is_opt_in_scoped_and_never_deletes() {
     );
     let e = policy("key_id = \"a\"\nsource = \"nope\"\n");
     assert!(e.contains("containment[0].source"), "{e}");
+    let e = policy("key_id = \"a\"\nrules = [\"key_age\"]\naction = \"deactivate\"\n");
+    assert!(
+        e.contains("containment[0].rules") && e.contains("dry-run"),
+        "{e}"
+    );
     let e = policy("key_name = \"[\"\n");
     assert!(e.contains("containment[0].key_name"), "{e}");
 }

@@ -47,15 +47,20 @@ pub struct Order<'a> {
     pub dry_run: bool,
 }
 
-/// A client able to change keys of `source` (the poller's settings: timeout, retries).
+/// The longest one change may take: a detection pass waits for its containment.
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A client able to change keys of `source`: at most [`WRITE_TIMEOUT`] (or `poll.timeout` if
+/// shorter) and no retries inside one call (a write that timed out may have been done; a
+/// policy tries again on a later pass, a person by running the command again).
 pub fn client(source: &SourceConfig, poll: &PollConfig) -> Result<ProviderClient, PollError> {
     let retry = RetryPolicy {
-        retries: poll.retries,
+        retries: 0,
         backoff: poll.retry_backoff.0,
     };
     ProviderClient::new(
         source,
-        poll.timeout.0,
+        poll.timeout.0.min(WRITE_TIMEOUT),
         retry,
         poll.max_page_mib as usize * 1024 * 1024,
     )
@@ -115,6 +120,7 @@ pub async fn act(
                 alert_id: order.alert_id.as_deref(),
                 policy: order.policy.as_deref(),
                 answer: &answer,
+                temporary: matches!(&outcome, Outcome::Failed(e) if e.temporary()),
             },
             status,
             now,

@@ -17,6 +17,13 @@ use crate::store::{AlertChange, KeyAction, Store, StoreError};
 
 /// A failed action is tried at most this many times per alert episode.
 pub const MAX_ATTEMPTS: usize = 3;
+/// At most this many keys are deactivated in one detection pass: a pass that fires on many
+/// keys at once (a backfill after an outage, a price change) is more likely keywatch's own
+/// misjudgement than many leaks, and switching off every key is an outage. The rest are
+/// recorded as held (a dry run) and their alerts say so.
+pub const MAX_PER_PASS: usize = 3;
+/// What separates the rule's own summary from the containment sentence keywatch adds.
+pub const MARKER: &str = " Containment: ";
 /// The wait before trying again after the first failure; doubled after each.
 pub const RETRY_AFTER_SECS: i64 = 60;
 
@@ -53,8 +60,10 @@ fn covers(policy: &ContainmentPolicy, keys: &KeyMap, source: &str, key_id: &str)
 /// The changes `policies` ask for in answer to the firing alerts `fired`, given what was
 /// already done for each alert (`prior`, by alert id). Per alert: the first policy that acts
 /// (`deactivate`) among those that cover its key and rule, else the first dry-run one; never
-/// twice for one episode (an alert id); a failure is tried again after 1, then 2 minutes, at
-/// most [`MAX_ATTEMPTS`] times; a key already inactive or gone is left alone. An OpenAI key
+/// twice for one episode (an alert id) nor for one key in a pass; a temporary failure is tried
+/// again on the first pass at least 1, then 2 minutes later, at most [`MAX_ATTEMPTS`] times,
+/// and a refusal is not tried again; a key already inactive or gone is left alone; beyond
+/// [`MAX_PER_PASS`] deactivations, the rest are held (recorded as dry runs). An OpenAI key
 /// (which cannot be deactivated) is recorded as a dry run.
 pub fn plan(
     policies: &[ContainmentPolicy],
@@ -64,7 +73,8 @@ pub fn plan(
     prior: &HashMap<String, Vec<KeyAction>>,
     now: i64,
 ) -> Vec<Planned> {
-    let mut out = Vec::new();
+    let mut out: Vec<Planned> = Vec::new();
+    let mut acting = 0;
     for alert in fired {
         let (Some(source), Some(key_id)) = (&alert.source, &alert.key_id) else {
             continue;
@@ -91,7 +101,13 @@ pub fn plan(
             continue;
         }
         let failures: Vec<&KeyAction> = before.iter().filter(|a| a.result == "failed").collect();
-        if failures.len() >= MAX_ATTEMPTS {
+        if failures.len() >= MAX_ATTEMPTS || failures.last().is_some_and(|f| !f.temporary) {
+            continue;
+        }
+        if out
+            .iter()
+            .any(|p| &p.source == source && &p.key_id == key_id)
+        {
             continue;
         }
         if let Some(last) = failures.last() {
@@ -123,12 +139,23 @@ pub fn plan(
                 " (an OpenAI key cannot be deactivated: recorded only; delete it by hand)",
             );
         }
+        let mut dry_run = policy.action == PolicyAction::DryRun || openai;
+        if !dry_run {
+            acting += 1;
+            if acting > MAX_PER_PASS {
+                dry_run = true;
+                reason = format!(
+                    "held: more than {MAX_PER_PASS} keys would be deactivated in one pass, which \
+                     is more likely a misjudgement than as many leaks; {reason}"
+                );
+            }
+        }
         out.push(Planned {
             alert_id: alert.id.clone(),
             policy: policy.name.clone(),
             source: source.clone(),
             key_id: key_id.clone(),
-            dry_run: policy.action == PolicyAction::DryRun || openai,
+            dry_run,
             reason,
         });
     }
@@ -185,17 +212,21 @@ impl Containment {
         keys: &KeyMap,
         now: i64,
     ) -> Result<(), StoreError> {
-        let fired: Vec<&Alert> = changes
-            .iter()
-            .filter_map(|c| match c {
-                AlertChange::Fire(a) => Some(a.as_ref()),
-                AlertChange::Resolve { .. } => None,
-            })
-            .collect();
+        let mut fired: Vec<&Alert> = Vec::new();
+        for c in changes.iter() {
+            // A silenced alert is not notified, so keywatch does not act on it either.
+            if let AlertChange::Fire(a) = c {
+                if !store.is_silenced(a, now).await? {
+                    fired.push(a.as_ref());
+                }
+            }
+        }
         if fired.is_empty() {
             return Ok(());
         }
-        let mut prior = store.alert_actions().await?;
+        let ids: Vec<String> = fired.iter().map(|a| a.id.clone()).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut prior = store.alert_actions(&ids).await?;
         let planned = plan(&self.policies, &fired, keys, &self.providers, &prior, now);
         let cancel = CancellationToken::new();
         for p in &planned {
@@ -214,14 +245,18 @@ impl Containment {
             act(store, self.clients.get(&p.source), &order, now, &cancel).await?;
         }
         if !planned.is_empty() {
-            prior = store.alert_actions().await?;
+            prior = store.alert_actions(&ids).await?;
         }
         for c in changes.iter_mut() {
             if let AlertChange::Fire(a) = c {
                 if let Some(done) = prior.get(&a.id) {
                     let alert: &mut Alert = a;
                     alert.actions = done.iter().map(ActionObject::from).collect();
-                    alert.summary = format!("{} {}", alert.summary, sentence(alert, done));
+                    // An open alert comes back with last pass's sentence: replaced, not added.
+                    if let Some(i) = alert.summary.find(MARKER) {
+                        alert.summary.truncate(i);
+                    }
+                    alert.summary = format!("{}{MARKER}{}", alert.summary, sentence(alert, done));
                 }
             }
         }
@@ -250,6 +285,12 @@ pub fn sentence(alert: &Alert, actions: &[KeyAction]) -> String {
              activate --key {} --source {} --reason \"…\".",
             last.key_id, last.source
         ),
+        "dry-run" if last.reason.starts_with("held:") => format!(
+            "policy {policy} held back: more than {MAX_PER_PASS} keys would have been \
+             deactivated in one pass, so none beyond the first {MAX_PER_PASS} was. Check, then \
+             contain it by hand: keywatch keys deactivate --key {} --source {} --reason \"…\".",
+            last.key_id, last.source
+        ),
         "dry-run" => format!(
             "Policy {policy} (dry-run) would have deactivated {name}; nothing was changed. \
              Contain it by hand: keywatch keys deactivate --key {} --source {} --reason \"…\".",
@@ -257,7 +298,9 @@ pub fn sentence(alert: &Alert, actions: &[KeyAction]) -> String {
         ),
         _ => {
             let tries = actions.iter().filter(|a| a.result == "failed").count();
-            let more = if tries < MAX_ATTEMPTS {
+            let more = if !last.temporary {
+                "the provider refused; not tried again".to_owned()
+            } else if tries < MAX_ATTEMPTS {
                 format!("tried {tries} of {MAX_ATTEMPTS} times, trying again")
             } else {
                 format!("gave up after {tries} tries")
@@ -338,7 +381,8 @@ mod tests {
             reason: String::new(),
             alert_id: Some(alert.id.clone()),
             policy: Some("p".to_owned()),
-            answer: "HTTP 403".to_owned(),
+            answer: "HTTP 503".to_owned(),
+            temporary: true,
         }
     }
 
@@ -401,5 +445,29 @@ mod tests {
         let openai = HashMap::from([("src".to_owned(), Provider::Openai)]);
         let got = plan(&policies[1..], &[&dev], &keys, &openai, &none, NOW);
         assert!(got[0].dry_run && got[0].reason.contains("cannot be deactivated"));
+
+        // A refusal is not tried again.
+        let mut refused = failed(&dev, NOW - 900);
+        refused.temporary = false;
+        let refused = HashMap::from([(dev.id.clone(), vec![refused])]);
+        assert!(plan(&policies[1..], &[&dev], &keys, &providers, &refused, NOW).is_empty());
+
+        // Five leaking keys at once: three are deactivated, two held; one key, one action.
+        let many: KeyMap = (0..5)
+            .map(|i| key(&format!("k{i}"), &format!("dev-{i}"), "active", None))
+            .map(|k| ((k.source.clone(), k.key_id.clone()), k))
+            .collect();
+        let spikes: Vec<Alert> = (0..5).map(|i| spike(&format!("k{i}"))).collect();
+        let mut fired: Vec<&Alert> = spikes.iter().collect();
+        let mut twice = spike("k0");
+        twice.rule = Rule::InactiveKeyUsage;
+        twice.id = "kw_other".to_owned();
+        let mut both = policies[1].clone();
+        both.rules.push(Rule::InactiveKeyUsage);
+        fired.push(&twice);
+        let got = plan(&[both], &fired, &many, &providers, &none, NOW);
+        assert_eq!(got.len(), 5, "k0 once");
+        assert_eq!(got.iter().filter(|p| !p.dry_run).count(), MAX_PER_PASS);
+        assert!(got[3].reason.starts_with("held:"));
     }
 }

@@ -21,6 +21,8 @@ pub struct KeyAction {
     pub policy: Option<String>,
     /// What the provider answered (redacted, shortened).
     pub answer: String,
+    /// A failure that may succeed if tried again (timeout, rate limit, server error).
+    pub temporary: bool,
 }
 
 impl From<&KeyAction> for crate::model::ActionObject {
@@ -49,13 +51,14 @@ pub struct NewAction<'a> {
     pub alert_id: Option<&'a str>,
     pub policy: Option<&'a str>,
     pub answer: &'a str,
+    pub temporary: bool,
 }
 
 /// The longest provider answer kept, in characters.
 const ANSWER_CHARS: usize = 2_000;
 
 const COLUMNS: &str =
-    "id, at, source, key_id, action, result, by, reason, alert_id, policy, answer";
+    "id, at, source, key_id, action, result, by, reason, alert_id, policy, answer, temporary";
 
 /// The actions answering `alert_id`, oldest first, inside a transaction.
 pub(super) async fn for_alert(
@@ -86,8 +89,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO key_actions (at, source, key_id, action, result, by, reason, alert_id,
-                policy, answer)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                policy, answer, temporary)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(now)
         .bind(a.source)
@@ -99,6 +102,7 @@ impl Store {
         .bind(a.alert_id)
         .bind(a.policy)
         .bind(&answer)
+        .bind(a.temporary)
         .fetch_one(&mut *tx)
         .await?;
         if let Some(status) = status {
@@ -145,13 +149,17 @@ impl Store {
         .await?)
     }
 
-    /// Every action answering an alert, by alert id, oldest first: what alert listings show.
+    /// The actions answering each of `alert_ids`, by alert id, oldest first.
     pub async fn alert_actions(
         &self,
+        alert_ids: &[&str],
     ) -> Result<std::collections::HashMap<String, Vec<KeyAction>>, StoreError> {
+        let ids = serde_json::to_string(alert_ids).unwrap_or_else(|_| "[]".to_owned());
         let rows: Vec<KeyAction> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM key_actions WHERE alert_id IS NOT NULL ORDER BY at, id"
+            "SELECT {COLUMNS} FROM key_actions
+             WHERE alert_id IN (SELECT value FROM json_each(?)) ORDER BY at, id"
         ))
+        .bind(ids)
         .fetch_all(&self.pool)
         .await?;
         let mut by_alert: std::collections::HashMap<String, Vec<KeyAction>> =

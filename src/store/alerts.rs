@@ -120,7 +120,9 @@ impl Store {
             if all { "" } else { "WHERE status = 'firing'" }
         );
         let rows: Vec<AlertRow> = sqlx::query_as(&sql).fetch_all(&self.pool).await?;
-        let mut actions = self.alert_actions().await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let mut actions = self.alert_actions(&ids).await?;
         rows.into_iter()
             .map(|r| {
                 let mut a = Alert::try_from(r)?;
@@ -253,6 +255,14 @@ impl Store {
     }
 
     /// Every silence ever added, newest first.
+    /// Whether an active silence covers `a` at `now` (its notifications are held back).
+    pub async fn is_silenced(&self, a: &Alert, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let hit = silenced(&mut tx, a, now).await?;
+        tx.rollback().await?;
+        Ok(hit)
+    }
+
     pub async fn silences(&self) -> Result<Vec<Silence>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, key_id, rule, reason, created_at, expires_at, removed_at

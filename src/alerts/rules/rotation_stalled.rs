@@ -42,6 +42,8 @@ struct Use {
     first: Option<i64>,
     last: Option<i64>,
     recent: f64,
+    /// The start of the latest run of use (after a gap of at least [`STILL_USED_SECS`]).
+    run_start: Option<i64>,
 }
 
 /// A dated member of a key family: its date, id and name.
@@ -59,11 +61,15 @@ impl Pass<'_> {
             .iter()
             .map(|s| {
                 let mut first = None;
-                let mut last = None;
+                let mut last: Option<i64> = None;
                 let mut recent = 0.0;
+                let mut run_start = None;
                 for (t, v) in s.points.iter() {
                     if v > 0.0 {
                         first = first.or(Some(t));
+                        if last.is_none_or(|l| t - l >= STILL_USED_SECS) {
+                            run_start = Some(t);
+                        }
                         last = Some(t);
                         if t > self.judged - STILL_USED_SECS {
                             recent += v;
@@ -76,12 +82,17 @@ impl Pass<'_> {
                         first,
                         last,
                         recent,
+                        run_start,
                     },
                 )
             })
             .collect();
         // Active dated keys by (source, stem).
         let mut families: HashMap<(&str, &str), Vec<Member>> = HashMap::new();
+        // A successor whose traffic began at the window's start may be as old as the window
+        // or older: two keys used side by side for good (blue/green, per region), not a
+        // rotation. Only a successor that started within the window counts.
+        let window_start = self.judged - inputs.window;
         for k in self.keys.values() {
             if k.status != "active" {
                 continue;
@@ -106,18 +117,30 @@ impl Pass<'_> {
             let Some(since) = used.get(&(source, new_id)).and_then(|u| u.first) else {
                 continue;
             };
-            if self.judged - since < GRACE_SECS {
+            if since <= window_start + self.width || self.judged - since < GRACE_SECS {
                 continue;
             }
+            let created = |id: &str| {
+                self.keys
+                    .get(&(source.to_owned(), id.to_owned()))
+                    .and_then(|k| k.created_at)
+            };
             for &(_, old_id, old_name) in &members[..members.len() - 1] {
                 let Some(&Use {
                     last: Some(last),
                     recent,
+                    run_start,
                     ..
                 }) = used.get(&(source, old_id))
                 else {
                     continue;
                 };
+                // A successor created before the old key is not its successor.
+                if let (Some(old), Some(new)) = (created(old_id), created(new_id)) {
+                    if new <= old {
+                        continue;
+                    }
+                }
                 if last <= self.judged - STILL_USED_SECS {
                     continue;
                 }
@@ -143,8 +166,11 @@ impl Pass<'_> {
                     self.changes.push(AlertChange::Fire(Box::new(a)));
                     continue;
                 }
+                // One episode per run of the old key's use: traffic that returns after a quiet
+                // day is a new alert.
+                let episode = format!("{new_id}@{}", run_start.unwrap_or(last));
                 let mut a =
-                    self.base_alert(Rule::RotationStalled, scope, new_id, Severity::Warning);
+                    self.base_alert(Rule::RotationStalled, scope, &episode, Severity::Warning);
                 a.summary = summary;
                 a.source = Some(source.to_owned());
                 a.key_id = Some(old_id.to_owned());
@@ -246,6 +272,13 @@ mod tests {
         i.series = vec![
             series("k_old", judged - 100 * H, judged - 25 * H),
             series("k_new", judged - 50 * H, judged),
+        ];
+        assert!(fired(&run(&i, &c, Pass::rotations)).is_empty());
+        // Both used through the whole window (blue/green): not a rotation.
+        let start = judged - i.window;
+        i.series = vec![
+            series("k_old", start, judged),
+            series("k_new", start, judged),
         ];
         assert!(fired(&run(&i, &c, Pass::rotations)).is_empty());
     }

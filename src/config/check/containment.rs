@@ -89,6 +89,18 @@ pub(super) fn build(
                         })
                 })
                 .collect::<Result<Vec<Rule>>>()?;
+            if action == PolicyAction::Deactivate {
+                if let Some(r) = rules.iter().find(|r| **r != Rule::Spike) {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.rules"),
+                        format!(
+                            "{:?} fires on keys still in normal use, so only a dry-run policy may \
+                             answer it; \"deactivate\" answers \"spike\" only",
+                            r.as_str()
+                        ),
+                    ));
+                }
+            }
             if let Some(source) = &c.source {
                 let Some(s) = sources.iter().find(|s| &s.name == source) else {
                     let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();

@@ -122,6 +122,16 @@ async fn a_leaking_dev_key_is_deactivated_in_the_cycle_its_spike_fires_and_prod_
         1
     );
     app.cli_ok(&["run", "--once"]).await;
+    let again = alerts(&app).await;
+    let summary = spike_of(&again, "apikey_dev")["summary"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        summary.matches("keywatch deactivated").count(),
+        1,
+        "once, not per pass: {summary}"
+    );
     assert_eq!(
         app.fake.data.lock().unwrap().key_changes,
         1,
@@ -195,8 +205,13 @@ async fn a_refused_deactivation_is_tried_three_times_spaced_then_reported_failed
     let summary = spike["summary"].as_str().unwrap();
     assert!(
         summary.contains("could not deactivate dev-playground")
-            && summary.contains("tried 1 of 3 times")
+            && summary.contains("the provider refused; not tried again")
             && summary.contains("403"),
         "{summary}"
+    );
+    assert_eq!(
+        summary.matches("Containment:").count(),
+        1,
+        "not repeated per pass: {summary}"
     );
 }
