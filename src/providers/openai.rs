@@ -33,10 +33,6 @@ pub struct OpenAiClient {
 }
 
 impl OpenAiClient {
-    pub(super) fn http(&self) -> &HttpClient {
-        &self.http
-    }
-
     pub fn new(
         source: &SourceConfig,
         timeout: std::time::Duration,
@@ -502,5 +498,6 @@ struct Amount {
 #[cfg(test)]
 mod tests;
 
+mod admin;
 mod owner;
 use owner::Owner;
