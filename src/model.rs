@@ -212,9 +212,7 @@ impl Alert {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct AlertObject {
-    /// Containment actions taken in answer, oldest first; left out when there are none, so an
-    /// alert without any is written byte for byte as before.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Containment actions taken in answer, oldest first (`[]` when none).
     pub actions: Vec<ActionObject>,
     pub baseline: Option<f64>,
     pub budget: Option<String>,

@@ -107,10 +107,10 @@ mod tests {
             .unwrap();
     }
 
-    const SPIKE: &str = r#"{"baseline":0.49,"budget":null,"ends_at":null,"id":"kw_07cebd19cd2443ad","key_id":"apikey_01","key_name":"prod-rag-service","observed":11.9691,"period":"2027-01-15T08:00:00Z/2027-01-15T09:00:00Z","rule":"spike","severity":"critical","source":"anthropic-prod","starts_at":"2027-01-15T08:00:00Z","status":"firing","summary":"prod-rag-service used $7.41 with [REDACTED] in it","threshold":10.000000000000002,"unit":"usd","version":1}"#;
+    const SPIKE: &str = r#"{"actions":[],"baseline":0.49,"budget":null,"ends_at":null,"id":"kw_07cebd19cd2443ad","key_id":"apikey_01","key_name":"prod-rag-service","observed":11.9691,"period":"2027-01-15T08:00:00Z/2027-01-15T09:00:00Z","rule":"spike","severity":"critical","source":"anthropic-prod","starts_at":"2027-01-15T08:00:00Z","status":"firing","summary":"prod-rag-service used $7.41 with [REDACTED] in it","threshold":10.000000000000002,"unit":"usd","version":1}"#;
 
     #[test]
-    fn a_spike_alert_is_written_as_it_always_was() {
+    fn a_spike_alert_is_written_as_it_always_was_with_its_actions() {
         remember_secret();
         assert_eq!(spike().wire().to_json_string(), SPIKE);
         let pretty = serde_json::to_string_pretty(&[spike().wire()]).unwrap();
@@ -120,8 +120,8 @@ mod tests {
             [
                 "[",
                 "  {",
-                "    \"baseline\": 0.49,",
-                "    \"budget\": null,"
+                "    \"actions\": [],",
+                "    \"baseline\": 0.49,"
             ]
         );
         assert_eq!(lines[lines.len() - 3..], ["    \"version\": 1", "  }", "]"]);
@@ -136,7 +136,7 @@ mod tests {
         tokens.ends_at = Some(1_800_007_200);
         assert_eq!(
             tokens.wire().to_json_string(),
-            r#"{"baseline":0.49000000000000005,"budget":null,"ends_at":"2027-01-15T10:00:00Z","id":"kw_07cebd19cd2443ad","key_id":"apikey_01","key_name":"prod-rag-service","observed":11.969100000000001,"period":"2027-01-15T08:00:00Z/2027-01-15T09:00:00Z","rule":"spike","severity":"critical","source":"anthropic-prod","starts_at":"2027-01-15T08:00:00Z","status":"resolved","summary":"prod-rag-service used $7.41 with [REDACTED] in it","threshold":10.000000000000002,"unit":"tokens","version":1}"#
+            r#"{"actions":[],"baseline":0.49000000000000005,"budget":null,"ends_at":"2027-01-15T10:00:00Z","id":"kw_07cebd19cd2443ad","key_id":"apikey_01","key_name":"prod-rag-service","observed":11.969100000000001,"period":"2027-01-15T08:00:00Z/2027-01-15T09:00:00Z","rule":"spike","severity":"critical","source":"anthropic-prod","starts_at":"2027-01-15T08:00:00Z","status":"resolved","summary":"prod-rag-service used $7.41 with [REDACTED] in it","threshold":10.000000000000002,"unit":"tokens","version":1}"#
         );
         let usd = spike().wire();
         assert_eq!((usd.observed, usd.baseline), (Some(11.9691), Some(0.49)));

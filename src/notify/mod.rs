@@ -101,11 +101,11 @@ mod tests {
     }
 
     #[test]
-    fn the_test_alert_is_written_as_it_always_was() {
+    fn the_test_alert_is_written_as_it_always_was_with_its_actions() {
         let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         assert_eq!(
             test_alert("ops", now).to_json_string(),
-            r#"{"baseline":null,"budget":null,"ends_at":null,"id":"kw_test_1800000000","key_id":null,"key_name":"test alert","observed":null,"period":null,"rule":"test","severity":"info","source":null,"starts_at":"2027-01-15T08:00:00Z","status":"firing","summary":"This is a test alert from keywatch to the notifier \"ops\": if you can read it, the wiring works. No action needed.","threshold":null,"unit":"none","version":1}"#
+            r#"{"actions":[],"baseline":null,"budget":null,"ends_at":null,"id":"kw_test_1800000000","key_id":null,"key_name":"test alert","observed":null,"period":null,"rule":"test","severity":"info","source":null,"starts_at":"2027-01-15T08:00:00Z","status":"firing","summary":"This is a test alert from keywatch to the notifier \"ops\": if you can read it, the wiring works. No action needed.","threshold":null,"unit":"none","version":1}"#
         );
     }
 }
