@@ -50,6 +50,7 @@ pub enum Command {
         /// End (exclusive): a duration ago or an RFC 3339 time; default now.
         #[arg(long, value_parser = parse_time)]
         until: Option<TimeArg>,
+        /// table (for people), csv (for spreadsheets) or json (for scripts).
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -58,6 +59,9 @@ pub enum Command {
         /// Resolved alerts too.
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        filter: AlertFilter,
+        /// table (for people, 80 columns) or json (an array of alert objects, for scripts).
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
@@ -78,7 +82,11 @@ pub enum Command {
         reason: String,
     },
     /// List silences, active and past.
-    Silences,
+    Silences {
+        /// table (for people) or json (an array of silence objects, for scripts).
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
     /// End a silence now.
     Unsilence {
         /// The silence id, as `keywatch silences` shows it.
@@ -113,9 +121,10 @@ pub enum Command {
         /// With --reconcile: flag days whose difference exceeds this many percent.
         #[arg(long, default_value_t = 5.0)]
         tolerance: f64,
-        /// Group by any of key, workspace, model, source (comma-separated).
+        /// Group by any of key, workspace, model, tier, source (comma-separated).
         #[arg(long, value_enum, value_delimiter = ',', default_value = "key")]
         by: Vec<crate::report::Dim>,
+        /// table (for people), csv (for spreadsheets) or json (for scripts).
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -166,6 +175,7 @@ pub enum Command {
         /// e.g. prod-api-gateway-2026-04-25) and why.
         #[arg(long)]
         lint: bool,
+        /// table (for people) or json (for scripts).
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
@@ -174,9 +184,55 @@ pub enum Command {
         /// How far back to replay: a duration ago or an RFC 3339 time, at most 400 days back.
         #[arg(long, default_value = "30d", value_parser = parse_time)]
         since: TimeArg,
+        /// table (for people) or json (for scripts).
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
+}
+
+/// Which alerts `keywatch alerts` lists; each filter narrows the list, all must match.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AlertFilter {
+    // The help names every rule of `Rule::ALL` (rule_help).
+    #[arg(long, value_parser = parse_rule, help = rule_filter_help())]
+    pub rule: Option<String>,
+    /// Only alerts about this key id.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Only alerts of this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Only alerts of at least this severity: info, warning or critical.
+    #[arg(long, value_parser = parse_severity)]
+    pub severity: Option<crate::model::Severity>,
+}
+
+impl AlertFilter {
+    /// Whether `a` passes every filter given.
+    pub fn keeps(&self, a: &crate::model::Alert) -> bool {
+        self.rule.as_deref().is_none_or(|r| a.rule.as_str() == r)
+            && self
+                .key
+                .as_deref()
+                .is_none_or(|k| a.key_id.as_deref() == Some(k))
+            && self
+                .source
+                .as_deref()
+                .is_none_or(|s| a.source.as_deref() == Some(s))
+            && self.severity.is_none_or(|s| a.severity >= s)
+    }
+}
+
+fn parse_severity(s: &str) -> Result<crate::model::Severity, String> {
+    use crate::model::Severity;
+    [Severity::Info, Severity::Warning, Severity::Critical]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+        .ok_or_else(|| format!("unknown severity {s:?}: one of info, warning, critical"))
+}
+
+fn rule_filter_help() -> String {
+    format!("Only alerts of this rule: {}", rule_names())
 }
 
 /// A change to one key at its provider. Exit 0 done; 1 refused, failed or unknown key; 75 when

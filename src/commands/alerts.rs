@@ -6,14 +6,24 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::alerts::{rfc3339, Alert};
-use crate::cli::ListFormat;
+use crate::cli::{AlertFilter, ListFormat};
 use crate::config::Config;
 use crate::exit;
 use crate::store::{Silence, Store};
 
-pub async fn list(config: &Config, all: bool, format: ListFormat) -> anyhow::Result<u8> {
+pub async fn list(
+    config: &Config,
+    all: bool,
+    filter: &AlertFilter,
+    format: ListFormat,
+) -> anyhow::Result<u8> {
     let store = Store::open_existing(&config.database).await?;
-    let alerts = store.alerts(all).await?;
+    let alerts: Vec<Alert> = store
+        .alerts(all)
+        .await?
+        .into_iter()
+        .filter(|a| filter.keeps(a))
+        .collect();
     store.close().await;
     match format {
         ListFormat::Json => {
@@ -140,11 +150,30 @@ fn describe(s: &Silence) -> String {
     }
 }
 
-pub async fn silences(config: &Config) -> anyhow::Result<u8> {
+pub async fn silences(config: &Config, format: ListFormat) -> anyhow::Result<u8> {
     let store = Store::open_existing(&config.database).await?;
     let list = store.silences().await?;
     store.close().await;
     let now = Utc::now().timestamp();
+    if format == ListFormat::Json {
+        let items: Vec<serde_json::Value> = list
+            .iter()
+            .map(|s| {
+                let state = match s.removed_at {
+                    Some(_) => "removed",
+                    None if s.expires_at <= now => "expired",
+                    None => "active",
+                };
+                serde_json::json!({
+                    "id": s.id, "key_id": s.key_id, "rule": s.rule, "reason": s.reason,
+                    "created_at": rfc3339(s.created_at), "expires_at": rfc3339(s.expires_at),
+                    "removed_at": s.removed_at.map(rfc3339), "state": state,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(exit::OK);
+    }
     if list.is_empty() {
         println!("no silences");
     }

@@ -294,3 +294,54 @@ async fn a_source_that_keeps_failing_raises_source_unhealthy_and_resolves_on_rec
     assert_eq!(resolved["status"], "resolved");
     assert!(resolved["ends_at"].is_string());
 }
+
+#[tokio::test]
+async fn alerts_are_filtered_by_rule_key_source_and_severity_and_silences_list_as_json() {
+    let app = spawn_app_with_lookback("8d", "").await;
+    seed(&app);
+    app.cli_ok(&["run", "--once"]).await;
+    let list = |args: &[&str]| {
+        let mut all = vec!["alerts", "--format", "json"];
+        all.extend(args);
+        all.iter().map(|s| s.to_string()).collect::<Vec<String>>()
+    };
+    let get = |args: Vec<String>| {
+        let app = &app;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            serde_json::from_str::<Vec<Value>>(&app.cli_ok(&args).await).unwrap()
+        }
+    };
+    let everything = get(list(&[])).await;
+    let spikes = get(list(&["--rule", "spike"])).await;
+    assert!(!spikes.is_empty() && spikes.iter().all(|a| a["rule"] == "spike"));
+    let critical = get(list(&["--severity", "critical"])).await;
+    assert!(
+        critical.iter().all(|a| a["severity"] == "critical"),
+        "{critical:#?}"
+    );
+    assert!(critical.len() < everything.len(), "key_age is a warning");
+    let old = get(list(&["--key", "apikey_old", "--source", "anthropic-test"])).await;
+    assert!(!old.is_empty() && old.iter().all(|a| a["key_id"] == "apikey_old"));
+    assert!(get(list(&["--source", "elsewhere"])).await.is_empty());
+    let out = app.cli(&["alerts", "--severity", "loud"], &[]).await;
+    assert_eq!(out.status.code(), Some(1), "a bad argument is exit 1");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("one of info, warning, critical"));
+
+    app.cli_ok(&[
+        "silence",
+        "--key",
+        "apikey_old",
+        "--for",
+        "2h",
+        "--reason",
+        "known, rotating",
+    ])
+    .await;
+    let silences: Vec<Value> =
+        serde_json::from_str(&app.cli_ok(&["silences", "--format", "json"]).await).unwrap();
+    assert_eq!(silences.len(), 1);
+    assert_eq!(silences[0]["key_id"], "apikey_old");
+    assert_eq!(silences[0]["state"], "active");
+    assert_eq!(silences[0]["reason"], "known, rotating");
+}
