@@ -10,19 +10,76 @@ use crate::store::{Store, StoreError};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Installs the recorder on first use; `None` if another recorder was installed first.
+/// Installs the recorder on first use, with every family's HELP text and
+/// `keywatch_build_info`; `None` if another recorder was installed first.
 pub fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets(&[
                     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3_600.0,
                 ])
                 .ok()?
                 .install_recorder()
-                .ok()
+                .ok()?;
+            describe();
+            Some(handle)
         })
         .as_ref()
+}
+
+/// The HELP text of every family keywatch exports (`promtool check metrics` wants one), and
+/// `keywatch_build_info{version} 1`.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "keywatch_polls_total",
+        "Polls of a source, by outcome (ok, failed)."
+    );
+    describe_counter!(
+        "keywatch_usage_rows_stored_total",
+        "Usage rows a source's polls stored new or changed."
+    );
+    describe_histogram!(
+        "keywatch_poll_duration_seconds",
+        Unit::Seconds,
+        "How long one poll of a source took."
+    );
+    describe_gauge!(
+        "keywatch_last_successful_poll_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time of a source's last successful poll."
+    );
+    describe_counter!(
+        "keywatch_deliveries_total",
+        "Notification delivery attempts, by notifier and outcome (delivered, failed)."
+    );
+    describe_histogram!(
+        "keywatch_delivery_latency_seconds",
+        Unit::Seconds,
+        "Seconds from an alert's state change to its delivery."
+    );
+    describe_counter!(
+        "keywatch_deliveries_expired_total",
+        "Notifications given up after delivery.expire_after, by notifier."
+    );
+    describe_gauge!(
+        "keywatch_deliveries_pending",
+        "Notifications waiting in the outbox, by notifier."
+    );
+    describe_gauge!(
+        "keywatch_alerts_firing",
+        "Open alerts, by rule and severity."
+    );
+    describe_counter!(
+        "keywatch_containment_actions_total",
+        "Changes made to keys at their providers, by policy (manual by hand) and outcome (done, failed, dry-run)."
+    );
+    describe_gauge!(
+        "keywatch_build_info",
+        "Always 1; the version label says which keywatch is running."
+    );
+    metrics::gauge!("keywatch_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
 /// One finished poll of `source`.

@@ -125,6 +125,21 @@ async fn metrics_count_polls_and_readyz_turns_503_when_the_provider_goes_quiet()
 
     let (status, text) = get(&format!("{base}/metrics")).await;
     assert_eq!(status, 200);
+    // Every family carries its HELP text, as `promtool check metrics` wants.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let family = line.split_whitespace().nth(2).unwrap_or_default();
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "{family} has no HELP:\n{text}"
+        );
+    }
+    assert!(
+        text.contains(&format!(
+            "keywatch_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
     let samples = samples(&text);
     let polls = samples
         .iter()
