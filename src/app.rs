@@ -163,6 +163,7 @@ impl App {
     /// step finishes, the tasks are awaited (under a deadline) and the pool is closed last.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         crate::metrics::handle();
+        crate::metrics::preset(&self.store, &self.config).await;
         let tracker = TaskTracker::new();
         if let Some(http) = &self.config.http {
             let listener = tokio::net::TcpListener::bind(http.listen)

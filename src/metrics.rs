@@ -82,6 +82,46 @@ fn describe() {
     metrics::gauge!("keywatch_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
+/// Registers every series the configuration implies at 0 — each source's poll counters, each
+/// notifier's delivery counters, each policy's action counters — so alert rules on them work
+/// before the first event; and each source's last successful poll from the store (0 when it
+/// never succeeded, so "time since the last poll" is huge rather than missing).
+pub async fn preset(store: &Store, config: &crate::config::Config) {
+    let stream = crate::store::usage_stream(config.poll.bucket_width.seconds());
+    for s in &config.sources {
+        let source = s.name.clone();
+        for outcome in ["ok", "failed"] {
+            metrics::counter!("keywatch_polls_total", "source" => source.clone(), "outcome" => outcome)
+                .increment(0);
+        }
+        metrics::counter!("keywatch_usage_rows_stored_total", "source" => source.clone())
+            .increment(0);
+        let last = match store.poll_state(&s.name, &stream).await {
+            Ok(state) => state.last_success_at.unwrap_or(0),
+            Err(e) => {
+                tracing::warn!(source = %s.name, error = %e, "cannot read the last poll for /metrics");
+                0
+            }
+        };
+        metrics::gauge!("keywatch_last_successful_poll_timestamp_seconds", "source" => source)
+            .set(last as f64);
+    }
+    for n in &config.notifiers {
+        let notifier = n.name().to_owned();
+        for outcome in ["delivered", "failed"] {
+            metrics::counter!("keywatch_deliveries_total", "notifier" => notifier.clone(), "outcome" => outcome)
+                .increment(0);
+        }
+        metrics::counter!("keywatch_deliveries_expired_total", "notifier" => notifier).increment(0);
+    }
+    for p in &config.containment {
+        for outcome in ["done", "failed", "dry-run"] {
+            metrics::counter!("keywatch_containment_actions_total", "policy" => p.name.clone(), "outcome" => outcome)
+                .increment(0);
+        }
+    }
+}
+
 /// One finished poll of `source`.
 pub fn poll_finished(source: &str, ok: bool, seconds: f64, rows_changed: u64, now: i64) {
     let outcome = if ok { "ok" } else { "failed" };

@@ -141,6 +141,15 @@ async fn metrics_count_polls_and_readyz_turns_503_when_the_provider_goes_quiet()
         "{text}"
     );
     let samples = samples(&text);
+    // Series that have had no event yet are there at 0 from the start.
+    assert!(
+        samples
+            .iter()
+            .any(|(s, v)| s.starts_with("keywatch_polls_total")
+                && s.contains("outcome=\"failed\"")
+                && *v == 0.0),
+        "{text}"
+    );
     let polls = samples
         .iter()
         .find(|(s, _)| {
