@@ -16,4 +16,4 @@ mod scope;
 pub use forecast::{recent_day_spans, BudgetForecast, RECENT_DAYS};
 pub use limits::{crossed, current_periods, limit_for, severity};
 pub use load::{forecasts, spends, unpriced_spends};
-pub use scope::{in_scope, spend_in, unpriced_in, KeyMap, Spends, UnpricedSpends};
+pub use scope::{covers, in_scope, spend_in, unpriced_in, KeyMap, Spends, UnpricedSpends};

@@ -18,11 +18,29 @@ pub type KeyMap = HashMap<(String, String), StoredKey>;
 
 /// Whether the spend of `key_id` on `source` counts for `budget`.
 pub fn in_scope(keys: &KeyMap, budget: &Budget, source: &str, key_id: &str) -> bool {
-    if budget.source.as_deref().is_some_and(|s| s != source) {
+    covers(
+        &budget.scope,
+        budget.source.as_deref(),
+        keys,
+        source,
+        key_id,
+    )
+}
+
+/// Whether `scope`, limited to `only_source` when given, covers the key `key_id` of `source`
+/// (budgets and containment policies alike).
+pub fn covers(
+    scope: &BudgetScope,
+    only_source: Option<&str>,
+    keys: &KeyMap,
+    source: &str,
+    key_id: &str,
+) -> bool {
+    if only_source.is_some_and(|s| s != source) {
         return false;
     }
     let key = keys.get(&(source.to_owned(), key_id.to_owned()));
-    match &budget.scope {
+    match scope {
         BudgetScope::Organisation => true,
         BudgetScope::Key(id) => key_id == id,
         BudgetScope::KeyName(glob) => key

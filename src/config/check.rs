@@ -341,6 +341,30 @@ fn build_sources(
     Ok(out)
 }
 
+/// The scope `key_id`, `key_name` (a glob) or `workspace_id` of the table at `at` names: the
+/// whole organisation when none is given, `None` when more than one is.
+fn scope(
+    at: &str,
+    key_id: &Option<String>,
+    key_name: &Option<String>,
+    workspace_id: &Option<String>,
+) -> Result<Option<BudgetScope>> {
+    Ok(match (key_id, key_name, workspace_id) {
+        (None, None, None) => Some(BudgetScope::Organisation),
+        (Some(id), None, None) => Some(BudgetScope::Key(id.clone())),
+        (None, Some(glob), None) => Some(BudgetScope::KeyName(glob::Pattern::new(glob).map_err(
+            |e| {
+                ConfigError::invalid(
+                    format!("{at}.key_name"),
+                    format!("{glob:?} is not a valid glob: {e}"),
+                )
+            },
+        )?)),
+        (None, None, Some(ws)) => Some(BudgetScope::Workspace(ws.clone())),
+        _ => None,
+    })
+}
+
 fn build_budgets(raw: &[BudgetSection], sources: &[SourceConfig]) -> Result<Vec<Budget>> {
     let mut seen = HashSet::new();
     raw.iter()
@@ -348,19 +372,9 @@ fn build_budgets(raw: &[BudgetSection], sources: &[SourceConfig]) -> Result<Vec<
         .map(|(i, b)| {
             let at = format!("budgets[{i}]");
             check_name(&format!("{at}.name"), &b.name, &mut seen)?;
-            let scope = match (&b.key_id, &b.key_name, &b.workspace_id) {
-                (None, None, None) => BudgetScope::Organisation,
-                (Some(id), None, None) => BudgetScope::Key(id.clone()),
-                (None, Some(glob), None) => {
-                    BudgetScope::KeyName(glob::Pattern::new(glob).map_err(|e| {
-                        ConfigError::invalid(
-                            format!("{at}.key_name"),
-                            format!("{glob:?} is not a valid glob: {e}"),
-                        )
-                    })?)
-                }
-                (None, None, Some(ws)) => BudgetScope::Workspace(ws.clone()),
-                _ => {
+            let scope = match scope(&at, &b.key_id, &b.key_name, &b.workspace_id)? {
+                Some(scope) => scope,
+                None => {
                     return Err(ConfigError::invalid(
                         &at,
                         "give at most one scope: key_id, key_name or workspace_id (none = the \

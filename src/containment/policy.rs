@@ -39,22 +39,17 @@ pub struct Planned {
     pub reason: String,
 }
 
-/// Whether `policy` covers the key `key_id` of `source`.
+/// Whether `policy` covers the key `key_id` of `source`; never the whole organisation (the
+/// config refuses such a scope).
 fn covers(policy: &ContainmentPolicy, keys: &KeyMap, source: &str, key_id: &str) -> bool {
-    if policy.source.as_deref().is_some_and(|s| s != source) {
-        return false;
-    }
-    let key = keys.get(&(source.to_owned(), key_id.to_owned()));
-    match &policy.scope {
-        BudgetScope::Organisation => false,
-        BudgetScope::Key(id) => key_id == id,
-        BudgetScope::KeyName(glob) => key
-            .and_then(|k| k.name.as_deref())
-            .is_some_and(|n| glob.matches(n)),
-        BudgetScope::Workspace(ws) => {
-            key.and_then(|k| k.workspace_id.as_deref()) == Some(ws.as_str())
-        }
-    }
+    !matches!(policy.scope, BudgetScope::Organisation)
+        && crate::budget::covers(
+            &policy.scope,
+            policy.source.as_deref(),
+            keys,
+            source,
+            key_id,
+        )
 }
 
 /// The changes `policies` ask for in answer to the firing alerts `fired`, given what was

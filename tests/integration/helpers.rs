@@ -276,3 +276,16 @@ pub fn query(req: &wiremock::Request) -> Vec<(String, String)> {
 pub fn first<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
+
+/// A test app with an OpenAI source beside the Anthropic one, and its project `proj_1`.
+pub async fn spawn_with_openai() -> (TestApp, crate::fake_openai::FakeOpenAi) {
+    let oa = crate::fake_openai::FakeOpenAi::start().await;
+    let app = spawn_app_with(&format!(
+        "[[sources]]\nname = \"openai-test\"\nprovider = \"openai\"\n\
+         admin_key_env = \"TEST_OPENAI_ADMIN_KEY\"\nbase_url = \"{}\"\n",
+        oa.server.uri()
+    ))
+    .await;
+    oa.add_project("proj_1", false);
+    (app, oa)
+}

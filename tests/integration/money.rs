@@ -2,7 +2,7 @@
 //! speed set, with web searches on top, and a bucket's rows add up to what the provider bills.
 
 use crate::fake_anthropic::{key_new_shape, FakeRow, Tokens};
-use crate::fake_openai::{oa_row, FakeOpenAi};
+use crate::fake_openai::oa_row;
 use crate::helpers::{spawn_app_with, this_hour, HOUR};
 
 const OPUS_46: &str = "claude-opus-4-6";
@@ -34,19 +34,6 @@ fn add_money_key(app: &crate::helpers::TestApp) {
         "2026-11-01T00:00:00Z",
         None,
     ));
-}
-
-/// A test app with an OpenAI source beside the Anthropic one, and its project `proj_1`.
-async fn spawn_with_openai() -> (crate::helpers::TestApp, FakeOpenAi) {
-    let oa = FakeOpenAi::start().await;
-    let app = spawn_app_with(&format!(
-        "[[sources]]\nname = \"openai-test\"\nprovider = \"openai\"\n\
-         admin_key_env = \"TEST_OPENAI_ADMIN_KEY\"\nbase_url = \"{}\"\n",
-        oa.server.uri()
-    ))
-    .await;
-    oa.add_project("proj_1", false);
-    (app, oa)
 }
 
 fn cents(usd: Option<f64>) -> i64 {
@@ -152,7 +139,7 @@ async fn batch_us_only_fast_mode_and_web_searches_are_priced_at_their_own_rates(
 
 #[tokio::test]
 async fn openai_batch_and_flex_rows_cost_half_of_standard() {
-    let (app, oa) = spawn_with_openai().await;
+    let (app, oa) = crate::helpers::spawn_with_openai().await;
     oa.add_key("proj_1", "key_b", "batcher", "active", 30);
     let hour = this_hour() - 5 * HOUR;
     // gpt-4o: $2.50 input, $1.25 cached, $10 output per million. 1M input (a quarter cached)
@@ -339,7 +326,7 @@ async fn an_unpriced_model_is_a_floor_in_the_budget_alert_and_the_report() {
 /// embeddings report's usage is stored beside completions, priced per token.
 #[tokio::test]
 async fn openai_audio_tokens_and_embeddings_are_priced_to_the_cent() {
-    let (app, oa) = spawn_with_openai().await;
+    let (app, oa) = crate::helpers::spawn_with_openai().await;
     oa.add_key("proj_1", "key_v", "voice", "active", 30);
     let hour = this_hour() - 5 * HOUR;
     // 1M input (250k cached) and 500k output on gpt-realtime, of which 400k input and 200k

@@ -7,8 +7,7 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::fake_openai::FakeOpenAi;
-use crate::helpers::{spawn_app_with, this_hour};
+use crate::helpers::this_hour;
 
 fn cents(usd: Option<f64>) -> i64 {
     (usd.expect("a priced row") * 100.0).round() as i64
@@ -18,14 +17,7 @@ const IMAGES: &str = "/v1/organization/usage/images";
 
 #[tokio::test]
 async fn images_speech_transcription_and_tool_calls_are_priced_per_unit_on_their_key() {
-    let oa = FakeOpenAi::start().await;
-    let app = spawn_app_with(&format!(
-        "[[sources]]\nname = \"openai-test\"\nprovider = \"openai\"\n\
-         admin_key_env = \"TEST_OPENAI_ADMIN_KEY\"\nbase_url = \"{}\"\n",
-        oa.server.uri()
-    ))
-    .await;
-    oa.add_project("proj_1", false);
+    let (app, oa) = crate::helpers::spawn_with_openai().await;
     oa.add_key("proj_1", "key_u", "media-bot", "active", 30);
     let hour = this_hour();
     let key = |extra: serde_json::Value| {

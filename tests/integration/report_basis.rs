@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::fake_openai::{oa_row, FakeOpenAi};
+use crate::fake_openai::oa_row;
 use crate::helpers::{spawn_app_with, this_hour, HOUR};
 
 const DAY: i64 = 86_400;
@@ -24,14 +24,7 @@ async fn rows(app: &crate::helpers::TestApp, args: &[&str]) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_billed_day_shows_the_bill_today_the_estimate_and_today_is_compared_like_for_like() {
-    let oa = FakeOpenAi::start().await;
-    let app = spawn_app_with(&format!(
-        "[[sources]]\nname = \"openai-test\"\nprovider = \"openai\"\n\
-         admin_key_env = \"TEST_OPENAI_ADMIN_KEY\"\nbase_url = \"{}\"\n",
-        oa.server.uri()
-    ))
-    .await;
-    oa.add_project("proj_1", false);
+    let (app, oa) = crate::helpers::spawn_with_openai().await;
     oa.add_key("proj_1", "key_b", "billing-bot", "active", 30);
     let now = this_hour();
     let today = now.div_euclid(DAY) * DAY;

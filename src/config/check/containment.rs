@@ -31,22 +31,13 @@ pub(super) fn build(
             let at = format!("containment[{i}]");
             check_name(&format!("{at}.name"), &c.name, &mut seen)?;
             let scope =
-                match (&c.key_id, &c.key_name, &c.workspace_id) {
-                    (Some(id), None, None) => BudgetScope::Key(id.clone()),
-                    (None, Some(glob), None) => {
-                        BudgetScope::KeyName(glob::Pattern::new(glob).map_err(|e| {
-                            ConfigError::invalid(
-                                format!("{at}.key_name"),
-                                format!("{glob:?} is not a valid glob: {e}"),
-                            )
-                        })?)
-                    }
-                    (None, None, Some(ws)) => BudgetScope::Workspace(ws.clone()),
-                    _ => return Err(ConfigError::invalid(
+                match super::scope(&at, &c.key_id, &c.key_name, &c.workspace_id)? {
+                    Some(BudgetScope::Organisation) | None => return Err(ConfigError::invalid(
                         &at,
                         "give exactly one scope: key_id, key_name (a glob such as \"dev-*\") or \
                          workspace_id; a policy never covers the whole organisation",
                     )),
+                    Some(scope) => scope,
                 };
             let action = match c.action.as_deref() {
                 None | Some("dry-run") => PolicyAction::DryRun,

@@ -5,16 +5,10 @@ use serde_json::Value;
 
 use crate::fake_anthropic::key_new_shape;
 use crate::fake_openai::FakeOpenAi;
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::TestApp;
 
 async fn with_keys() -> (TestApp, FakeOpenAi) {
-    let oa = FakeOpenAi::start().await;
-    let app = spawn_app_with(&format!(
-        "[[sources]]\nname = \"openai-test\"\nprovider = \"openai\"\n\
-         admin_key_env = \"TEST_OPENAI_ADMIN_KEY\"\nbase_url = \"{}\"\n",
-        oa.server.uri()
-    ))
-    .await;
+    let (app, oa) = crate::helpers::spawn_with_openai().await;
     app.fake.add_key(key_new_shape(
         "apikey_dev1",
         "dev-playground-2026-11-01",
@@ -29,7 +23,6 @@ async fn with_keys() -> (TestApp, FakeOpenAi) {
         "2026-10-01T00:00:00Z",
         None,
     ));
-    oa.add_project("proj_1", false);
     oa.add_key("proj_1", "key_leak", "dev-bot-2026-11-02", "active", 30);
     app.cli_ok(&["run", "--once"]).await;
     (app, oa)
