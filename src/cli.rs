@@ -4,10 +4,18 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// The version with the commit it was built from, e.g. `0.1.0 (3f2a1c9e0b7d)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("KEYWATCH_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "keywatch",
-    version,
+    version = VERSION,
     about = "Watches each LLM API key's usage and spend, and alerts on leaks, spikes and budgets"
 )]
 pub struct Cli {
@@ -146,6 +154,19 @@ pub enum Command {
         /// The folder to create (must not exist or be empty).
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Print a shell completion script, e.g. `keywatch completions bash > /etc/bash_completion.d/keywatch`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `keywatch man | man -l -`; with --out, write
+    /// keywatch.1 and one keywatch-COMMAND.1 per command into a directory.
+    Man {
+        /// The directory to write the pages into (e.g. /usr/local/share/man/man1).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Run the whole path against a simulated provider: no account, no network beyond loopback.
     Demo {

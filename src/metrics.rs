@@ -75,11 +75,32 @@ fn describe() {
         "keywatch_containment_actions_total",
         "Changes made to keys at their providers, by policy (manual by hand) and outcome (done, failed, dry-run)."
     );
+    describe_counter!(
+        "keywatch_alertmanager_resends_total",
+        "Repeated posts of the firing alerts to an alertmanager notifier, by outcome (ok, failed)."
+    );
+    describe_gauge!(
+        "keywatch_source_spend_usd",
+        "Spend of a source in the current UTC day or month (period), in USD: the best known figure (bills where billed, else estimates)."
+    );
+    describe_gauge!(
+        "keywatch_budget_spend_usd",
+        "Spend counted against a budget in its current day or month (period, in the budget's time zone), in USD."
+    );
+    describe_gauge!(
+        "keywatch_budget_limit_usd",
+        "A budget's limit for its day or month (period), in USD."
+    );
+    describe_gauge!(
+        "keywatch_last_detection_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time of the end of the last detection pass (0 = none yet)."
+    );
     describe_gauge!(
         "keywatch_build_info",
-        "Always 1; the version label says which keywatch is running."
+        "Always 1; the version and commit labels say which keywatch is running."
     );
-    metrics::gauge!("keywatch_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!("keywatch_build_info", "version" => env!("CARGO_PKG_VERSION"), "commit" => env!("KEYWATCH_COMMIT")).set(1.0);
 }
 
 /// Registers every series the configuration implies at 0 — each source's poll counters, each
@@ -120,6 +141,51 @@ pub async fn preset(store: &Store, config: &crate::config::Config) {
                 .increment(0);
         }
     }
+    for n in &config.notifiers {
+        if let crate::config::Notifier::Webhook(w) = n {
+            if w.alertmanager.is_some() {
+                for outcome in ["ok", "failed"] {
+                    metrics::counter!("keywatch_alertmanager_resends_total", "notifier" => w.name.clone(), "outcome" => outcome)
+                        .increment(0);
+                }
+            }
+        }
+    }
+    for rule in crate::model::Rule::ALL {
+        for severity in ["info", "warning", "critical"] {
+            metrics::gauge!("keywatch_alerts_firing", "rule" => rule.as_str(), "severity" => severity)
+                .set(0.0);
+        }
+    }
+    metrics::gauge!("keywatch_last_detection_timestamp_seconds").set(0.0);
+    // Until the first detection pass measures them.
+    let unmeasured = config
+        .sources
+        .iter()
+        .flat_map(|s| {
+            ["day", "month"].map(|period| crate::budget::SpendGauge {
+                kind: "source",
+                name: s.name.clone(),
+                period,
+                spent_usd: 0.0,
+                limit_usd: None,
+            })
+        })
+        .chain(config.budgets.iter().flat_map(|b| {
+            [("day", b.daily_usd), ("month", b.monthly_usd)]
+                .into_iter()
+                .filter_map(|(period, limit)| {
+                    limit.map(|l| crate::budget::SpendGauge {
+                        kind: "budget",
+                        name: b.name.clone(),
+                        period,
+                        spent_usd: 0.0,
+                        limit_usd: Some(l),
+                    })
+                })
+        }))
+        .collect::<Vec<_>>();
+    spend(&unmeasured);
 }
 
 /// One finished poll of `source`.
@@ -154,6 +220,35 @@ pub fn delivery_attempted(notifier: &str, latency: Option<f64>) {
 /// One change to a key by `policy` (`manual` by hand): `outcome` `done`, `failed` or `dry-run`.
 pub fn containment_action(policy: &str, outcome: &'static str) {
     metrics::counter!("keywatch_containment_actions_total", "policy" => policy.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// The spend gauges of a detection pass.
+pub fn spend(gauges: &[crate::budget::SpendGauge]) {
+    for g in gauges {
+        let (spend, limit) = match g.kind {
+            "source" => ("keywatch_source_spend_usd", None),
+            _ => (
+                "keywatch_budget_spend_usd",
+                Some("keywatch_budget_limit_usd"),
+            ),
+        };
+        metrics::gauge!(spend, g.kind => g.name.clone(), "period" => g.period).set(g.spent_usd);
+        if let (Some(name), Some(v)) = (limit, g.limit_usd) {
+            metrics::gauge!(name, g.kind => g.name.clone(), "period" => g.period).set(v);
+        }
+    }
+}
+
+/// The end of a detection pass at `now` (Unix seconds).
+pub fn detection_finished(now: i64) {
+    metrics::gauge!("keywatch_last_detection_timestamp_seconds").set(now as f64);
+}
+
+/// One repeated post of the firing alerts to an `alertmanager` notifier.
+pub fn resent(notifier: &str, ok: bool) {
+    let outcome = if ok { "ok" } else { "failed" };
+    metrics::counter!("keywatch_alertmanager_resends_total", "notifier" => notifier.to_owned(), "outcome" => outcome)
         .increment(1);
 }
 

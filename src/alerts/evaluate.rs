@@ -90,6 +90,14 @@ impl Detector {
         let mut inputs = self.load(store, config, now).await?;
         let loaded = started.elapsed();
         let mut decided = decide(&inputs, config);
+        if let Some(at) = DateTime::<Utc>::from_timestamp(now, 0) {
+            crate::metrics::spend(&crate::budget::spend_gauges(
+                &inputs.spends,
+                &inputs.keys,
+                config,
+                at,
+            ));
+        }
         let (keys, recent_keys) = (inputs.series.len(), inputs.recent.len());
         let read = self.hourly.as_ref().map(SeriesCache::last_refresh);
         self.put_back(&mut inputs);
@@ -114,6 +122,7 @@ impl Detector {
         for c in &changes {
             tracing::info!(alert = %c.alert_id, status = c.status.as_str(), silenced = c.silenced, "alert state changed");
         }
+        crate::metrics::detection_finished(now);
         Ok(EvalReport { changes })
     }
 }

@@ -27,6 +27,10 @@ pub async fn spends(
     let today = now.timestamp().div_euclid(DAY) * DAY;
     // Each distinct span once, in the zone of the first budget that wants it.
     let mut wanted: HashMap<(i64, i64), Tz> = HashMap::new();
+    // The UTC day and month: the per-source spend gauges.
+    for p in current_periods(chrono_tz::UTC, now) {
+        wanted.insert((p.start.timestamp(), p.end.timestamp()), chrono_tz::UTC);
+    }
     for b in &config.budgets {
         let mut spans: Vec<(i64, i64)> = current_periods(b.timezone, now)
             .iter()

@@ -9,11 +9,13 @@
 //! leaves, `forecast` reads them, `load` reads all three — and this file only re-exports them.
 
 pub mod forecast;
+mod gauges;
 pub mod limits;
 mod load;
 mod scope;
 
 pub use forecast::{recent_day_spans, BudgetForecast, RECENT_DAYS};
+pub use gauges::{spend_gauges, SpendGauge};
 pub use limits::{crossed, current_periods, limit_for, severity};
 pub use load::{forecasts, spends, unpriced_spends};
 pub use scope::{covers, in_scope, spend_in, unpriced_in, KeyMap, Spends, UnpricedSpends};

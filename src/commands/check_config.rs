@@ -224,6 +224,7 @@ pub fn summary(c: &Config) -> String {
                         crate::config::WebhookFormat::Json => "json",
                         crate::config::WebhookFormat::Slack => "slack",
                         crate::config::WebhookFormat::Pagerduty => "pagerduty",
+                        crate::config::WebhookFormat::Alertmanager => "alertmanager",
                     },
                     w.url_display,
                     w.min_severity.as_str()

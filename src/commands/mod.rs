@@ -16,8 +16,70 @@ use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigError};
 use crate::exit;
 
+/// Prints the manual page `keywatch(1)`, or writes it and one page per command
+/// (`keywatch-run(1)`, …) into `out`.
+fn man(out: Option<&std::path::Path>) -> u8 {
+    let cmd = <Cli as clap::CommandFactory>::command().version(crate::cli::VERSION);
+    let mut page = Vec::new();
+    let written = match out {
+        None => clap_mangen::Man::new(cmd).render(&mut page),
+        Some(dir) => write_pages(cmd, dir, &mut page),
+    };
+    match written {
+        Ok(()) => print_bytes("man", &page),
+        Err(e) => {
+            eprintln!("keywatch man: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+/// Writes `bytes` to stdout; a closed pipe (`| head`) is not an error.
+fn print_bytes(command: &str, bytes: &[u8]) -> u8 {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => exit::OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+        Err(e) => {
+            eprintln!("keywatch {command}: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+/// Writes the pages into `dir`, listing their paths in `listing`.
+fn write_pages(
+    cmd: clap::Command,
+    dir: &std::path::Path,
+    listing: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut pages = vec![("keywatch".to_owned(), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("keywatch-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().name(name)));
+    }
+    for (name, page) in pages {
+        let path = dir.join(format!("{name}.1"));
+        clap_mangen::Man::new(page).render(&mut std::fs::File::create(&path)?)?;
+        listing.extend_from_slice(format!("{}\n", path.display()).as_bytes());
+    }
+    Ok(())
+}
+
 /// Loads the config and runs the command; returns the process exit code.
 pub async fn execute(cli: Cli) -> u8 {
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "keywatch", &mut script);
+            return print_bytes("completions", &script);
+        }
+        Command::Man { out } => return man(out.as_deref()),
+        _ => {}
+    }
     if let Command::Demo { json } = cli.command {
         return crate::demo::run(json).await.unwrap_or_else(|e| {
             eprintln!("keywatch demo: {e:#}");
@@ -114,6 +176,8 @@ pub async fn execute(cli: Cli) -> u8 {
             out,
         } => export::run(&config, &key, source.as_deref(), since, until, &out).await,
         Command::Demo { json } => crate::demo::run(json).await,
+        // Answered above, before any config is read.
+        Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
         Command::Keys {
             action: Some(action),
             ..

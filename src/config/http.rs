@@ -49,11 +49,21 @@ pub(super) fn build_http(h: &HttpSection, base_dir: &Path, env: &dyn Env) -> Res
             ),
         )
     })?;
-    let allowed_hosts = h
+    let mut allowed_hosts = h
         .allowed_hosts
         .iter()
         .map(|name| host_name(name))
         .collect::<Result<Vec<_>>>()?;
+    let external_url = h.external_url.as_deref().map(external_url).transpose()?;
+    if let Some(host) = external_url
+        .as_deref()
+        .and_then(|u| reqwest::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+    {
+        if !allowed_hosts.contains(&host) {
+            allowed_hosts.push(host);
+        }
+    }
     let max_connections = h.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
     if !(1..=10_000).contains(&max_connections) {
         return Err(ConfigError::invalid(
@@ -78,7 +88,32 @@ pub(super) fn build_http(h: &HttpSection, base_dir: &Path, env: &dyn Env) -> Res
         allowed_hosts,
         max_connections: max_connections as usize,
         idle_timeout,
+        external_url,
     })
+}
+
+/// `http.external_url`: an absolute http(s) URL without query or fragment, returned without
+/// its trailing slash so links can be appended.
+fn external_url(raw: &str) -> Result<String> {
+    let bad = |why: &str| {
+        ConfigError::invalid(
+            "http.external_url",
+            format!("{raw:?} {why}: give the dashboard's address as people open it, such as \"https://keywatch.example.com\""),
+        )
+    };
+    let url = reqwest::Url::parse(raw).map_err(|_| bad("is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(bad("is not an http(s) URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("has a query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "carries credentials (they would be sent in every notification)",
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// One `http.allowed_hosts` entry: a host name or IP address, without scheme, port or path.
@@ -111,7 +146,28 @@ fn host_name(name: &str) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::host_name;
+    use super::{external_url, host_name};
+
+    #[test]
+    fn the_external_url_is_an_http_base_without_trailing_slash() {
+        assert_eq!(
+            external_url("https://keywatch.example.com/").unwrap(),
+            "https://keywatch.example.com"
+        );
+        assert_eq!(
+            external_url("http://ops.example/keywatch/").unwrap(),
+            "http://ops.example/keywatch"
+        );
+        for bad in [
+            "keywatch.example.com",
+            "ftp://keywatch.example.com",
+            "https://keywatch.example.com/?a=1",
+            "https://user:pw@keywatch.example.com",
+        ] {
+            let e = external_url(bad).unwrap_err().to_string();
+            assert!(e.contains("http.external_url"), "{e}");
+        }
+    }
 
     #[test]
     fn allowed_hosts_are_plain_names() {

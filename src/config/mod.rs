@@ -95,6 +95,8 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// A connection that sends no complete request head for this long is closed.
     pub idle_timeout: std::time::Duration,
+    /// `http.external_url` without a trailing slash: the base of the links in notifications.
+    pub external_url: Option<String>,
 }
 
 /// One provider account to poll.
@@ -214,9 +216,28 @@ pub struct WebhookNotifier {
     pub min_severity: Severity,
     /// `delivery.timeout`: one POST.
     pub timeout: std::time::Duration,
+    /// Set for `format = "alertmanager"`.
+    pub alertmanager: Option<AlertmanagerOptions>,
+}
+
+/// What an `alertmanager` notifier needs beyond a webhook's settings.
+#[derive(Debug)]
+pub struct AlertmanagerOptions {
+    /// Every Alertmanager's base URL (no trailing slash); `url` is the first.
+    pub urls: Vec<SecretString>,
+    /// How often firing alerts are posted again; a firing alert is posted valid for four
+    /// times this, so Alertmanager ends it if keywatch stops posting.
+    pub resend_every: std::time::Duration,
+    /// The `runbook_url` annotation, `{rule}` replaced.
+    pub runbook_url: Option<String>,
 }
 
 impl Config {
+    /// `http.external_url`: the base of the links in notifications, if configured.
+    pub fn external_url(&self) -> Option<&str> {
+        self.http.as_ref().and_then(|h| h.external_url.as_deref())
+    }
+
     /// The time zones whose daily usage the store rolls up: UTC (the API's days), the
     /// dashboard's, every budget's and every digest's.
     pub fn rollup_zones(&self) -> Vec<chrono_tz::Tz> {

@@ -288,6 +288,9 @@ pub struct HttpSection {
     /// Extension: how long a connection may wait before sending a complete request head
     /// (idle keep-alive included), 1s to 10m. Default 30s.
     pub idle_timeout: Option<HumanDuration>,
+    /// Where people reach the dashboard (e.g. behind a reverse proxy): links in every
+    /// notification point here. Its host is served as if listed in `allowed_hosts`.
+    pub external_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -398,6 +401,8 @@ pub enum WebhookFormat {
     Json,
     Slack,
     Pagerduty,
+    /// Alertmanager's API v2: `url` is the Alertmanager's base URL.
+    Alertmanager,
 }
 
 #[derive(Debug, Deserialize)]
@@ -452,4 +457,14 @@ pub struct WebhookSection {
     pub routing_key_file: Option<PathBuf>,
     #[serde(default)]
     pub min_severity: Severity,
+    /// Extension, `format = "alertmanager"` only: every Alertmanager of an HA cluster, instead
+    /// of `url`.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Extension, `format = "alertmanager"` only: how often firing alerts are posted again,
+    /// 1s to 10m. Default 1m.
+    pub resend_every: Option<HumanDuration>,
+    /// Extension, `format = "alertmanager"` only: the `runbook_url` annotation; `{rule}` is
+    /// replaced by the alert's rule.
+    pub runbook_url: Option<String>,
 }

@@ -119,7 +119,8 @@ pub(super) fn alert_list(alerts: &[Alert], zone: Tz) -> String {
         };
         let _ = write!(
             o,
-            "<tr class=\"alert\" data-rule=\"{}\"><td class=\"{}\">{}{}</td><td>{}</td><td>{key}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"alert\" id=\"alert-{}\" data-rule=\"{}\"><td class=\"{}\">{}{}</td><td>{}</td><td>{key}</td><td>{}</td><td>{}</td></tr>",
+            esc(&a.id),
             esc(a.rule.as_str()),
             a.severity.as_str(),
             a.severity.as_str(),

@@ -60,12 +60,13 @@ fn refused(e: &NotifyError) -> bool {
 pub(crate) async fn deliver(
     mail: &EmailNotifier,
     live: &[&Delivery],
+    base: Option<&str>,
     out: &mut Recorder<'_>,
 ) -> Result<(), StoreError> {
     let mut items = Vec::with_capacity(live.len());
     for d in live {
         match AlertView::parse(&d.payload) {
-            Some(view) => items.push((*d, view)),
+            Some(view) => items.push((*d, view.linked(base))),
             None => {
                 out.give_up(d, "the stored payload is not an alert object")
                     .await?
@@ -157,6 +158,7 @@ mod tests {
             attempts: 0,
             created_at: 0,
             next_attempt_at: 0,
+            queued_at_ms: None,
         }
     }
 

@@ -36,6 +36,9 @@ pub(super) async fn send(
                 WebhookFormat::Pagerduty => {
                     return Ok("skipped: PagerDuty takes incidents, not digests".to_owned())
                 }
+                WebhookFormat::Alertmanager => {
+                    return Ok("skipped: Alertmanager takes alerts, not digests".to_owned())
+                }
             };
             let now = chrono::Utc::now().timestamp();
             webhook::post(client, hook, &id, &body, now).await

@@ -8,6 +8,29 @@ use crate::model::{AlertObject, AlertStatus};
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertView {
     pub alert: AlertObject,
+    /// The dashboard page with the alert's evidence, when `http.external_url` is set.
+    pub link: Option<String>,
+}
+
+/// The dashboard page with `a`'s evidence under `base` (`http.external_url`): the key's page for
+/// an alert about a key (its source as a query), else the alert's row in the alert list.
+pub fn link(base: &str, a: &AlertObject) -> Option<String> {
+    let mut url = reqwest::Url::parse(base).ok()?;
+    {
+        let mut path = url.path_segments_mut().ok()?;
+        path.pop_if_empty();
+        match &a.key_id {
+            Some(key) => path.push("keys").push(key),
+            None => path.push("alerts"),
+        };
+    }
+    if a.key_id.is_some() {
+        if let Some(source) = &a.source {
+            url.query_pairs_mut().append_pair("source", source);
+        }
+    }
+    url.set_fragment(Some(&format!("alert-{}", a.id)));
+    Some(url.into())
 }
 
 impl AlertView {
@@ -21,7 +44,13 @@ impl AlertView {
     /// add lines to an email or drive a terminal).
     pub fn new(mut alert: AlertObject) -> Self {
         alert.map_texts(|s| crate::text::clean(&crate::config::secret::redact(s)).into_owned());
-        Self { alert }
+        Self { alert, link: None }
+    }
+
+    /// The view with its [`link`] under `base` (`http.external_url`), if one is configured.
+    pub fn linked(mut self, base: Option<&str>) -> Self {
+        self.link = base.and_then(|b| link(b, &self.alert));
+        self
     }
 
     pub fn id(&self) -> &str {
@@ -182,11 +211,11 @@ impl AlertView {
             };
             t.push_str(&format!("{:<10} {threshold}\n", "Threshold"));
         }
-        t.push_str(&format!(
-            "\nWhat to do: {}\n\nAlert id: {}\n",
-            self.advice(),
-            self.id()
-        ));
+        t.push_str(&format!("\nWhat to do: {}\n", self.advice()));
+        if let Some(link) = &self.link {
+            t.push_str(&format!("Evidence:   {link}\n"));
+        }
+        t.push_str(&format!("\nAlert id: {}\n", self.id()));
         t
     }
 }
@@ -227,7 +256,7 @@ pub fn slack(a: &AlertView) -> Value {
     };
     let title = a.title();
     let esc = crate::text::slack;
-    json!({
+    let mut message = json!({
         "text": esc(&title),
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": format!("{emoji} *{}*\n{}",
@@ -236,7 +265,21 @@ pub fn slack(a: &AlertView) -> Value {
             {"type": "context", "elements": [{"type": "mrkdwn", "text": format!("alert `{}` · source {} · key `{}`",
                 esc(a.id()), esc(a.alert.source.as_deref().unwrap_or("-")), esc(a.alert.key_id.as_deref().unwrap_or("-")))}]}
         ]
-    })
+    });
+    if let (Some(link), Some(blocks)) = (&a.link, message["blocks"].as_array_mut()) {
+        let label = if a.alert.key_id.is_some() {
+            "Open the key in keywatch"
+        } else {
+            "Open in keywatch"
+        };
+        blocks.push(json!({"type": "actions", "elements": [{
+            "type": "button",
+            "text": {"type": "plain_text", "text": label},
+            "url": link,
+            "action_id": "keywatch-open",
+        }]}));
+    }
+    message
 }
 
 /// A PagerDuty Events API v2 event. The routing key is added by the caller.
@@ -254,7 +297,20 @@ pub fn pagerduty(a: &AlertView) -> Value {
         summary.truncate(cut);
         summary.push('…');
     }
-    json!({
+    // When the condition was detected: its start, or its end for a resolve.
+    let timestamp = if a.resolved() {
+        a.alert.ends_at.as_deref()
+    } else {
+        None
+    }
+    .unwrap_or(&a.alert.starts_at);
+    let mut details = serde_json::to_value(&a.alert).unwrap_or_default();
+    if let Some(d) = details.as_object_mut() {
+        d.insert("numbers".into(), a.numbers().into());
+        d.insert("what_to_do".into(), a.advice().into());
+        d.insert("url".into(), a.link.clone().into());
+    }
+    let mut event = json!({
         "event_action": if a.resolved() { "resolve" } else { "trigger" },
         "dedup_key": a.id(),
         "payload": {
@@ -263,10 +319,24 @@ pub fn pagerduty(a: &AlertView) -> Value {
             "source": format!("keywatch/{}", a.alert.source.as_deref().unwrap_or("keywatch")),
             "component": a.alert.key_id,
             "class": a.rule(),
-            "custom_details": a.alert,
+            "timestamp": timestamp,
+            "custom_details": details,
         },
         "client": "keywatch",
-    })
+    });
+    if let Some(group) = a.alert.budget.as_deref().or(a.alert.source.as_deref()) {
+        event["payload"]["group"] = group.into();
+    }
+    if let Some(link) = &a.link {
+        event["client_url"] = link.as_str().into();
+        let text = if a.alert.key_id.is_some() {
+            "The key in keywatch: usage, alerts and actions"
+        } else {
+            "The alert in keywatch"
+        };
+        event["links"] = json!([{"href": link, "text": text}]);
+    }
+    event
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! and webhook notifiers, with retries and back-off across restarts; the messages each kind of
 //! notifier takes; the test alert.
 
+mod alertmanager;
 mod batch;
 mod digest;
 pub mod email;
@@ -57,16 +58,18 @@ impl Outbox {
             attempts: 0,
             created_at: now.timestamp(),
             next_attempt_at: now.timestamp(),
+            queued_at_ms: Some(now.timestamp_millis()),
         };
         match notifier {
             Notifier::Email(mail) => {
                 let view = AlertView::parse(&delivery.payload).ok_or_else(|| {
                     NotifyError::Config("the test alert is not an alert object".to_owned())
                 })?;
-                email::send(mail, &[view]).await
+                email::send(mail, &[view.linked(self.config.external_url())]).await
             }
             Notifier::Webhook(hook) => {
-                webhook::send(self.client(), hook, &delivery, now.timestamp()).await
+                let base = self.config.external_url();
+                webhook::send(self.client(), hook, &delivery, base, &[], now.timestamp()).await
             }
         }
     }

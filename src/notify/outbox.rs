@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use super::message::AlertView;
 use super::{batch, digest, webhook, NotifyError};
-use crate::config::{Config, Notifier};
+use crate::config::{Config, Notifier, WebhookFormat};
 use crate::store::{Delivery, DeliveryState, DigestSend, Store, StoreError};
 
 /// Whether a pass delivers only what is due (the daemon) or everything pending (`run --once`).
@@ -66,6 +67,17 @@ impl Entry<'_> {
             Self::Alert(d) => d.created_at,
             Self::Digest(s) => s.created_at,
         }
+    }
+
+    /// Seconds from queueing to `now_ms` (wall-clock milliseconds): to the millisecond where
+    /// the queueing time was recorded so, else to the second.
+    fn latency(&self, now_ms: i64) -> f64 {
+        let queued_ms = match self {
+            Self::Alert(d) => d.queued_at_ms,
+            Self::Digest(_) => None,
+        }
+        .unwrap_or(self.created_at() * 1_000);
+        (now_ms - queued_ms).max(0) as f64 / 1_000.0
     }
 
     fn attempts(&self) -> i64 {
@@ -164,8 +176,10 @@ pub(crate) fn verdict(result: Result<String, NotifyError>, attempts: i64, now: i
 
 /// Delivers from the outbox to the configured notifiers.
 pub struct Outbox {
-    config: Arc<Config>,
-    client: reqwest::Client,
+    pub(super) config: Arc<Config>,
+    pub(super) client: reqwest::Client,
+    /// When each `alertmanager` notifier last had its firing alerts posted again.
+    pub(super) resent: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl Outbox {
@@ -177,7 +191,11 @@ impl Outbox {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        Self { config, client }
+        Self {
+            config,
+            client,
+            resent: std::sync::Mutex::default(),
+        }
     }
 
     /// One pass over the pending deliveries and digests.
@@ -231,13 +249,25 @@ impl Outbox {
                             Entry::Digest(_) => None,
                         })
                         .collect();
-                    batch::deliver(mail, &alerts, &mut out).await?;
+                    batch::deliver(mail, &alerts, self.config.external_url(), &mut out).await?;
                 }
                 Notifier::Webhook(hook) => {
                     for entry in &mails {
                         if let Entry::Alert(d) = entry {
                             let sent = Utc::now().timestamp();
-                            let result = webhook::send(&self.client, hook, d, sent).await;
+                            let base = self.config.external_url();
+                            let earlier = if hook.format == WebhookFormat::Alertmanager {
+                                store
+                                    .sent_payloads(&d.alert_id, &hook.name)
+                                    .await?
+                                    .iter()
+                                    .filter_map(|p| AlertView::parse(p))
+                                    .collect()
+                            } else {
+                                Vec::new()
+                            };
+                            let result =
+                                webhook::send(&self.client, hook, d, base, &earlier, sent).await;
                             out.record(*entry, result).await?;
                         }
                     }
@@ -250,6 +280,7 @@ impl Outbox {
                 }
             }
         }
+        self.resend_due(store, now).await?;
         crate::metrics::deliveries_pending(&store.pending_by_notifier().await?);
         Ok(report)
     }
@@ -304,7 +335,7 @@ impl Recorder<'_> {
             }
             outcome @ Outcome::Delivered(_) => {
                 entry.mark(self.store, &outcome, now).await?;
-                let latency = (now - entry.created_at()).max(0) as f64;
+                let latency = entry.latency(Utc::now().timestamp_millis());
                 crate::metrics::delivery_attempted(name, Some(latency));
                 if let Outcome::Delivered(answer) = &outcome {
                     tracing::info!(message = %entry.label(), notifier = name, answer = %answer, "notification delivered");

@@ -36,13 +36,17 @@ pub async fn send(
     client: &reqwest::Client,
     hook: &WebhookNotifier,
     delivery: &Delivery,
+    base: Option<&str>,
+    earlier: &[AlertView],
     now: i64,
 ) -> Result<String, NotifyError> {
-    let view = AlertView::parse(&delivery.payload).ok_or_else(|| {
-        NotifyError::Config("stored alert payload is not an alert object".to_owned())
-    })?;
+    let view = AlertView::parse(&delivery.payload)
+        .ok_or_else(|| {
+            NotifyError::Config("stored alert payload is not an alert object".to_owned())
+        })?
+        .linked(base);
     let body = match hook.format {
-        WebhookFormat::Json => delivery.payload.clone(),
+        WebhookFormat::Json => with_url(&delivery.payload, view.link.as_deref()),
         WebhookFormat::Slack => slack(&view).to_string(),
         WebhookFormat::Pagerduty => {
             let mut event = pagerduty(&view);
@@ -53,8 +57,31 @@ pub async fn send(
             event["routing_key"] = key.expose_secret().into();
             event.to_string()
         }
+        WebhookFormat::Alertmanager => {
+            let options = hook.alertmanager.as_ref().ok_or_else(|| {
+                NotifyError::Config("alertmanager options are missing".to_owned())
+            })?;
+            let body = super::alertmanager::body(&view, earlier, options, now).to_string();
+            return super::alertmanager::post(client, hook, options, &delivery.id, &body, now)
+                .await;
+        }
     };
     post(client, hook, &delivery.id, &body, now).await
+}
+
+/// The stored alert object with `"url"` (the dashboard link) added when there is one; else the
+/// payload as stored, byte for byte.
+fn with_url(payload: &str, link: Option<&str>) -> String {
+    let Some(link) = link else {
+        return payload.to_owned();
+    };
+    match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(serde_json::Value::Object(mut object)) => {
+            object.insert("url".to_owned(), link.into());
+            serde_json::Value::Object(object).to_string()
+        }
+        _ => payload.to_owned(),
+    }
 }
 
 /// POSTs `body` to the hook, signed when a secret is configured.
@@ -65,8 +92,20 @@ pub async fn post(
     body: &str,
     now: i64,
 ) -> Result<String, NotifyError> {
+    post_to(client, hook.url.expose_secret(), hook, id, body, now).await
+}
+
+/// POSTs `body` to `url` with the hook's timeout, signed when the hook has a secret.
+pub async fn post_to(
+    client: &reqwest::Client,
+    url: &str,
+    hook: &WebhookNotifier,
+    id: &str,
+    body: &str,
+    now: i64,
+) -> Result<String, NotifyError> {
     let mut request = client
-        .post(hook.url.expose_secret())
+        .post(url)
         .header(CONTENT_TYPE, "application/json")
         .timeout(hook.timeout)
         .body(body.to_owned());

@@ -181,6 +181,18 @@ impl Store {
                             status: AlertStatus::Firing,
                             silenced,
                         });
+                    } else if let Some(escalated) = escalate(&mut tx, a, now).await? {
+                        let silenced = silenced(&mut tx, &escalated, now).await?;
+                        let seq = record_event(&mut tx, &a.id, AlertStatus::Firing, now, silenced)
+                            .await?;
+                        if !silenced {
+                            enqueue(&mut tx, seq, &escalated, routes, now).await?;
+                        }
+                        made.push(StateChange {
+                            alert_id: a.id.clone(),
+                            status: AlertStatus::Firing,
+                            silenced,
+                        });
                     } else {
                         sqlx::query(
                             "UPDATE alerts SET observed = ?, summary = ?, last_evaluated_at = ?
@@ -339,6 +351,58 @@ async fn insert_alert(
     .await?
     .rows_affected();
     Ok(n > 0)
+}
+
+/// Whether the firing alert `a.id` escalates to `a`: a higher severity, or (a budget's stages
+/// share one alert per period) a higher threshold crossed. If so the stored alert takes `a`'s
+/// severity, numbers and summary and is returned as it now reads (with its actions), to be
+/// notified again under the same id.
+async fn escalate(
+    tx: &mut Transaction<'_, Sqlite>,
+    a: &Alert,
+    now: i64,
+) -> Result<Option<Alert>, StoreError> {
+    let row: Option<AlertRow> = sqlx::query_as(&format!(
+        "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ? AND status = 'firing'"
+    ))
+    .bind(&a.id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(mut stored) = row.map(Alert::try_from).transpose()? else {
+        return Ok(None);
+    };
+    let higher_stage = a.rule == Rule::Budget && a.threshold > stored.threshold;
+    if a.severity <= stored.severity && !higher_stage {
+        return Ok(None);
+    }
+    let summary = crate::config::secret::redact(&a.summary).into_owned();
+    if higher_stage {
+        stored.threshold = a.threshold;
+    }
+    stored.severity = a.severity.max(stored.severity);
+    sqlx::query(
+        "UPDATE alerts SET severity = ?, threshold = ?, observed = ?, baseline = ?, summary = ?,
+                last_evaluated_at = ?
+         WHERE id = ?",
+    )
+    .bind(stored.severity)
+    .bind(stored.threshold)
+    .bind(a.observed)
+    .bind(a.baseline)
+    .bind(&summary)
+    .bind(now)
+    .bind(&a.id)
+    .execute(&mut **tx)
+    .await?;
+    stored.observed = a.observed;
+    stored.baseline = a.baseline;
+    stored.summary = summary;
+    stored.actions = super::actions::for_alert(tx, &a.id)
+        .await?
+        .iter()
+        .map(crate::model::ActionObject::from)
+        .collect();
+    Ok(Some(stored))
 }
 
 pub(super) async fn silenced(

@@ -37,6 +37,9 @@ pub struct Delivery {
     pub created_at: i64,
     /// When the next attempt is due.
     pub next_attempt_at: i64,
+    /// Wall-clock milliseconds when it was queued (`None` for deliveries queued by an older
+    /// keywatch): the start of the delivery latency.
+    pub queued_at_ms: Option<i64>,
 }
 
 /// How many deliveries are in each state.
@@ -71,8 +74,8 @@ pub(super) async fn enqueue(
         let id = format!("msg_{hash:016x}");
         sqlx::query(
             "INSERT INTO deliveries (id, event_seq, alert_id, notifier, payload, severity, state,
-                                     created_at, next_attempt_at)
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)
+                                     created_at, next_attempt_at, queued_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
              ON CONFLICT DO NOTHING",
         )
         .bind(&id)
@@ -83,6 +86,7 @@ pub(super) async fn enqueue(
         .bind(alert.severity.as_str())
         .bind(now)
         .bind(now)
+        .bind(chrono::Utc::now().timestamp_millis())
         .execute(&mut **tx)
         .await?;
     }
@@ -90,10 +94,29 @@ pub(super) async fn enqueue(
 }
 
 impl Store {
+    /// The payloads delivered for `alert_id` to `notifier`, oldest first: what the receiver
+    /// was told before (Alertmanager ends label sets no longer current).
+    pub async fn sent_payloads(
+        &self,
+        alert_id: &str,
+        notifier: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT payload FROM deliveries
+             WHERE alert_id = ? AND notifier = ? AND state = 'delivered'
+             ORDER BY event_seq",
+        )
+        .bind(alert_id)
+        .bind(notifier)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Every pending delivery, oldest first; the outbox decides which are due or expired.
     pub async fn pending_deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, alert_id, notifier, payload, attempts, created_at, next_attempt_at
+            "SELECT id, alert_id, notifier, payload, attempts, created_at, next_attempt_at,
+                    queued_at_ms
              FROM deliveries
              WHERE state = 'pending'
              ORDER BY created_at, id",

@@ -40,7 +40,7 @@ impl DeliverTask {
                     tracing::error!(error = %e, "the outbox could not be read");
                 }
             }
-            let pause = next_delay(DELIVERY_TICK, failures);
+            let pause = next_delay(tick(&self.config), failures);
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = self.signals.detected.notified() => {}
@@ -48,6 +48,20 @@ impl DeliverTask {
             }
         }
     }
+}
+
+/// How often the outbox runs: every `DELIVERY_TICK`, or more often when an `alertmanager`
+/// notifier's `resend_every` is shorter.
+fn tick(config: &Config) -> Duration {
+    config
+        .notifiers
+        .iter()
+        .filter_map(|n| match n {
+            crate::config::Notifier::Webhook(w) => w.alertmanager.as_ref(),
+            crate::config::Notifier::Email(_) => None,
+        })
+        .map(|o| o.resend_every)
+        .fold(DELIVERY_TICK, Duration::min)
 }
 
 /// Queues the digests whose period came due (the outbox sends them). Errors are logged: the

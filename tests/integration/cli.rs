@@ -168,3 +168,70 @@ async fn the_demo_runs_to_completion_and_prints_a_spike_alert() {
         .any(|a| a["rule"] == "budget" && a["severity"] == "critical"));
     assert!(alerts.iter().any(|a| a["rule"] == "key_age"));
 }
+
+async fn keywatch(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"))
+        .args(args)
+        .env("KEYWATCH_CONFIG", "/nonexistent/keywatch.toml")
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn completions_man_pages_and_version_need_no_config() {
+    let version = keywatch(&["--version"]).await;
+    let text = String::from_utf8(version.stdout).unwrap();
+    // `keywatch 0.1.0 (3f2a1c9e0b7d)`: the commit it was built from.
+    assert!(
+        text.starts_with(&format!("keywatch {} (", env!("CARGO_PKG_VERSION")))
+            && text.trim_end().ends_with(')'),
+        "{text}"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let out = keywatch(&["completions", shell]).await;
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            script.contains("silences") && script.contains("severity"),
+            "{shell}"
+        );
+    }
+    let bad = keywatch(&["completions", "tcsh"]).await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("tcsh"));
+
+    let man = keywatch(&["man"]).await;
+    let page = String::from_utf8(man.stdout).unwrap();
+    assert!(
+        page.contains(".TH keywatch 1") && page.contains("test\\-notify"),
+        "{page}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = keywatch(&["man", "--out", dir.path().to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let alerts = std::fs::read_to_string(dir.path().join("keywatch-alerts.1")).unwrap();
+    assert!(alerts.contains("\\-\\-severity"), "{alerts}");
+}
+
+#[tokio::test]
+async fn every_option_has_help_text() {
+    use clap::CommandFactory as _;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id != "help" && id != "version" && arg.get_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() && sub.get_name() != "help" {
+                missing.push(format!("{path} {}", sub.get_name()));
+            }
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&keywatch::cli::Cli::command(), "keywatch", &mut missing);
+    assert!(missing.is_empty(), "no help text: {missing:?}");
+}

@@ -101,10 +101,43 @@ fn samples(text: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// `promtool check metrics` on `text`, when `.ci/run` says where promtool is
+/// (`KEYWATCH_TEST_PROMTOOL`); skipped loudly otherwise.
+async fn promtool_check_metrics(text: &str) {
+    let Ok(promtool) = std::env::var("KEYWATCH_TEST_PROMTOOL") else {
+        eprintln!("SKIPPED promtool check metrics: KEYWATCH_TEST_PROMTOOL is not set (.ci/run installs Debian's prometheus package and sets it)");
+        return;
+    };
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {promtool}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn metrics_count_polls_and_readyz_turns_503_when_the_provider_goes_quiet() {
     let port = free_port();
-    let app = spawn_app_with(&format!("[http]\nlisten = \"127.0.0.1:{port}\"\n")).await;
+    let app = spawn_app_with(&format!(
+        "[http]\nlisten = \"127.0.0.1:{port}\"\n[[budgets]]\nname = \"team\"\ndaily_usd = 50.0\n\
+         [[notifiers]]\nname = \"am\"\nkind = \"webhook\"\nformat = \"alertmanager\"\n\
+         url = \"http://127.0.0.1:{}\"\n",
+        free_port()
+    ))
+    .await;
     app.fake.add_usage(
         this_hour() - 4 * HOUR,
         row(Some("apikey_01A"), "claude-sonnet-4-20250514", 10, 1),
@@ -123,8 +156,18 @@ async fn metrics_count_polls_and_readyz_turns_503_when_the_provider_goes_quiet()
     }
     assert_eq!(ready.0, 200, "{}", ready.1);
 
-    let (status, text) = get(&format!("{base}/metrics")).await;
-    assert_eq!(status, 200);
+    // After the first detection pass, which measures the spend gauges.
+    let mut text = String::new();
+    for _ in 0..100 {
+        let (status, body) = get(&format!("{base}/metrics")).await;
+        assert_eq!(status, 200);
+        text = body;
+        if !text.contains("keywatch_last_detection_timestamp_seconds 0\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    promtool_check_metrics(&text).await;
     // Every family carries its HELP text, as `promtool check metrics` wants.
     for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
         let family = line.split_whitespace().nth(2).unwrap_or_default();
@@ -133,14 +176,43 @@ async fn metrics_count_polls_and_readyz_turns_503_when_the_provider_goes_quiet()
             "{family} has no HELP:\n{text}"
         );
     }
+    let build = text
+        .lines()
+        .find(|l| l.starts_with("keywatch_build_info{"))
+        .unwrap_or_else(|| panic!("no build_info:\n{text}"));
     assert!(
-        text.contains(&format!(
-            "keywatch_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        )),
-        "{text}"
+        build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION")))
+            && build.contains("commit=\"")
+            && build.ends_with(" 1"),
+        "{build}"
     );
     let samples = samples(&text);
+    let value = |series: &str| {
+        samples
+            .iter()
+            .find(|(s, _)| s == series)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {series}:\n{text}"))
+    };
+    // Every rule's series at 0 from the start; bounded spend gauges per source and budget.
+    for rule in keywatch::alerts::Rule::ALL {
+        value(&format!(
+            "keywatch_alerts_firing{{rule=\"{}\",severity=\"critical\"}}",
+            rule.as_str()
+        ));
+    }
+    assert_eq!(
+        value("keywatch_budget_limit_usd{budget=\"team\",period=\"day\"}"),
+        50.0
+    );
+    value("keywatch_budget_spend_usd{budget=\"team\",period=\"day\"}");
+    value("keywatch_source_spend_usd{source=\"anthropic-test\",period=\"month\"}");
+    value("keywatch_alertmanager_resends_total{notifier=\"am\",outcome=\"failed\"}");
+    assert!(value("keywatch_last_detection_timestamp_seconds") > 1.7e9);
+    assert!(
+        !samples.iter().any(|(s, _)| s.contains("key_id=")),
+        "no series per key"
+    );
     // Series that have had no event yet are there at 0 from the start.
     assert!(
         samples

@@ -10,6 +10,7 @@ mod helpers;
 mod minute_corpus;
 mod receivers;
 
+mod alertmanager;
 mod cli;
 mod config_check;
 mod containment;
@@ -24,6 +25,7 @@ mod defects_poller;
 mod defects_report;
 mod defects_store;
 mod detection;
+mod incidents;
 mod minute_spike;
 mod money;
 mod money_units;

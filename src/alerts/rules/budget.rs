@@ -1,5 +1,6 @@
-//! The `budget` rule: spend per budget period against its limits, once per threshold crossed.
-//! The alert ends with its period.
+//! The `budget` rule: spend per budget period against its limits. One alert per budget and
+//! period (one incident to page), at the highest threshold crossed; crossing the next threshold
+//! escalates it under the same id, which notifies again. The alert ends with its period.
 
 /// What the person on call should do when this rule fires (email, Slack, PagerDuty).
 pub const ADVICE: &str = "Review the keys driving the spend (keywatch history --key ID) and whether the budget still fits; deactivate keys that should not be spending.";
@@ -28,7 +29,9 @@ impl Pass<'_> {
                 let span = (period.start.timestamp(), period.end.timestamp());
                 let spent = spend_in(spends, span, self.keys, b);
                 let unpriced = unpriced_in(&self.inputs.budget_unpriced, span, self.keys, b);
-                for t in crossed(spent, limit, &b.thresholds) {
+                // One alert per budget period, at the highest threshold crossed: a crossing
+                // of the next threshold escalates it (and notifies again) under the same id.
+                if let Some(&t) = crossed(spent, limit, &b.thresholds).last() {
                     self.budget_alert(b, &period, (limit, spent), t, &unpriced);
                 }
             }
@@ -48,7 +51,7 @@ impl Pass<'_> {
         unpriced: &[(String, i64)],
     ) {
         let scope = format!(
-            "budget/{}/{}/{}/{threshold}",
+            "budget/{}/{}/{}",
             b.name,
             period.kind.as_str(),
             period.label
@@ -114,27 +117,36 @@ mod tests {
     const DAY_SPAN: (i64, i64) = (NOW - 8 * 3600, NOW + 16 * 3600);
 
     #[test]
-    fn each_threshold_crossed_fires_once_with_its_severity() {
+    fn one_alert_per_period_at_the_highest_threshold_crossed() {
         let c = config(BUDGET);
         let mut i = inputs(&c, NOW);
         with_key(&mut i, key("k1", "a", "active", None));
         i.spends
+            .insert(DAY_SPAN, vec![("src".to_owned(), "k1".to_owned(), 40.0)]);
+        assert!(fired(&run(&i, &c, Pass::budgets)).is_empty());
+        i.spends
+            .insert(DAY_SPAN, vec![("src".to_owned(), "k1".to_owned(), 60.0)]);
+        let first = run(&i, &c, Pass::budgets);
+        let at_50 = fired(&first);
+        i.spends
             .insert(DAY_SPAN, vec![("src".to_owned(), "k1".to_owned(), 80.0)]);
         let changes = run(&i, &c, Pass::budgets);
         let a = fired(&changes);
-        assert_eq!(
-            a.iter().map(|a| a.threshold).collect::<Vec<_>>(),
-            [Some(50.0), Some(75.0)]
+        assert_eq!(a.len(), 1);
+        assert_eq!((at_50.len(), at_50[0].threshold), (1, Some(50.0)));
+        assert_eq!(a[0].id, at_50[0].id, "one identity for the period");
+        assert_eq!(a[0].threshold, Some(75.0));
+        assert!(
+            a[0].rule == Rule::Budget
+                && a[0].budget.as_deref() == Some("team")
+                && a[0].period == Some(DAY_SPAN)
         );
-        assert!(a.iter().all(|a| a.rule == Rule::Budget
-            && a.budget.as_deref() == Some("team")
-            && a.period == Some(DAY_SPAN)));
         assert_eq!(
-            (a[0].severity, a[1].severity),
+            (at_50[0].severity, a[0].severity),
             (Severity::Info, Severity::Warning)
         );
         assert_eq!(
-            a[1].summary,
+            a[0].summary,
             "Budget team: $80.00 spent of the $100 daily limit (80%, crossed 75%) for 2027-01-15 (UTC): review the keys driving it"
         );
     }

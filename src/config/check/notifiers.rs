@@ -143,15 +143,19 @@ fn build_webhook(
 ) -> Result<WebhookNotifier> {
     let from_secret = pair(w.url_env.clone(), w.url_file.clone());
     let (url, url_display) = match (&w.url, from_secret.is_set()) {
-        (Some(u), false) => (SecretString::from(u.clone()), u.clone()),
-        (None, true) => (
+        (None, false) if !w.urls.is_empty() => {
+            let shown = w.urls.join(", ");
+            (SecretString::from(w.urls[0].clone()), shown)
+        }
+        (Some(u), false) if w.urls.is_empty() => (SecretString::from(u.clone()), u.clone()),
+        (None, true) if w.urls.is_empty() => (
             from_secret.resolve_required(&format!("{at}.url"), base_dir, env)?,
             format!("from {}", from_secret.describe()),
         ),
         _ => {
             return Err(ConfigError::invalid(
                 format!("{at}.url"),
-                "give exactly one of url, url_env or url_file",
+                "give exactly one of url, url_env, url_file or (alertmanager) urls",
             ))
         }
     };
@@ -167,6 +171,17 @@ fn build_webhook(
             format!("{url_display:?} is not an http(s) URL"),
         ));
     }
+    for extra in w.urls.iter().skip(1) {
+        if !reqwest::Url::parse(extra)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        {
+            return Err(ConfigError::invalid(
+                format!("{at}.urls"),
+                format!("{extra:?} is not an http(s) URL"),
+            ));
+        }
+    }
+    let alertmanager = alertmanager_options(w, at, &url)?;
     let secret = pair(w.secret_env.clone(), w.secret_file.clone()).resolve(
         &format!("{at}.secret"),
         base_dir,
@@ -219,7 +234,70 @@ fn build_webhook(
         routing_key,
         min_severity: w.min_severity,
         timeout: std::time::Duration::from_secs(20),
+        alertmanager,
     })
+}
+
+/// Default of `resend_every`.
+const DEFAULT_RESEND_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The settings only `format = "alertmanager"` takes, refused on the other formats. The URLs
+/// are base URLs: a trailing `/api/v2/alerts` is dropped, as keywatch adds it.
+fn alertmanager_options(
+    w: &WebhookSection,
+    at: &str,
+    first: &SecretString,
+) -> Result<Option<crate::config::AlertmanagerOptions>> {
+    if w.format != WebhookFormat::Alertmanager {
+        for (key, set) in [
+            ("urls", !w.urls.is_empty()),
+            ("resend_every", w.resend_every.is_some()),
+            ("runbook_url", w.runbook_url.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::invalid(
+                    format!("{at}.{key}"),
+                    "is only for format = \"alertmanager\": remove it or change the format",
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let base = |u: &str| {
+        let u = u.trim_end_matches('/');
+        SecretString::from(u.strip_suffix("/api/v2/alerts").unwrap_or(u).to_owned())
+    };
+    let urls = if w.urls.is_empty() {
+        vec![base(first.expose_secret())]
+    } else {
+        w.urls.iter().map(|u| base(u)).collect()
+    };
+    let resend_every = w.resend_every.map_or(DEFAULT_RESEND_EVERY, |d| d.0);
+    if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(600))
+        .contains(&resend_every)
+    {
+        return Err(ConfigError::invalid(
+            format!("{at}.resend_every"),
+            format!(
+                "must be between 1s and 10m (well inside Alertmanager's resolve_timeout), got {}",
+                humantime::format_duration(resend_every)
+            ),
+        ));
+    }
+    if let Some(r) = &w.runbook_url {
+        let filled = r.replace("{rule}", "spike");
+        if !reqwest::Url::parse(&filled).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+            return Err(ConfigError::invalid(
+                format!("{at}.runbook_url"),
+                format!("{r:?} is not an http(s) URL"),
+            ));
+        }
+    }
+    Ok(Some(crate::config::AlertmanagerOptions {
+        urls,
+        resend_every,
+        runbook_url: w.runbook_url.clone(),
+    }))
 }
 
 pub(super) fn build_digests(
@@ -261,6 +339,17 @@ pub(super) fn build_digests(
                 return Err(ConfigError::invalid(
                     format!("{at_key}.notifiers"),
                     format!("no notifier named {unknown:?}"),
+                ));
+            }
+            if let Some(am) = d.notifiers.iter().find(|n| {
+                notifiers.iter().any(|x| {
+                    x.name() == n.as_str()
+                        && matches!(x, Notifier::Webhook(w) if w.format == WebhookFormat::Alertmanager)
+                })
+            }) {
+                return Err(ConfigError::invalid(
+                    format!("{at_key}.notifiers"),
+                    format!("{am:?} is an Alertmanager, which takes alerts, not digests: name an email, json or slack notifier"),
                 ));
             }
             Ok(crate::config::Digest {

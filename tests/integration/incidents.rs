@@ -1,0 +1,130 @@
+//! One incident per budget period: the thresholds a budget's spend crosses day by day share one
+//! PagerDuty `dedup_key` and one open alert, each crossing still notifies, and every
+//! notification links back to the dashboard (`http.external_url`).
+
+use serde_json::Value;
+
+use crate::fake_anthropic::{key_old_shape, rfc3339};
+use crate::helpers::{row, spawn_app_with, this_hour, TestApp};
+use crate::notify::webhook;
+use crate::receivers::WebhookReceiver;
+
+const SONNET: &str = "claude-sonnet-4-20250514";
+
+/// USD of a `row(…, uncached, output)` on Sonnet 4 (see helpers::row for the cache classes).
+fn cost(uncached: i64, output: i64) -> f64 {
+    (uncached as f64 * (3.0 + 0.3 * 3.0 + 3.75 / 2.0 + 6.0 / 4.0) + output as f64 * 15.0) / 1e6
+}
+
+/// Spend of `uncached` tokens (and a tenth of that output) on a new key in the current hour.
+fn spend(app: &TestApp, key: &str, uncached: i64) {
+    let created = rfc3339(chrono::Utc::now().timestamp() - 86_400);
+    app.fake.add_key(key_old_shape(
+        key,
+        &format!("{key}-svc"),
+        "active",
+        &created,
+        None,
+    ));
+    app.fake
+        .add_usage(this_hour(), row(Some(key), SONNET, uncached, uncached / 10));
+}
+
+async fn run_once(app: &TestApp) {
+    let out = app.cli(&["run", "--once"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+#[tokio::test]
+async fn a_budget_crossing_50_then_75_then_100_percent_is_one_pagerduty_incident() {
+    let pd = WebhookReceiver::start().await;
+    let slack = WebhookReceiver::start().await;
+    let limit = cost(600_000, 60_000) / 0.6;
+    let app = spawn_app_with(&format!(
+        "[http]\nlisten = \"127.0.0.1:{}\"\nexternal_url = \"https://keywatch.example.com\"\n\
+         [[budgets]]\nname = \"team\"\ndaily_usd = {limit}\n{}{}",
+        crate::daemon::free_port(),
+        webhook("pd", &pd.url(), "pagerduty", "info"),
+        webhook("slack", &slack.url(), "slack", "info"),
+    ))
+    .await;
+
+    spend(&app, "apikey_a", 600_000); // 60 %
+    run_once(&app).await;
+    spend(&app, "apikey_b", 200_000); // 80 %
+    run_once(&app).await;
+    spend(&app, "apikey_c", 250_000); // 105 %
+    run_once(&app).await;
+    run_once(&app).await; // nothing new: no page
+
+    // (The new keys' first minutes page too, as spikes: not this test's subject.)
+    let events: Vec<Value> = pd
+        .accepted()
+        .into_iter()
+        .map(|r| r.body)
+        .filter(|e| e["payload"]["class"] == "budget")
+        .collect();
+    let seen: Vec<(&str, &str, f64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["dedup_key"].as_str().unwrap(),
+                e["payload"]["severity"].as_str().unwrap(),
+                e["payload"]["custom_details"]["threshold"]
+                    .as_f64()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let id = seen[0].0;
+    assert_eq!(
+        seen,
+        [
+            (id, "info", 50.0),
+            (id, "warning", 75.0),
+            (id, "critical", 100.0)
+        ],
+        "one dedup_key, updated as severity rises: {events:#?}"
+    );
+    let last = &events[2];
+    assert_eq!(last["event_action"], "trigger");
+    let link = format!("https://keywatch.example.com/alerts#alert-{id}");
+    assert_eq!(last["client"], "keywatch");
+    assert_eq!(last["client_url"], link.as_str());
+    assert_eq!(last["links"][0]["href"], link.as_str());
+    let details = &last["payload"]["custom_details"];
+    assert!(
+        details["numbers"]
+            .as_str()
+            .unwrap()
+            .ends_with("(100% crossed)"),
+        "{details:#}"
+    );
+    assert_eq!(details["budget"], "team");
+    assert!(last["payload"]["timestamp"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+
+    // One open row in the alert list, at the highest threshold.
+    let alerts: Vec<Value> =
+        serde_json::from_str(&app.cli_ok(&["alerts", "--format", "json"]).await).unwrap();
+    let budget: Vec<&Value> = alerts.iter().filter(|a| a["rule"] == "budget").collect();
+    assert_eq!(budget.len(), 1, "{alerts:#?}");
+    assert_eq!(
+        (&budget[0]["threshold"], &budget[0]["severity"]),
+        (&Value::from(100.0), &Value::from("critical"))
+    );
+
+    // Slack got each crossing too, each with a button to the alert.
+    let posts: Vec<_> = slack
+        .accepted()
+        .into_iter()
+        .filter(|p| p.body["text"].as_str().unwrap().contains(" budget: "))
+        .collect();
+    assert_eq!(posts.len(), 3, "{posts:#?}");
+    let blocks = posts[2].body["blocks"].as_array().unwrap();
+    let button = &blocks.last().unwrap()["elements"][0];
+    assert_eq!(button["type"], "button");
+    assert_eq!(button["url"], link.as_str());
+}
