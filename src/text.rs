@@ -66,6 +66,22 @@ pub fn clean_multiline(text: &str) -> Cow<'_, str> {
 /// Text for Slack `mrkdwn` and plain `text` fields: control characters escaped ([`clean`]), then
 /// `&`, `<` and `>` as Slack requires, so outside text can neither mention (`<!channel>`) nor
 /// plant a link (`<https://…|label>`).
+/// `text` escaped for HTML content and attribute values.
+pub fn html(text: &str) -> String {
+    let mut o = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            _ => o.push(c),
+        }
+    }
+    o
+}
+
 pub fn slack(text: &str) -> String {
     slack_escape(&clean(text))
 }

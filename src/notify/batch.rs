@@ -61,12 +61,17 @@ pub(crate) async fn deliver(
     mail: &EmailNotifier,
     live: &[&Delivery],
     base: Option<&str>,
+    announced: &std::collections::HashSet<String>,
     out: &mut Recorder<'_>,
 ) -> Result<(), StoreError> {
     let mut items = Vec::with_capacity(live.len());
     for d in live {
         match AlertView::parse(&d.payload) {
-            Some(view) => items.push((*d, view.linked(base))),
+            Some(view) => {
+                let mut view = view.linked(base);
+                view.follow_up = !view.resolved() && announced.contains(&d.alert_id);
+                items.push((*d, view));
+            }
             None => {
                 out.give_up(d, "the stored payload is not an alert object")
                     .await?

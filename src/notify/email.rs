@@ -72,6 +72,15 @@ pub fn message_id(alert_id: &str, status: &str, domain: &str) -> String {
     format!("<{}.{status}@{domain}>", id_part(alert_id))
 }
 
+/// What sets one firing of an alert apart from its earlier ones: the threshold crossed (a
+/// budget's stages) and the severity.
+fn stage(a: &AlertView) -> String {
+    match a.alert.threshold {
+        Some(t) => format!("{}.{t:.0}", a.severity()),
+        None => a.severity().to_owned(),
+    }
+}
+
 /// Message-ID, In-Reply-To and References of an email about `alerts`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Threading {
@@ -84,15 +93,20 @@ pub struct Threading {
 /// firing email; an email listing several has an id derived from them and references the
 /// firing emails of those it resolves.
 pub fn threading(alerts: &[AlertView], domain: &str) -> Threading {
-    let status = |a: &AlertView| if a.resolved() { "resolved" } else { "firing" };
+    // A follow-up (an escalation) is a firing of its own, answering the first one.
+    let status = |a: &AlertView| match (a.resolved(), a.follow_up) {
+        (true, _) => "resolved".to_owned(),
+        (false, false) => "firing".to_owned(),
+        (false, true) => format!("firing.{}", stage(a)),
+    };
     let firing_of_resolved: Vec<String> = alerts
         .iter()
-        .filter(|a| a.resolved())
+        .filter(|a| a.resolved() || a.follow_up)
         .map(|a| message_id(a.id(), "firing", domain))
         .collect();
     match alerts {
         [one] => Threading {
-            message_id: Some(message_id(one.id(), status(one), domain)),
+            message_id: Some(message_id(one.id(), &status(one), domain)),
             in_reply_to: firing_of_resolved.first().cloned(),
             references: firing_of_resolved,
         },
@@ -112,11 +126,23 @@ pub fn threading(alerts: &[AlertView], domain: &str) -> Threading {
     }
 }
 
-/// Sends one email listing `alerts`; returns the server's reply.
+/// Sends one email listing `alerts` (text and HTML); returns the server's reply.
 pub async fn send(n: &EmailNotifier, alerts: &[AlertView]) -> Result<String, NotifyError> {
     let (subject, body) = email(alerts);
     let ids = threading(alerts, &id_domain(n));
-    compose_and_send(n, &subject, body, None, &ids).await
+    let html = super::html::email_html(&subject, alerts);
+    compose_and_send(n, &subject, Body::Alerts { text: body, html }, &ids).await
+}
+
+/// What an email carries.
+pub enum Body<'a> {
+    /// Alerts: a text part and an HTML part with the same content.
+    Alerts { text: String, html: String },
+    /// A digest: text with, optionally, a CSV attachment (file name, content).
+    Text {
+        text: String,
+        attachment: Option<(&'a str, &'a str)>,
+    },
 }
 
 /// Sends a plain-text email, with an optional attachment (file name, CSV text).
@@ -126,7 +152,11 @@ pub async fn send_text(
     body: String,
     attachment: Option<(&str, &str)>,
 ) -> Result<String, NotifyError> {
-    compose_and_send(n, subject, body, attachment, &Threading::default()).await
+    let body = Body::Text {
+        text: body,
+        attachment,
+    };
+    compose_and_send(n, subject, body, &Threading::default()).await
 }
 
 /// The message: `MIME-Version` and a `Message-ID` always (one made up when `ids` has none);
@@ -134,8 +164,7 @@ pub async fn send_text(
 pub fn compose(
     n: &EmailNotifier,
     subject: &str,
-    body: String,
-    attachment: Option<(&str, &str)>,
+    body: Body<'_>,
     ids: &Threading,
 ) -> Result<Message, NotifyError> {
     let mut builder = Message::builder()
@@ -151,10 +180,22 @@ pub fn compose(
     for to in &n.to {
         builder = builder.to(mailbox("to", to)?);
     }
-    let body = crate::text::clean_multiline(&body).into_owned();
-    let built = match attachment {
-        None => builder.singlepart(SinglePart::plain(body)),
-        Some((name, csv)) => {
+    let built = match body {
+        Body::Alerts { text, html } => builder.multipart(MultiPart::alternative_plain_html(
+            crate::text::clean_multiline(&text).into_owned(),
+            html,
+        )),
+        Body::Text {
+            text,
+            attachment: None,
+        } => builder.singlepart(SinglePart::plain(
+            crate::text::clean_multiline(&text).into_owned(),
+        )),
+        Body::Text {
+            text,
+            attachment: Some((name, csv)),
+        } => {
+            let body = crate::text::clean_multiline(&text).into_owned();
             let csv_type =
                 ContentType::parse("text/csv").map_err(|e| NotifyError::Config(e.to_string()))?;
             builder.multipart(
@@ -170,11 +211,10 @@ pub fn compose(
 async fn compose_and_send(
     n: &EmailNotifier,
     subject: &str,
-    body: String,
-    attachment: Option<(&str, &str)>,
+    body: Body<'_>,
     ids: &Threading,
 ) -> Result<String, NotifyError> {
-    let message = compose(n, subject, body, attachment, ids)?;
+    let message = compose(n, subject, body, ids)?;
     // lettre's timeout covers only the connect: a server that stops answering after EHLO
     // would hold the delivery loop forever. Bound the whole session.
     let transport = transport(n)?;

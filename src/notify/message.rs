@@ -10,6 +10,9 @@ pub struct AlertView {
     pub alert: AlertObject,
     /// The dashboard page with the alert's evidence, when `http.external_url` is set.
     pub link: Option<String>,
+    /// A later firing of an alert this receiver was already told about (it escalated): an
+    /// email answers the first one.
+    pub follow_up: bool,
 }
 
 /// The dashboard page with `a`'s evidence under `base` (`http.external_url`): the key's page for
@@ -44,7 +47,11 @@ impl AlertView {
     /// add lines to an email or drive a terminal).
     pub fn new(mut alert: AlertObject) -> Self {
         alert.map_texts(|s| crate::text::clean(&crate::config::secret::redact(s)).into_owned());
-        Self { alert, link: None }
+        Self {
+            alert,
+            link: None,
+            follow_up: false,
+        }
     }
 
     /// The view with its [`link`] under `base` (`http.external_url`), if one is configured.
@@ -171,9 +178,9 @@ impl AlertView {
             .map_or("Review the alert.", crate::alerts::rules::advice)
     }
 
-    /// A plain-text section for one alert.
-    pub fn text(&self) -> String {
-        let mut t = format!("{}\n\n{}\n", self.title(), self.summary());
+    /// The alert's fields as (label, value) rows, as emails show them.
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut rows = Vec::new();
         let a = &self.alert;
         for (label, field) in [
             ("Status", Some(a.status.as_str())),
@@ -188,11 +195,11 @@ impl AlertView {
             ("Ended", a.ends_at.as_deref()),
         ] {
             if let Some(v) = field {
-                t.push_str(&format!("{label:<10} {v}\n"));
+                rows.push((label, v.to_owned()));
             }
         }
         if let Some(v) = a.observed {
-            t.push_str(&format!("{:<10} {}\n", "Observed", self.value(v)));
+            rows.push(("Observed", self.value(v)));
         }
         if let Some(v) = a.baseline {
             let label = if self.rule() == "budget" {
@@ -200,7 +207,7 @@ impl AlertView {
             } else {
                 "Baseline"
             };
-            t.push_str(&format!("{label:<10} {}\n", self.value(v)));
+            rows.push((label, self.value(v)));
         }
         if let Some(v) = a.threshold {
             let threshold = match self.rule() {
@@ -209,7 +216,16 @@ impl AlertView {
                 "key_age" => format!("{v:.0} days"),
                 _ => format!("{v}"),
             };
-            t.push_str(&format!("{:<10} {threshold}\n", "Threshold"));
+            rows.push(("Threshold", threshold));
+        }
+        rows
+    }
+
+    /// A plain-text section for one alert.
+    pub fn text(&self) -> String {
+        let mut t = format!("{}\n\n{}\n", self.title(), self.summary());
+        for (label, value) in self.fields() {
+            t.push_str(&format!("{label:<10} {value}\n"));
         }
         t.push_str(&format!("\nWhat to do: {}\n", self.advice()));
         if let Some(link) = &self.link {
@@ -371,6 +387,19 @@ mod tests {
         ] {
             assert!(body.contains(needle), "{needle} missing from\n{body}");
         }
+    }
+
+    #[test]
+    fn with_an_external_url_the_text_links_to_the_key_page() {
+        let view = spike().linked(Some("https://ops.example/keywatch/"));
+        assert_eq!(
+            view.link.as_deref(),
+            Some("https://ops.example/keywatch/keys/apikey_01?source=anthropic-prod#alert-kw_1")
+        );
+        assert!(view.text().contains(
+            "Evidence:   https://ops.example/keywatch/keys/apikey_01?source=anthropic-prod#alert-kw_1\n"
+        ));
+        assert_eq!(spike().linked(None).link, None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod alertmanager;
 mod batch;
 mod digest;
 pub mod email;
+mod html;
 pub mod message;
 mod outbox;
 pub mod webhook;

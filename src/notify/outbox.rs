@@ -249,7 +249,19 @@ impl Outbox {
                             Entry::Digest(_) => None,
                         })
                         .collect();
-                    batch::deliver(mail, &alerts, self.config.external_url(), &mut out).await?;
+                    // Alerts this notifier was told of firing before: a firing now escalates.
+                    let mut announced = std::collections::HashSet::new();
+                    for d in &alerts {
+                        let sent = store.sent_payloads(&d.alert_id, name).await?;
+                        if sent
+                            .iter()
+                            .any(|p| AlertView::parse(p).is_some_and(|v| !v.resolved()))
+                        {
+                            announced.insert(d.alert_id.clone());
+                        }
+                    }
+                    let base = self.config.external_url();
+                    batch::deliver(mail, &alerts, base, &announced, &mut out).await?;
                 }
                 Notifier::Webhook(hook) => {
                     for entry in &mails {

@@ -4,10 +4,11 @@
 
 use serde_json::Value;
 
+use crate::defects_output::header;
 use crate::fake_anthropic::{key_old_shape, rfc3339};
 use crate::helpers::{row, spawn_app_with, this_hour, TestApp};
-use crate::notify::webhook;
-use crate::receivers::WebhookReceiver;
+use crate::notify::{email, webhook};
+use crate::receivers::{SmtpServer, WebhookReceiver};
 
 const SONNET: &str = "claude-sonnet-4-20250514";
 
@@ -39,16 +40,30 @@ async fn run_once(app: &TestApp) {
 async fn a_budget_crossing_50_then_75_then_100_percent_is_one_pagerduty_incident() {
     let pd = WebhookReceiver::start().await;
     let slack = WebhookReceiver::start().await;
+    let smtp = SmtpServer::start(false);
     let limit = cost(600_000, 60_000) / 0.6;
     let app = spawn_app_with(&format!(
         "[http]\nlisten = \"127.0.0.1:{}\"\nexternal_url = \"https://keywatch.example.com\"\n\
-         [[budgets]]\nname = \"team\"\ndaily_usd = {limit}\n{}{}",
+         [[budgets]]\nname = \"team\"\ndaily_usd = {limit}\n{}{}{}",
         crate::daemon::free_port(),
         webhook("pd", &pd.url(), "pagerduty", "info"),
         webhook("slack", &slack.url(), "slack", "info"),
+        email("mail", smtp.port),
     ))
     .await;
 
+    // The new keys' first minutes would page as spikes, in the same emails: not this test's
+    // subject.
+    app.cli_ok(&[
+        "silence",
+        "--rule",
+        "spike",
+        "--for",
+        "1h",
+        "--reason",
+        "budget test",
+    ])
+    .await;
     spend(&app, "apikey_a", 600_000); // 60 %
     run_once(&app).await;
     spend(&app, "apikey_b", 200_000); // 80 %
@@ -57,7 +72,6 @@ async fn a_budget_crossing_50_then_75_then_100_percent_is_one_pagerduty_incident
     run_once(&app).await;
     run_once(&app).await; // nothing new: no page
 
-    // (The new keys' first minutes page too, as spikes: not this test's subject.)
     let events: Vec<Value> = pd
         .accepted()
         .into_iter()
@@ -127,4 +141,29 @@ async fn a_budget_crossing_50_then_75_then_100_percent_is_one_pagerduty_incident
     let button = &blocks.last().unwrap()["elements"][0];
     assert_eq!(button["type"], "button");
     assert_eq!(button["url"], link.as_str());
+
+    // Email: each crossing is its own message, threaded onto the first, with an HTML table.
+    let mails: Vec<String> = smtp
+        .mails()
+        .into_iter()
+        .map(|m| m.data)
+        .filter(|d| header(d, "Message-ID").is_some_and(|m| m.starts_with(&format!("<{id}."))))
+        .collect();
+    assert_eq!(mails.len(), 3, "{mails:#?}");
+    let ids: Vec<String> = mails
+        .iter()
+        .map(|m| header(m, "Message-ID").unwrap())
+        .collect();
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
+    for later in &mails[1..] {
+        assert_eq!(header(later, "In-Reply-To").as_ref(), Some(&ids[0]));
+    }
+    for m in &mails {
+        assert!(m.contains("multipart/alternative"), "{m}");
+        assert!(m.contains("Content-Type: text/html"), "{m}");
+        assert!(m.contains("Content-Type: text/plain"), "{m}");
+    }
 }
