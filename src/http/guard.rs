@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 
 use super::{api, AppState};
@@ -125,23 +125,42 @@ fn bearer(value: &str) -> Option<&str> {
 
 /// Constant-time comparison (`subtle`), so the token cannot be guessed byte by byte from
 /// timings; comparing SHA-256 digests hides the token's length too.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
     use subtle::ConstantTimeEq;
     bool::from(Sha256::digest(a).ct_eq(&Sha256::digest(b)))
 }
 
-/// With `[http] token_env`, everything but `/healthz` needs `Authorization: Bearer <token>`.
+/// With `[http] token_env`, everything but `/healthz` and the sign-in form needs
+/// `Authorization: Bearer <token>` or a browser session signed in with the token.
 fn authorised(state: &AppState, headers: &HeaderMap) -> bool {
     let Some(token) = state.config.http.as_ref().and_then(|h| h.token.as_ref()) else {
         return true;
     };
+    if let Some(session) = super::session::cookie(headers) {
+        if super::session::valid(token, session, chrono::Utc::now().timestamp()) {
+            return true;
+        }
+    }
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer)
         .unwrap_or_default();
     same(given.as_bytes(), token.expose_secret().as_bytes())
+}
+
+/// Whether a refused request is a person's browser opening a page (sent to the sign-in form)
+/// rather than a script (answered 401 JSON).
+fn wants_page(request: &axum::extract::Request) -> bool {
+    let path = request.uri().path();
+    let page = !(path.starts_with("/api/") || path == "/metrics" || path == "/readyz");
+    let html = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    page && html && request.method() == axum::http::Method::GET
 }
 
 /// Everything but `/healthz` needs the bearer token when one is configured.
@@ -152,6 +171,14 @@ pub async fn require_token(
 ) -> Response {
     if authorised(&state, request.headers()) {
         next.run(request).await
+    } else if wants_page(&request) {
+        let here = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let target = super::pages::url(&here);
+        axum::response::Redirect::to(&format!("/login?next={target}")).into_response()
     } else {
         let mut r = api::error(
             StatusCode::UNAUTHORIZED,

@@ -62,14 +62,14 @@ pub async fn key(
         state.store.actions_for_key(&key_id, source)
     ) {
         Ok(x) => x,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&state, e),
     };
     let key = keys.iter().find(|k| source.is_none_or(|s| k.source == s));
     if key.is_none() && buckets.is_empty() {
         match state.store.key_has_usage(&key_id, source).await {
             Ok(true) => {}
-            Ok(false) => return unknown(&key_id, source),
-            Err(e) => return error_page(e),
+            Ok(false) => return unknown(&state, &key_id, source),
+            Err(e) => return error_page(&state, e),
         }
     }
     let title = key
@@ -107,7 +107,7 @@ pub async fn key(
     .await;
     let chart = match built {
         Ok(c) => c,
-        Err(e) => return error_page(format!("the chart could not be computed: {e}")),
+        Err(e) => return error_page(&state, format!("the chart could not be computed: {e}")),
     };
     let key_alerts: Vec<Alert> = alerts
         .into_iter()
@@ -136,7 +136,7 @@ pub async fn key(
     if unpriced {
         notes.push_str("<p>This key has usage on a model without a price, so the spike rule judges it by tokens (floor <code>min_baseline_tokens</code>).</p>");
     }
-    page(
+    page(&state,
         &title,
         &format!(
             "<h2>{what} per bucket, last {}</h2>{svg}{notes}<p class=\"legend\"><span>bars: usage</span><span style=\"color:#59a14f\">line: baseline</span><span style=\"color:#e15759\">line: spike threshold ({}x)</span><span style=\"color:#b00020\">dot: alert</span></p>\
@@ -172,8 +172,9 @@ fn action_list(actions: &[crate::store::KeyAction], zone: chrono_tz::Tz) -> Stri
 }
 
 /// 404: nothing is stored about the key.
-fn unknown(key_id: &str, source: Option<&str>) -> Response {
+fn unknown(state: &AppState, key_id: &str, source: Option<&str>) -> Response {
     let mut r = page(
+        state,
         "Unknown key",
         &format!(
             "<p>No key <code>{}</code>{} is known: nothing about it is stored. Check the id (the overview links every key); a new key appears after the next poll.</p>",

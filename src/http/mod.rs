@@ -9,6 +9,7 @@ mod minutes;
 mod pages;
 mod paging;
 mod serve;
+mod session;
 
 use std::sync::Arc;
 
@@ -53,6 +54,8 @@ pub fn router(store: Store, config: Arc<Config>) -> Router {
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", axum::routing::post(session::logout))
         .merge(protected)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -51,14 +51,19 @@ pub(super) fn when(ts: i64, zone: Tz) -> String {
     )
 }
 
-pub(super) fn page(title: &str, body: &str) -> Response {
+pub(super) fn page(state: &AppState, title: &str, body: &str) -> Response {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} — keywatch</title><style>{CSS}</style></head><body>\
-         <nav><b>keywatch</b> <a href=\"/\">Overview</a> <a href=\"/alerts\">Alerts</a></nav>\
+         <nav><b>keywatch</b> <a href=\"/\">Overview</a> <a href=\"/alerts\">Alerts</a>{}</nav>\
          <h1>{}</h1>{body}</body></html>",
         esc(title),
+        if state.config.http.as_ref().is_some_and(|h| h.token.is_some()) && title != "Sign in" {
+            "<form method=\"post\" action=\"/logout\" class=\"signout\"><button type=\"submit\">Sign out</button></form>"
+        } else {
+            ""
+        },
         esc(title)
     ))
     .into_response()
@@ -76,8 +81,9 @@ const COLOURS: [&str; 9] = [
     "#9c755f",
 ];
 
-pub(super) fn error_page(e: impl std::fmt::Display) -> Response {
+pub(super) fn error_page(state: &AppState, e: impl std::fmt::Display) -> Response {
     let mut r = page(
+        state,
         "Error",
         &format!("<p>cannot read the store: {}</p>", esc(&e.to_string())),
     );
@@ -168,7 +174,7 @@ pub async fn overview(State(state): State<AppState>) -> Response {
         crate::budget::forecasts(&state.store, &state.config, Utc::now())
     ) {
         Ok(x) => x,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&state, e),
     };
     let name = |s: &str, k: &str| {
         keys.iter()
@@ -249,7 +255,7 @@ pub async fn overview(State(state): State<AppState>) -> Response {
         );
     }
     budgets.push_str("</table>");
-    page(
+    page(&state,
         "Overview",
         &format!("<h2>Spend per day, last 30 days ({})</h2>{svg}{legend}<h2>Budgets this month</h2>{budgets}<h2>Open alerts</h2>{}",
             esc(zone.name()), alert_list(&alerts, zone)),
@@ -267,7 +273,7 @@ pub async fn alerts(State(state): State<AppState>, Query(q): Query<AlertsQuery>)
     let zone = tz(&state);
     let all = match state.store.alerts(true).await {
         Ok(a) => a,
-        Err(e) => return error_page(e),
+        Err(e) => return error_page(&state, e),
     };
     let keep = |a: &&Alert| {
         q.rule
@@ -319,6 +325,7 @@ pub async fn alerts(State(state): State<AppState>, Query(q): Query<AlertsQuery>)
     }
     form.push_str("</select> <button>filter</button></form>");
     page(
+        &state,
         "Alerts",
         &format!(
             "{form}<h2>Firing</h2>{}<h2>Recently resolved</h2>{}",

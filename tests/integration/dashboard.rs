@@ -138,6 +138,106 @@ async fn with_a_token_everything_but_healthz_needs_it() {
 }
 
 #[tokio::test]
+async fn a_browser_signs_in_with_the_token_gets_a_strict_cookie_and_signs_out() {
+    let (_app, _daemon, base) =
+        serve("token_env = \"TEST_HTTP_TOKEN\"\nexternal_url = \"https://keywatch.example.com\"")
+            .await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let browser_get = |path: &str, cookie: Option<&str>| {
+        let mut r = client
+            .get(format!("{base}{path}"))
+            .header("accept", "text/html,application/xhtml+xml");
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        r.send()
+    };
+    // A page opened without a session goes to the form, remembering where it was going.
+    let r = browser_get("/alerts?rule=spike", None).await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "/login?next=%2Falerts%3Frule%3Dspike"
+    );
+    let form = browser_get("/login?next=%2Falerts", None).await.unwrap();
+    assert_eq!(form.status().as_u16(), 200);
+    let html = form.text().await.unwrap();
+    assert!(html.contains("type=\"password\"") && html.contains("value=\"/alerts\""));
+
+    let login = |token: &str, origin: Option<&str>| {
+        let mut r = client
+            .post(format!("{base}/login"))
+            .form(&[("token", token), ("next", "/alerts")]);
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send()
+    };
+    let wrong = login("not-the-token", None).await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    assert!(wrong.text().await.unwrap().contains("Wrong token."));
+    let forged = login("s3cret-dashboard-token", Some("https://evil.example"))
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403, "a cross-site form post");
+    assert!(forged.headers().get("set-cookie").is_none());
+
+    let ok = login(
+        "s3cret-dashboard-token",
+        Some("https://keywatch.example.com"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status().as_u16(), 303);
+    assert_eq!(ok.headers()["location"], "/alerts");
+    let set = ok.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for part in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(set.contains(part), "{part} missing from {set}");
+    }
+    assert!(
+        !set.contains("s3cret-dashboard-token"),
+        "the token is not the cookie"
+    );
+    let session = set.split(';').next().unwrap().to_owned();
+    let page = browser_get("/alerts", Some(&session)).await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("action=\"/logout\""));
+    // The API takes the session too; scripts keep the bearer header.
+    let api = client
+        .get(format!("{base}/api/v1/alerts"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status().as_u16(), 200);
+    let forged_cookie = session.replace("v1.", "v1.9");
+    assert_eq!(
+        browser_get("/", Some(&forged_cookie))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        303
+    );
+
+    let out = client
+        .post(format!("{base}/logout"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status().as_u16(), 303);
+    assert!(out.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+}
+
+#[tokio::test]
 async fn pages_render_charts_alerts_and_escape_provider_text() {
     let (_app, _daemon, base) = serve("").await;
 
