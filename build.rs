@@ -26,6 +26,10 @@ fn main() {
             if path.exists() {
                 println!("cargo:rerun-if-changed={}", path.display());
             }
+            // A branch whose ref was packed moves in packed-refs.
+            if Path::new(".git/packed-refs").exists() {
+                println!("cargo:rerun-if-changed=.git/packed-refs");
+            }
         }
     }
 }

@@ -63,9 +63,6 @@ pub fn clean_multiline(text: &str) -> Cow<'_, str> {
     clean_keeping(text, |c| c == '\n' || c == '\t')
 }
 
-/// Text for Slack `mrkdwn` and plain `text` fields: control characters escaped ([`clean`]), then
-/// `&`, `<` and `>` as Slack requires, so outside text can neither mention (`<!channel>`) nor
-/// plant a link (`<https://…|label>`).
 /// `text` escaped for HTML content and attribute values.
 pub fn html(text: &str) -> String {
     let mut o = String::with_capacity(text.len());
@@ -82,6 +79,9 @@ pub fn html(text: &str) -> String {
     o
 }
 
+/// Text for Slack `mrkdwn` and plain `text` fields: control characters escaped ([`clean`]), then
+/// `&`, `<` and `>` as Slack requires, so outside text can neither mention (`<!channel>`) nor
+/// plant a link (`<https://…|label>`).
 pub fn slack(text: &str) -> String {
     slack_escape(&clean(text))
 }

@@ -48,7 +48,7 @@ pub fn labels(view: &AlertView) -> BTreeMap<&'static str, String> {
 }
 
 /// One alert as Alertmanager's API v2 takes it, valid until `ends_at` (RFC 3339).
-fn postable(view: &AlertView, options: &AlertmanagerOptions, ends_at: &str) -> Value {
+fn postable(view: &AlertView, options: &AlertmanagerOptions, ends_at: &str, now: i64) -> Value {
     let mut annotations = BTreeMap::from([
         ("summary", view.alert.summary.clone()),
         ("description", description(view)),
@@ -59,13 +59,22 @@ fn postable(view: &AlertView, options: &AlertmanagerOptions, ends_at: &str) -> V
     let mut alert = json!({
         "labels": labels(view),
         "annotations": annotations,
-        "startsAt": view.alert.starts_at,
+        "startsAt": not_after(&view.alert.starts_at, now),
         "endsAt": ends_at,
     });
     if let Some(link) = &view.link {
         alert["generatorURL"] = link.as_str().into();
     }
     alert
+}
+
+/// `ts` (RFC 3339), or `now` when it is later: Alertmanager refuses an alert that starts after
+/// it ends (a start dated by a clock that was ahead).
+fn not_after(ts: &str, now: i64) -> String {
+    match chrono::DateTime::parse_from_rfc3339(ts) {
+        Ok(t) if t.timestamp() > now => at(now),
+        _ => ts.to_owned(),
+    }
 }
 
 /// The numbers and what to do, for the `description` annotation.
@@ -102,11 +111,11 @@ pub fn body(
         at(now + valid_for(options.resend_every))
     };
     let mut posted = vec![labels(current)];
-    let mut alerts = vec![postable(current, options, &ends)];
+    let mut alerts = vec![postable(current, options, &ends, now)];
     for old in earlier {
         let l = labels(old);
         if !posted.contains(&l) {
-            alerts.push(postable(old, options, &at(now)));
+            alerts.push(postable(old, options, &at(now), now));
             posted.push(l);
         }
     }
@@ -118,9 +127,11 @@ fn valid_for(resend_every: Duration) -> i64 {
     4 * resend_every.as_secs().max(1) as i64
 }
 
-/// POSTs `body` to every Alertmanager of the notifier. Delivered when one accepts it (they
-/// share alerts among themselves, and the next resend reaches the others); the failures of
-/// the rest are logged.
+/// POSTs `body` to every Alertmanager of the notifier at once (a member that is down costs one
+/// timeout, not one per member). Delivered when one accepts it; the failures of the rest are
+/// logged. Members of a cluster share silences and what they notified, not alerts: a member
+/// that missed a post has the alert from the next resend, and ends an alert it missed the end
+/// of when its `endsAt` passes.
 pub async fn post(
     client: &reqwest::Client,
     hook: &WebhookNotifier,
@@ -129,11 +140,13 @@ pub async fn post(
     body: &str,
     now: i64,
 ) -> Result<String, NotifyError> {
-    let mut accepted = Vec::new();
-    let mut failed = Vec::new();
-    for base in &options.urls {
+    let posts = options.urls.iter().map(|base| async move {
         let url = format!("{}/api/v2/alerts", base.expose_secret());
-        match webhook::post_to(client, &url, hook, id, body, now).await {
+        webhook::post_to(client, &url, hook, id, body, now).await
+    });
+    let (mut accepted, mut failed) = (Vec::new(), Vec::new());
+    for result in futures_util::future::join_all(posts).await {
+        match result {
             Ok(answer) => accepted.push(answer),
             Err(e) => failed.push(e),
         }
@@ -159,7 +172,8 @@ pub async fn post(
 impl Outbox {
     /// Posts every firing alert again to each `alertmanager` notifier whose `resend_every` has
     /// passed since its last resend (at once after a start): the alerts at or above its
-    /// `min_severity` and not silenced. A failure is logged; the next resend tries again.
+    /// `min_severity`, silenced ones only if it was told of them before. A failure is logged;
+    /// the next resend tries again.
     pub(super) async fn resend_due(&self, store: &Store, now: i64) -> Result<(), StoreError> {
         let hooks: Vec<(&WebhookNotifier, &AlertmanagerOptions)> = self
             .config
@@ -172,12 +186,14 @@ impl Outbox {
                 _ => None,
             })
             .collect();
-        let mut firing: Option<Vec<crate::model::Alert>> = None;
+        // (alert, silenced) for every firing alert, read once for all notifiers.
+        let mut firing: Option<Vec<(crate::model::Alert, bool)>> = None;
         for (hook, options) in hooks {
+            // On the monotonic clock: a wall clock stepped back must not stop the resends.
             let due = {
                 let last = self.resent.lock().unwrap_or_else(|e| e.into_inner());
                 last.get(&hook.name)
-                    .is_none_or(|&t| now - t >= options.resend_every.as_secs() as i64)
+                    .is_none_or(|t| t.elapsed() >= options.resend_every)
             };
             if !due {
                 continue;
@@ -185,28 +201,35 @@ impl Outbox {
             if firing.is_none() {
                 let mut open = Vec::new();
                 for a in store.alerts(false).await? {
-                    if !store.is_silenced(&a, now).await? {
-                        open.push(a);
-                    }
+                    let silenced = store.is_silenced(&a, now).await?;
+                    open.push((a, silenced));
                 }
                 firing = Some(open);
             }
-            let views: Vec<AlertView> = firing
-                .iter()
-                .flatten()
-                .filter(|a| a.severity >= hook.min_severity)
-                .map(|a| AlertView::new(a.wire()).linked(self.config.external_url()))
-                .collect();
+            let mut views = Vec::new();
+            for (a, silenced) in firing.iter().flatten() {
+                if a.severity < hook.min_severity {
+                    continue;
+                }
+                // A silence holds back what was not announced yet; an alert Alertmanager
+                // already has keeps being posted, or it would end there as if resolved.
+                if *silenced && store.sent_payloads(&a.id, &hook.name).await?.is_empty() {
+                    continue;
+                }
+                views.push(AlertView::new(a.wire()).linked(self.config.external_url()));
+            }
             self.resent
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(hook.name.clone(), now);
+                .insert(hook.name.clone(), std::time::Instant::now());
+            // Alertmanager compares with its own clock: the real time, whatever `now` is.
+            let now = chrono::Utc::now().timestamp();
             if views.is_empty() {
                 continue;
             }
             let alerts: Vec<Value> = views
                 .iter()
-                .map(|v| postable(v, options, &at(now + valid_for(options.resend_every))))
+                .map(|v| postable(v, options, &at(now + valid_for(options.resend_every)), now))
                 .collect();
             let id = format!("resend_{}_{now}", hook.name);
             let body = Value::Array(alerts).to_string();

@@ -69,7 +69,8 @@ pub(crate) async fn deliver(
         match AlertView::parse(&d.payload) {
             Some(view) => {
                 let mut view = view.linked(base);
-                view.follow_up = !view.resolved() && announced.contains(&d.alert_id);
+                view.follow_up =
+                    (!view.resolved() && announced.contains(&d.id)).then_some(d.event_seq);
                 items.push((*d, view));
             }
             None => {
@@ -164,6 +165,7 @@ mod tests {
             created_at: 0,
             next_attempt_at: 0,
             queued_at_ms: None,
+            event_seq: i as i64,
         }
     }
 

@@ -72,15 +72,6 @@ pub fn message_id(alert_id: &str, status: &str, domain: &str) -> String {
     format!("<{}.{status}@{domain}>", id_part(alert_id))
 }
 
-/// What sets one firing of an alert apart from its earlier ones: the threshold crossed (a
-/// budget's stages) and the severity.
-fn stage(a: &AlertView) -> String {
-    match a.alert.threshold {
-        Some(t) => format!("{}.{t:.0}", a.severity()),
-        None => a.severity().to_owned(),
-    }
-}
-
 /// Message-ID, In-Reply-To and References of an email about `alerts`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Threading {
@@ -96,12 +87,12 @@ pub fn threading(alerts: &[AlertView], domain: &str) -> Threading {
     // A follow-up (an escalation) is a firing of its own, answering the first one.
     let status = |a: &AlertView| match (a.resolved(), a.follow_up) {
         (true, _) => "resolved".to_owned(),
-        (false, false) => "firing".to_owned(),
-        (false, true) => format!("firing.{}", stage(a)),
+        (false, None) => "firing".to_owned(),
+        (false, Some(seq)) => format!("firing.{seq}"),
     };
     let firing_of_resolved: Vec<String> = alerts
         .iter()
-        .filter(|a| a.resolved() || a.follow_up)
+        .filter(|a| a.resolved() || a.follow_up.is_some())
         .map(|a| message_id(a.id(), "firing", domain))
         .collect();
     match alerts {

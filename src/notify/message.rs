@@ -10,9 +10,9 @@ pub struct AlertView {
     pub alert: AlertObject,
     /// The dashboard page with the alert's evidence, when `http.external_url` is set.
     pub link: Option<String>,
-    /// A later firing of an alert this receiver was already told about (it escalated): an
-    /// email answers the first one.
-    pub follow_up: bool,
+    /// For a later firing of an alert this receiver was already told about (it escalated, or
+    /// re-opened): the state change's sequence number. An email answers the first one.
+    pub follow_up: Option<i64>,
 }
 
 /// The dashboard page with `a`'s evidence under `base` (`http.external_url`): the key's page for
@@ -50,7 +50,7 @@ impl AlertView {
         Self {
             alert,
             link: None,
-            follow_up: false,
+            follow_up: None,
         }
     }
 

@@ -53,6 +53,7 @@ impl Outbox {
         let payload = test_alert(notifier.name(), now).to_json_string();
         let delivery = Delivery {
             id: format!("msg_test_{}", now.timestamp_nanos_opt().unwrap_or_default()),
+            event_seq: 0,
             alert_id: "test".to_owned(),
             notifier: notifier.name().to_owned(),
             payload,

@@ -179,7 +179,7 @@ pub struct Outbox {
     pub(super) config: Arc<Config>,
     pub(super) client: reqwest::Client,
     /// When each `alertmanager` notifier last had its firing alerts posted again.
-    pub(super) resent: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    pub(super) resent: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Outbox {
@@ -207,6 +207,21 @@ impl Outbox {
     /// expired and when the next retry is. Tests advance `now` instead of sleeping; signatures
     /// always carry the real time, as receivers check it against their clock.
     pub async fn deliver_at(
+        &self,
+        store: &Store,
+        mode: Mode,
+        now: i64,
+    ) -> Result<OutboxReport, StoreError> {
+        let delivered = self.deliver_queued(store, mode, now).await;
+        // Whatever became of the queue: Alertmanager ends firing alerts not posted again.
+        let resent = self.resend_due(store, now).await;
+        let report = delivered?;
+        resent?;
+        Ok(report)
+    }
+
+    /// One pass over the queued deliveries and digests.
+    async fn deliver_queued(
         &self,
         store: &Store,
         mode: Mode,
@@ -249,15 +264,12 @@ impl Outbox {
                             Entry::Digest(_) => None,
                         })
                         .collect();
-                    // Alerts this notifier was told of firing before: a firing now escalates.
+                    // Deliveries following an earlier firing of their alert to this notifier
+                    // (an escalation): their email answers the first.
                     let mut announced = std::collections::HashSet::new();
                     for d in &alerts {
-                        let sent = store.sent_payloads(&d.alert_id, name).await?;
-                        if sent
-                            .iter()
-                            .any(|p| AlertView::parse(p).is_some_and(|v| !v.resolved()))
-                        {
-                            announced.insert(d.alert_id.clone());
+                        if store.fired_before(d).await? {
+                            announced.insert(d.id.clone());
                         }
                     }
                     let base = self.config.external_url();
@@ -266,6 +278,13 @@ impl Outbox {
                 Notifier::Webhook(hook) => {
                     for entry in &mails {
                         if let Entry::Alert(d) = entry {
+                            if hook.format == WebhookFormat::Alertmanager
+                                && store.superseded(d).await?
+                            {
+                                let done = Ok(crate::store::SUPERSEDED.to_owned());
+                                out.record(*entry, done).await?;
+                                continue;
+                            }
                             let sent = Utc::now().timestamp();
                             let base = self.config.external_url();
                             let earlier = if hook.format == WebhookFormat::Alertmanager {
@@ -292,7 +311,6 @@ impl Outbox {
                 }
             }
         }
-        self.resend_due(store, now).await?;
         crate::metrics::deliveries_pending(&store.pending_by_notifier().await?);
         Ok(report)
     }

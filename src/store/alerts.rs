@@ -194,11 +194,17 @@ impl Store {
                             silenced,
                         });
                     } else {
+                        // A budget whose spend fell under the stage it reached (a bill replacing
+                        // an estimate, a raised limit) keeps that stage's wording.
                         sqlx::query(
-                            "UPDATE alerts SET observed = ?, summary = ?, last_evaluated_at = ?
+                            "UPDATE alerts SET observed = ?,
+                                    summary = CASE WHEN rule = 'budget' AND threshold > ?
+                                                   THEN summary ELSE ? END,
+                                    last_evaluated_at = ?
                              WHERE id = ? AND status = 'firing'",
                         )
                         .bind(a.observed)
+                        .bind(a.threshold)
                         .bind(crate::config::secret::redact(&a.summary))
                         .bind(now)
                         .bind(&a.id)

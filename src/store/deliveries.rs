@@ -17,6 +17,11 @@ pub enum DeliveryState {
     Expired,
 }
 
+/// What a delivery passed over because a later state change of its alert replaced it records
+/// as its result (it counts as delivered: there is nothing left to tell).
+pub const SUPERSEDED: &str =
+    "superseded by a later state change of the alert (Alertmanager is told the current one)";
+
 /// Which notifier receives which severities.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -29,6 +34,8 @@ pub struct Route {
 pub struct Delivery {
     /// Stable across retries; sent as `webhook-id`.
     pub id: String,
+    /// The alert state change it announces (`alert_events.seq`): later ones are newer.
+    pub event_seq: i64,
     pub alert_id: String,
     pub notifier: String,
     /// The alert object (JSON) as it was at the state change.
@@ -94,8 +101,39 @@ pub(super) async fn enqueue(
 }
 
 impl Store {
+    /// Whether a later state change of `d`'s alert was queued for the same notifier and not
+    /// given up: `d`, still pending, is out of date (Alertmanager would be told an old state).
+    pub async fn superseded(&self, d: &Delivery) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM deliveries
+                            WHERE alert_id = ? AND notifier = ? AND event_seq > ?
+                              AND state != 'expired')",
+        )
+        .bind(&d.alert_id)
+        .bind(&d.notifier)
+        .bind(d.event_seq)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Whether a firing of `d`'s alert was queued for the same notifier before `d` (in any
+    /// state): `d`, if firing too, follows it up (an escalation, a re-opening).
+    pub async fn fired_before(&self, d: &Delivery) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN alert_events e ON e.seq = d.event_seq
+                            WHERE d.alert_id = ? AND d.notifier = ? AND d.event_seq < ?
+                              AND e.status = 'firing')",
+        )
+        .bind(&d.alert_id)
+        .bind(&d.notifier)
+        .bind(d.event_seq)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// The payloads delivered for `alert_id` to `notifier`, oldest first: what the receiver
-    /// was told before (Alertmanager ends label sets no longer current).
+    /// was told before (Alertmanager ends label sets no longer current). Deliveries passed over
+    /// as superseded ([`SUPERSEDED`]) told it nothing.
     pub async fn sent_payloads(
         &self,
         alert_id: &str,
@@ -104,6 +142,7 @@ impl Store {
         Ok(sqlx::query_scalar(
             "SELECT payload FROM deliveries
              WHERE alert_id = ? AND notifier = ? AND state = 'delivered'
+               AND last_result NOT LIKE 'superseded%'
              ORDER BY event_seq",
         )
         .bind(alert_id)
@@ -115,8 +154,8 @@ impl Store {
     /// Every pending delivery, oldest first; the outbox decides which are due or expired.
     pub async fn pending_deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, alert_id, notifier, payload, attempts, created_at, next_attempt_at,
-                    queued_at_ms
+            "SELECT id, event_seq, alert_id, notifier, payload, attempts, created_at,
+                    next_attempt_at, queued_at_ms
              FROM deliveries
              WHERE state = 'pending'
              ORDER BY created_at, id",

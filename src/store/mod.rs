@@ -38,7 +38,7 @@ use sqlx::SqlitePool;
 pub use actions::{KeyAction, NewAction};
 pub use alerts::{AlertChange, Silence, StateChange};
 pub use billing::{CostDay, Spend};
-pub use deliveries::{Delivery, DeliveryState, OutboxCounts, Route};
+pub use deliveries::{Delivery, DeliveryState, OutboxCounts, Route, SUPERSEDED};
 pub use digests::DigestSend;
 pub use key_reads::{KeyBucket, UsageCursor, UsagePage};
 pub use keys::StoredKey;

@@ -167,3 +167,53 @@ async fn a_budget_crossing_50_then_75_then_100_percent_is_one_pagerduty_incident
         assert!(m.contains("Content-Type: text/plain"), "{m}");
     }
 }
+
+#[tokio::test]
+async fn a_late_retry_never_tells_alertmanager_an_older_state() {
+    let am = WebhookReceiver::start().await;
+    let limit = cost(600_000, 60_000) / 0.6;
+    let app = spawn_app_with(&format!(
+        "[[budgets]]\nname = \"team\"\ndaily_usd = {limit}\n\
+         [[notifiers]]\nname = \"am\"\nkind = \"webhook\"\nformat = \"alertmanager\"\n\
+         url = \"{}\"\nmin_severity = \"info\"\n",
+        am.server.uri()
+    ))
+    .await;
+    app.cli_ok(&[
+        "silence",
+        "--rule",
+        "spike",
+        "--for",
+        "1h",
+        "--reason",
+        "budget test",
+    ])
+    .await;
+    // The 50 % crossing cannot be delivered: Alertmanager is down.
+    am.fail_next(1_000);
+    spend(&app, "apikey_a", 600_000);
+    let out = app.cli(&["run", "--once"], &[]).await;
+    assert_eq!(out.status.code(), Some(75), "left pending");
+    // Back up, and the spend is at 80 % by now: both crossings are queued, only 75 % is told.
+    am.fail_next(0);
+    spend(&app, "apikey_b", 200_000);
+    run_once(&app).await;
+    let told: Vec<(String, String)> = am
+        .accepted()
+        .iter()
+        .flat_map(|r| r.body.as_array().cloned().unwrap_or_default())
+        .filter(|a| a["labels"]["alertname"] == "budget")
+        .map(|a| {
+            (
+                a["labels"]["threshold"].as_str().unwrap().to_owned(),
+                a["endsAt"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(!told.is_empty(), "{told:?}");
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for (threshold, ends) in &told {
+        assert_eq!(threshold, "75", "never the older 50 %: {told:?}");
+        assert!(ends.as_str() > now.as_str(), "firing: {told:?}");
+    }
+}

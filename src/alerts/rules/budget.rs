@@ -16,13 +16,42 @@ use crate::config::{Budget, BudgetScope};
 use crate::period::Period;
 use crate::store::AlertChange;
 
+/// One alert per budget and period: `budget/NAME/daily|monthly/LABEL`.
+fn scope(b: &Budget, period: &Period) -> String {
+    format!(
+        "budget/{}/{}/{}",
+        b.name,
+        period.kind.as_str(),
+        period.label
+    )
+}
+
 impl Pass<'_> {
+    /// Ends the alerts keywatch before #19 kept per threshold (`SCOPE/PCT`): the period's one
+    /// alert stands for them now.
+    fn end_legacy(&mut self, scope: &str) {
+        let prefix = format!("{scope}/");
+        let legacy: Vec<String> = self
+            .open
+            .keys()
+            .filter(|s| {
+                s.strip_prefix(&prefix)
+                    .is_some_and(|pct| !pct.is_empty() && pct.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .cloned()
+            .collect();
+        for s in legacy {
+            self.resolve(&s, self.now);
+        }
+    }
+
     pub fn budgets(&mut self) {
         let spends = &self.inputs.spends;
         let now = DateTime::<Utc>::from_timestamp(self.now, 0).unwrap_or_default();
         let budgets = self.config.budgets.clone();
         for b in &budgets {
             for period in current_periods(b.timezone, now) {
+                self.end_legacy(&scope(b, &period));
                 let Some(limit) = limit_for(b, &period) else {
                     continue;
                 };
@@ -50,13 +79,12 @@ impl Pass<'_> {
         threshold: u32,
         unpriced: &[(String, i64)],
     ) {
-        let scope = format!(
-            "budget/{}/{}/{}",
-            b.name,
-            period.kind.as_str(),
-            period.label
+        let mut a = self.base_alert(
+            Rule::Budget,
+            scope(b, period),
+            "",
+            budget_severity(threshold),
         );
-        let mut a = self.base_alert(Rule::Budget, scope, "", budget_severity(threshold));
         let pct = spent / limit * 100.0;
         a.summary = format!(
             "Budget {}: {} spent of the {} {} limit ({pct:.0}%, crossed {threshold}%) for {} ({}): review the keys driving it{}",
@@ -149,6 +177,24 @@ mod tests {
             a[0].summary,
             "Budget team: $80.00 spent of the $100 daily limit (80%, crossed 75%) for 2027-01-15 (UTC): review the keys driving it"
         );
+    }
+
+    #[test]
+    fn the_per_threshold_alerts_of_an_older_keywatch_end_when_the_period_alert_stands() {
+        let c = config(BUDGET);
+        let mut i = inputs(&c, NOW);
+        with_key(&mut i, key("k1", "a", "active", None));
+        let mut old = open(Rule::Budget, "budget/team/daily/2027-01-15/50", "");
+        old.period = Some(DAY_SPAN);
+        i.open.push(old.clone());
+        i.spends
+            .insert(DAY_SPAN, vec![("src".to_owned(), "k1".to_owned(), 60.0)]);
+        let changes = run(&i, &c, Pass::budgets);
+        assert!(changes.contains(&AlertChange::Resolve {
+            id: old.id,
+            at: NOW
+        }));
+        assert_eq!(fired(&changes).len(), 1);
     }
 
     #[test]

@@ -144,10 +144,13 @@ fn build_webhook(
     let from_secret = pair(w.url_env.clone(), w.url_file.clone());
     let (url, url_display) = match (&w.url, from_secret.is_set()) {
         (None, false) if !w.urls.is_empty() => {
-            let shown = w.urls.join(", ");
+            let shown: Vec<String> = w.urls.iter().map(|u| without_credentials(u)).collect();
+            let shown = shown.join(", ");
             (SecretString::from(w.urls[0].clone()), shown)
         }
-        (Some(u), false) if w.urls.is_empty() => (SecretString::from(u.clone()), u.clone()),
+        (Some(u), false) if w.urls.is_empty() => {
+            (SecretString::from(u.clone()), without_credentials(u))
+        }
         (None, true) if w.urls.is_empty() => (
             from_secret.resolve_required(&format!("{at}.url"), base_dir, env)?,
             format!("from {}", from_secret.describe()),
@@ -238,6 +241,18 @@ fn build_webhook(
     })
 }
 
+/// A URL as summaries print it: a user name and password in it replaced by `***`.
+fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("***");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Default of `resend_every`.
 const DEFAULT_RESEND_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -272,6 +287,17 @@ fn alertmanager_options(
     } else {
         w.urls.iter().map(|u| base(u)).collect()
     };
+    let with_query = urls.iter().any(|u| {
+        reqwest::Url::parse(u.expose_secret())
+            .is_ok_and(|u| u.query().is_some() || u.fragment().is_some())
+    });
+    if with_query {
+        return Err(ConfigError::invalid(
+            format!("{at}.url"),
+            "an Alertmanager URL is its base URL, such as \"http://alertmanager:9093\": no query \
+             or fragment (keywatch adds /api/v2/alerts)",
+        ));
+    }
     let resend_every = w.resend_every.map_or(DEFAULT_RESEND_EVERY, |d| d.0);
     if !(std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(600))
         .contains(&resend_every)
