@@ -98,6 +98,16 @@ pub async fn forecasts(
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<Vec<BudgetForecast>, StoreError> {
+    Ok(standing(store, config, now).await?.1)
+}
+
+/// Every budget's current periods that it limits (spent against the limit, daily and monthly)
+/// and its month-end forecast, from one read of the spend.
+pub async fn standing(
+    store: &Store,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<(Vec<super::SpendGauge>, Vec<BudgetForecast>), StoreError> {
     let keys: KeyMap = store
         .all_keys()
         .await?
@@ -111,5 +121,9 @@ pub async fn forecasts(
         now.timestamp(),
     )
     .await?;
-    Ok(forecast::compute(config, &keys, &spends, now))
+    let periods = super::gauges::spend_gauges(&spends, &keys, config, now)
+        .into_iter()
+        .filter(|g| g.kind == "budget")
+        .collect();
+    Ok((periods, forecast::compute(config, &keys, &spends, now)))
 }

@@ -17,5 +17,5 @@ mod scope;
 pub use forecast::{recent_day_spans, BudgetForecast, RECENT_DAYS};
 pub use gauges::{spend_gauges, SpendGauge};
 pub use limits::{crossed, current_periods, limit_for, severity};
-pub use load::{forecasts, spends, unpriced_spends};
+pub use load::{forecasts, spends, standing, unpriced_spends};
 pub use scope::{covers, in_scope, spend_in, unpriced_in, KeyMap, Spends, UnpricedSpends};

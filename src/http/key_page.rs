@@ -114,7 +114,7 @@ pub async fn key(
         .filter(|a| a.key_id.as_deref() == Some(key_id.as_str()))
         .filter(|a| source.is_none_or(|s| a.source.as_deref() == Some(s)))
         .collect();
-    let svg = svg(&chart, unit, factor, &key_alerts, since, until, w);
+    let svg = svg(&chart, unit, factor, &key_alerts, since, until, w, zone);
     let busy = (unit == Unit::Usd && w == 3_600)
         .then(|| chart.bars.last().map(|b| b.baseline))
         .flatten();
@@ -186,6 +186,9 @@ fn unknown(state: &AppState, key_id: &str, source: Option<&str>) -> Response {
     r
 }
 
+/// The key's chart: usage bars, the baseline and spike level as lines, alerts as dots, times
+/// in `zone` (UTC in the hover text too).
+#[allow(clippy::too_many_arguments)]
 fn svg(
     chart: &chart::Chart,
     unit: Unit,
@@ -194,62 +197,96 @@ fn svg(
     since: i64,
     until: i64,
     width: i64,
+    zone: chrono_tz::Tz,
 ) -> String {
-    let max = chart
+    let local = |ts: i64, f: &str| {
+        chrono::DateTime::<Utc>::from_timestamp(ts, 0)
+            .map(|t| t.with_timezone(&zone).format(f).to_string())
+            .unwrap_or_default()
+    };
+    let per_bar = chart.buckets_per_bar.max(1) as i64;
+    let bar_secs = width * per_bar;
+    let short = until - since <= 2 * 86_400;
+    let x_labels = chart
         .bars
         .iter()
-        .map(|b| b.value.max(b.baseline * factor))
-        .fold(0.01f64, f64::max);
-    let (cw, ch, pad) = (900.0, 260.0, 30.0);
-    let step = (cw - 2.0 * pad) / chart.bars.len().max(1) as f64;
-    let y = |v: f64| ch - pad - v / max * (ch - 2.0 * pad);
-    let mut svg = format!("<svg class=\"chart\" id=\"key-usage\" viewBox=\"0 0 {cw} {ch}\" role=\"img\" aria-label=\"usage per bucket\"><text x=\"4\" y=\"14\" font-size=\"11\">{}</text>", esc(&unit.show(max)));
-    svg.push_str("<g class=\"series\" data-series=\"usage\" fill=\"#4e79a7\">");
-    for (i, b) in chart.bars.iter().enumerate() {
-        if b.value > 0.0 {
-            let label = if chart.buckets_per_bar > 1 {
-                format!(
-                    "{} (busiest of {} buckets from {})",
-                    rfc3339(b.peak_at),
-                    chart.buckets_per_bar,
-                    rfc3339(b.start)
-                )
+        .enumerate()
+        .map(|(i, b)| (i, local(b.start, if short { "%H:%M" } else { "%-d %b" })))
+        .collect();
+    let titles = chart
+        .bars
+        .iter()
+        .map(|b| {
+            let at = format!(
+                "{} ({} UTC)",
+                local(b.peak_at, "%Y-%m-%d %H:%M %Z"),
+                rfc3339(b.peak_at)
+            );
+            let busiest = if per_bar > 1 {
+                format!(", the busiest of {per_bar} buckets")
             } else {
-                rfc3339(b.start)
+                String::new()
             };
-            let _ = write!(svg, "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{}: {}</title></rect>",
-                pad + i as f64 * step, y(b.value), step * 0.85, ch - pad - y(b.value), esc(&label), esc(&unit.show(b.value)));
-        }
-    }
-    svg.push_str("</g>");
-    for (name, f, colour) in [
-        ("baseline", 1.0, "#59a14f"),
-        ("spike threshold", factor, "#e15759"),
-    ] {
-        let path: Vec<String> = chart
-            .bars
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                format!(
-                    "{:.1},{:.1}",
-                    pad + (i as f64 + 0.4) * step,
-                    y(b.baseline * f)
-                )
+            format!(
+                "{at}{busiest}: {} (baseline {})",
+                unit.show(b.value),
+                unit.show(b.baseline)
+            )
+        })
+        .collect();
+    let markers = alerts
+        .iter()
+        .filter_map(|a| {
+            let (start, _) = a.period.filter(|p| p.0 >= since && p.0 < until)?;
+            Some(super::plot::Marker {
+                slot: ((start - since) / bar_secs).max(0) as usize,
+                rule: a.rule.as_str().to_owned(),
+                title: a.summary.clone(),
             })
-            .collect();
-        let _ = write!(svg, "<polyline class=\"series\" data-series=\"{name}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>", path.join(" "));
-    }
-    let per_bar = chart.buckets_per_bar.max(1) as i64;
-    for a in alerts {
-        if let Some((start, _)) = a.period.filter(|p| p.0 >= since && p.0 < until) {
-            let i = ((start - since) / width / per_bar) as f64;
-            let _ = write!(svg, "<circle class=\"alert-marker\" data-rule=\"{}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"6\" fill=\"#b00020\"><title>{}</title></circle>",
-                esc(a.rule.as_str()), pad + (i + 0.4) * step, pad, esc(&a.summary));
-        }
-    }
-    svg.push_str("</svg>");
-    svg
+        })
+        .collect();
+    let (y_title, y_format): (&str, fn(f64) -> String) = match unit {
+        Unit::Usd => ("USD per bucket", super::plot::usd_tick),
+        Unit::Tokens => ("tokens per bucket", super::plot::count_tick),
+    };
+    let plot = super::plot::Plot {
+        id: "key-usage",
+        label: "usage per bucket".to_owned(),
+        slots: chart.bars.len(),
+        x_labels,
+        x_title: format!(
+            "time ({}), one bar = {}{}",
+            zone.name(),
+            humantime::format_duration(std::time::Duration::from_secs(bar_secs.max(0) as u64)),
+            if per_bar > 1 {
+                " (its busiest bucket)"
+            } else {
+                ""
+            }
+        ),
+        y_title: y_title.to_owned(),
+        y_format,
+        stacks: vec![super::plot::Stack {
+            name: "usage".to_owned(),
+            colour: "#4e79a7",
+            values: chart.bars.iter().map(|b| b.value).collect(),
+            titles,
+        }],
+        lines: vec![
+            super::plot::Line {
+                name: "baseline".to_owned(),
+                colour: "#59a14f",
+                values: chart.bars.iter().map(|b| b.baseline).collect(),
+            },
+            super::plot::Line {
+                name: "spike threshold".to_owned(),
+                colour: "#e15759",
+                values: chart.bars.iter().map(|b| b.baseline * factor).collect(),
+            },
+        ],
+        markers,
+    };
+    super::plot::responsive(&plot)
 }
 
 fn facts(state: &AppState, k: &crate::store::StoredKey, now: i64, zone: chrono_tz::Tz) -> String {

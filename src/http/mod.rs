@@ -5,11 +5,14 @@ mod api;
 mod chart;
 mod guard;
 mod key_page;
+mod keys_page;
 mod minutes;
 mod pages;
 mod paging;
+mod plot;
 mod serve;
 mod session;
+mod status;
 
 use std::sync::Arc;
 
@@ -46,6 +49,7 @@ pub fn router(store: Store, config: Arc<Config>) -> Router {
         .route("/api/v1/report", get(api::report))
         .route("/api/v1/budgets", get(api::budgets))
         .route("/", get(pages::overview))
+        .route("/keys", get(keys_page::keys))
         .route("/keys/{key_id}", get(key_page::key))
         .route("/alerts", get(pages::alerts))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -56,7 +56,7 @@ pub(super) fn page(state: &AppState, title: &str, body: &str) -> Response {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} — keywatch</title><style>{CSS}</style></head><body>\
-         <nav><b>keywatch</b> <a href=\"/\">Overview</a> <a href=\"/alerts\">Alerts</a>{}</nav>\
+         <nav><b>keywatch</b> <a href=\"/\">Overview</a> <a href=\"/keys\">Keys</a> <a href=\"/alerts\">Alerts</a>{}</nav>\
          <h1>{}</h1>{body}</body></html>",
         esc(title),
         if state.config.http.as_ref().is_some_and(|h| h.token.is_some()) && title != "Sign in" {
@@ -69,12 +69,35 @@ pub(super) fn page(state: &AppState, title: &str, body: &str) -> Response {
     .into_response()
 }
 
-const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:1rem;color:#222}\
-nav a{margin-left:1rem}svg{width:100%;height:auto;background:#fafafa;border:1px solid #ddd}\
-table{border-collapse:collapse;width:100%;font-size:.9rem}td,th{border-bottom:1px solid #eee;padding:.3rem;text-align:left}\
-.num{text-align:right}.critical{color:#b00020;font-weight:bold}.warning{color:#a15c00}.info{color:#336}\
-.legend span{display:inline-block;margin-right:1rem}.swatch{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem}\
-@media (max-width:600px){td,th{font-size:.75rem}}";
+/// One style sheet for every page: light and dark (`prefers-color-scheme`), readable from a
+/// 360 px phone to a wide screen — tables scroll inside their box on narrow screens, long names
+/// wrap, and each chart has a drawing for narrow screens (see `plot`).
+const CSS: &str = ":root{color-scheme:light dark;--bg:#fff;--fg:#1d1d1f;--muted:#5f6368;--line:#e3e3e3;--grid:#ececec;--zero:#8a8a8a;--panel:#fafafa;--link:#0b57d0;--crit:#b00020;--warn:#9a5700;--info:#334f99;--ok:#2e7d32;--banner:#fff3cd;--banner-fg:#5c4400}\
+@media (prefers-color-scheme:dark){:root{--bg:#141517;--fg:#e8e8e8;--muted:#a5a8ad;--line:#2e3035;--grid:#2a2c31;--zero:#80848b;--panel:#1b1c20;--link:#8ab4f8;--crit:#ff7a7a;--warn:#f2b661;--info:#a9bcff;--ok:#7bc77e;--banner:#3b3116;--banner-fg:#f5dc9a}}\
+*{box-sizing:border-box}\
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;font-size:15px;line-height:1.45;max-width:1200px;margin:auto;padding:.5rem 1rem 2rem;background:var(--bg);color:var(--fg);overflow-wrap:anywhere}\
+a{color:var(--link)}code{font-size:.9em}\
+nav{display:flex;flex-wrap:wrap;gap:.25rem 1rem;align-items:center;padding:.4rem 0;border-bottom:1px solid var(--line)}\
+nav form{margin:0 0 0 auto}\
+h1{font-size:1.45rem;margin:.8rem 0 .4rem}h2{font-size:1.1rem;margin:1.4rem 0 .5rem}\
+.muted,.asof{color:var(--muted);font-size:.85rem}\
+.plot svg{display:block;width:100%;height:auto;background:var(--panel);border:1px solid var(--line);border-radius:4px}\
+.plot svg.narrow{display:none}\
+svg text{fill:var(--fg)}svg text.tick,svg text.axis-title{fill:var(--muted)}\
+svg line.grid{stroke:var(--grid)}svg line.zero,svg line.tick-mark{stroke:var(--zero)}svg .alert-marker{fill:var(--crit)}\
+table{border-collapse:collapse;width:100%;font-size:.9rem}\
+td,th{border-bottom:1px solid var(--line);padding:.35rem .5rem;text-align:left;vertical-align:top}\
+th{font-weight:600}.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
+.critical{color:var(--crit);font-weight:600}.warning{color:var(--warn);font-weight:600}.info{color:var(--info)}\
+tr.resolved{opacity:.7}.ok{color:var(--ok)}\
+.legend span{display:inline-block;margin-right:1rem}.swatch{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:-1px;border-radius:2px}\
+.banner{background:var(--banner);color:var(--banner-fg);padding:.5rem .75rem;border-radius:4px;margin:.75rem 0}\
+.problem{color:var(--crit);font-weight:600}.empty{color:var(--muted);padding:1rem;border:1px dashed var(--line);border-radius:4px}\
+form.login{display:grid;gap:.5rem;max-width:22rem}form.filters{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end;margin:.5rem 0}\
+form.filters label{display:grid;font-size:.85rem;color:var(--muted)}\
+input,button,select{font:inherit;padding:.35rem .5rem;max-width:100%}\
+@media (max-width:640px){body{font-size:14px;padding:.5rem .6rem 2rem}.plot svg.wide{display:none}.plot svg.narrow{display:block}\
+table{display:block;overflow-x:auto;max-width:100%}td,th{padding:.3rem .4rem}td.summary{min-width:15rem}}";
 
 const COLOURS: [&str; 9] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
@@ -96,7 +119,7 @@ pub(super) fn alert_list(alerts: &[Alert], zone: Tz) -> String {
         return "<p>No alerts.</p>".to_owned();
     }
     let mut o = String::from(
-        "<table><tr><th>severity</th><th>rule</th><th>key</th><th>since</th><th>summary</th></tr>",
+        "<table><tr><th>severity</th><th>rule</th><th>key</th><th>since</th><th>state</th><th>summary</th></tr>",
     );
     for a in alerts {
         let key = match &a.key_id {
@@ -112,14 +135,20 @@ pub(super) fn alert_list(alerts: &[Alert], zone: Tz) -> String {
                 .or(a.source.as_deref())
                 .unwrap_or_default()),
         };
+        let resolved = a.status == crate::alerts::AlertStatus::Resolved;
+        let state = match (resolved, a.ends_at) {
+            (true, Some(end)) => format!("<span class=\"ok\">resolved</span> {}", when(end, zone)),
+            (true, None) => "<span class=\"ok\">resolved</span>".to_owned(),
+            (false, _) => "<b>firing</b>".to_owned(),
+        };
         let _ = write!(
             o,
-            "<tr class=\"alert\" id=\"alert-{}\" data-rule=\"{}\"><td class=\"{}\">{}{}</td><td>{}</td><td>{key}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"alert{}\" id=\"alert-{}\" data-rule=\"{}\"><td class=\"{}\">{}</td><td>{}</td><td>{key}</td><td>{}</td><td>{state}</td><td class=\"summary\">{}</td></tr>",
+            if resolved { " resolved" } else { "" },
             esc(&a.id),
             esc(a.rule.as_str()),
             a.severity.as_str(),
             a.severity.as_str(),
-            if a.status == crate::alerts::AlertStatus::Resolved { " (resolved)" } else { "" },
             esc(a.rule.as_str()),
             when(a.starts_at, zone),
             esc(&a.summary)
@@ -167,11 +196,11 @@ pub async fn overview(State(state): State<AppState>) -> Response {
     let days = crate::period::last_n(PeriodKind::Day, zone, Utc::now(), 30);
     let spans: Vec<(i64, i64)> = days.iter().map(crate::period::Period::span).collect();
     let width = state.config.poll.bucket_width.seconds();
-    let (usage, keys, alerts, forecasts) = match tokio::try_join!(
+    let (usage, keys, alerts, (periods, forecasts)) = match tokio::try_join!(
         spend_per_day(&state, zone, width, &spans),
         state.store.all_keys(),
         state.store.alerts(false),
-        crate::budget::forecasts(&state.store, &state.config, Utc::now())
+        crate::budget::standing(&state.store, &state.config, Utc::now())
     ) {
         Ok(x) => x,
         Err(e) => return error_page(&state, e),
@@ -186,53 +215,49 @@ pub async fn overview(State(state): State<AppState>) -> Response {
     let mut grid = usage.days.clone();
     let more = usage.other.is_some();
     grid.extend(usage.other.clone());
-    let n_series = grid.len();
-    let max_day = (0..days.len())
-        .map(|d| grid.iter().map(|s| s[d]).sum::<f64>())
-        .fold(0.0, f64::max)
-        .max(0.01);
-    let (w, h, pad) = (900.0, 260.0, 30.0);
-    let bar = (w - 2.0 * pad) / days.len() as f64;
-    let mut svg = format!("<svg class=\"chart\" id=\"spend-per-day\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"spend per day\">");
-    let _ = write!(
-        svg,
-        "<text x=\"4\" y=\"14\" font-size=\"11\">{}</text>",
-        money(max_day)
-    );
-    let mut base = vec![0.0f64; days.len()];
-    for (i, series) in grid.iter().enumerate().take(n_series.min(COLOURS.len())) {
-        let label = if i < top.len() {
-            name(&top[i].0, &top[i].1)
-        } else {
-            "other".to_owned()
-        };
-        let _ = write!(
-            svg,
-            "<g class=\"series\" data-series=\"{}\" fill=\"{}\">",
-            esc(&label),
-            COLOURS[i]
-        );
-        for (d, v) in series.iter().enumerate() {
-            if *v <= 0.0 {
-                continue;
-            }
-            let bh = v / max_day * (h - 2.0 * pad);
-            let y = h - pad - base[d] - bh;
-            let _ = write!(
-                svg,
-                "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\"><title>{} {}: {}</title></rect>",
-                pad + d as f64 * bar,
-                bar * 0.85,
-                esc(&days[d].label),
-                esc(&label),
-                money(*v)
-            );
-            base[d] += bh;
-        }
-        svg.push_str("</g>");
-    }
-    let _ = write!(svg, "<text x=\"{pad}\" y=\"{}\" font-size=\"11\">{}</text><text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>",
-        h - 8.0, esc(&days[0].label), w - pad, h - 8.0, esc(&days[days.len() - 1].label));
+    let labels: Vec<String> = (0..grid.len())
+        .map(|i| match top.get(i) {
+            Some((s, k)) => name(s, k),
+            None => "other".to_owned(),
+        })
+        .collect();
+    let stacks = grid
+        .iter()
+        .zip(&labels)
+        .zip(COLOURS)
+        .map(|((values, label), colour)| super::plot::Stack {
+            name: label.clone(),
+            colour,
+            values: values.clone(),
+            titles: days
+                .iter()
+                .zip(values)
+                .map(|(d, v)| format!("{} ({}): {label} {}", d.label, zone.name(), money(*v)))
+                .collect(),
+        })
+        .collect();
+    let plot = super::plot::Plot {
+        id: "spend-per-day",
+        label: format!("spend per day, last 30 days, {}", zone.name()),
+        slots: days.len(),
+        x_labels: days
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (i, d.first_day.format("%-d %b").to_string()))
+            .collect(),
+        x_title: format!("day ({}), one bar per day", zone.name()),
+        y_title: "USD per day".to_owned(),
+        y_format: super::plot::usd_tick,
+        stacks,
+        lines: Vec::new(),
+        markers: Vec::new(),
+    };
+    let total: f64 = grid.iter().flatten().sum();
+    let svg = if total > 0.0 {
+        super::plot::responsive(&plot)
+    } else {
+        "<p class=\"empty\">No spend in the last 30 days: nothing to chart yet. Usage appears after the first poll that finds some.</p>".to_owned()
+    };
     let mut legend = String::from("<p class=\"legend\">");
     for (i, (s, k)) in top.iter().enumerate() {
         let _ = write!(legend, "<span><i class=\"swatch\" style=\"background:{}\"></i><a href=\"/keys/{}?source={}\">{}</a></span>", COLOURS[i], url(k), url(s), esc(&name(s, k)));
@@ -245,21 +270,64 @@ pub async fn overview(State(state): State<AppState>) -> Response {
         );
     }
     legend.push_str("</p>");
-    let mut budgets = String::from("<table><tr><th>budget</th><th class=\"num\">month to date</th><th class=\"num\">limit</th><th class=\"num\">projected</th><th>limit reached</th></tr>");
-    for f in &forecasts {
-        let _ = write!(
-            budgets,
-            "<tr class=\"budget\"><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-            esc(&f.budget), money(f.spent), money(f.limit), money(f.forecast.projected),
-            f.forecast.crosses_at.map_or_else(|| "not this month".to_owned(), |t| when(t, zone))
-        );
-    }
-    budgets.push_str("</table>");
+    let budgets = budget_table(&periods, &forecasts, zone);
+    let (strip, silences) = tokio::join!(
+        super::status::strip(&state),
+        super::status::silences(&state)
+    );
     page(&state,
         "Overview",
-        &format!("<h2>Spend per day, last 30 days ({})</h2>{svg}{legend}<h2>Budgets this month</h2>{budgets}<h2>Open alerts</h2>{}",
+        &format!("{strip}<h2>Spend per day, last 30 days ({})</h2>{svg}{legend}<h2>Budgets</h2>{budgets}<h2>Open alerts</h2>{}{silences}",
             esc(zone.name()), alert_list(&alerts, zone)),
     )
+}
+
+/// Every budget's day and month that it limits: spent, limit, share, and for the month the
+/// projection and the day it reaches the limit at this pace.
+fn budget_table(
+    periods: &[crate::budget::SpendGauge],
+    forecasts: &[crate::budget::BudgetForecast],
+    zone: Tz,
+) -> String {
+    if periods.is_empty() {
+        return "<p class=\"empty\">No budgets: add <code>[[budgets]]</code> with <code>daily_usd</code> or <code>monthly_usd</code> to watch spend against a limit.</p>".to_owned();
+    }
+    let mut o = String::from("<table id=\"budgets\"><tr><th>budget</th><th>period</th><th class=\"num\">spent</th><th class=\"num\">limit</th><th class=\"num\">used</th><th class=\"num\">projected</th><th>limit reached</th></tr>");
+    for g in periods {
+        let limit = g.limit_usd.unwrap_or_default();
+        let pct = if limit > 0.0 {
+            g.spent_usd / limit * 100.0
+        } else {
+            0.0
+        };
+        let class = match pct {
+            p if p >= 100.0 => "critical",
+            p if p >= 75.0 => "warning",
+            _ => "",
+        };
+        let month = (g.period == "month")
+            .then(|| forecasts.iter().find(|f| f.budget == g.name))
+            .flatten();
+        let _ = write!(
+            o,
+            "<tr class=\"budget\" data-period=\"{}\"><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num {class}\">{pct:.0}%</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            g.period,
+            esc(&g.name),
+            if g.period == "day" { "today" } else { "this month" },
+            money(g.spent_usd),
+            money(limit),
+            month.map_or_else(|| "—".to_owned(), |f| money(f.forecast.projected)),
+            match (month, pct >= 100.0) {
+                (_, true) => "<b class=\"critical\">reached</b>".to_owned(),
+                (Some(f), false) => f
+                    .forecast
+                    .crosses_at
+                    .map_or_else(|| "not this month".to_owned(), |t| format!("at this pace {}", when(t, zone))),
+                (None, false) => "—".to_owned(),
+            }
+        );
+    }
+    o + "</table>"
 }
 
 #[derive(Deserialize)]
@@ -297,7 +365,7 @@ pub async fn alerts(State(state): State<AppState>, Query(q): Query<AlertsQuery>)
         .cloned()
         .collect();
     let mut form = String::from(
-        "<form method=\"get\">rule <select name=\"rule\"><option value=\"\">any</option>",
+        "<form method=\"get\" class=\"filters\">rule <select name=\"rule\"><option value=\"\">any</option>",
     );
     for r in crate::alerts::Rule::ALL {
         let _ = write!(
@@ -324,11 +392,15 @@ pub async fn alerts(State(state): State<AppState>, Query(q): Query<AlertsQuery>)
         );
     }
     form.push_str("</select> <button>filter</button></form>");
+    let (strip, silences) = tokio::join!(
+        super::status::strip(&state),
+        super::status::silences(&state)
+    );
     page(
         &state,
         "Alerts",
         &format!(
-            "{form}<h2>Firing</h2>{}<h2>Recently resolved</h2>{}",
+            "{strip}{form}<h2>Firing</h2>{}<h2>Recently resolved</h2>{}{silences}",
             alert_list(&firing, zone),
             alert_list(&resolved, zone)
         ),

@@ -327,3 +327,69 @@ async fn browser_shows_the_overview_and_the_key_page_with_the_spike() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_key_list_searches_filters_sorts_and_the_overview_shows_every_budget_period() {
+    let (app, _daemon, base) = serve("timezone = \"Europe/Berlin\"").await;
+
+    let (status, all) = get(&format!("{base}/keys")).await;
+    assert_eq!(status, 200);
+    assert!(all.contains("6 of 6 keys"), "{all}");
+    // Sorted by spend today, busiest first: the spiky key leads.
+    let first = all.split("data-key=\"").nth(1).unwrap_or_default();
+    assert!(first.starts_with("apikey_spiky"), "{all}");
+    let (_, found) = get(&format!("{base}/keys?q=GATEWAY")).await;
+    assert!(found.contains("1 of 1 keys (filtered from 6)"), "{found}");
+    assert!(found.contains("data-key=\"apikey_normal2\""));
+    let (_, inactive) = get(&format!("{base}/keys?status=inactive")).await;
+    assert!(
+        inactive.contains("data-key=\"apikey_inactive\"")
+            && inactive.matches("data-key=").count() == 1
+    );
+    let (_, by_age) = get(&format!("{base}/keys?sort=age")).await;
+    let oldest = by_age.split("data-key=\"").nth(1).unwrap_or_default();
+    assert!(oldest.starts_with("apikey_old"), "{by_age}");
+    let (_, none) = get(&format!("{base}/keys?q=no-such-key")).await;
+    assert!(none.contains("No key matches."));
+    let (status, _) = get(&format!("{base}/keys/no-such-key")).await;
+    assert_eq!(status, 404);
+
+    // Daily and monthly budget rows, axes with titles in the page's zone, data as of.
+    app.cli_ok(&[
+        "silence",
+        "--key",
+        "apikey_old",
+        "--for",
+        "2h",
+        "--reason",
+        "rotating it this week",
+    ])
+    .await;
+    let (_, overview) = get(&format!("{base}/")).await;
+    assert!(overview.contains("data-period=\"day\"") && overview.contains("data-period=\"month\""));
+    assert!(overview.contains(">today<") && overview.contains(">this month<"));
+    assert!(overview.contains(">USD per day<"), "a y axis title");
+    assert!(overview.contains("day (Europe/Berlin), one bar per day"));
+    assert!(overview.contains("class=\"zero\""), "a zero line");
+    assert!(overview.contains("Data as of"));
+    assert!(
+        !overview.contains("class=\"banner\""),
+        "no source is failing"
+    );
+    assert!(
+        overview.contains("rotating it this week"),
+        "the silence is listed"
+    );
+    let (_, key) = get(&format!("{base}/keys/apikey_spiky?source=anthropic-test")).await;
+    assert!(key.contains(">USD per bucket<") && key.contains("time (Europe/Berlin), one bar = 1h"));
+    assert!(key.contains("UTC)"), "hover text has UTC beside the zone");
+
+    // The provider stops answering for good: a banner says which source and since when.
+    app.fake.server.reset().await;
+    app.age_poll_state(3_600).await;
+    let (_, stale) = get(&format!("{base}/alerts")).await;
+    assert!(
+        stale.contains("class=\"banner\"") && stale.contains("anthropic-test"),
+        "{stale}"
+    );
+}
