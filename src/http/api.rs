@@ -291,33 +291,67 @@ pub async fn alerts(State(state): State<AppState>, Query(q): Query<AlertsQuery>)
 
 #[derive(Deserialize)]
 pub struct ReportQuery {
-    period: Option<String>,
-    by: Option<String>,
-    last: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    timezone: Option<String>,
+    pub(super) period: Option<String>,
+    pub(super) by: Option<String>,
+    pub(super) last: Option<String>,
+    pub(super) since: Option<String>,
+    pub(super) until: Option<String>,
+    pub(super) timezone: Option<String>,
+    /// `json` (default) or `csv`.
+    pub(super) format: Option<String>,
 }
 
-/// The same report as `keywatch report --format json`: the same periods for the same
-/// parameters (`timezone` defaults to `[http] timezone`), the same row objects.
+/// The same report as `keywatch report --format json` (or `csv`): the same periods for the
+/// same parameters (`timezone` defaults to `[http] timezone`), the same row objects.
 pub async fn report(State(state): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
+    let req = match report_request(&state, &q) {
+        Ok(r) => r,
+        Err(answer) => return answer,
+    };
+    let width = state.config.poll.bucket_width.seconds();
+    match crate::report::load(&state.store, width, &req, Utc::now()).await {
+        Ok(Ok(report)) => match q.format.as_deref() {
+            Some("csv") => (
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"keywatch-report.csv\"",
+                    ),
+                ],
+                crate::report::to_csv(&report.rows, &report.dims),
+            )
+                .into_response(),
+            None | Some("json") => Json(report.rows).into_response(),
+            Some(other) => error(
+                StatusCode::BAD_REQUEST,
+                format!("format {other:?}: use json or csv"),
+            ),
+        },
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e.replace("--", "")),
+        Err(e) => internal(e),
+    }
+}
+
+/// The report a query asks for, or the 400 answer naming the bad parameter.
+#[allow(clippy::result_large_err)] // the error is the answer, built once per request
+pub(super) fn report_request(state: &AppState, q: &ReportQuery) -> Result<Request, Response> {
     let period = q.period.as_deref().unwrap_or("day");
     let Some(kind) = PeriodKind::parse(period) else {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             format!("period {period:?}: use day, week or month"),
-        );
+        ));
     };
     let mut by = Vec::new();
     for d in q.by.as_deref().unwrap_or("key").split(',') {
         match Dim::parse(d.trim()) {
             Some(dim) => by.push(dim),
             None => {
-                return error(
+                return Err(error(
                     StatusCode::BAD_REQUEST,
                     format!("by {d:?}: use key, workspace, model, tier or source"),
-                )
+                ))
             }
         }
     }
@@ -330,10 +364,10 @@ pub async fn report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
         Some(name) => match name.parse() {
             Ok(z) => z,
             Err(_) => {
-                return error(
+                return Err(error(
                     StatusCode::BAD_REQUEST,
                     format!("timezone {name:?} is not an IANA time zone (e.g. \"Europe/Berlin\")"),
-                )
+                ))
             }
         },
     };
@@ -351,7 +385,7 @@ pub async fn report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
                 "parameter": "last",
                 "maximum": max,
             });
-            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+            return Err((StatusCode::BAD_REQUEST, Json(body)).into_response());
         }
     };
     let now = Utc::now();
@@ -367,23 +401,17 @@ pub async fn report(State(state): State<AppState>, Query(q): Query<ReportQuery>)
     ) {
         (Ok(s), Ok(u)) => (s, u),
         (Err((field, e)), _) | (_, Err((field, e))) => {
-            return super::paging::bad_parameter(field, &e)
+            return Err(super::paging::bad_parameter(field, &e))
         }
     };
-    let req = Request {
+    Ok(Request {
         kind,
         zone,
         since,
         until,
         last,
         by,
-    };
-    let width = state.config.poll.bucket_width.seconds();
-    match crate::report::load(&state.store, width, &req, now).await {
-        Ok(Ok(report)) => Json(report.rows).into_response(),
-        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e.replace("--", "")),
-        Err(e) => internal(e),
-    }
+    })
 }
 
 pub async fn budgets(State(state): State<AppState>) -> Response {

@@ -119,6 +119,31 @@ pub async fn key(
         .then(|| chart.bars.last().map(|b| b.baseline))
         .flatten();
     let minutes = super::minutes::section(&state, &key_id, source, busy, now, zone).await;
+    let ids: Vec<&str> = key_alerts.iter().map(|a| a.id.as_str()).collect();
+    let (strip, entries) = tokio::join!(super::status::strip(&state), state.store.timeline(&ids));
+    let story = match entries {
+        Ok(entries) => super::incident::timelines(&key_alerts, &entries, &actions, zone),
+        Err(e) => format!(
+            "<p class=\"problem\">The alerts' timeline cannot be read: {}</p>",
+            esc(&e.to_string())
+        ),
+    };
+    let now_line = super::incident::now_line(&chart, factor, |v| unit.show(v));
+    let windows: String = ["24h", "7d", "30d", "90d"]
+        .iter()
+        .map(|w| {
+            if *w == window_text {
+                format!("<b>{w}</b>")
+            } else {
+                format!(
+                    "<a href=\"/keys/{}?source={}&amp;window={w}\">{w}</a>",
+                    url(&key_id),
+                    url(source.unwrap_or_default())
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" · ");
     let facts = key.map(|k| facts(&state, k, now, zone)).unwrap_or_default();
     let what = if unit == Unit::Tokens {
         "Tokens"
@@ -139,9 +164,9 @@ pub async fn key(
     page(&state,
         &title,
         &format!(
-            "<h2>{what} per bucket, last {}</h2>{svg}{notes}<p class=\"legend\"><span>bars: usage</span><span style=\"color:#59a14f\">line: baseline</span><span style=\"color:#e15759\">line: spike threshold ({}x)</span><span style=\"color:#b00020\">dot: alert</span></p>\
+            "{strip}{now_line}<p class=\"windows\">Window: {windows}</p><h2>{what} per bucket, last {}</h2>{svg}{notes}<p class=\"legend\"><span>bars: usage</span><span style=\"color:#59a14f\">line: baseline</span><span style=\"color:#e15759\">line: spike threshold ({}x)</span><span style=\"color:#b00020\">dot: alert</span></p>\
              <p>Export: <a class=\"csv\" href=\"/api/v1/usage?key={}&amp;since={}&amp;format=csv\">usage as CSV</a> (also <code>keywatch history --key {} --format csv</code>)</p>\
-             {minutes}<h2>Key</h2>{facts}<h2>Alerts on this key</h2>{}<h2>Actions on this key</h2>{}",
+             {minutes}<h2>Alerts on this key</h2>{}{story}<h2>Actions on this key</h2>{}<h2>Key</h2>{facts}",
             esc(window_text), factor, url(&key_id), url(window_text), esc(&key_id), alert_list(&key_alerts, zone),
             action_list(&actions, zone)
         ),

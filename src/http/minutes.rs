@@ -1,11 +1,9 @@
 //! The key page's recent minutes: the recent `1m` stream of the last `[detect.spike.fast]
 //! lookback`, with the level the minute spike check fires at. Shown only when the check is on.
 
-use std::fmt::Write as _;
-
 use chrono_tz::Tz;
 
-use super::pages::{esc, money, when};
+use super::pages::{money, when};
 use super::AppState;
 
 /// The section, or an empty string when the minute check is off or nothing is stored.
@@ -39,36 +37,49 @@ pub async fn section(
     let spike = &state.config.spike;
     let factor = spike.fast_factor();
     let level = busy_per_hour.map(|b| factor * b / 60.0);
-    let max = values.iter().copied().chain(level).fold(0.01f64, f64::max);
-    let (cw, ch, pad) = (900.0, 160.0, 24.0);
-    let step = (cw - 2.0 * pad) / values.len().max(1) as f64;
-    let y = |v: f64| ch - pad - v / max * (ch - 2.0 * pad);
-    let mut svg = format!(
-        "<svg class=\"chart\" id=\"key-minutes\" viewBox=\"0 0 {cw} {ch}\" role=\"img\" aria-label=\"cost per minute\"><text x=\"4\" y=\"14\" font-size=\"11\">{}</text><g fill=\"#4e79a7\">",
-        esc(&money(max))
-    );
-    for (i, v) in values.iter().enumerate().filter(|(_, v)| **v > 0.0) {
-        let x = pad + i as f64 * step;
-        let _ = write!(
-            svg,
-            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{}</title></rect>",
-            y(*v),
-            (step - 0.5).max(0.5),
-            ch - pad - y(*v),
-            money(*v)
-        );
-    }
-    svg.push_str("</g>");
-    if let Some(l) = level {
-        let _ = write!(
-            svg,
-            "<line class=\"series\" data-series=\"minute-level\" x1=\"{pad}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#e15759\" stroke-width=\"2\"/>",
-            cw - pad,
-            y(l),
-            y(l)
-        );
-    }
-    svg.push_str("</svg>");
+    let local = |ts: i64, f: &str| {
+        chrono::DateTime::<chrono::Utc>::from_timestamp(ts, 0)
+            .map(|t| t.with_timezone(&zone).format(f).to_string())
+            .unwrap_or_default()
+    };
+    let at = |i: usize| from + i as i64 * 60;
+    let plot = super::plot::Plot {
+        id: "key-minutes",
+        label: "cost per minute".to_owned(),
+        slots: values.len(),
+        x_labels: (0..values.len())
+            .filter(|i| at(*i) % 300 == 0)
+            .map(|i| (i, local(at(i), "%H:%M")))
+            .collect(),
+        x_title: format!("minute ({}), one bar = 1 minute", zone.name()),
+        y_title: "USD per minute".to_owned(),
+        y_format: super::plot::usd_tick,
+        stacks: vec![super::plot::Stack {
+            name: "usage".to_owned(),
+            colour: "#4e79a7",
+            values: values.clone(),
+            titles: (0..values.len())
+                .map(|i| {
+                    format!(
+                        "{} ({} UTC): {}",
+                        local(at(i), "%H:%M %Z"),
+                        crate::alerts::rfc3339(at(i)),
+                        money(values[i])
+                    )
+                })
+                .collect(),
+        }],
+        lines: level
+            .map(|l| super::plot::Line {
+                name: "minute-level".to_owned(),
+                colour: "#e15759",
+                values: vec![l; values.len()],
+            })
+            .into_iter()
+            .collect(),
+        markers: Vec::new(),
+    };
+    let svg = super::plot::responsive(&plot);
     let total: f64 = values.iter().sum();
     let level_text = level.map_or(String::new(), |l| {
         format!(

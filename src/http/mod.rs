@@ -4,12 +4,14 @@
 mod api;
 mod chart;
 mod guard;
+mod incident;
 mod key_page;
 mod keys_page;
 mod minutes;
 mod pages;
 mod paging;
 mod plot;
+mod reports_page;
 mod serve;
 mod session;
 mod status;
@@ -52,6 +54,7 @@ pub fn router(store: Store, config: Arc<Config>) -> Router {
         .route("/keys", get(keys_page::keys))
         .route("/keys/{key_id}", get(key_page::key))
         .route("/alerts", get(pages::alerts))
+        .route("/reports", get(reports_page::reports))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::require_token,

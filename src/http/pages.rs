@@ -56,7 +56,7 @@ pub(super) fn page(state: &AppState, title: &str, body: &str) -> Response {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} — keywatch</title><style>{CSS}</style></head><body>\
-         <nav><b>keywatch</b> <a href=\"/\">Overview</a> <a href=\"/keys\">Keys</a> <a href=\"/alerts\">Alerts</a>{}</nav>\
+         <nav><b>keywatch</b> <a href=\"/\">Overview</a> <a href=\"/keys\">Keys</a> <a href=\"/alerts\">Alerts</a> <a href=\"/reports\">Reports</a>{}</nav>\
          <h1>{}</h1>{body}</body></html>",
         esc(title),
         if state.config.http.as_ref().is_some_and(|h| h.token.is_some()) && title != "Sign in" {
@@ -75,7 +75,8 @@ pub(super) fn page(state: &AppState, title: &str, body: &str) -> Response {
 const CSS: &str = ":root{color-scheme:light dark;--bg:#fff;--fg:#1d1d1f;--muted:#5f6368;--line:#e3e3e3;--grid:#ececec;--zero:#8a8a8a;--panel:#fafafa;--link:#0b57d0;--crit:#b00020;--warn:#9a5700;--info:#334f99;--ok:#2e7d32;--banner:#fff3cd;--banner-fg:#5c4400}\
 @media (prefers-color-scheme:dark){:root{--bg:#141517;--fg:#e8e8e8;--muted:#a5a8ad;--line:#2e3035;--grid:#2a2c31;--zero:#80848b;--panel:#1b1c20;--link:#8ab4f8;--crit:#ff7a7a;--warn:#f2b661;--info:#a9bcff;--ok:#7bc77e;--banner:#3b3116;--banner-fg:#f5dc9a}}\
 *{box-sizing:border-box}\
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;font-size:15px;line-height:1.45;max-width:1200px;margin:auto;padding:.5rem 1rem 2rem;background:var(--bg);color:var(--fg);overflow-wrap:anywhere}\
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;font-size:15px;line-height:1.45;max-width:1200px;margin:auto;padding:.5rem 1rem 2rem;background:var(--bg);color:var(--fg);overflow-wrap:break-word}\
+h1,td.summary,code{overflow-wrap:anywhere}\
 a{color:var(--link)}code{font-size:.9em}\
 nav{display:flex;flex-wrap:wrap;gap:.25rem 1rem;align-items:center;padding:.4rem 0;border-bottom:1px solid var(--line)}\
 nav form{margin:0 0 0 auto}\
@@ -97,7 +98,10 @@ form.login{display:grid;gap:.5rem;max-width:22rem}form.filters{display:flex;flex
 form.filters label{display:grid;font-size:.85rem;color:var(--muted)}\
 input,button,select{font:inherit;padding:.35rem .5rem;max-width:100%}\
 @media (max-width:640px){body{font-size:14px;padding:.5rem .6rem 2rem}.plot svg.wide{display:none}.plot svg.narrow{display:block}\
-table{display:block;overflow-x:auto;max-width:100%}td,th{padding:.3rem .4rem}td.summary{min-width:15rem}}";
+table{display:block;overflow-x:auto;max-width:100%}td,th{padding:.3rem .4rem}\
+table.alerts,table.alerts tbody,table.alerts tr{display:block}table.alerts tr:first-child{display:none}\
+table.alerts tr{border-bottom:1px solid var(--line);padding:.4rem 0}table.alerts td{display:inline;border:0;padding:0 .5rem 0 0}\
+table.alerts td[data-label]::before{content:attr(data-label);color:var(--muted)}table.alerts td.summary{display:block;padding:.2rem 0 0}}";
 
 const COLOURS: [&str; 9] = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
@@ -119,7 +123,7 @@ pub(super) fn alert_list(alerts: &[Alert], zone: Tz) -> String {
         return "<p>No alerts.</p>".to_owned();
     }
     let mut o = String::from(
-        "<table><tr><th>severity</th><th>rule</th><th>key</th><th>since</th><th>state</th><th>summary</th></tr>",
+        "<table class=\"alerts\"><tr><th>severity</th><th>rule</th><th>key</th><th>since</th><th>state</th><th>summary</th></tr>",
     );
     for a in alerts {
         let key = match &a.key_id {
@@ -143,7 +147,7 @@ pub(super) fn alert_list(alerts: &[Alert], zone: Tz) -> String {
         };
         let _ = write!(
             o,
-            "<tr class=\"alert{}\" id=\"alert-{}\" data-rule=\"{}\"><td class=\"{}\">{}</td><td>{}</td><td>{key}</td><td>{}</td><td>{state}</td><td class=\"summary\">{}</td></tr>",
+            "<tr class=\"alert{}\" id=\"alert-{}\" data-rule=\"{}\"><td class=\"{}\">{}</td><td>{}</td><td>{key}</td><td data-label=\"since \">{}</td><td>{state}</td><td class=\"summary\">{}</td></tr>",
             if resolved { " resolved" } else { "" },
             esc(&a.id),
             esc(a.rule.as_str()),

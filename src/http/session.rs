@@ -78,10 +78,19 @@ fn secure(state: &AppState) -> bool {
         .is_some_and(|u| u.starts_with("https://"))
 }
 
-/// A request whose `Origin` names another site (a cross-site form post) is refused; browsers
-/// send `Origin` on every POST, scripts and old browsers may send none.
+/// A form posted from another site is refused. Browsers say so in `Sec-Fetch-Site`; older
+/// ones name the page's origin in `Origin`, which is `null` when the page's referrer policy is
+/// `no-referrer` (as keywatch's pages are) and absent from scripts: those pass, the token and
+/// the `SameSite=Strict` cookie being the defence there.
 fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| *o != "null")
+    else {
         return true;
     };
     let host = origin

@@ -383,6 +383,16 @@ async fn the_key_list_searches_filters_sorts_and_the_overview_shows_every_budget
     let (_, key) = get(&format!("{base}/keys/apikey_spiky?source=anthropic-test")).await;
     assert!(key.contains(">USD per bucket<") && key.contains("time (Europe/Berlin), one bar = 1h"));
     assert!(key.contains("UTC)"), "hover text has UTC beside the zone");
+    // The incident view: burn now against normal, and the alert's story.
+    assert!(
+        key.contains("Latest bucket with usage: <b>$") && key.contains("× its normal"),
+        "{key}"
+    );
+    assert!(
+        key.contains("<h2>What happened</h2>") && key.contains(" fired</li>"),
+        "{key}"
+    );
+    assert!(key.contains("Window: ") && key.contains("window=90d"));
 
     // The provider stops answering for good: a banner says which source and since when.
     app.fake.server.reset().await;
@@ -392,4 +402,66 @@ async fn the_key_list_searches_filters_sorts_and_the_overview_shows_every_budget
         stale.contains("class=\"banner\"") && stale.contains("anthropic-test"),
         "{stale}"
     );
+}
+
+/// The dashboard in headless Chromium, driven by `tests/browser/dashboard.mjs` (playwright-core)
+/// at 1400 px and 390 px: sign-in and a wrong token refused, no horizontal overflow on any
+/// page, legible chart axes, key search, sign-out. Screenshots land in
+/// `target/browser-artifacts/`. `.ci/run` installs chromium and the script's dependencies.
+#[tokio::test]
+#[ignore = "needs chromium and node"]
+async fn browser_at_laptop_and_phone_width_signs_in_without_overflow_with_axes_and_search() {
+    let (_app, _daemon, base) =
+        serve("token_env = \"TEST_HTTP_TOKEN\"\ntimezone = \"Europe/Berlin\"").await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "run `npm ci` in tests/browser first (.ci/run does)"
+    );
+    let chromium =
+        std::env::var("KEYWATCH_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    let out = tokio::process::Command::new("node")
+        .arg("dashboard.mjs")
+        .current_dir(&dir)
+        .env("BASE", &base)
+        .env("TOKEN", "s3cret-dashboard-token")
+        .env("CHROMIUM", chromium)
+        .env("ARTIFACTS", root.join("target/browser-artifacts"))
+        .output()
+        .await
+        .expect("node runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{report}");
+    assert!(out.status.success(), "{report}");
+}
+
+#[tokio::test]
+async fn the_reports_page_shows_the_cli_table_and_downloads_the_same_csv() {
+    let (app, _daemon, base) = serve("").await;
+    let (status, html) = get(&format!("{base}/reports?period=day&by=key&last=3")).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("id=\"report\"") && html.contains("prod-rag-service"),
+        "{html}"
+    );
+    assert!(html.contains("format=csv"), "a CSV download link");
+    let (status, csv) = get(&format!(
+        "{base}/api/v1/report?period=day&by=key&last=3&format=csv"
+    ))
+    .await;
+    assert_eq!(status, 200);
+    let cli = app
+        .cli_ok(&[
+            "report", "--period", "day", "--by", "key", "--last", "3", "--format", "csv",
+        ])
+        .await;
+    assert_eq!(csv, cli, "the download is what the CLI writes");
+    let (status, bad) = get(&format!("{base}/reports?period=fortnight")).await;
+    assert_eq!(status, 400);
+    assert!(bad.contains("use day, week or month"), "{bad}");
 }
