@@ -11,12 +11,13 @@ use secrecy::ExposeSecret;
 use super::{api, AppState};
 use crate::config::HttpConfig;
 
-/// Sent with every answer. Pages use inline styles and SVG only: no scripts, no frames.
+/// Sent with every answer. Pages use inline styles and SVG; the one script is served from here
+/// (`/assets/keywatch.js`): no inline script, no other origin, no frames.
 const SECURITY_HEADERS: [(&str, &str); 4] = [
     (
         "content-security-policy",
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
-         form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; \
+         img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
     ),
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),

@@ -63,6 +63,7 @@ pub fn router(store: Store, config: Arc<Config>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", axum::routing::post(session::logout))
+        .route("/assets/keywatch.js", get(pages::script))
         .merge(protected)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -55,10 +55,13 @@ pub(super) fn page(state: &AppState, title: &str, body: &str) -> Response {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} — keywatch</title><style>{CSS}</style></head><body>\
+         <title>{} — keywatch</title><style>{CSS}</style>\
+         <script src=\"/assets/keywatch.js\" defer></script></head><body data-refresh=\"{}\">\
          <nav><b>keywatch</b> <a href=\"/\">Overview</a> <a href=\"/keys\">Keys</a> <a href=\"/alerts\">Alerts</a> <a href=\"/reports\">Reports</a>{}</nav>\
-         <h1>{}</h1>{body}</body></html>",
+         <main><h1>{}</h1>{body}</main></body></html>",
         esc(title),
+        // Pages with live data refresh in place every minute (assets/keywatch.js).
+        if title == "Sign in" { 0 } else { REFRESH_SECS },
         if state.config.http.as_ref().is_some_and(|h| h.token.is_some()) && title != "Sign in" {
             "<form method=\"post\" action=\"/logout\" class=\"signout\"><button type=\"submit\">Sign out</button></form>"
         } else {
@@ -67,6 +70,24 @@ pub(super) fn page(state: &AppState, title: &str, body: &str) -> Response {
         esc(title)
     ))
     .into_response()
+}
+
+/// How often a page's content is refreshed in place, seconds.
+const REFRESH_SECS: u32 = 60;
+
+/// `/assets/keywatch.js`: the in-place refresh (the only script; pages work without it).
+pub async fn script() -> Response {
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/javascript; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "max-age=300"),
+        ],
+        include_str!("../../assets/keywatch.js"),
+    )
+        .into_response()
 }
 
 /// One style sheet for every page: light and dark (`prefers-color-scheme`), readable from a

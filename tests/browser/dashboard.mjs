@@ -31,6 +31,10 @@ try {
   for (const [device, width, height] of widths) {
     const context = await browser.newContext({ viewport: { width, height } });
     const page = await context.newPage();
+    const cspErrors = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) cspErrors.push(m.text());
+    });
 
     // A wrong token is refused and sets no session.
     await page.goto(`${BASE}/`);
@@ -79,6 +83,15 @@ try {
       }
       await page.screenshot({ path: `${ARTIFACTS}/${name}-${device}.png`, fullPage: true });
     }
+
+    // The in-place refresh keeps the reader where they were.
+    await page.goto(`${BASE}/`);
+    await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+    const before = await page.evaluate(() => window.scrollY);
+    const refreshed = await page.evaluate(() => window.keywatchRefresh());
+    const after = await page.evaluate(() => window.scrollY);
+    check(refreshed === true && before > 0 && after === before, `${device}: the refresh replaced the content and kept the scroll (${before} -> ${after})`);
+    check(cspErrors.length === 0, `${device}: nothing blocked by the Content-Security-Policy (${cspErrors.join(' | ')})`);
 
     // Key search narrows the list.
     await page.goto(`${BASE}/keys`);
