@@ -1,4 +1,4 @@
-//! Dashboard speed: the overview page, the report API and the key list API for 1,000 keys x
+//! Dashboard speed: the overview page, the report API, the key list API and the /keys page for 1,000 keys x
 //! 30 days of hourly usage, served by the real router over loopback. Target: under 200 ms.
 //!
 //! Run: `cargo bench --bench dashboard` (KEYWATCH_BENCH_KEYS changes the key count).
@@ -100,10 +100,20 @@ fn main() {
         let report_url = format!("{url}api/v1/report?period=day&last=30&by=key");
         let (median, max) = timed(&client, &report_url, "").await;
         println!("report API, 30 days by key: median {median:.0} ms, max {max:.0} ms");
-        // The key list (the inventory API; the dashboard's /keys page is #20).
+        // The key list (the inventory API), and the dashboard's /keys page: the busiest first,
+        // and a search sorted by 30 days' spend.
         let (median, max) = timed(&client, &format!("{url}api/v1/keys"), "").await;
         println!(
             "key list API ({keys} keys): median {median:.0} ms, max {max:.0} ms (target < 200 ms)"
+        );
+        let (median, max) = timed(&client, &format!("{url}keys"), "data-key=").await;
+        println!(
+            "dashboard /keys ({keys} keys, by spend today, first page): median {median:.0} ms, max {max:.0} ms (target < 300 ms)"
+        );
+        let (median, max) =
+            timed(&client, &format!("{url}keys?q=apikey_00&sort=30d&page=2"), "data-key=").await;
+        println!(
+            "dashboard /keys search, by 30 days, page 2: median {median:.0} ms, max {max:.0} ms (target < 300 ms)"
         );
         cancel.cancel();
     });

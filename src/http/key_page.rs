@@ -19,6 +19,8 @@ use crate::detect::SpikeMetric;
 pub struct KeyQuery {
     source: Option<String>,
     window: Option<String>,
+    /// One local day (`2026-12-01`, in `[http] timezone`) instead of a window: its hours.
+    day: Option<String>,
 }
 
 /// The unit the chart is drawn in: the spike rule's metric for this key.
@@ -51,9 +53,23 @@ pub async fn key(
     let source = q.source.as_deref();
     let now = Utc::now().timestamp();
     let w = state.config.poll.bucket_width.seconds();
-    let until = now.div_euclid(w) * w + w;
+    let mut until = now.div_euclid(w) * w + w;
     // Both bounded: the window by crate::window, the baseline window by the config check.
-    let since = until - window.as_secs() as i64;
+    let mut since = until - window.as_secs() as i64;
+    let mut span_text = format!("last {window_text}");
+    if let Some(day) = q.day.as_deref() {
+        let bad = |why: &str| api::error(StatusCode::BAD_REQUEST, format!("day {day:?}: {why}"));
+        let Ok(date) = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") else {
+            return bad("give a date such as 2026-12-01");
+        };
+        let period = crate::period::Period::starting(crate::period::PeriodKind::Day, zone, date);
+        let (start, end) = period.span();
+        if start > now || start < now - crate::window::MAX_DAYS as i64 * 86_400 {
+            return bad("give a day from the last 400 days, not in the future");
+        }
+        (since, until) = (start.div_euclid(w) * w, end.div_euclid(w) * w);
+        span_text = format!("on {} ({})", date, zone.name());
+    }
     let from = (since - state.config.spike.baseline_window.0.as_secs() as i64).div_euclid(w) * w;
     let (buckets, keys, alerts, actions) = match tokio::try_join!(
         state.store.key_buckets(&key_id, source, w, from, until),
@@ -132,7 +148,7 @@ pub async fn key(
     let windows: String = ["24h", "7d", "30d", "90d"]
         .iter()
         .map(|w| {
-            if *w == window_text {
+            if *w == window_text && q.day.is_none() {
                 format!("<b>{w}</b>")
             } else {
                 format!(
@@ -164,10 +180,10 @@ pub async fn key(
     page(&state,
         &title,
         &format!(
-            "{strip}{now_line}<p class=\"windows\">Window: {windows}</p><h2>{what} per bucket, last {}</h2>{svg}{notes}<p class=\"legend\"><span>bars: usage</span><span style=\"color:#59a14f\">line: baseline</span><span style=\"color:#e15759\">line: spike threshold ({}x)</span><span style=\"color:#b00020\">dot: alert</span></p>\
+            "{strip}{now_line}<p class=\"windows\">Window: {windows}</p><h2>{what} per bucket, {}</h2>{svg}{notes}<p class=\"legend\"><span>bars: usage</span><span style=\"color:#59a14f\">line: baseline</span><span style=\"color:#e15759\">line: spike threshold ({}x)</span><span style=\"color:#b00020\">dot: alert</span></p>\
              <p>Export: <a class=\"csv\" href=\"/api/v1/usage?key={}&amp;since={}&amp;format=csv\">usage as CSV</a> (also <code>keywatch history --key {} --format csv</code>)</p>\
              {minutes}<h2>Alerts on this key</h2>{}{story}<h2>Actions on this key</h2>{}<h2>Key</h2>{facts}",
-            esc(window_text), factor, url(&key_id), url(window_text), esc(&key_id), alert_list(&key_alerts, zone),
+            esc(&span_text), factor, url(&key_id), url(window_text), esc(&key_id), alert_list(&key_alerts, zone),
             action_list(&actions, zone)
         ),
     )
@@ -296,6 +312,7 @@ fn svg(
             colour: "#4e79a7",
             values: chart.bars.iter().map(|b| b.value).collect(),
             titles,
+            links: Vec::new(),
         }],
         lines: vec![
             super::plot::Line {

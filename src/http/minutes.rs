@@ -68,6 +68,7 @@ pub async fn section(
                     )
                 })
                 .collect(),
+            links: Vec::new(),
         }],
         lines: level
             .map(|l| super::plot::Line {

@@ -250,14 +250,31 @@ pub async fn overview(State(state): State<AppState>) -> Response {
         .iter()
         .zip(&labels)
         .zip(COLOURS)
-        .map(|((values, label), colour)| super::plot::Stack {
+        .enumerate()
+        .map(|(i, ((values, label), colour))| super::plot::Stack {
             name: label.clone(),
             colour,
             values: values.clone(),
             titles: days
                 .iter()
                 .zip(values)
-                .map(|(d, v)| format!("{} ({}): {label} {}", d.label, zone.name(), money(*v)))
+                .map(|(d, v)| {
+                    format!(
+                        "{} ({}): {label} {} — click for its hours",
+                        d.label,
+                        zone.name(),
+                        money(*v)
+                    )
+                })
+                .collect(),
+            // A key's day opens its hours on the key page ("other" is several keys).
+            links: days
+                .iter()
+                .map(|d| {
+                    top.get(i).map(|(s, k)| {
+                        format!("/keys/{}?source={}&day={}", url(k), url(s), url(&d.label))
+                    })
+                })
                 .collect(),
         })
         .collect();

@@ -17,6 +17,8 @@ pub struct Stack {
     pub values: Vec<f64>,
     /// The hover text of each slot's bar.
     pub titles: Vec<String>,
+    /// Where a click on each slot's bar leads (a drill-down), if anywhere; may be empty.
+    pub links: Vec<Option<String>>,
 }
 
 /// A line across the slots (e.g. a baseline).
@@ -175,6 +177,10 @@ fn render(plot: &Plot, w: f64, class: &str, id: &str) -> String {
                 continue;
             }
             let (y0, y1) = (y(base[s]), y(base[s] + v));
+            let link = st.links.get(s).and_then(Option::as_deref);
+            if let Some(href) = link {
+                let _ = write!(o, "<a href=\"{}\">", esc(href));
+            }
             let _ = write!(
                 o,
                 "<rect x=\"{:.1}\" y=\"{y1:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{}</title></rect>",
@@ -183,6 +189,9 @@ fn render(plot: &Plot, w: f64, class: &str, id: &str) -> String {
                 (y0 - y1).max(0.5),
                 esc(st.titles.get(s).map_or("", String::as_str))
             );
+            if link.is_some() {
+                o.push_str("</a>");
+            }
             base[s] += v;
         }
         o.push_str("</g>");
@@ -277,6 +286,7 @@ mod tests {
                 colour: "#4e79a7",
                 values: vec![1.0, 0.0, 3.0],
                 titles: vec!["a".into(), "b".into(), "3 Dec: $3.00".into()],
+                links: Vec::new(),
             }],
             lines: Vec::new(),
             markers: Vec::new(),

@@ -393,6 +393,31 @@ async fn the_key_list_searches_filters_sorts_and_the_overview_shows_every_budget
         "{key}"
     );
     assert!(key.contains("Window: ") && key.contains("window=90d"));
+    // Drill-down: a key's day on the overview opens that day's hours on its page.
+    let link = overview
+        .split("<a href=\"/keys/apikey_spiky?source=anthropic-test&amp;day=")
+        .nth(1)
+        .expect("the spiky key's days link to their hours");
+    let day = &link[..10];
+    let (status, hours) = get(&format!(
+        "{base}/keys/apikey_spiky?source=anthropic-test&day={day}"
+    ))
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        hours.contains(&format!("per bucket, on {day} (Europe/Berlin)")),
+        "{hours}"
+    );
+    let wide = hours.split("class=\"chart narrow\"").next().unwrap();
+    let bars = wide
+        .split("id=\"key-usage\"")
+        .nth(1)
+        .unwrap()
+        .matches("<rect")
+        .count();
+    assert!(bars <= 24, "one bar per hour of the day: {bars}");
+    let (status, _) = get(&format!("{base}/keys/apikey_spiky?day=yesterday")).await;
+    assert_eq!(status, 400);
 
     // The provider stops answering for good: a banner says which source and since when.
     app.fake.server.reset().await;
