@@ -156,21 +156,7 @@ pub async fn silences(config: &Config, format: ListFormat) -> anyhow::Result<u8>
     store.close().await;
     let now = Utc::now().timestamp();
     if format == ListFormat::Json {
-        let items: Vec<serde_json::Value> = list
-            .iter()
-            .map(|s| {
-                let state = match s.removed_at {
-                    Some(_) => "removed",
-                    None if s.expires_at <= now => "expired",
-                    None => "active",
-                };
-                serde_json::json!({
-                    "id": s.id, "key_id": s.key_id, "rule": s.rule, "reason": s.reason,
-                    "created_at": rfc3339(s.created_at), "expires_at": rfc3339(s.expires_at),
-                    "removed_at": s.removed_at.map(rfc3339), "state": state,
-                })
-            })
-            .collect();
+        let items: Vec<serde_json::Value> = list.iter().map(|s| s.to_json(now)).collect();
         println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(exit::OK);
     }

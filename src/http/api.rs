@@ -414,11 +414,23 @@ pub(super) fn report_request(state: &AppState, q: &ReportQuery) -> Result<Reques
     })
 }
 
+/// Every silence, newest first, as `keywatch silences --format json` lists them.
+pub async fn silences(State(state): State<AppState>) -> Response {
+    match state.store.silences().await {
+        Ok(list) => {
+            let now = Utc::now().timestamp();
+            Json(list.iter().map(|s| s.to_json(now)).collect::<Vec<_>>()).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
 pub async fn budgets(State(state): State<AppState>) -> Response {
-    let forecasts = match crate::budget::forecasts(&state.store, &state.config, Utc::now()).await {
-        Ok(f) => f,
-        Err(e) => return internal(e),
-    };
+    let (periods, forecasts) =
+        match crate::budget::standing(&state.store, &state.config, Utc::now()).await {
+            Ok(f) => f,
+            Err(e) => return internal(e),
+        };
     let open = match state.store.alerts(false).await {
         Ok(a) => a,
         Err(e) => return internal(e),
@@ -440,6 +452,10 @@ pub async fn budgets(State(state): State<AppState>) -> Response {
                 "projected_usd": f.map(|f| f.forecast.projected),
                 "crosses_on": f.and_then(|f| f.forecast.crosses_at).map(rfc3339),
                 "thresholds_crossed": crossed,
+                "periods": periods.iter().filter(|g| g.name == b.name).map(|g| json!({
+                    "period": g.period, "spent_usd": crate::text::usd(g.spent_usd),
+                    "limit_usd": g.limit_usd,
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();

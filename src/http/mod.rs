@@ -50,6 +50,7 @@ pub fn router(store: Store, config: Arc<Config>) -> Router {
         .route("/api/v1/alerts", get(api::alerts))
         .route("/api/v1/report", get(api::report))
         .route("/api/v1/budgets", get(api::budgets))
+        .route("/api/v1/silences", get(api::silences))
         .route("/", get(pages::overview))
         .route("/keys", get(keys_page::keys))
         .route("/keys/{key_id}", get(key_page::key))

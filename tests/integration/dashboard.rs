@@ -380,6 +380,16 @@ async fn the_key_list_searches_filters_sorts_and_the_overview_shows_every_budget
         overview.contains("rotating it this week"),
         "the silence is listed"
     );
+    let (_, api) = get(&format!("{base}/api/v1/silences")).await;
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    let cli: serde_json::Value =
+        serde_json::from_str(&app.cli_ok(&["silences", "--format", "json"]).await).unwrap();
+    assert_eq!(api, cli, "the API lists silences as the CLI does");
+    let (_, budgets) = get(&format!("{base}/api/v1/budgets")).await;
+    let budgets: serde_json::Value = serde_json::from_str(&budgets).unwrap();
+    let periods = budgets[0]["periods"].as_array().unwrap();
+    assert_eq!(periods.len(), 2, "the day and the month: {budgets:#}");
+    assert_eq!(periods[0]["period"], "day");
     let (_, key) = get(&format!("{base}/keys/apikey_spiky?source=anthropic-test")).await;
     assert!(key.contains(">USD per bucket<") && key.contains("time (Europe/Berlin), one bar = 1h"));
     assert!(key.contains("UTC)"), "hover text has UTC beside the zone");
