@@ -4,12 +4,18 @@
 (function () {
   const every = Number(document.body.dataset.refresh || 0);
   async function refresh() {
+    // Not while hidden, nor while the reader is on a field, link or button (focus would move).
     const active = document.activeElement;
-    if (document.hidden || (active && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName))) {
+    if (document.hidden || (active && active !== document.body)) {
       return false;
     }
     const response = await fetch(location.href, { credentials: 'same-origin' });
-    if (!response.ok || response.redirected) {
+    if (response.status === 401 || response.redirected) {
+      // The session ended (expired, or signed out elsewhere): show the sign-in form.
+      location.reload();
+      return false;
+    }
+    if (!response.ok) {
       return false;
     }
     const next = new DOMParser().parseFromString(await response.text(), 'text/html');

@@ -12,9 +12,11 @@ use crate::store::{KeyAction, TimelineEntry};
 /// "Now": the last bar against its baseline, and how long usage has stayed above the spike
 /// level. `show` prints a value in the chart's unit.
 pub fn now_line(chart: &Chart, factor: f64, show: impl Fn(f64) -> String) -> String {
-    let Some(last) = chart.bars.iter().rev().find(|b| b.value > 0.0) else {
+    // The newest bars may be empty: the provider delivers a bucket after it ends.
+    let Some(at) = chart.bars.iter().rposition(|b| b.value > 0.0) else {
         return "<p class=\"now\">No usage in this window.</p>".to_owned();
     };
+    let last = &chart.bars[at];
     let ratio = if last.baseline > 0.0 {
         format!(
             ", {:.1}× its normal {}",
@@ -24,8 +26,7 @@ pub fn now_line(chart: &Chart, factor: f64, show: impl Fn(f64) -> String) -> Str
     } else {
         String::new()
     };
-    let above = chart
-        .bars
+    let above = chart.bars[..=at]
         .iter()
         .rev()
         .take_while(|b| b.baseline > 0.0 && b.value >= b.baseline * factor)
@@ -43,7 +44,10 @@ pub fn now_line(chart: &Chart, factor: f64, show: impl Fn(f64) -> String) -> Str
     )
 }
 
-/// Each alert of the key (newest first, at most 10) with its timeline.
+/// How many of a key's alerts have their story told (the newest).
+pub const STORIES: usize = 10;
+
+/// Each of `alerts` (the key's newest, newest first) with its timeline.
 pub fn timelines(
     alerts: &[Alert],
     entries: &[TimelineEntry],
@@ -54,7 +58,7 @@ pub fn timelines(
         return String::new();
     }
     let mut o = String::from("<h2>What happened</h2>");
-    for a in alerts.iter().take(10) {
+    for a in alerts.iter().take(STORIES) {
         let _ = write!(
             o,
             "<section class=\"timeline\" id=\"timeline-{}\"><h3>{} <span class=\"{}\">{}</span> — {}</h3><ol>",
@@ -117,6 +121,7 @@ pub fn timelines(
                 ),
             ));
         }
+        // Stable: within a second the store's order (a state change before its deliveries).
         lines.sort_by_key(|(at, _)| *at);
         for (at, text) in lines {
             let _ = write!(o, "<li>{} {text}</li>", when(at, zone));

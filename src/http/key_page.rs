@@ -67,14 +67,20 @@ pub async fn key(
         if start > now || start < now - crate::window::MAX_DAYS as i64 * 86_400 {
             return bad("give a day from the last 400 days, not in the future");
         }
-        (since, until) = (start.div_euclid(w) * w, end.div_euclid(w) * w);
+        if w >= 86_400 {
+            return bad(
+                "days are already single buckets with [poll] bucket_width = \"1d\": use window",
+            );
+        }
+        // Every bucket that overlaps the day (zones half an hour off UTC, 30-minute buckets).
+        (since, until) = (start.div_euclid(w) * w, (end + w - 1).div_euclid(w) * w);
         span_text = format!("on {} ({})", date, zone.name());
     }
     let from = (since - state.config.spike.baseline_window.0.as_secs() as i64).div_euclid(w) * w;
     let (buckets, keys, alerts, actions) = match tokio::try_join!(
         state.store.key_buckets(&key_id, source, w, from, until),
         state.store.keys_by_id(&key_id),
-        state.store.alerts(true),
+        state.store.key_alerts(&key_id),
         state.store.actions_for_key(&key_id, source)
     ) {
         Ok(x) => x,
@@ -135,10 +141,15 @@ pub async fn key(
         .then(|| chart.bars.last().map(|b| b.baseline))
         .flatten();
     let minutes = super::minutes::section(&state, &key_id, source, busy, now, zone).await;
-    let ids: Vec<&str> = key_alerts.iter().map(|a| a.id.as_str()).collect();
+    // The ten newest alerts' stories.
+    let mut newest: Vec<&Alert> = key_alerts.iter().collect();
+    newest.sort_by_key(|a| std::cmp::Reverse(a.starts_at));
+    newest.truncate(super::incident::STORIES);
+    let newest: Vec<Alert> = newest.into_iter().cloned().collect();
+    let ids: Vec<&str> = newest.iter().map(|a| a.id.as_str()).collect();
     let (strip, entries) = tokio::join!(super::status::strip(&state), state.store.timeline(&ids));
     let story = match entries {
-        Ok(entries) => super::incident::timelines(&key_alerts, &entries, &actions, zone),
+        Ok(entries) => super::incident::timelines(&newest, &entries, &actions, zone),
         Err(e) => format!(
             "<p class=\"problem\">The alerts' timeline cannot be read: {}</p>",
             esc(&e.to_string())

@@ -53,8 +53,13 @@ pub async fn keys(State(state): State<AppState>, Query(q): Query<KeysQuery>) -> 
     let (today, end) = day.span();
     let utc_today = now.timestamp().div_euclid(86_400) * 86_400;
     let width = state.config.poll.bucket_width.seconds();
-    let week_start = today - 6 * 86_400;
-    let month_start = today - 29 * 86_400;
+    // Local midnights, right across a DST change (and so read from the daily rollup).
+    let start_of = |n: u32| {
+        crate::period::last_n(crate::period::PeriodKind::Day, zone, now, n)
+            .first()
+            .map_or(today, |p| p.start.timestamp())
+    };
+    let (week_start, month_start) = (start_of(7), start_of(30));
     let store = &state.store;
     let read = tokio::try_join!(
         store.all_keys(),
@@ -117,7 +122,13 @@ pub async fn keys(State(state): State<AppState>, Query(q): Query<KeysQuery>) -> 
         "30d" => rows.sort_by(by(|r| r.month)),
         "last_used" => rows.sort_by_key(|r| std::cmp::Reverse(r.last_used)),
         "age" => rows.sort_by_key(|r| r.key.created_at.unwrap_or(i64::MAX)),
-        "name" => rows.sort_by(|a, b| a.key.name.cmp(&b.key.name)),
+        "name" => rows.sort_by_cached_key(|r| {
+            r.key
+                .name
+                .as_deref()
+                .unwrap_or(&r.key.key_id)
+                .to_lowercase()
+        }),
         _ => rows.sort_by(by(|r| r.today)),
     }
     let pages = rows.len().div_ceil(PAGE).max(1);

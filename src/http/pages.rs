@@ -52,7 +52,7 @@ pub(super) fn when(ts: i64, zone: Tz) -> String {
 }
 
 pub(super) fn page(state: &AppState, title: &str, body: &str) -> Response {
-    Html(format!(
+    let mut r = Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} — keywatch</title><style>{CSS}</style>\
@@ -69,7 +69,13 @@ pub(super) fn page(state: &AppState, title: &str, body: &str) -> Response {
         },
         esc(title)
     ))
-    .into_response()
+    .into_response();
+    // Pages hold spend and key names: never kept by a shared cache or the back button.
+    r.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    r
 }
 
 /// How often a page's content is refreshed in place, seconds.
@@ -139,10 +145,15 @@ pub(super) fn error_page(state: &AppState, e: impl std::fmt::Display) -> Respons
     r
 }
 
+/// The most alerts one list shows; the rest are counted, with where to see them.
+const MAX_LISTED: usize = 100;
+
 pub(super) fn alert_list(alerts: &[Alert], zone: Tz) -> String {
     if alerts.is_empty() {
         return "<p>No alerts.</p>".to_owned();
     }
+    let more = alerts.len().saturating_sub(MAX_LISTED);
+    let alerts = &alerts[..alerts.len().min(MAX_LISTED)];
     let mut o = String::from(
         "<table class=\"alerts\"><tr><th>severity</th><th>rule</th><th>key</th><th>since</th><th>state</th><th>summary</th></tr>",
     );
@@ -179,7 +190,14 @@ pub(super) fn alert_list(alerts: &[Alert], zone: Tz) -> String {
             esc(&a.summary)
         );
     }
-    o + "</table>"
+    o.push_str("</table>");
+    if more > 0 {
+        let _ = write!(
+            o,
+            "<p class=\"muted\">And {more} more (the {MAX_LISTED} most urgent are shown): narrow the list on <a href=\"/alerts\">Alerts</a>, or <code>keywatch alerts --format json</code>.</p>"
+        );
+    }
+    o
 }
 
 /// The chart's series over `days` (local days, in order): the top 8 keys and the rest, from the
@@ -352,12 +370,14 @@ fn budget_table(
             .flatten();
         let _ = write!(
             o,
-            "<tr class=\"budget\" data-period=\"{}\"><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num {class}\">{pct:.0}%</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            "<tr class=\"budget\" data-period=\"{}\"><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num {class}\">{:.0}%</td><td class=\"num\">{}</td><td>{}</td></tr>",
             g.period,
             esc(&g.name),
             if g.period == "day" { "today" } else { "this month" },
             money(g.spent_usd),
             money(limit),
+            // Floored: 99.6 % is not shown as 100 % while the limit is not reached.
+            pct.floor(),
             month.map_or_else(|| "—".to_owned(), |f| money(f.forecast.projected)),
             match (month, pct >= 100.0) {
                 (_, true) => "<b class=\"critical\">reached</b>".to_owned(),

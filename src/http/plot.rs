@@ -97,7 +97,7 @@ fn trim(v: f64) -> String {
 }
 
 fn trim_small(v: f64) -> String {
-    let s = format!("{v:.4}");
+    let s = format!("{v:.8}");
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 

@@ -61,10 +61,12 @@ pub async fn reports(State(state): State<AppState>, Query(q): Query<ReportQuery>
         Err(e) => return error_page(&state, e),
     };
     let csv = format!(
-        "/api/v1/report?period={}&amp;by={}&amp;last={}&amp;timezone={}&amp;format=csv",
+        "/api/v1/report?period={}&amp;by={}&amp;last={}&amp;since={}&amp;until={}&amp;timezone={}&amp;format=csv",
         url(q.period.as_deref().unwrap_or("day")),
         url(q.by.as_deref().unwrap_or("key")),
         url(q.last.as_deref().unwrap_or_default()),
+        url(q.since.as_deref().unwrap_or_default()),
+        url(q.until.as_deref().unwrap_or_default()),
         url(req.zone.name())
     );
     let body = format!(

@@ -64,9 +64,19 @@ pub fn cookie(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Where to go after signing in: a path on this server only (no `//host`, no scheme).
+/// Browsers drop tabs and line breaks from URLs (`/\t/evil.example` is `//evil.example`), so
+/// any control character, space or backslash is refused.
 fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || c == '\\') =>
+        {
+            p.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -229,6 +239,9 @@ mod tests {
             "https://evil.example/",
             "/\\evil.example",
             "keys",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
         ] {
             assert_eq!(local_path(Some(away)), "/", "{away}");
         }

@@ -112,14 +112,31 @@ struct FiringCount {
 impl Store {
     /// Firing alerts, or every alert with `all`: firing first, then by severity, newest first.
     pub async fn alerts(&self, all: bool) -> Result<Vec<Alert>, StoreError> {
+        let filter = if all { "" } else { "WHERE status = 'firing'" };
+        self.select_alerts(filter, None).await
+    }
+
+    /// Every alert about `key_id` (any source), in the order of [`Store::alerts`].
+    pub async fn key_alerts(&self, key_id: &str) -> Result<Vec<Alert>, StoreError> {
+        self.select_alerts("WHERE key_id = ?", Some(key_id)).await
+    }
+
+    async fn select_alerts(
+        &self,
+        filter: &str,
+        key: Option<&str>,
+    ) -> Result<Vec<Alert>, StoreError> {
         let sql = format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts {}
+            "SELECT {ALERT_COLUMNS} FROM alerts {filter}
              ORDER BY status = 'firing' DESC,
                       CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
-                      starts_at DESC, id",
-            if all { "" } else { "WHERE status = 'firing'" }
+                      starts_at DESC, id"
         );
-        let rows: Vec<AlertRow> = sqlx::query_as(&sql).fetch_all(&self.pool).await?;
+        let mut q = sqlx::query_as::<_, AlertRow>(&sql);
+        if let Some(k) = key {
+            q = q.bind(k);
+        }
+        let rows: Vec<AlertRow> = q.fetch_all(&self.pool).await?;
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         let mut actions = self.alert_actions(&ids).await?;

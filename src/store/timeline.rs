@@ -27,14 +27,15 @@ impl Store {
         }
         let marks = vec!["?"; alert_ids.len()].join(", ");
         let sql = format!(
-            "SELECT alert_id, at, status AS what, '' AS notifier,
-                    CASE WHEN silenced THEN 'silenced' END AS detail
-             FROM alert_events WHERE alert_id IN ({marks})
-             UNION ALL
-             SELECT alert_id, COALESCE(delivered_at, next_attempt_at) AS at, state AS what,
-                    notifier, last_result AS detail
-             FROM deliveries WHERE alert_id IN ({marks})
-             ORDER BY at, what"
+            "SELECT alert_id, at, what, notifier, detail FROM (
+                 SELECT alert_id, at, status AS what, '' AS notifier,
+                        CASE WHEN silenced THEN 'silenced' END AS detail, seq, 0 AS rank
+                 FROM alert_events WHERE alert_id IN ({marks})
+                 UNION ALL
+                 SELECT alert_id, COALESCE(delivered_at, next_attempt_at) AS at, state AS what,
+                        notifier, last_result AS detail, event_seq AS seq, 1 AS rank
+                 FROM deliveries WHERE alert_id IN ({marks}))
+             ORDER BY at, seq, rank, notifier"
         );
         let mut q = sqlx::query_as::<_, TimelineEntry>(&sql);
         for id in alert_ids.iter().chain(alert_ids) {
