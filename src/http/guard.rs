@@ -134,13 +134,15 @@ pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// With `[http] token_env`, everything but `/healthz` and the sign-in form needs
 /// `Authorization: Bearer <token>` or a browser session signed in with the token.
-fn authorised(state: &AppState, headers: &HeaderMap) -> bool {
+async fn authorised(state: &AppState, headers: &HeaderMap) -> bool {
     let Some(token) = state.config.http.as_ref().and_then(|h| h.token.as_ref()) else {
         return true;
     };
     if let Some(session) = super::session::cookie(headers) {
-        if super::session::valid(token, session, chrono::Utc::now().timestamp()) {
-            return true;
+        if let Some(key) = super::session::key(state).await {
+            if super::session::valid(&key, session, chrono::Utc::now().timestamp()) {
+                return true;
+            }
         }
     }
     let given = headers
@@ -170,7 +172,7 @@ pub async fn require_token(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if authorised(&state, request.headers()) {
+    if authorised(&state, request.headers()).await {
         next.run(request).await
     } else if wants_page(&request) {
         let here = request

@@ -34,6 +34,8 @@ pub use serve::serve;
 pub(crate) struct AppState {
     store: Store,
     config: Arc<Config>,
+    /// Made on the first sign-in or session check (see `session::key`).
+    session_key: Arc<tokio::sync::OnceCell<session::SessionKey>>,
 }
 
 /// The router, for the daemon and for tests.
@@ -41,7 +43,11 @@ pub fn router(store: Store, config: Arc<Config>) -> Router {
     // Every overview, budget list and key list sums the same days of spend per key: kept in
     // memory, they are read again only where usage was written since (#16).
     let store = store.with_day_cache();
-    let state = AppState { store, config };
+    let state = AppState {
+        store,
+        config,
+        session_key: Arc::default(),
+    };
     let protected = Router::new()
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

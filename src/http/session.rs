@@ -25,21 +25,62 @@ pub const COOKIE: &str = "keywatch_session";
 /// How long a sign-in lasts.
 const LIFETIME_SECS: i64 = 12 * 3_600;
 
-fn mac(token: &SecretString, expiry: i64) -> Vec<u8> {
-    // HMAC takes a key of any length: this cannot fail.
-    let mut mac = Hmac::<Sha256>::new_from_slice(token.expose_secret().as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+/// The key sessions are signed with: derived from a random secret keywatch keeps in its
+/// database (`server_secrets`) and the dashboard token. The secret means a cookie cannot be
+/// used to guess the token offline; the token means a new token signs everyone out.
+#[derive(Clone)]
+pub struct SessionKey([u8; 32]);
+
+impl SessionKey {
+    pub fn derive(server_secret: &[u8], token: &SecretString) -> Self {
+        use sha2::Digest;
+        let mut h = Sha256::new();
+        h.update(b"keywatch-session-key-v1\0");
+        h.update(server_secret);
+        h.update(b"\0");
+        h.update(token.expose_secret().as_bytes());
+        Self(h.finalize().into())
+    }
+}
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey([REDACTED])")
+    }
+}
+
+/// The session key of the configured token, or `None` without a token (or, logged, when the
+/// database cannot give the secret: then only the bearer header is accepted).
+pub async fn key(state: &AppState) -> Option<SessionKey> {
+    let token = state.config.http.as_ref().and_then(|h| h.token.as_ref())?;
+    state
+        .session_key
+        .get_or_try_init(|| async {
+            let secret = state.store.server_secret("session").await?;
+            Ok::<_, crate::store::StoreError>(SessionKey::derive(secret.as_bytes(), token))
+        })
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "browser sessions are unavailable: the session secret cannot be read"))
+        .ok()
+        .cloned()
+}
+
+fn mac(key: &SessionKey, expiry: i64) -> Vec<u8> {
+    // A 32-byte key: this cannot fail.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key.0) else {
+        return Vec::new();
+    };
     mac.update(format!("keywatch-session-v1.{expiry}").as_bytes());
     mac.finalize().into_bytes().to_vec()
 }
 
 /// A session value valid until `expiry` (Unix seconds).
-pub fn issue(token: &SecretString, expiry: i64) -> String {
-    format!("v1.{expiry}.{}", B64.encode(mac(token, expiry)))
+pub fn issue(key: &SessionKey, expiry: i64) -> String {
+    format!("v1.{expiry}.{}", B64.encode(mac(key, expiry)))
 }
 
-/// Whether `value` is a session issued with `token` that has not expired at `now`.
-pub fn valid(token: &SecretString, value: &str, now: i64) -> bool {
+/// Whether `value` is a session issued with `key` that has not expired at `now`.
+pub fn valid(key: &SessionKey, value: &str, now: i64) -> bool {
     let mut parts = value.splitn(3, '.');
     let (Some("v1"), Some(expiry), Some(sig)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
@@ -48,7 +89,8 @@ pub fn valid(token: &SecretString, value: &str, now: i64) -> bool {
         return false;
     };
     use subtle::ConstantTimeEq;
-    expiry > now && bool::from(mac(token, expiry).as_slice().ct_eq(&sig))
+    let expected = mac(key, expiry);
+    !expected.is_empty() && expiry > now && bool::from(expected.as_slice().ct_eq(&sig))
 }
 
 /// The session cookie's value in `headers`, if any.
@@ -186,10 +228,19 @@ pub async fn login(
         *r.status_mut() = StatusCode::UNAUTHORIZED;
         return r;
     }
+    let Some(session_key) = key(&state).await else {
+        let mut r = page(
+            &state,
+            "Sign in",
+            &form(&next, Some("Sessions are unavailable (the database cannot be read): send the token as a bearer header.")),
+        );
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return r;
+    };
     let expiry = chrono::Utc::now().timestamp() + LIFETIME_SECS;
     let cookie = format!(
         "{COOKIE}={}; Path=/; Max-Age={LIFETIME_SECS}; HttpOnly; SameSite=Strict{}",
-        issue(token, expiry),
+        issue(&session_key, expiry),
         if secure(&state) { "; Secure" } else { "" }
     );
     with_cookie(Redirect::to(&next).into_response(), &cookie)
@@ -221,10 +272,18 @@ mod tests {
     #[test]
     fn a_session_is_valid_until_it_expires_and_only_for_its_token() {
         let token = SecretString::from("s3cret".to_owned());
-        let s = issue(&token, 2_000);
-        assert!(valid(&token, &s, 1_999));
-        assert!(!valid(&token, &s, 2_000));
-        assert!(!valid(&SecretString::from("other".to_owned()), &s, 1_000));
+        let key = SessionKey::derive(b"server", &token);
+        let s = issue(&key, 2_000);
+        assert!(valid(&key, &s, 1_999));
+        assert!(!valid(&key, &s, 2_000));
+        let other_token = SessionKey::derive(b"server", &SecretString::from("other".to_owned()));
+        assert!(!valid(&other_token, &s, 1_000));
+        assert!(!valid(
+            &SessionKey::derive(b"another server", &token),
+            &s,
+            1_000
+        ));
+        let token = key;
         assert!(!valid(&token, &s.replace("v1.2000", "v1.9999"), 1_000));
         for junk in ["", "v1", "v1.x.y", "v2.2000.abc", "v1.2000.%%%"] {
             assert!(!valid(&token, junk, 1_000), "{junk}");

@@ -20,6 +20,7 @@ mod prune;
 mod reopen;
 mod rollup;
 mod samples;
+mod secrets;
 mod silences;
 mod spend;
 mod splits;
