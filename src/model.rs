@@ -43,7 +43,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize, Serialize, sqlx::Type,
 )]
 #[serde(rename_all = "snake_case")]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Severity {
     #[default]
     Info,
@@ -63,7 +63,7 @@ impl Severity {
 
 /// The rules that raise alerts. Stored as its [`Rule::as_str`] name (`sqlx::Type`: TEXT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type)]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Rule {
     Spike,
     Budget,
@@ -108,7 +108,7 @@ impl Rule {
 /// Stored as its [`AlertStatus::as_str`] name (`sqlx::Type`: TEXT in SQLite).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum AlertStatus {
     #[default]
     Firing,

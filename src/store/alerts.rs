@@ -473,7 +473,7 @@ impl Store {
     /// pair seen before, so a gauge falls back to 0).
     pub async fn firing_counts(&self) -> Result<Vec<((String, String), i64)>, StoreError> {
         let rows: Vec<FiringCount> = sqlx::query_as(
-            "SELECT rule, severity, SUM(status = 'firing') AS firing FROM alerts
+            "SELECT rule, severity, COUNT(*) FILTER (WHERE status = 'firing') AS firing FROM alerts
              GROUP BY rule, severity",
         )
         .fetch_all(&self.pool)

@@ -243,7 +243,8 @@ pub(super) fn rollup_counters() -> impl Iterator<Item = &'static str> {
 
 pub(super) fn add_excluded() -> String {
     rollup_counters()
-        .map(|c| format!("{c} = {c} + excluded.{c}"))
+        // The old row qualified: PostgreSQL would find a bare name ambiguous.
+        .map(|c| format!("{c} = usage_daily.{c} + excluded.{c}"))
         .collect::<Vec<_>>()
         .join(", ")
 }

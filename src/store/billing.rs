@@ -101,7 +101,10 @@ impl Store {
                         .push_bind(l.usd)
                         .push_bind(now);
                 });
-                qb.push(" ON CONFLICT DO UPDATE SET amount_usd = amount_usd + excluded.amount_usd");
+                qb.push(
+                    " ON CONFLICT (source, day_start, workspace_id, cost_type, model) DO UPDATE \
+                     SET amount_usd = provider_costs.amount_usd + excluded.amount_usd",
+                );
                 qb.build().execute(&mut *tx).await?;
             }
             for chunk in rows.iter().flatten().collect::<Vec<_>>().chunks(100) {

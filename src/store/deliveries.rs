@@ -8,7 +8,7 @@ use crate::model::{stable_hash, Alert, Severity};
 /// Where a delivery of an alert or a digest stands: the `state` column of `deliveries` and
 /// `digest_sends`, stored as the lowercase name (the SQL of the outboxes filters on them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
-#[sqlx(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum DeliveryState {
     /// Not delivered yet: due again at `next_attempt_at`.
     Pending,
@@ -208,9 +208,9 @@ impl Store {
 
     pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT COALESCE(SUM(state = 'pending'), 0) AS pending,
-                    COALESCE(SUM(state = 'delivered'), 0) AS delivered,
-                    COALESCE(SUM(state = 'expired'), 0) AS expired
+            "SELECT COUNT(*) FILTER (WHERE state = 'pending') AS pending,
+                    COUNT(*) FILTER (WHERE state = 'delivered') AS delivered,
+                    COUNT(*) FILTER (WHERE state = 'expired') AS expired
              FROM deliveries",
         )
         .fetch_one(&self.pool)

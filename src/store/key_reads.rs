@@ -96,7 +96,7 @@ impl Store {
         to: i64,
     ) -> Result<Vec<KeyBucket>, StoreError> {
         let sql = format!(
-            "SELECT group_concat(bucket_start || ',' || CAST(ROUND(COALESCE(cost_usd, 0.0) * 1e9) AS INTEGER)
+            "SELECT group_concat(bucket_start || ',' || CAST(ROUND(COALESCE(cost_usd, 0.0) * 1e9) AS BIGINT)
                     || ',' || {} || ',' || (cost_usd IS NULL), ';')
              FROM usage_buckets
              WHERE key_id = ? AND (? IS NULL OR source = ?) AND bucket_width = ?

@@ -189,7 +189,7 @@ impl Store {
             &format!(
                 "SELECT source, key_id, bucket_start FROM (
                      SELECT k.source AS source, k.key_id AS key_id, MAX(-1, {}) AS bucket_start
-                     FROM api_keys k)
+                     FROM api_keys k) AS newest
                  WHERE bucket_start >= 0",
                 widths.join(", ")
             ),

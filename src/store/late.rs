@@ -59,7 +59,8 @@ impl Store {
                 "INSERT INTO late_usage (source, day_start, usd, tokens, updated_at)
                  VALUES (?, ?, ?, ?, ?)
                  ON CONFLICT (source, day_start) DO UPDATE SET
-                    usd = usd + excluded.usd, tokens = tokens + excluded.tokens,
+                    usd = late_usage.usd + excluded.usd,
+                    tokens = late_usage.tokens + excluded.tokens,
                     updated_at = excluded.updated_at",
             )
             .bind(source)

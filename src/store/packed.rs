@@ -12,13 +12,15 @@ use super::StoreError;
 /// `query`'s rows as one JSON array of arrays of `columns` (expressions over `query`'s
 /// columns, in the order of the tuple they are read into), in no particular order.
 pub(super) fn packed(columns: &str, query: &str) -> String {
-    format!("SELECT json_group_array(json_array({columns})) FROM ({query})")
+    format!("SELECT json_group_array(json_array({columns})) FROM ({query}) AS packed_rows")
 }
 
 /// [`packed`], the rows in `order` (SQLite does not promise to keep a subquery's ORDER BY
 /// through an aggregate; the aggregate's own ORDER BY is kept).
 pub(super) fn packed_in_order(columns: &str, query: &str, order: &str) -> String {
-    format!("SELECT json_group_array(json_array({columns}) ORDER BY {order}) FROM ({query})")
+    format!(
+        "SELECT json_group_array(json_array({columns}) ORDER BY {order}) FROM ({query}) AS packed_rows"
+    )
 }
 
 /// A REAL column as text that reads back exactly (see [`Real`]). Only for values that are

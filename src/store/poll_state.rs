@@ -94,8 +94,9 @@ impl Store {
              VALUES (?1, ?2, ?3, CASE WHEN ?4 IS NULL THEN ?3 END, CASE WHEN ?4 IS NULL THEN 0 ELSE 1 END, ?4, ?5)
              ON CONFLICT (source, stream) DO UPDATE SET
                 last_attempt_at = excluded.last_attempt_at,
-                last_success_at = COALESCE(excluded.last_success_at, last_success_at),
-                consecutive_failures = CASE WHEN ?4 IS NULL THEN 0 ELSE consecutive_failures + 1 END,
+                last_success_at = COALESCE(excluded.last_success_at, poll_state.last_success_at),
+                consecutive_failures =
+                    CASE WHEN ?4 IS NULL THEN 0 ELSE poll_state.consecutive_failures + 1 END,
                 last_error = excluded.last_error,
                 last_status = excluded.last_status",
         )

@@ -54,7 +54,7 @@ impl Store {
     pub async fn newest_cost_day(&self) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT MAX(d) FROM (SELECT MAX(day_start) AS d FROM billed_costs
-                                 UNION ALL SELECT MAX(day_start) FROM provider_costs)",
+                                 UNION ALL SELECT MAX(day_start) FROM provider_costs) AS days",
         )
         .fetch_one(&self.pool)
         .await?)

@@ -189,7 +189,7 @@ impl Store {
         }
         let n_days = (end - first).max(0) as usize;
         let ranked: Vec<KeyRow> = sqlx::query_as(&format!(
-            "SELECT source, key_id, usd AS spent FROM ({KEY_SPEND})
+            "SELECT source, key_id, usd AS spent FROM ({KEY_SPEND}) AS spend
              ORDER BY spent DESC, source, key_id LIMIT ?5"
         ))
         .bind(zone.name())
@@ -275,12 +275,13 @@ impl Store {
         }
         for &zone in zones {
             let mut tx = self.pool.begin().await?;
-            let fresh = sqlx::query("INSERT OR IGNORE INTO rollup_zones (zone) VALUES (?)")
-                .bind(zone.name())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
+            let fresh =
+                sqlx::query("INSERT INTO rollup_zones (zone) VALUES (?) ON CONFLICT DO NOTHING")
+                    .bind(zone.name())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
             if !fresh {
                 continue;
             }
@@ -312,7 +313,7 @@ impl Store {
                  FROM (SELECT u.*, u.bucket_start + (SELECT o.offset_secs FROM zone_offsets o
                                    WHERE o.zone = ?1 AND o.from_ts <= u.bucket_start
                                    ORDER BY o.from_ts DESC LIMIT 1) AS t
-                       FROM usage_buckets u)
+                       FROM usage_buckets u) AS b
                  GROUP BY bucket_width, d, source, key_id, model",
                 tokens::list(),
                 tokens::each(|c| format!("SUM({c})"), ", "),

@@ -89,7 +89,7 @@ impl Store {
     ) -> Result<Vec<KeySeries>, StoreError> {
         let value = match metric {
             SpikeMetric::Cost => {
-                "CAST(ROUND(COALESCE(u.cost_usd, 0.0) * 1e9) AS INTEGER)".to_owned()
+                "CAST(ROUND(COALESCE(u.cost_usd, 0.0) * 1e9) AS BIGINT)".to_owned()
             }
             SpikeMetric::Tokens => tokens::total("u."),
         };

@@ -34,7 +34,7 @@ impl Store {
                  UNION ALL
                  SELECT alert_id, COALESCE(delivered_at, next_attempt_at) AS at, state AS what,
                         notifier, last_result AS detail, event_seq AS seq, 1 AS rank
-                 FROM deliveries WHERE alert_id IN ({marks}))
+                 FROM deliveries WHERE alert_id IN ({marks})) AS story
              ORDER BY at, seq, rank, notifier"
         );
         let mut q = sqlx::query_as::<_, TimelineEntry>(&sql);

@@ -267,11 +267,14 @@ pub(super) fn upsert_clause() -> String {
             cost_usd = excluded.cost_usd,
             updated_at = excluded.updated_at
          WHERE {}
-            OR web_search_requests IS NOT excluded.web_search_requests
-            OR requests IS NOT excluded.requests
-            OR cost_usd IS NOT excluded.cost_usd",
+            OR usage_buckets.web_search_requests IS DISTINCT FROM excluded.web_search_requests
+            OR usage_buckets.requests IS DISTINCT FROM excluded.requests
+            OR usage_buckets.cost_usd IS DISTINCT FROM excluded.cost_usd",
         tokens::each(|c| format!("{c} = excluded.{c}"), ", "),
-        tokens::each(|c| format!("{c} IS NOT excluded.{c}"), " OR "),
+        tokens::each(
+            |c| format!("usage_buckets.{c} IS DISTINCT FROM excluded.{c}"),
+            " OR "
+        ),
     )
 }
 
