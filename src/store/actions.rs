@@ -90,7 +90,7 @@ impl Store {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO key_actions (at, source, key_id, action, result, by, reason, alert_id,
                 policy, answer, temporary)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(now)
         .bind(a.source)
@@ -107,9 +107,9 @@ impl Store {
         .await?;
         if let Some(status) = status {
             sqlx::query(
-                "UPDATE api_keys SET status = ?1,
-                        status_changed_at = CASE WHEN status = ?1 THEN status_changed_at ELSE ?2 END
-                 WHERE source = ?3 AND key_id = ?4",
+                "UPDATE api_keys SET status = $1,
+                        status_changed_at = CASE WHEN status = $1 THEN status_changed_at ELSE $2 END
+                 WHERE source = $3 AND key_id = $4",
             )
             .bind(status)
             .bind(now)

@@ -160,7 +160,7 @@ impl Store {
     ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT scope, MAX(ends_at) FROM alerts
-             WHERE rule = ? AND status = 'resolved' AND ends_at >= ? GROUP BY scope",
+             WHERE rule = $1 AND status = 'resolved' AND ends_at >= $2 GROUP BY scope",
         )
         .bind(rule.as_str())
         .bind(since)
@@ -214,11 +214,11 @@ impl Store {
                         // A budget whose spend fell under the stage it reached (a bill replacing
                         // an estimate, a raised limit) keeps that stage's wording.
                         sqlx::query(
-                            "UPDATE alerts SET observed = ?,
-                                    summary = CASE WHEN rule = 'budget' AND threshold > ?
-                                                   THEN summary ELSE ? END,
-                                    last_evaluated_at = ?
-                             WHERE id = ? AND status = 'firing'",
+                            "UPDATE alerts SET observed = $1,
+                                    summary = CASE WHEN rule = 'budget' AND threshold > $2
+                                                   THEN summary ELSE $3 END,
+                                    last_evaluated_at = $4
+                             WHERE id = $5 AND status = 'firing'",
                         )
                         .bind(a.observed)
                         .bind(a.threshold)
@@ -231,8 +231,8 @@ impl Store {
                 }
                 AlertChange::Resolve { id, at } => {
                     let done = sqlx::query(
-                        "UPDATE alerts SET status = 'resolved', ends_at = ?, last_evaluated_at = ?
-                         WHERE id = ? AND status = 'firing'",
+                        "UPDATE alerts SET status = 'resolved', ends_at = $1, last_evaluated_at = $2
+                         WHERE id = $3 AND status = 'firing'",
                     )
                     .bind(at)
                     .bind(now)
@@ -276,7 +276,7 @@ impl Store {
     pub async fn add_silence(&self, s: &Silence) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO silences (id, key_id, rule, reason, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&s.id)
         .bind(&s.key_id)
@@ -310,7 +310,7 @@ impl Store {
     /// Ends a silence now; false when no active silence has this id.
     pub async fn remove_silence(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "UPDATE silences SET removed_at = ? WHERE id = ? AND removed_at IS NULL AND expires_at > ?",
+            "UPDATE silences SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL AND expires_at > $3",
         )
         .bind(now)
         .bind(id)
@@ -349,7 +349,7 @@ async fn insert_alert(
         "INSERT INTO alerts (id, scope, rule, severity, status, source, key_id, key_name, budget,
             summary, observed, baseline, threshold, unit, period_start, period_end, starts_at,
             ends_at, first_evaluated_at, last_evaluated_at)
-         VALUES (?, ?, ?, ?, 'firing', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
+         VALUES ($1, $2, $3, $4, 'firing', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL, $17, $18)
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(&a.id)
@@ -404,9 +404,9 @@ async fn escalate(
     }
     stored.severity = a.severity.max(stored.severity);
     sqlx::query(
-        "UPDATE alerts SET severity = ?, threshold = ?, observed = ?, baseline = ?, summary = ?,
-                last_evaluated_at = ?
-         WHERE id = ?",
+        "UPDATE alerts SET severity = $1, threshold = $2, observed = $3, baseline = $4, summary = $5,
+                last_evaluated_at = $6
+         WHERE id = $7",
     )
     .bind(stored.severity)
     .bind(stored.threshold)
@@ -435,8 +435,8 @@ pub(super) async fn silenced(
 ) -> Result<bool, StoreError> {
     let hit: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM silences
-         WHERE removed_at IS NULL AND expires_at > ?
-           AND (key_id IS NULL OR key_id = ?) AND (rule IS NULL OR rule = ?)
+         WHERE removed_at IS NULL AND expires_at > $1
+           AND (key_id IS NULL OR key_id = $2) AND (rule IS NULL OR rule = $3)
          LIMIT 1",
     )
     .bind(now)
@@ -456,7 +456,7 @@ pub(super) async fn record_event(
     silenced: bool,
 ) -> Result<i64, StoreError> {
     let seq = sqlx::query_scalar(
-        "INSERT INTO alert_events (alert_id, status, at, silenced) VALUES (?, ?, ?, ?)
+        "INSERT INTO alert_events (alert_id, status, at, silenced) VALUES ($1, $2, $3, $4)
          RETURNING seq",
     )
     .bind(alert_id)

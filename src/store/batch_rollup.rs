@@ -103,9 +103,9 @@ impl BatchRollup {
         let rows: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT o.zone, o.from_ts, o.offset_secs FROM rollup_zones z
              JOIN zone_offsets o ON o.zone = z.zone
-             WHERE o.from_ts <= ?2
+             WHERE o.from_ts <= $2
                AND o.from_ts >= COALESCE((SELECT MAX(p.from_ts) FROM zone_offsets p
-                                          WHERE p.zone = z.zone AND p.from_ts <= ?1),
+                                          WHERE p.zone = z.zone AND p.from_ts <= $1),
                                          -9223372036854775808)
              ORDER BY o.zone, o.from_ts",
         )
@@ -176,9 +176,9 @@ impl BatchRollup {
         };
         let keys = serde_json::to_string(&self.keys.names).unwrap_or_default();
         Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM json_each(?3) k CROSS JOIN usage_buckets u
-                 ON u.source = ?1 AND u.key_id = k.value AND u.bucket_width = ?2
-                AND u.bucket_start >= ?4 AND u.bucket_start <= ?5)",
+            "SELECT EXISTS (SELECT 1 FROM json_each($3) k CROSS JOIN usage_buckets u
+                 ON u.source = $1 AND u.key_id = k.value AND u.bucket_width = $2
+                AND u.bucket_start >= $4 AND u.bucket_start <= $5)",
         )
         .bind(&self.source)
         .bind(self.width_secs)

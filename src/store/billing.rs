@@ -129,7 +129,7 @@ impl Store {
     /// Where the next cost poll re-reads from.
     pub async fn billed_cursor(&self, source: &str) -> Result<Option<i64>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT cursor FROM poll_state WHERE source = ? AND stream = ?")
+            sqlx::query_scalar("SELECT cursor FROM poll_state WHERE source = $1 AND stream = $2")
                 .bind(source)
                 .bind(COSTS_STREAM)
                 .fetch_optional(&self.pool)
@@ -148,7 +148,7 @@ impl Store {
     ) -> Result<Vec<(String, i64, f64)>, StoreError> {
         let rows: Vec<KeyDay> = sqlx::query_as(
             "SELECT source, key_id, day_start, amount_usd AS usd FROM billed_costs
-             WHERE key_id = ? AND (? IS NULL OR source = ?) AND day_start + 86400 > ? AND day_start < ?
+             WHERE key_id = $1 AND ($2 IS NULL OR source = $3) AND day_start + 86400 > $4 AND day_start < $5
              ORDER BY day_start, source",
         )
         .bind(key_id)
@@ -200,7 +200,7 @@ impl Store {
         // The bill's rows for closed UTC days wholly inside the span.
         let billed: Vec<KeyDay> = sqlx::query_as(
             "SELECT source, key_id, day_start, amount_usd AS usd FROM billed_costs
-             WHERE day_start >= ? AND day_start + 86400 <= ? AND day_start + 86400 <= ?",
+             WHERE day_start >= $1 AND day_start + 86400 <= $2 AND day_start + 86400 <= $3",
         )
         .bind(from)
         .bind(to)
@@ -214,7 +214,7 @@ impl Store {
             None => {
                 let rows: Vec<KeySpend> = sqlx::query_as(
                     "SELECT source, key_id, SUM(COALESCE(cost_usd, 0.0)) AS usd FROM usage_buckets
-                     WHERE bucket_width = ? AND bucket_start >= ? AND bucket_start < ?
+                     WHERE bucket_width = $1 AND bucket_start >= $2 AND bucket_start < $3
                      GROUP BY source, key_id",
                 )
                 .bind(width_secs)
@@ -248,7 +248,7 @@ impl Store {
         let last = days.iter().map(|d| d.1).max().unwrap_or(from);
         let on_days: Vec<KeyDay> = sqlx::query_as(
             "SELECT source, key_id, day * 86400 AS day_start, SUM(cost_usd) AS usd FROM usage_daily
-             WHERE zone = 'UTC' AND bucket_width = ? AND day >= ? AND day <= ? AND buckets > 0
+             WHERE zone = 'UTC' AND bucket_width = $1 AND day >= $2 AND day <= $3 AND buckets > 0
              GROUP BY source, key_id, day",
         )
         .bind(width_secs)

@@ -187,7 +187,7 @@ mod tests {
                 + Unpin
                 + Copy,
         {
-            let (text, back): (String, Known<T>) = sqlx::query_as("SELECT ?1, ?2")
+            let (text, back): (String, Known<T>) = sqlx::query_as("SELECT $1, $2")
                 .bind(v)
                 .bind(name)
                 .fetch_one(pool)

@@ -82,7 +82,7 @@ pub(super) async fn enqueue(
         sqlx::query(
             "INSERT INTO deliveries (id, event_seq, alert_id, notifier, payload, severity, state,
                                      created_at, next_attempt_at, queued_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)
              ON CONFLICT DO NOTHING",
         )
         .bind(&id)
@@ -106,7 +106,7 @@ impl Store {
     pub async fn superseded(&self, d: &Delivery) -> Result<bool, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM deliveries
-                            WHERE alert_id = ? AND notifier = ? AND event_seq > ?
+                            WHERE alert_id = $1 AND notifier = $2 AND event_seq > $3
                               AND state != 'expired')",
         )
         .bind(&d.alert_id)
@@ -121,7 +121,7 @@ impl Store {
     pub async fn fired_before(&self, d: &Delivery) -> Result<bool, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN alert_events e ON e.seq = d.event_seq
-                            WHERE d.alert_id = ? AND d.notifier = ? AND d.event_seq < ?
+                            WHERE d.alert_id = $1 AND d.notifier = $2 AND d.event_seq < $3
                               AND e.status = 'firing')",
         )
         .bind(&d.alert_id)
@@ -141,7 +141,7 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT payload FROM deliveries
-             WHERE alert_id = ? AND notifier = ? AND state = 'delivered'
+             WHERE alert_id = $1 AND notifier = $2 AND state = 'delivered'
                AND last_result NOT LIKE 'superseded%'
              ORDER BY event_seq",
         )
@@ -166,8 +166,8 @@ impl Store {
 
     pub async fn mark_delivered(&self, id: &str, now: i64, result: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE deliveries SET state = 'delivered', delivered_at = ?, attempts = attempts + 1,
-                last_result = ? WHERE id = ? AND state = 'pending'",
+            "UPDATE deliveries SET state = 'delivered', delivered_at = $1, attempts = attempts + 1,
+                last_result = $2 WHERE id = $3 AND state = 'pending'",
         )
         .bind(now)
         .bind(result)
@@ -185,8 +185,8 @@ impl Store {
         result: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?, last_result = ?
-             WHERE id = ? AND state = 'pending'",
+            "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = $1, last_result = $2
+             WHERE id = $3 AND state = 'pending'",
         )
         .bind(next_attempt_at)
         .bind(result)
@@ -198,7 +198,7 @@ impl Store {
 
     /// Gives up on a delivery that stayed undeliverable past its maximum age.
     pub async fn mark_expired(&self, id: &str, result: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE deliveries SET state = 'expired', last_result = ? WHERE id = ? AND state = 'pending'")
+        sqlx::query("UPDATE deliveries SET state = 'expired', last_result = $1 WHERE id = $2 AND state = 'pending'")
             .bind(result)
             .bind(id)
             .execute(&self.pool)

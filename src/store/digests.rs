@@ -21,19 +21,20 @@ pub struct DigestSend {
 impl Store {
     /// Whether the digest for `period` was already queued.
     pub async fn digest_queued(&self, digest: &str, period: &str) -> Result<bool, StoreError> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM digest_sends WHERE digest = ? AND period = ?")
-                .bind(digest)
-                .bind(period)
-                .fetch_one(&self.pool)
-                .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM digest_sends WHERE digest = $1 AND period = $2",
+        )
+        .bind(digest)
+        .bind(period)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(n > 0)
     }
 
     /// Whether any period of `digest` was ever queued (false before its first send).
     pub async fn digest_ever_queued(&self, digest: &str) -> Result<bool, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM digest_sends WHERE digest = ?)")
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM digest_sends WHERE digest = $1)")
                 .bind(digest)
                 .fetch_one(&self.pool)
                 .await?,
@@ -48,7 +49,7 @@ impl Store {
             sqlx::query(
                 "INSERT INTO digest_sends (digest, period, notifier, subject, body, payload, csv, state,
                                            created_at, next_attempt_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) ON CONFLICT DO NOTHING",
             )
             .bind(&s.digest)
             .bind(&s.period)
@@ -87,9 +88,9 @@ impl Store {
         result: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE digest_sends SET state = ?, attempts = attempts + 1, next_attempt_at = ?,
-                delivered_at = ?, last_result = ?
-             WHERE digest = ? AND period = ? AND notifier = ? AND state = 'pending'",
+            "UPDATE digest_sends SET state = $1, attempts = attempts + 1, next_attempt_at = $2,
+                delivered_at = $3, last_result = $4
+             WHERE digest = $5 AND period = $6 AND notifier = $7 AND state = 'pending'",
         )
         .bind(state)
         .bind(retry_at)

@@ -76,7 +76,7 @@ impl Store {
         source: Option<&str>,
     ) -> Result<bool, StoreError> {
         let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM usage_buckets WHERE key_id = ? AND (? IS NULL OR source = ?) LIMIT 1",
+            "SELECT 1 FROM usage_buckets WHERE key_id = $1 AND ($2 IS NULL OR source = $3) LIMIT 1",
         )
         .bind(key_id)
         .bind(source)

@@ -84,9 +84,9 @@ impl Store {
             let listed =
                 serde_json::Value::from(keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>());
             sqlx::query(
-                "UPDATE api_keys SET status = 'deleted', status_changed_at = ?, in_inventory = 0
-                 WHERE source = ? AND in_inventory = 1
-                   AND key_id NOT IN (SELECT value FROM json_each(?))",
+                "UPDATE api_keys SET status = 'deleted', status_changed_at = $1, in_inventory = 0
+                 WHERE source = $2 AND in_inventory = 1
+                   AND key_id NOT IN (SELECT value FROM json_each($3))",
             )
             .bind(now)
             .bind(source)

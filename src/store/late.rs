@@ -57,7 +57,7 @@ impl Store {
         for d in days {
             sqlx::query(
                 "INSERT INTO late_usage (source, day_start, usd, tokens, updated_at)
-                 VALUES (?, ?, ?, ?, ?)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (source, day_start) DO UPDATE SET
                     usd = late_usage.usd + excluded.usd,
                     tokens = late_usage.tokens + excluded.tokens,
@@ -83,7 +83,7 @@ impl Store {
     ) -> Result<Vec<(String, DayUsage)>, StoreError> {
         let rows: Vec<(String, i64, f64, i64)> = sqlx::query_as(
             "SELECT source, day_start, usd, tokens FROM late_usage
-             WHERE day_start >= ? AND day_start < ? ORDER BY source, day_start",
+             WHERE day_start >= $1 AND day_start < $2 ORDER BY source, day_start",
         )
         .bind(from)
         .bind(to)

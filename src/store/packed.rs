@@ -72,7 +72,7 @@ mod tests {
             ("tiny", -5e-324, Some(i64::MIN)),
         ];
         for (a, b, c) in rows {
-            sqlx::query("INSERT INTO t VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO t VALUES ($1, $2, $3)")
                 .bind(a)
                 .bind(b)
                 .bind(c)

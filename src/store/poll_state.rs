@@ -54,7 +54,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT cursor, last_attempt_at, last_success_at, consecutive_failures, last_error,
                     last_status
-             FROM poll_state WHERE source = ? AND stream = ?",
+             FROM poll_state WHERE source = $1 AND stream = $2",
         )
         .bind(source)
         .bind(stream)
@@ -91,12 +91,12 @@ impl Store {
         sqlx::query(
             "INSERT INTO poll_state (source, stream, last_attempt_at, last_success_at,
                                      consecutive_failures, last_error, last_status)
-             VALUES (?1, ?2, ?3, CASE WHEN ?4 IS NULL THEN ?3 END, CASE WHEN ?4 IS NULL THEN 0 ELSE 1 END, ?4, ?5)
+             VALUES ($1, $2, $3, CASE WHEN $4 IS NULL THEN $3 END, CASE WHEN $4 IS NULL THEN 0 ELSE 1 END, $4, $5)
              ON CONFLICT (source, stream) DO UPDATE SET
                 last_attempt_at = excluded.last_attempt_at,
                 last_success_at = COALESCE(excluded.last_success_at, poll_state.last_success_at),
                 consecutive_failures =
-                    CASE WHEN ?4 IS NULL THEN 0 ELSE poll_state.consecutive_failures + 1 END,
+                    CASE WHEN $4 IS NULL THEN 0 ELSE poll_state.consecutive_failures + 1 END,
                 last_error = excluded.last_error,
                 last_status = excluded.last_status",
         )
@@ -137,7 +137,7 @@ pub(super) async fn set_cursor(
 ) -> Result<(), StoreError> {
     let cursor: Option<i64> = cursor.into();
     sqlx::query(
-        "INSERT INTO poll_state (source, stream, cursor) VALUES (?, ?, ?)
+        "INSERT INTO poll_state (source, stream, cursor) VALUES ($1, $2, $3)
          ON CONFLICT (source, stream) DO UPDATE SET cursor = excluded.cursor",
     )
     .bind(source)

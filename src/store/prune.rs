@@ -23,7 +23,7 @@ impl Store {
             "DELETE FROM usage_buckets
              WHERE (source, key_id, bucket_width, bucket_start, model) IN (
                  SELECT source, key_id, bucket_width, bucket_start, model FROM usage_buckets
-                 WHERE bucket_width = ? AND bucket_start < ? LIMIT ?)",
+                 WHERE bucket_width = $1 AND bucket_start < $2 LIMIT $3)",
         )
         .bind(width_secs)
         .bind(before)
@@ -40,14 +40,12 @@ impl Store {
     /// The start of the newest stored usage bucket of `width_secs`, if any: retention never
     /// deletes data newer than this minus the retention, whatever the clock says.
     pub async fn newest_usage_bucket(&self, width_secs: i64) -> Result<Option<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar(
-                "SELECT MAX(bucket_start) FROM usage_buckets WHERE bucket_width = ?",
-            )
-            .bind(width_secs)
-            .fetch_one(&self.pool)
-            .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(bucket_start) FROM usage_buckets WHERE bucket_width = $1",
         )
+        .bind(width_secs)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// The newest stored day of the provider's cost report (either table), if any.
@@ -80,7 +78,7 @@ impl Store {
     pub async fn prune_digest_sends(&self, before: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query(
             "DELETE FROM digest_sends
-             WHERE state != 'pending' AND created_at < ?
+             WHERE state != 'pending' AND created_at < $1
                AND created_at < (SELECT MAX(newest.created_at) FROM digest_sends newest
                                  WHERE newest.digest = digest_sends.digest
                                    AND newest.notifier = digest_sends.notifier)",
@@ -96,9 +94,9 @@ impl Store {
     pub async fn prune_alerts_batch(&self, before: i64) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM alerts WHERE status = 'resolved' AND ends_at < ?
+            "SELECT id FROM alerts WHERE status = 'resolved' AND ends_at < $1
                AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.alert_id = alerts.id AND d.state = 'pending')
-             LIMIT ?",
+             LIMIT $2",
         )
         .bind(before)
         .bind(BATCH)
@@ -113,7 +111,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("DELETE FROM alerts WHERE id IN (SELECT value FROM json_each(?))")
+        sqlx::query("DELETE FROM alerts WHERE id IN (SELECT value FROM json_each($1))")
             .bind(&list)
             .execute(&mut *tx)
             .await?;

@@ -32,8 +32,8 @@ impl Store {
             // Set: the query asks for `ends_at > now`.
             let ended = alert.ends_at.unwrap_or_default();
             sqlx::query(
-                "UPDATE alerts SET status = 'firing', ends_at = NULL, last_evaluated_at = ?
-                 WHERE id = ?",
+                "UPDATE alerts SET status = 'firing', ends_at = NULL, last_evaluated_at = $1
+                 WHERE id = $2",
             )
             .bind(now)
             .bind(&alert.id)

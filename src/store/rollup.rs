@@ -235,7 +235,7 @@ impl Store {
         if more {
             let totals: Vec<DayTotal> = sqlx::query_as(
                 "SELECT day, SUM(cost_usd) AS usd FROM usage_daily
-                 WHERE zone = ?1 AND bucket_width = ?2 AND day >= ?3 AND day < ?4 AND buckets > 0
+                 WHERE zone = $1 AND bucket_width = $2 AND day >= $3 AND day < $4 AND buckets > 0
                  GROUP BY day",
             )
             .bind(zone.name())
@@ -276,7 +276,7 @@ impl Store {
         for &zone in zones {
             let mut tx = self.pool.begin().await?;
             let fresh =
-                sqlx::query("INSERT INTO rollup_zones (zone) VALUES (?) ON CONFLICT DO NOTHING")
+                sqlx::query("INSERT INTO rollup_zones (zone) VALUES ($1) ON CONFLICT DO NOTHING")
                     .bind(zone.name())
                     .execute(&mut *tx)
                     .await?
@@ -439,7 +439,7 @@ impl Store {
     /// Whether `zone` is rolled up.
     pub(super) async fn rolled_up(&self, zone: Tz) -> Result<bool, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rollup_zones WHERE zone = ?)")
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rollup_zones WHERE zone = $1)")
                 .bind(zone.name())
                 .fetch_one(&self.pool)
                 .await?,

@@ -15,14 +15,14 @@ impl Store {
         })?;
         let fresh: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         sqlx::query(
-            "INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
         .bind(name)
         .bind(&fresh)
         .execute(&self.pool)
         .await?;
         Ok(
-            sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?")
+            sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
                 .bind(name)
                 .fetch_one(&self.pool)
                 .await?,

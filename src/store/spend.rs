@@ -236,7 +236,7 @@ impl Store {
                     SUM(COALESCE(cost_usd, 0.0)) AS estimated_usd,
                     group_concat(DISTINCT CASE WHEN cost_usd IS NULL THEN model END)
                         AS unpriced_models
-             FROM usage_buckets WHERE bucket_width = ? AND bucket_start >= ? AND bucket_start < ?
+             FROM usage_buckets WHERE bucket_width = $1 AND bucket_start >= $2 AND bucket_start < $3
              GROUP BY source, day",
         )
         .bind(width_secs)
@@ -246,7 +246,7 @@ impl Store {
         .await?;
         let billed: Vec<DayBilled> = sqlx::query_as(
             "SELECT source, day_start, cost_type, SUM(amount_usd) AS usd FROM provider_costs
-             WHERE day_start >= ? AND day_start < ? GROUP BY source, day_start, cost_type",
+             WHERE day_start >= $1 AND day_start < $2 GROUP BY source, day_start, cost_type",
         )
         .bind(from)
         .bind(to)

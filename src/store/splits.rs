@@ -41,8 +41,8 @@ impl Store {
         // Most organisations run all-standard traffic: nothing to replace, nothing to write.
         let any_stored: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM usage_splits
-                            WHERE bucket_width = ? AND bucket_start >= ? AND bucket_start <= ?
-                              AND source = ?)",
+                            WHERE bucket_width = $1 AND bucket_start >= $2 AND bucket_start <= $3
+                              AND source = $4)",
         )
         .bind(width_secs)
         .bind(first)
@@ -132,7 +132,7 @@ impl Store {
     /// usage rows they are part of).
     pub async fn prune_splits(&self, width_secs: i64, before: i64) -> Result<u64, StoreError> {
         Ok(
-            sqlx::query("DELETE FROM usage_splits WHERE bucket_width = ? AND bucket_start < ?")
+            sqlx::query("DELETE FROM usage_splits WHERE bucket_width = $1 AND bucket_start < $2")
                 .bind(width_secs)
                 .bind(before)
                 .execute(&self.pool)

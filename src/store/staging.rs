@@ -215,7 +215,7 @@ async fn move_rows(tx: &mut Tx<'_>, source: &str, width_secs: i64) -> Result<u64
 
 async fn discard(tx: &mut Tx<'_>, source: &str, width_secs: i64) -> Result<u64, StoreError> {
     Ok(
-        sqlx::query("DELETE FROM usage_staging WHERE source = ? AND bucket_width = ?")
+        sqlx::query("DELETE FROM usage_staging WHERE source = $1 AND bucket_width = $2")
             .bind(source)
             .bind(width_secs)
             .execute(&mut **tx)
