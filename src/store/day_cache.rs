@@ -217,7 +217,7 @@ async fn read_days(
     let sql = packed(
         &format!("day, source, key_id, model, {}", real("cost_usd")),
         "SELECT day, source, key_id, model, cost_usd FROM usage_daily
-         WHERE zone = ?1 AND bucket_width = ?2 AND day >= ?3 AND day < ?4 AND buckets > 0",
+         WHERE zone = $1 AND bucket_width = $2 AND day >= $3 AND day < $4 AND buckets > 0",
     );
     let text: String = sqlx::query_scalar(&sql)
         .bind(zone.name())

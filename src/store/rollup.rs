@@ -147,22 +147,22 @@ struct DayTotal {
 
 /// Spend of one key per local day over `[first, end)` (local day numbers).
 const DAY_SPEND: &str = "SELECT day, source, key_id, SUM(cost_usd) AS usd FROM usage_daily
-     WHERE zone = ?1 AND bucket_width = ?2 AND day >= ?3 AND day < ?4 AND buckets > 0";
+     WHERE zone = $1 AND bucket_width = $2 AND day >= $3 AND day < $4 AND buckets > 0";
 
-/// Spend per key over `[?3, ?4)` (local day numbers). SQLite sorts the span's rows by key
+/// Spend per key over `[?3, $4)` (local day numbers). SQLite sorts the span's rows by key
 /// (460 ms for 30 days at 10,000 keys): an index by key would avoid that, but at 10,000 keys
 /// keeping it up doubled the backfill (every hour-wide page rewrote its pages in every key's
 /// place), so multi-day spans pay at read time instead.
 const KEY_SPEND: &str = "SELECT source, key_id, SUM(cost_usd) AS usd FROM usage_daily
-     WHERE zone = ?1 AND bucket_width = ?2 AND day >= ?3 AND day < ?4 AND buckets > 0
+     WHERE zone = $1 AND bucket_width = $2 AND day >= $3 AND day < $4 AND buckets > 0
      GROUP BY source, key_id";
 
 /// [`KEY_SPEND`] for one day, `?3`: with `day` fixed, the primary key is already in key order,
 /// so nothing is sorted (12 ms at 10,000 keys instead of 46 ms). `?4` (`?3 + 1`) is only
-/// compared with `?3`, so both queries take the same binds; a `day < ?4` would let SQLite
+/// compared with `?3`, so both queries take the same binds; a `day < $4` would let SQLite
 /// plan a range and sort again.
 const ONE_DAY_KEY_SPEND: &str = "SELECT source, key_id, SUM(cost_usd) AS usd FROM usage_daily
-     WHERE zone = ?1 AND bucket_width = ?2 AND day = ?3 AND ?4 > ?3 AND buckets > 0
+     WHERE zone = $1 AND bucket_width = $2 AND day = $3 AND $4 > $3 AND buckets > 0
      GROUP BY source, key_id";
 
 impl Store {
@@ -190,7 +190,7 @@ impl Store {
         let n_days = (end - first).max(0) as usize;
         let ranked: Vec<KeyRow> = sqlx::query_as(&format!(
             "SELECT source, key_id, usd AS spent FROM ({KEY_SPEND}) AS spend
-             ORDER BY spent DESC, source, key_id LIMIT ?5"
+             ORDER BY spent DESC, source, key_id LIMIT $5"
         ))
         .bind(zone.name())
         .bind(width_secs)
@@ -208,7 +208,7 @@ impl Store {
         let list = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned());
         let per_key: Vec<DayRow> = sqlx::query_as(&format!(
             "{DAY_SPEND}
-               AND (source, key_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?5))
+               AND (source, key_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each($5))
              GROUP BY day, source, key_id"
         ))
         .bind(zone.name())
@@ -305,13 +305,13 @@ impl Store {
             sqlx::query(&format!(
                 "INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, model,
                         {}, requests, requests_buckets, cost_usd, unpriced_tokens, buckets)
-                 SELECT ?1, bucket_width, t / 86400 - (t % 86400 < 0) AS d, source, key_id, model,
+                 SELECT $1, bucket_width, t / 86400 - (t % 86400 < 0) AS d, source, key_id, model,
                         {}, COALESCE(SUM(requests), 0), COUNT(requests),
                         SUM(COALESCE(cost_usd, 0.0)),
                         SUM(CASE WHEN cost_usd IS NULL THEN {} ELSE 0 END),
                         COUNT(*)
                  FROM (SELECT u.*, u.bucket_start + (SELECT o.offset_secs FROM zone_offsets o
-                                   WHERE o.zone = ?1 AND o.from_ts <= u.bucket_start
+                                   WHERE o.zone = $1 AND o.from_ts <= u.bucket_start
                                    ORDER BY o.from_ts DESC LIMIT 1) AS t
                        FROM usage_buckets u) AS b
                  GROUP BY bucket_width, d, source, key_id, model",

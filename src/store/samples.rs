@@ -103,7 +103,7 @@ impl Store {
                         group_concat(u.bucket_start || ',' || ({value}), ';') AS packed
                  FROM {driver} k CROSS JOIN usage_buckets u
                       ON u.source = k.source AND u.key_id = k.key_id
-                 WHERE u.bucket_width = ?1 AND u.bucket_start >= ?2 AND u.bucket_start <= ?3
+                 WHERE u.bucket_width = $1 AND u.bucket_start >= $2 AND u.bucket_start <= $3
                  GROUP BY {group}"
             )
         };
@@ -111,7 +111,7 @@ impl Store {
         let sql = match keys {
             Some(_) => select(
                 "(SELECT json_extract(value, '$[0]') AS source,
-                         json_extract(value, '$[1]') AS key_id FROM json_each(?4))",
+                         json_extract(value, '$[1]') AS key_id FROM json_each($4))",
                 "k.source, k.key_id",
             ),
             None => format!(

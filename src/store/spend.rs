@@ -132,8 +132,8 @@ impl Store {
                     {},
                     CASE WHEN SUM(u.requests_buckets) > 0 THEN SUM(u.requests) END AS requests,
                     SUM(u.cost_usd) AS cost_usd, SUM(u.unpriced_tokens) AS unpriced_tokens
-             FROM json_each(?1) p
-             JOIN usage_daily u ON u.zone = ?2 AND u.bucket_width = ?3
+             FROM json_each($1) p
+             JOIN usage_daily u ON u.zone = $2 AND u.bucket_width = $3
                   AND u.day >= p.value ->> 0 AND u.day < p.value ->> 1 AND u.buckets > 0
              GROUP BY p.key, u.source, u.key_id, u.model",
             tokens::sums("u.")
@@ -181,11 +181,11 @@ impl Store {
                 j += 1;
             }
             let sql = format!(
-                "SELECT (bucket_start - ?1) / ?2 + ?3 AS period, source, key_id, model,
+                "SELECT (bucket_start - $1) / $2 + $3 AS period, source, key_id, model,
                         {}, SUM(requests) AS requests, SUM(COALESCE(cost_usd, 0.0)) AS cost_usd,
                         SUM(CASE WHEN cost_usd IS NULL THEN {} ELSE 0 END) AS unpriced_tokens
                  FROM usage_buckets
-                 WHERE bucket_width = ?4 AND bucket_start >= ?1 AND bucket_start < ?5
+                 WHERE bucket_width = $4 AND bucket_start >= $1 AND bucket_start < $5
                  GROUP BY period, source, key_id, model
                  ORDER BY period, source, key_id, model",
                 tokens::sums(""),

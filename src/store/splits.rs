@@ -113,8 +113,8 @@ impl Store {
                     s.price_class AS price_class, {},
                     NULL AS requests, SUM(COALESCE(s.cost_usd, 0.0)) AS cost_usd,
                     SUM(CASE WHEN s.cost_usd IS NULL THEN {} ELSE 0 END) AS unpriced_tokens
-             FROM json_each(?1) p
-             JOIN usage_splits s ON s.bucket_width = ?2
+             FROM json_each($1) p
+             JOIN usage_splits s ON s.bucket_width = $2
                   AND s.bucket_start >= p.value ->> 0 AND s.bucket_start < p.value ->> 1
              GROUP BY p.key, s.source, s.key_id, s.model, s.price_class",
             tokens::sums("s."),

@@ -160,7 +160,7 @@ async fn subtract_overwritten(
 ) -> Result<(), StoreError> {
     sqlx::query(&format!(
         "INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, model, {})
-         SELECT l.zone, ?2, l.t / 86400 - (l.t % 86400 < 0) AS d, ?1, l.key_id, l.model,
+         SELECT l.zone, $2, l.t / 86400 - (l.t % 86400 < 0) AS d, $1, l.key_id, l.model,
                 {}, -COALESCE(SUM(l.requests), 0), -COUNT(l.requests),
                 -SUM(COALESCE(l.cost_usd, 0.0)),
                 -SUM(CASE WHEN l.cost_usd IS NULL THEN {} ELSE 0 END), -COUNT(*)
@@ -169,10 +169,10 @@ async fn subtract_overwritten(
                                          WHERE o.zone = z.zone AND o.from_ts <= u.bucket_start
                                          ORDER BY o.from_ts DESC LIMIT 1) AS t
                FROM (SELECT key_id, bucket_start, model FROM usage_staging
-                     WHERE source = ?1 AND bucket_width = ?2
+                     WHERE source = $1 AND bucket_width = $2
                      ORDER BY key_id, bucket_start, model LIMIT -1) s
                CROSS JOIN usage_buckets u
-                 ON u.source = ?1 AND u.key_id = s.key_id AND u.bucket_width = ?2
+                 ON u.source = $1 AND u.key_id = s.key_id AND u.bucket_width = $2
                 AND u.bucket_start = s.bucket_start AND u.model = s.model
                CROSS JOIN rollup_zones z
                LIMIT -1) l
