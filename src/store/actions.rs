@@ -66,7 +66,7 @@ pub(super) async fn for_alert(
     alert_id: &str,
 ) -> Result<Vec<KeyAction>, StoreError> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM key_actions WHERE alert_id = ? ORDER BY at, id"
+        "SELECT {COLUMNS} FROM key_actions WHERE alert_id = $1 ORDER BY at, id"
     ))
     .bind(alert_id)
     .fetch_all(&mut **tx)
@@ -130,7 +130,7 @@ impl Store {
     ) -> Result<Vec<KeyAction>, StoreError> {
         Ok(sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM key_actions
-             WHERE key_id = ? AND (? IS NULL OR source = ?) ORDER BY at, id"
+             WHERE key_id = $1 AND ($2 IS NULL OR source = $3) ORDER BY at, id"
         ))
         .bind(key_id)
         .bind(source)
@@ -142,7 +142,7 @@ impl Store {
     /// The actions policies took in answer to `alert_id`, oldest first.
     pub async fn actions_for_alert(&self, alert_id: &str) -> Result<Vec<KeyAction>, StoreError> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM key_actions WHERE alert_id = ? ORDER BY at, id"
+            "SELECT {COLUMNS} FROM key_actions WHERE alert_id = $1 ORDER BY at, id"
         ))
         .bind(alert_id)
         .fetch_all(&self.pool)
@@ -157,7 +157,7 @@ impl Store {
         let ids = serde_json::to_string(alert_ids).unwrap_or_else(|_| "[]".to_owned());
         let rows: Vec<KeyAction> = sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM key_actions
-             WHERE alert_id IN (SELECT value FROM json_each(?)) ORDER BY at, id"
+             WHERE alert_id IN (SELECT value FROM json_each($1)) ORDER BY at, id"
         ))
         .bind(ids)
         .fetch_all(&self.pool)

@@ -118,7 +118,7 @@ impl Store {
 
     /// Every alert about `key_id` (any source), in the order of [`Store::alerts`].
     pub async fn key_alerts(&self, key_id: &str) -> Result<Vec<Alert>, StoreError> {
-        self.select_alerts("WHERE key_id = ?", Some(key_id)).await
+        self.select_alerts("WHERE key_id = $1", Some(key_id)).await
     }
 
     async fn select_alerts(
@@ -242,7 +242,7 @@ impl Store {
                     .rows_affected();
                     if done > 0 {
                         let row: AlertRow = sqlx::query_as(&format!(
-                            "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?"
+                            "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"
                         ))
                         .bind(id)
                         .fetch_one(&mut *tx)
@@ -386,7 +386,7 @@ async fn escalate(
     now: i64,
 ) -> Result<Option<Alert>, StoreError> {
     let row: Option<AlertRow> = sqlx::query_as(&format!(
-        "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ? AND status = 'firing'"
+        "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1 AND status = 'firing'"
     ))
     .bind(&a.id)
     .fetch_optional(&mut **tx)

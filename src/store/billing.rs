@@ -80,7 +80,7 @@ impl Store {
             }
             for table in tables {
                 sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE source = ? AND day_start = ?"
+                    "DELETE FROM {table} WHERE source = $1 AND day_start = $2"
                 ))
                 .bind(source)
                 .bind(day)

@@ -44,11 +44,11 @@ impl Store {
         let after = q.after;
         let sql = format!(
             "{}
-             WHERE key_id = ? AND (? IS NULL OR source = ?) AND (? IS NULL OR bucket_width = ?)
-               AND bucket_start >= ? AND bucket_start < ?
-               AND (? IS NULL OR (bucket_start, bucket_width, source, model) > (?, ?, ?, ?))
+             WHERE key_id = $1 AND ($2 IS NULL OR source = $3) AND ($4 IS NULL OR bucket_width = $5)
+               AND bucket_start >= $6 AND bucket_start < $7
+               AND ($8 IS NULL OR (bucket_start, bucket_width, source, model) > ($9, $10, $11, $12))
              ORDER BY bucket_start, bucket_width, source, model
-             LIMIT ?",
+             LIMIT $13",
             history_select()
         );
         Ok(sqlx::query_as(&sql)
@@ -99,8 +99,8 @@ impl Store {
             "SELECT group_concat(bucket_start || ',' || CAST(ROUND(COALESCE(cost_usd, 0.0) * 1e9) AS BIGINT)
                     || ',' || {} || ',' || (cost_usd IS NULL), ';')
              FROM usage_buckets
-             WHERE key_id = ? AND (? IS NULL OR source = ?) AND bucket_width = ?
-               AND bucket_start >= ? AND bucket_start < ?",
+             WHERE key_id = $1 AND ($2 IS NULL OR source = $3) AND bucket_width = $4
+               AND bucket_start >= $5 AND bucket_start < $6",
             tokens::total("")
         );
         let packed: Option<String> = sqlx::query_scalar(&sql)

@@ -113,7 +113,7 @@ impl Store {
     /// The stored keys with this id (one per source that has it).
     pub async fn keys_by_id(&self, key_id: &str) -> Result<Vec<StoredKey>, StoreError> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = ? ORDER BY source"
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1 ORDER BY source"
         ))
         .bind(key_id)
         .fetch_all(&self.pool)

@@ -24,7 +24,7 @@ impl Store {
         let sql = format!(
             "SELECT bucket_start / 86400 * 86400 AS day, TOTAL(cost_usd), TOTAL({})
              FROM usage_buckets
-             WHERE source = ? AND bucket_width = ? AND bucket_start >= ? AND bucket_start < ?
+             WHERE source = $1 AND bucket_width = $2 AND bucket_start >= $3 AND bucket_start < $4
              GROUP BY day ORDER BY day",
             tokens::total("")
         );

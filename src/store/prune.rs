@@ -63,7 +63,7 @@ impl Store {
     pub async fn prune_billed(&self, before: i64) -> Result<u64, StoreError> {
         let mut n = 0;
         for table in ["billed_costs", "provider_costs"] {
-            n += sqlx::query(&format!("DELETE FROM {table} WHERE day_start < ?"))
+            n += sqlx::query(&format!("DELETE FROM {table} WHERE day_start < $1"))
                 .bind(before)
                 .execute(&self.pool)
                 .await?
@@ -105,7 +105,7 @@ impl Store {
         let list = serde_json::Value::from(ids.clone()).to_string();
         for table in ["deliveries", "alert_events"] {
             sqlx::query(&format!(
-                "DELETE FROM {table} WHERE alert_id IN (SELECT value FROM json_each(?))"
+                "DELETE FROM {table} WHERE alert_id IN (SELECT value FROM json_each($1))"
             ))
             .bind(&list)
             .execute(&mut *tx)

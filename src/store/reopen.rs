@@ -21,7 +21,7 @@ impl Store {
     ) -> Result<Vec<StateChange>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let rows: Vec<AlertRow> = sqlx::query_as(&format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts WHERE status = 'resolved' AND ends_at > ?"
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE status = 'resolved' AND ends_at > $1"
         ))
         .bind(now + CLOCK_SLACK_SECS)
         .fetch_all(&mut *tx)

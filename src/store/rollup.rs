@@ -286,7 +286,7 @@ impl Store {
                 continue;
             }
             for table in ["zone_offsets", "usage_daily"] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE zone = ?"))
+                sqlx::query(&format!("DELETE FROM {table} WHERE zone = $1"))
                     .bind(zone.name())
                     .execute(&mut *tx)
                     .await?;
@@ -341,7 +341,7 @@ impl Store {
             let mut tx = self.pool.begin().await?;
             for table in ["rollup_zones", "zone_offsets", "usage_daily"] {
                 sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE zone NOT IN (SELECT value FROM json_each(?))"
+                    "DELETE FROM {table} WHERE zone NOT IN (SELECT value FROM json_each($1))"
                 ))
                 .bind(&keep)
                 .execute(&mut *tx)

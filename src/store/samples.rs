@@ -181,7 +181,7 @@ impl Store {
              FROM api_keys k CROSS JOIN usage_buckets u
                   ON u.source = k.source AND u.key_id = k.key_id
              WHERE k.status IN ('inactive', 'archived', 'expired', 'deleted')
-               AND u.bucket_width = ? AND u.bucket_start = ?
+               AND u.bucket_width = $1 AND u.bucket_start = $2
              GROUP BY u.source, u.key_id",
             tokens::total("u.")
         );

@@ -201,7 +201,7 @@ async fn move_rows(tx: &mut Tx<'_>, source: &str, width_secs: i64) -> Result<u64
     );
     Ok(sqlx::query(&format!(
         "INSERT INTO usage_buckets ({columns})
-         SELECT {columns} FROM usage_staging WHERE source = ? AND bucket_width = ?
+         SELECT {columns} FROM usage_staging WHERE source = $1 AND bucket_width = $2
          ORDER BY key_id, bucket_start, model
          {}",
         upsert_clause()

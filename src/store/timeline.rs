@@ -25,16 +25,24 @@ impl Store {
         if alert_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let marks = vec!["?"; alert_ids.len()].join(", ");
+        // `$1…$n` for the events, `$n+1…$2n` for the deliveries: the same ids twice.
+        let n = alert_ids.len();
+        let numbered = |from: usize| {
+            (from..from + n)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (events, deliveries) = (numbered(1), numbered(n + 1));
         let sql = format!(
             "SELECT alert_id, at, what, notifier, detail FROM (
                  SELECT alert_id, at, status AS what, '' AS notifier,
                         CASE WHEN silenced THEN 'silenced' END AS detail, seq, 0 AS rank
-                 FROM alert_events WHERE alert_id IN ({marks})
+                 FROM alert_events WHERE alert_id IN ({events})
                  UNION ALL
                  SELECT alert_id, COALESCE(delivered_at, next_attempt_at) AS at, state AS what,
                         notifier, last_result AS detail, event_seq AS seq, 1 AS rank
-                 FROM deliveries WHERE alert_id IN ({marks})) AS story
+                 FROM deliveries WHERE alert_id IN ({deliveries})) AS story
              ORDER BY at, seq, rank, notifier"
         );
         let mut q = sqlx::query_as::<_, TimelineEntry>(&sql);

@@ -38,7 +38,7 @@ impl Store {
         let sql = format!(
             "SELECT source, key_id, model, TOTAL({}) AS tokens, MIN(bucket_start) AS first_bucket
              FROM usage_buckets INDEXED BY usage_buckets_unpriced
-             WHERE cost_usd IS NULL AND bucket_width = ? AND bucket_start >= ? AND bucket_start <= ?
+             WHERE cost_usd IS NULL AND bucket_width = $1 AND bucket_start >= $2 AND bucket_start <= $3
              GROUP BY source, key_id, model
              ORDER BY source, key_id, model",
             tokens::total("")

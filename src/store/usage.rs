@@ -97,8 +97,8 @@ impl Store {
     ) -> Result<Vec<HistoryRow>, StoreError> {
         let sql = format!(
             "{}
-             WHERE key_id = ? AND (? IS NULL OR source = ?) AND bucket_width = ?
-               AND bucket_start >= ? AND bucket_start < ?
+             WHERE key_id = $1 AND ($2 IS NULL OR source = $3) AND bucket_width = $4
+               AND bucket_start >= $5 AND bucket_start < $6
              ORDER BY bucket_start, bucket_width, source, model",
             history_select()
         );
