@@ -58,7 +58,7 @@ impl Store {
                     .push_bind(&k.partial_key_hint)
                     .push_bind(now)
                     .push_bind(now)
-                    .push_bind(1)
+                    .push_bind(true)
                     .push_bind(
                         k.created_by
                             .as_deref()
@@ -74,7 +74,7 @@ impl Store {
                     workspace_id = excluded.workspace_id,
                     partial_key_hint = excluded.partial_key_hint,
                     created_by = excluded.created_by,
-                    last_seen = excluded.last_seen, in_inventory = 1",
+                    last_seen = excluded.last_seen, in_inventory = TRUE",
             );
             qb.build().execute(&mut *tx).await?;
         }
@@ -84,8 +84,8 @@ impl Store {
             let listed =
                 serde_json::Value::from(keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>());
             sqlx::query(
-                "UPDATE api_keys SET status = 'deleted', status_changed_at = $1, in_inventory = 0
-                 WHERE source = $2 AND in_inventory = 1
+                "UPDATE api_keys SET status = 'deleted', status_changed_at = $1, in_inventory = FALSE
+                 WHERE source = $2 AND in_inventory
                    AND key_id NOT IN (SELECT value FROM json_each($3))",
             )
             .bind(now)
@@ -155,7 +155,7 @@ pub(super) async fn note_usage_keys(
                 .push_bind("unknown")
                 .push_bind(now)
                 .push_bind(now)
-                .push_bind(0);
+                .push_bind(false);
         });
         qb.push(" ON CONFLICT (source, key_id) DO NOTHING");
         qb.build().execute(&mut **tx).await?;
