@@ -163,7 +163,7 @@ pub async fn preset(store: &Store, config: &crate::config::Config) {
         .sources
         .iter()
         .flat_map(|s| {
-            ["day", "month"].map(|period| crate::budget::SpendGauge {
+            ["day", "month"].map(|period| SpendGauge {
                 kind: "source",
                 name: s.name.clone(),
                 period,
@@ -175,7 +175,7 @@ pub async fn preset(store: &Store, config: &crate::config::Config) {
             [("day", b.daily_usd), ("month", b.monthly_usd)]
                 .into_iter()
                 .filter_map(|(period, limit)| {
-                    limit.map(|l| crate::budget::SpendGauge {
+                    limit.map(|l| SpendGauge {
                         kind: "budget",
                         name: b.name.clone(),
                         period,
@@ -223,8 +223,21 @@ pub fn containment_action(policy: &str, outcome: &'static str) {
         .increment(1);
 }
 
+/// One spend figure for the gauges: per source or per budget, never per key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpendGauge {
+    /// `source` or `budget`.
+    pub kind: &'static str,
+    pub name: String,
+    /// `day` or `month`.
+    pub period: &'static str,
+    pub spent_usd: f64,
+    /// The budget's limit for the period; `None` for a source.
+    pub limit_usd: Option<f64>,
+}
+
 /// The spend gauges of a detection pass.
-pub fn spend(gauges: &[crate::budget::SpendGauge]) {
+pub fn spend(gauges: &[SpendGauge]) {
     for g in gauges {
         let (spend, limit) = match g.kind {
             "source" => ("keywatch_source_spend_usd", None),

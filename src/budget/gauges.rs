@@ -7,18 +7,7 @@ use super::limits::{current_periods, limit_for};
 use super::scope::{spend_in, KeyMap, Spends};
 use crate::config::Config;
 
-/// One spend figure for the gauges.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpendGauge {
-    /// `source` or `budget`.
-    pub kind: &'static str,
-    pub name: String,
-    /// `day` or `month`.
-    pub period: &'static str,
-    pub spent_usd: f64,
-    /// The budget's limit for the period; `None` for a source.
-    pub limit_usd: Option<f64>,
-}
+pub use crate::metrics::SpendGauge;
 
 /// The gauges at `now` from `spends` (which holds the UTC day and month and every budget's
 /// limited periods): every configured source (0 when it spent nothing) and every budget period
