@@ -63,6 +63,13 @@ pub fn clean_multiline(text: &str) -> Cow<'_, str> {
     clean_keeping(text, |c| c == '\n' || c == '\t')
 }
 
+/// Unix seconds as RFC 3339 UTC to the second (`2026-11-26T14:00:00Z`); empty when out of range.
+pub fn rfc3339(ts: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp(ts, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
 /// `text` escaped for HTML content and attribute values.
 pub fn html(text: &str) -> String {
     let mut o = String::with_capacity(text.len());

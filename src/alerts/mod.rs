@@ -5,8 +5,6 @@ mod evaluate;
 pub mod rules;
 mod series_cache;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-
 pub use evaluate::{evaluate, Detector, EvalReport};
 pub use series_cache::Refresh;
 
@@ -29,11 +27,7 @@ pub fn dense_values(points: &[(i64, f64)], from: i64, to: i64, width: i64) -> Ve
     values
 }
 
-pub fn rfc3339(ts: i64) -> String {
-    DateTime::<Utc>::from_timestamp(ts, 0)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_default()
-}
+pub use crate::text::rfc3339;
 
 impl Alert {
     /// The alert object of docs/contract.md (version 1). Amounts in USD are rounded to 6 decimals

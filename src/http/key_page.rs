@@ -251,11 +251,7 @@ fn svg(
     width: i64,
     zone: chrono_tz::Tz,
 ) -> String {
-    let local = |ts: i64, f: &str| {
-        chrono::DateTime::<Utc>::from_timestamp(ts, 0)
-            .map(|t| t.with_timezone(&zone).format(f).to_string())
-            .unwrap_or_default()
-    };
+    let local = |ts: i64, f: &str| super::pages::local(ts, zone, f);
     let per_bar = chart.buckets_per_bar.max(1) as i64;
     let bar_secs = width * per_bar;
     let short = until - since <= 2 * 86_400;

@@ -37,11 +37,7 @@ pub async fn section(
     let spike = &state.config.spike;
     let factor = spike.fast_factor();
     let level = busy_per_hour.map(|b| factor * b / 60.0);
-    let local = |ts: i64, f: &str| {
-        chrono::DateTime::<chrono::Utc>::from_timestamp(ts, 0)
-            .map(|t| t.with_timezone(&zone).format(f).to_string())
-            .unwrap_or_default()
-    };
+    let local = |ts: i64, f: &str| super::pages::local(ts, zone, f);
     let at = |i: usize| from + i as i64 * 60;
     let plot = super::plot::Plot {
         id: "key-minutes",

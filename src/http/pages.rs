@@ -38,6 +38,13 @@ pub(super) fn tz(state: &AppState) -> Tz {
     state.config.http.as_ref().map_or(Tz::UTC, |h| h.timezone)
 }
 
+/// Unix seconds `ts` in `zone`, formatted with `format` (chrono's `strftime` syntax).
+pub(super) fn local(ts: i64, zone: Tz, format: &str) -> String {
+    DateTime::<Utc>::from_timestamp(ts, 0)
+        .map(|t| t.with_timezone(&zone).format(format).to_string())
+        .unwrap_or_default()
+}
+
 /// A time in the dashboard's zone, UTC on hover.
 pub(super) fn when(ts: i64, zone: Tz) -> String {
     let Some(t) = DateTime::<Utc>::from_timestamp(ts, 0) else {

@@ -14,11 +14,7 @@ impl Silence {
 
     /// `{id, key_id, rule, reason, created_at, expires_at, removed_at, state}`, times in RFC 3339.
     pub fn to_json(&self, now: i64) -> serde_json::Value {
-        let at = |ts: i64| {
-            chrono::DateTime::<chrono::Utc>::from_timestamp(ts, 0)
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                .unwrap_or_default()
-        };
+        let at = crate::text::rfc3339;
         serde_json::json!({
             "id": self.id, "key_id": self.key_id, "rule": self.rule, "reason": self.reason,
             "created_at": at(self.created_at), "expires_at": at(self.expires_at),

@@ -31,6 +31,20 @@ fn spend(app: &TestApp, key: &str, uncached: i64) {
         .add_usage(this_hour(), row(Some(key), SONNET, uncached, uncached / 10));
 }
 
+/// The new keys' first minutes would page as spikes beside the budget: not these tests' subject.
+async fn silence_spikes(app: &TestApp) {
+    app.cli_ok(&[
+        "silence",
+        "--rule",
+        "spike",
+        "--for",
+        "1h",
+        "--reason",
+        "budget test",
+    ])
+    .await;
+}
+
 async fn run_once(app: &TestApp) {
     let out = app.cli(&["run", "--once"], &[]).await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -52,18 +66,7 @@ async fn a_budget_crossing_50_then_75_then_100_percent_is_one_pagerduty_incident
     ))
     .await;
 
-    // The new keys' first minutes would page as spikes, in the same emails: not this test's
-    // subject.
-    app.cli_ok(&[
-        "silence",
-        "--rule",
-        "spike",
-        "--for",
-        "1h",
-        "--reason",
-        "budget test",
-    ])
-    .await;
+    silence_spikes(&app).await;
     spend(&app, "apikey_a", 600_000); // 60 %
     run_once(&app).await;
     spend(&app, "apikey_b", 200_000); // 80 %
@@ -179,16 +182,7 @@ async fn a_late_retry_never_tells_alertmanager_an_older_state() {
         am.server.uri()
     ))
     .await;
-    app.cli_ok(&[
-        "silence",
-        "--rule",
-        "spike",
-        "--for",
-        "1h",
-        "--reason",
-        "budget test",
-    ])
-    .await;
+    silence_spikes(&app).await;
     // The 50 % crossing cannot be delivered: Alertmanager is down.
     am.fail_next(1_000);
     spend(&app, "apikey_a", 600_000);
