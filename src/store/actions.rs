@@ -1,5 +1,6 @@
 //! Changes made to keys at their providers (#18), by hand or by a containment policy.
 
+use super::db::{on, on_tx, Tx};
 use super::{Store, StoreError};
 
 /// One recorded action.
@@ -61,16 +62,13 @@ const COLUMNS: &str =
     "id, at, source, key_id, action, result, by, reason, alert_id, policy, answer, temporary";
 
 /// The actions answering `alert_id`, oldest first, inside a transaction.
-pub(super) async fn for_alert(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    alert_id: &str,
-) -> Result<Vec<KeyAction>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+pub(super) async fn for_alert(tx: &mut Tx, alert_id: &str) -> Result<Vec<KeyAction>, StoreError> {
+    Ok(on_tx!(tx, |e| sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM key_actions WHERE alert_id = $1 ORDER BY at, id"
     ))
     .bind(alert_id)
-    .fetch_all(&mut **tx)
-    .await?)
+    .fetch_all(e)
+    .await)?)
 }
 
 impl Store {
@@ -86,8 +84,8 @@ impl Store {
             .chars()
             .take(ANSWER_CHARS)
             .collect();
-        let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar(
+        let mut tx = self.db.begin().await?;
+        let id: i64 = on_tx!(&mut tx, |e| sqlx::query_scalar(
             "INSERT INTO key_actions (at, source, key_id, action, result, by, reason, alert_id,
                 policy, answer, temporary)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
@@ -103,10 +101,10 @@ impl Store {
         .bind(a.policy)
         .bind(&answer)
         .bind(a.temporary)
-        .fetch_one(&mut *tx)
-        .await?;
+        .fetch_one(e)
+        .await)?;
         if let Some(status) = status {
-            sqlx::query(
+            on_tx!(&mut tx, |e| sqlx::query(
                 "UPDATE api_keys SET status = $1,
                         status_changed_at = CASE WHEN status = $1 THEN status_changed_at ELSE $2 END
                  WHERE source = $3 AND key_id = $4",
@@ -115,8 +113,9 @@ impl Store {
             .bind(now)
             .bind(a.source)
             .bind(a.key_id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected()))?;
         }
         tx.commit().await?;
         Ok(id)
@@ -128,25 +127,25 @@ impl Store {
         key_id: &str,
         source: Option<&str>,
     ) -> Result<Vec<KeyAction>, StoreError> {
-        Ok(sqlx::query_as(&format!(
+        Ok(on!(self.db, |e| sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM key_actions
              WHERE key_id = $1 AND ($2 IS NULL OR source = $3) ORDER BY at, id"
         ))
         .bind(key_id)
         .bind(source)
         .bind(source)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(e)
+        .await)?)
     }
 
     /// The actions policies took in answer to `alert_id`, oldest first.
     pub async fn actions_for_alert(&self, alert_id: &str) -> Result<Vec<KeyAction>, StoreError> {
-        Ok(sqlx::query_as(&format!(
+        Ok(on!(self.db, |e| sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM key_actions WHERE alert_id = $1 ORDER BY at, id"
         ))
         .bind(alert_id)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(e)
+        .await)?)
     }
 
     /// The actions answering each of `alert_ids`, by alert id, oldest first.
@@ -155,13 +154,13 @@ impl Store {
         alert_ids: &[&str],
     ) -> Result<std::collections::HashMap<String, Vec<KeyAction>>, StoreError> {
         let ids = serde_json::to_string(alert_ids).unwrap_or_else(|_| "[]".to_owned());
-        let rows: Vec<KeyAction> = sqlx::query_as(&format!(
+        let rows: Vec<KeyAction> = on!(self.db, |e| sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM key_actions
              WHERE alert_id IN (SELECT value FROM json_each($1)) ORDER BY at, id"
         ))
         .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         let mut by_alert: std::collections::HashMap<String, Vec<KeyAction>> =
             std::collections::HashMap::new();
         for r in rows {

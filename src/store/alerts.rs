@@ -1,7 +1,6 @@
 //! Alerts, their state changes, and silences.
 
-use sqlx::{Sqlite, Transaction};
-
+use super::db::{on, on_tx, Tx};
 use super::decode::Known;
 use super::deliveries::{enqueue, Route};
 use super::{Store, StoreError};
@@ -132,11 +131,13 @@ impl Store {
                       CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
                       starts_at DESC, id"
         );
-        let mut q = sqlx::query_as::<_, AlertRow>(&sql);
-        if let Some(k) = key {
-            q = q.bind(k);
-        }
-        let rows: Vec<AlertRow> = q.fetch_all(&self.pool).await?;
+        let rows: Vec<AlertRow> = on!(self.db, |e| {
+            let mut q = sqlx::query_as(&sql);
+            if let Some(k) = key {
+                q = q.bind(k);
+            }
+            q.fetch_all(e).await
+        })?;
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         let mut actions = self.alert_actions(&ids).await?;
@@ -158,14 +159,14 @@ impl Store {
         rule: Rule,
         since: i64,
     ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
+        let rows: Vec<(String, i64)> = on!(self.db, |e| sqlx::query_as(
             "SELECT scope, MAX(ends_at) FROM alerts
              WHERE rule = $1 AND status = 'resolved' AND ends_at >= $2 GROUP BY scope",
         )
         .bind(rule.as_str())
         .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows.into_iter().collect())
     }
 
@@ -179,7 +180,7 @@ impl Store {
         routes: &[Route],
         now: i64,
     ) -> Result<Vec<StateChange>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let mut made = Vec::new();
         for change in changes {
             match change {
@@ -213,7 +214,7 @@ impl Store {
                     } else {
                         // A budget whose spend fell under the stage it reached (a bill replacing
                         // an estimate, a raised limit) keeps that stage's wording.
-                        sqlx::query(
+                        on_tx!(&mut tx, |e| sqlx::query(
                             "UPDATE alerts SET observed = $1,
                                     summary = CASE WHEN rule = 'budget' AND threshold > $2
                                                    THEN summary ELSE $3 END,
@@ -225,28 +226,31 @@ impl Store {
                         .bind(crate::config::secret::redact(&a.summary))
                         .bind(now)
                         .bind(&a.id)
-                        .execute(&mut *tx)
-                        .await?;
+                        .execute(e)
+                        .await
+                        .map(|r| r.rows_affected()))?;
                     }
                 }
                 AlertChange::Resolve { id, at } => {
-                    let done = sqlx::query(
+                    let done = on_tx!(&mut tx, |e| {
+                        sqlx::query(
                         "UPDATE alerts SET status = 'resolved', ends_at = $1, last_evaluated_at = $2
                          WHERE id = $3 AND status = 'firing'",
                     )
                     .bind(at)
                     .bind(now)
                     .bind(id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                    .execute(e)
+                    .await
+.map(|r| r.rows_affected())
+                    })?;
                     if done > 0 {
-                        let row: AlertRow = sqlx::query_as(&format!(
+                        let row: AlertRow = on_tx!(&mut tx, |e| sqlx::query_as(&format!(
                             "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"
                         ))
                         .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                        .fetch_one(e)
+                        .await)?;
                         let mut resolved = Alert::try_from(row)?;
                         resolved.actions = super::actions::for_alert(&mut tx, id)
                             .await?
@@ -274,7 +278,7 @@ impl Store {
 
     /// Adds a silence by key id and/or rule until `expires_at`.
     pub async fn add_silence(&self, s: &Silence) -> Result<(), StoreError> {
-        sqlx::query(
+        on!(self.db, |e| sqlx::query(
             "INSERT INTO silences (id, key_id, rule, reason, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -284,49 +288,53 @@ impl Store {
         .bind(&s.reason)
         .bind(s.created_at)
         .bind(s.expires_at)
-        .execute(&self.pool)
-        .await?;
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Every silence ever added, newest first.
     /// Whether an active silence covers `a` at `now` (its notifications are held back).
     pub async fn is_silenced(&self, a: &Alert, now: i64) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let hit = silenced(&mut tx, a, now).await?;
         tx.rollback().await?;
         Ok(hit)
     }
 
     pub async fn silences(&self) -> Result<Vec<Silence>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(on!(self.db, |e| sqlx::query_as(
             "SELECT id, key_id, rule, reason, created_at, expires_at, removed_at
              FROM silences ORDER BY created_at DESC, id",
         )
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(e)
+        .await)?)
     }
 
     /// Ends a silence now; false when no active silence has this id.
     pub async fn remove_silence(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        let n = sqlx::query(
+        let n = on!(self.db, |e| {
+            sqlx::query(
             "UPDATE silences SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL AND expires_at > $3",
         )
         .bind(now)
         .bind(id)
         .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        .execute(e)
+        .await
+.map(|r| r.rows_affected())
+        })?;
         Ok(n > 0)
     }
 
     /// The alert state changes recorded so far, oldest first (what notifications are made of).
     pub async fn alert_events(&self) -> Result<Vec<StateChange>, StoreError> {
-        let rows: Vec<EventRow> =
-            sqlx::query_as("SELECT alert_id, status, silenced FROM alert_events ORDER BY seq")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<EventRow> = on!(self.db, |e| sqlx::query_as(
+            "SELECT alert_id, status, silenced FROM alert_events ORDER BY seq"
+        )
+        .fetch_all(e)
+        .await)?;
         rows.into_iter()
             .map(|r| {
                 Ok(StateChange {
@@ -340,12 +348,9 @@ impl Store {
 }
 
 /// Inserts a new alert; false when one with this id exists already.
-async fn insert_alert(
-    tx: &mut Transaction<'_, Sqlite>,
-    a: &Alert,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let n = sqlx::query(
+async fn insert_alert(tx: &mut Tx, a: &Alert, now: i64) -> Result<bool, StoreError> {
+    let n = on_tx!(tx, |e| {
+        sqlx::query(
         "INSERT INTO alerts (id, scope, rule, severity, status, source, key_id, key_name, budget,
             summary, observed, baseline, threshold, unit, period_start, period_end, starts_at,
             ends_at, first_evaluated_at, last_evaluated_at)
@@ -370,9 +375,10 @@ async fn insert_alert(
     .bind(a.starts_at)
     .bind(now)
     .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    .execute(e)
+    .await
+.map(|r| r.rows_affected())
+    })?;
     Ok(n > 0)
 }
 
@@ -380,17 +386,13 @@ async fn insert_alert(
 /// share one alert per period) a higher threshold crossed. If so the stored alert takes `a`'s
 /// severity, numbers and summary and is returned as it now reads (with its actions), to be
 /// notified again under the same id.
-async fn escalate(
-    tx: &mut Transaction<'_, Sqlite>,
-    a: &Alert,
-    now: i64,
-) -> Result<Option<Alert>, StoreError> {
-    let row: Option<AlertRow> = sqlx::query_as(&format!(
+async fn escalate(tx: &mut Tx, a: &Alert, now: i64) -> Result<Option<Alert>, StoreError> {
+    let row: Option<AlertRow> = on_tx!(tx, |e| sqlx::query_as(&format!(
         "SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1 AND status = 'firing'"
     ))
     .bind(&a.id)
-    .fetch_optional(&mut **tx)
-    .await?;
+    .fetch_optional(e)
+    .await)?;
     let Some(mut stored) = row.map(Alert::try_from).transpose()? else {
         return Ok(None);
     };
@@ -403,7 +405,8 @@ async fn escalate(
         stored.threshold = a.threshold;
     }
     stored.severity = a.severity.max(stored.severity);
-    sqlx::query(
+    on_tx!(tx, |e| {
+        sqlx::query(
         "UPDATE alerts SET severity = $1, threshold = $2, observed = $3, baseline = $4, summary = $5,
                 last_evaluated_at = $6
          WHERE id = $7",
@@ -415,8 +418,10 @@ async fn escalate(
     .bind(&summary)
     .bind(now)
     .bind(&a.id)
-    .execute(&mut **tx)
-    .await?;
+    .execute(e)
+    .await
+.map(|r| r.rows_affected())
+    })?;
     stored.observed = a.observed;
     stored.baseline = a.baseline;
     stored.summary = summary;
@@ -428,12 +433,8 @@ async fn escalate(
     Ok(Some(stored))
 }
 
-pub(super) async fn silenced(
-    tx: &mut Transaction<'_, Sqlite>,
-    a: &Alert,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let hit: Option<i64> = sqlx::query_scalar(
+pub(super) async fn silenced(tx: &mut Tx, a: &Alert, now: i64) -> Result<bool, StoreError> {
+    let hit: Option<i64> = on_tx!(tx, |e| sqlx::query_scalar(
         "SELECT 1 FROM silences
          WHERE removed_at IS NULL AND expires_at > $1
            AND (key_id IS NULL OR key_id = $2) AND (rule IS NULL OR rule = $3)
@@ -442,20 +443,20 @@ pub(super) async fn silenced(
     .bind(now)
     .bind(&a.key_id)
     .bind(a.rule)
-    .fetch_optional(&mut **tx)
-    .await?;
+    .fetch_optional(e)
+    .await)?;
     Ok(hit.is_some())
 }
 
 /// Records a state change; returns its sequence number.
 pub(super) async fn record_event(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx,
     alert_id: &str,
     status: AlertStatus,
     at: i64,
     silenced: bool,
 ) -> Result<i64, StoreError> {
-    let seq = sqlx::query_scalar(
+    let seq = on_tx!(tx, |e| sqlx::query_scalar(
         "INSERT INTO alert_events (alert_id, status, at, silenced) VALUES ($1, $2, $3, $4)
          RETURNING seq",
     )
@@ -463,8 +464,8 @@ pub(super) async fn record_event(
     .bind(status)
     .bind(at)
     .bind(silenced)
-    .fetch_one(&mut **tx)
-    .await?;
+    .fetch_one(e)
+    .await)?;
     Ok(seq)
 }
 
@@ -472,12 +473,15 @@ impl Store {
     /// Firing alerts per (rule, severity) (for the metrics gauge; zero rows included for every
     /// pair seen before, so a gauge falls back to 0).
     pub async fn firing_counts(&self) -> Result<Vec<((String, String), i64)>, StoreError> {
-        let rows: Vec<FiringCount> = sqlx::query_as(
+        let rows: Vec<FiringCount> =
+            on!(self.db, |e| {
+                sqlx::query_as(
             "SELECT rule, severity, COUNT(*) FILTER (WHERE status = 'firing') AS firing FROM alerts
              GROUP BY rule, severity",
         )
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await
+            })?;
         Ok(rows
             .into_iter()
             .map(|r| ((r.rule, r.severity), r.firing))

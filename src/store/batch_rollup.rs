@@ -5,14 +5,11 @@
 //! Used by staged catch-ups ([`super::staging`]) and by large pages stored at once
 //! ([`Store::store_usage`]).
 
+use super::db::{on_tx, Builder, Tx};
 use std::collections::HashMap;
-
-use sqlx::QueryBuilder;
 
 use super::usage::ROWS_PER_STATEMENT;
 use super::{tokens, StoreError, UsageRecord};
-
-type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
 
 /// A rollup row's place: zone (index into the zones), local day, key and model (interned).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,13 +91,13 @@ impl BatchRollup {
     /// read: a zone with summer time has about 460 rows (1970–2200), and reading them all for
     /// every 1,000-row page cost about 2 µs a row.
     pub(super) async fn new(
-        tx: &mut Tx<'_>,
+        tx: &mut Tx,
         source: &str,
         width_secs: i64,
         span: Option<(i64, i64)>,
     ) -> Result<Self, StoreError> {
         let (first, last) = span.unwrap_or((i64::MIN, i64::MAX));
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        let rows: Vec<(String, i64, i64)> = on_tx!(tx, |e| sqlx::query_as(
             "SELECT o.zone, o.from_ts, o.offset_secs FROM rollup_zones z
              JOIN zone_offsets o ON o.zone = z.zone
              WHERE o.from_ts <= $2
@@ -111,8 +108,8 @@ impl BatchRollup {
         )
         .bind(first)
         .bind(last)
-        .fetch_all(&mut **tx)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         let mut zones: Vec<(String, Vec<(i64, i64)>)> = Vec::new();
         for (zone, from, offset) in rows {
             match zones.last_mut() {
@@ -170,12 +167,12 @@ impl BatchRollup {
     /// rows overwrites values that must leave the rollup. A seek per key: a first backfill
     /// overwrites nothing, and looking up each staged row to find that out took 0.5–0.8 s of
     /// every 400,000-row move at 10,000 keys.
-    pub(super) async fn overwrites(&self, tx: &mut Tx<'_>) -> Result<bool, StoreError> {
+    pub(super) async fn overwrites(&self, tx: &mut Tx) -> Result<bool, StoreError> {
         let Some((first, last)) = self.span else {
             return Ok(false);
         };
         let keys = serde_json::to_string(&self.keys.names).unwrap_or_default();
-        Ok(sqlx::query_scalar(
+        Ok(on_tx!(tx, |e| sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM json_each($3) k CROSS JOIN usage_buckets u
                  ON u.source = $1 AND u.key_id = k.value AND u.bucket_width = $2
                 AND u.bucket_start >= $4 AND u.bucket_start <= $5)",
@@ -185,15 +182,15 @@ impl BatchRollup {
         .bind(keys)
         .bind(first)
         .bind(last)
-        .fetch_one(&mut **tx)
-        .await?)
+        .fetch_one(e)
+        .await)?)
     }
 
     /// Adds the sums to `usage_daily` and starts again from none.
-    pub(super) async fn write(&mut self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
+    pub(super) async fn write(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
         let sums: Vec<(&DayKey, &DaySums)> = self.sums.iter().collect();
         for chunk in sums.chunks(ROWS_PER_STATEMENT) {
-            let mut qb: QueryBuilder<sqlx::Sqlite> = QueryBuilder::new(format!(
+            let mut qb: Builder = Builder::new(format!(
                 "INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, model, {}) ",
                 rollup_counters().collect::<Vec<_>>().join(", ")
             ));
@@ -217,7 +214,7 @@ impl BatchRollup {
                 " ON CONFLICT (zone, bucket_width, day, source, key_id, model) DO UPDATE SET {}",
                 add_excluded()
             ));
-            qb.build().execute(&mut **tx).await?;
+            qb.execute(tx).await?;
         }
         self.sums.clear();
         self.sums.shrink_to_fit();

@@ -1,8 +1,7 @@
 //! Billed cost per key and day, as the provider reports it.
 
+use super::db::{on, on_tx, Builder};
 use std::collections::{HashMap, HashSet};
-
-use sqlx::{QueryBuilder, Sqlite};
 
 use super::{Store, StoreError, COSTS_STREAM};
 use crate::providers::{CostLine, UNATTRIBUTED_KEY_ID};
@@ -64,7 +63,7 @@ impl Store {
         cursor: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         for CostDay {
             day,
             per_key: rows,
@@ -79,16 +78,17 @@ impl Store {
                 tables.push("billed_costs");
             }
             for table in tables {
-                sqlx::query(&format!(
+                on_tx!(&mut tx, |e| sqlx::query(&format!(
                     "DELETE FROM {table} WHERE source = $1 AND day_start = $2"
                 ))
                 .bind(source)
                 .bind(day)
-                .execute(&mut *tx)
-                .await?;
+                .execute(e)
+                .await
+                .map(|r| r.rows_affected()))?;
             }
             for chunk in lines.chunks(100) {
-                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                let mut qb: Builder = Builder::new(
                     "INSERT INTO provider_costs (source, day_start, workspace_id, cost_type, model,
                         amount_usd, updated_at) ",
                 );
@@ -105,10 +105,10 @@ impl Store {
                     " ON CONFLICT (source, day_start, workspace_id, cost_type, model) DO UPDATE \
                      SET amount_usd = provider_costs.amount_usd + excluded.amount_usd",
                 );
-                qb.build().execute(&mut *tx).await?;
+                qb.execute(&mut tx).await?;
             }
             for chunk in rows.iter().flatten().collect::<Vec<_>>().chunks(100) {
-                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                let mut qb: Builder = Builder::new(
                     "INSERT INTO billed_costs (source, day_start, key_id, amount_usd, updated_at) ",
                 );
                 qb.push_values(chunk, |mut b, &(key, usd)| {
@@ -118,7 +118,7 @@ impl Store {
                         .push_bind(usd)
                         .push_bind(now);
                 });
-                qb.build().execute(&mut *tx).await?;
+                qb.execute(&mut tx).await?;
             }
         }
         super::poll_state::set_cursor(&mut tx, source, COSTS_STREAM, cursor).await?;
@@ -128,14 +128,14 @@ impl Store {
 
     /// Where the next cost poll re-reads from.
     pub async fn billed_cursor(&self, source: &str) -> Result<Option<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT cursor FROM poll_state WHERE source = $1 AND stream = $2")
-                .bind(source)
-                .bind(COSTS_STREAM)
-                .fetch_optional(&self.pool)
-                .await?
-                .flatten(),
+        Ok(on!(self.db, |e| sqlx::query_scalar(
+            "SELECT cursor FROM poll_state WHERE source = $1 AND stream = $2"
         )
+        .bind(source)
+        .bind(COSTS_STREAM)
+        .fetch_optional(e)
+        .await)?
+        .flatten())
     }
 
     /// Billed USD of one key per UTC day in `[from, to)`: (day start, amount).
@@ -146,7 +146,8 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<(String, i64, f64)>, StoreError> {
-        let rows: Vec<KeyDay> = sqlx::query_as(
+        let rows: Vec<KeyDay> = on!(self.db, |e| {
+            sqlx::query_as(
             "SELECT source, key_id, day_start, amount_usd AS usd FROM billed_costs
              WHERE key_id = $1 AND ($2 IS NULL OR source = $3) AND day_start + 86400 > $4 AND day_start < $5
              ORDER BY day_start, source",
@@ -156,8 +157,9 @@ impl Store {
         .bind(source)
         .bind(from)
         .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await
+        })?;
         Ok(rows
             .into_iter()
             .map(|r| (r.source, r.day_start, r.usd))
@@ -198,21 +200,23 @@ impl Store {
         today: i64,
     ) -> Result<Vec<(String, String, Spend)>, StoreError> {
         // The bill's rows for closed UTC days wholly inside the span.
-        let billed: Vec<KeyDay> = sqlx::query_as(
+        let billed: Vec<KeyDay> = on!(self.db, |e| sqlx::query_as(
             "SELECT source, key_id, day_start, amount_usd AS usd FROM billed_costs
              WHERE day_start >= $1 AND day_start + 86400 <= $2 AND day_start + 86400 <= $3",
         )
         .bind(from)
         .bind(to)
         .bind(today)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         // The span's estimate per key: from the rollup where the span is whole local days of a
         // rolled-up zone, else from the buckets.
         let whole = match self.rolled_key_spend(zone, width_secs, from, to).await? {
             Some(sums) => sums,
             None => {
-                let rows: Vec<KeySpend> = sqlx::query_as(
+                let rows: Vec<KeySpend> =
+                    on!(self.db, |e| {
+                        sqlx::query_as(
                     "SELECT source, key_id, SUM(COALESCE(cost_usd, 0.0)) AS usd FROM usage_buckets
                      WHERE bucket_width = $1 AND bucket_start >= $2 AND bucket_start < $3
                      GROUP BY source, key_id",
@@ -220,8 +224,9 @@ impl Store {
                 .bind(width_secs)
                 .bind(from)
                 .bind(to)
-                .fetch_all(&self.pool)
-                .await?;
+                .fetch_all(e)
+                .await
+                    })?;
                 rows.into_iter()
                     .map(|r| (r.source, r.key_id, r.usd))
                     .collect()
@@ -246,7 +251,9 @@ impl Store {
             .collect();
         let first = days.iter().map(|d| d.1).min().unwrap_or(from);
         let last = days.iter().map(|d| d.1).max().unwrap_or(from);
-        let on_days: Vec<KeyDay> = sqlx::query_as(
+        let on_days: Vec<KeyDay> =
+            on!(self.db, |e| {
+                sqlx::query_as(
             "SELECT source, key_id, day * 86400 AS day_start, SUM(cost_usd) AS usd FROM usage_daily
              WHERE zone = 'UTC' AND bucket_width = $1 AND day >= $2 AND day <= $3 AND buckets > 0
              GROUP BY source, key_id, day",
@@ -254,8 +261,9 @@ impl Store {
         .bind(width_secs)
         .bind(first.div_euclid(86_400))
         .bind(last.div_euclid(86_400))
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await
+            })?;
         let mut rest: HashMap<(String, String), f64> =
             whole.into_iter().map(|(s, k, usd)| ((s, k), usd)).collect();
         let mut estimated: Vec<((String, String, i64), f64, bool)> = Vec::new();

@@ -25,6 +25,7 @@
 //! instead differs in the last bits (enough to swap keys of near-equal spend); the test in
 //! `tests/integration/day_cache.rs` compares every answer with the SQL one bit for bit.
 
+use super::db::on;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -219,13 +220,13 @@ async fn read_days(
         "SELECT day, source, key_id, model, cost_usd FROM usage_daily
          WHERE zone = $1 AND bucket_width = $2 AND day >= $3 AND day < $4 AND buckets > 0",
     );
-    let text: String = sqlx::query_scalar(&sql)
+    let text: String = on!(store.db, |e| sqlx::query_scalar(&sql)
         .bind(zone.name())
         .bind(width)
         .bind(lo)
         .bind(hi)
-        .fetch_one(&store.pool)
-        .await?;
+        .fetch_one(e)
+        .await)?;
     let mut rows: Vec<Row> = unpack(&text)?;
     // SQLite hands the rows over as it scans the primary key; should a plan ever differ, the
     // sums still need that order.

@@ -5,8 +5,9 @@
 use std::borrow::Cow;
 
 use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgTypeInfo, PgValueRef};
 use sqlx::sqlite::{SqliteTypeInfo, SqliteValueRef};
-use sqlx::{Decode, Sqlite, Type, ValueRef};
+use sqlx::{Database, Decode, Postgres, Sqlite, Type, TypeInfo, ValueRef};
 
 use super::StoreError;
 
@@ -44,6 +45,37 @@ impl<'r> Decode<'r, Sqlite> for Count {
             return Ok(Self(Some(<f64 as Decode<Sqlite>>::decode(value)? as i64)));
         }
         Ok(Self(Some(i64::MAX)))
+    }
+}
+
+impl Type<Postgres> for Count {
+    fn type_info() -> PgTypeInfo {
+        <i64 as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <i64 as Type<Postgres>>::compatible(ty)
+            || <i32 as Type<Postgres>>::compatible(ty)
+            || <f64 as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for Count {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        if value.is_null() {
+            return Ok(Self(None));
+        }
+        let ty = value.type_info().into_owned();
+        if <i64 as Type<Postgres>>::compatible(&ty) {
+            return Ok(Self(Some(<i64 as Decode<Postgres>>::decode(value)?)));
+        }
+        if <i32 as Type<Postgres>>::compatible(&ty) {
+            return Ok(Self(Some(<i32 as Decode<Postgres>>::decode(value)?.into())));
+        }
+        if <f64 as Type<Postgres>>::compatible(&ty) {
+            return Ok(Self(Some(<f64 as Decode<Postgres>>::decode(value)? as i64)));
+        }
+        Err(format!("a count column of type {} (expected BIGINT)", ty.name()).into())
     }
 }
 
@@ -101,23 +133,26 @@ impl<T> Known<T> {
     }
 }
 
-impl<T: Type<Sqlite>> Type<Sqlite> for Known<T> {
-    fn type_info() -> SqliteTypeInfo {
+impl<DB: Database, T: Type<DB>> Type<DB> for Known<T> {
+    fn type_info() -> DB::TypeInfo {
         T::type_info()
     }
 
-    fn compatible(ty: &SqliteTypeInfo) -> bool {
+    fn compatible(ty: &DB::TypeInfo) -> bool {
         T::compatible(ty)
     }
 }
 
-impl<'r, T: Decode<'r, Sqlite>> Decode<'r, Sqlite> for Known<T> {
-    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+impl<'r, DB: Database, T: Decode<'r, DB>> Decode<'r, DB> for Known<T>
+where
+    String: for<'a> Decode<'a, DB>,
+{
+    fn decode(value: <DB as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
         // A cheap copy (shared), read as text only when `T` does not know the name.
         let copy = value.to_owned();
         match T::decode(value) {
             Ok(v) => Ok(Self::Is(v)),
-            Err(_) => Ok(Self::Unknown(<String as Decode<Sqlite>>::decode(
+            Err(_) => Ok(Self::Unknown(<String as Decode<DB>>::decode(
                 sqlx::Value::as_ref(&copy),
             )?)),
         }

@@ -1,7 +1,6 @@
 //! The notification outbox.
 
-use sqlx::{Sqlite, Transaction};
-
+use super::db::{on, on_tx, Tx};
 use super::{Store, StoreError};
 use crate::model::{stable_hash, Alert, Severity};
 
@@ -66,7 +65,7 @@ struct NotifierPending {
 
 /// Queues the state change `seq` of `alert` for every route whose minimum severity it meets.
 pub(super) async fn enqueue(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx,
     seq: i64,
     alert: &Alert,
     routes: &[Route],
@@ -79,7 +78,7 @@ pub(super) async fn enqueue(
         let seq_text = seq.to_string();
         let hash = stable_hash(&[&alert.id, alert.status.as_str(), &route.notifier, &seq_text]);
         let id = format!("msg_{hash:016x}");
-        sqlx::query(
+        on_tx!(tx, |e| sqlx::query(
             "INSERT INTO deliveries (id, event_seq, alert_id, notifier, payload, severity, state,
                                      created_at, next_attempt_at, queued_at_ms)
              VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9)
@@ -94,8 +93,9 @@ pub(super) async fn enqueue(
         .bind(now)
         .bind(now)
         .bind(chrono::Utc::now().timestamp_millis())
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected()))?;
     }
     Ok(())
 }
@@ -104,7 +104,7 @@ impl Store {
     /// Whether a later state change of `d`'s alert was queued for the same notifier and not
     /// given up: `d`, still pending, is out of date (Alertmanager would be told an old state).
     pub async fn superseded(&self, d: &Delivery) -> Result<bool, StoreError> {
-        Ok(sqlx::query_scalar(
+        Ok(on!(self.db, |e| sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM deliveries
                             WHERE alert_id = $1 AND notifier = $2 AND event_seq > $3
                               AND state != 'expired')",
@@ -112,14 +112,14 @@ impl Store {
         .bind(&d.alert_id)
         .bind(&d.notifier)
         .bind(d.event_seq)
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(e)
+        .await)?)
     }
 
     /// Whether a firing of `d`'s alert was queued for the same notifier before `d` (in any
     /// state): `d`, if firing too, follows it up (an escalation, a re-opening).
     pub async fn fired_before(&self, d: &Delivery) -> Result<bool, StoreError> {
-        Ok(sqlx::query_scalar(
+        Ok(on!(self.db, |e| sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM deliveries d JOIN alert_events e ON e.seq = d.event_seq
                             WHERE d.alert_id = $1 AND d.notifier = $2 AND d.event_seq < $3
                               AND e.status = 'firing')",
@@ -127,8 +127,8 @@ impl Store {
         .bind(&d.alert_id)
         .bind(&d.notifier)
         .bind(d.event_seq)
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(e)
+        .await)?)
     }
 
     /// The payloads delivered for `alert_id` to `notifier`, oldest first: what the receiver
@@ -139,7 +139,7 @@ impl Store {
         alert_id: &str,
         notifier: &str,
     ) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+        Ok(on!(self.db, |e| sqlx::query_scalar(
             "SELECT payload FROM deliveries
              WHERE alert_id = $1 AND notifier = $2 AND state = 'delivered'
                AND last_result NOT LIKE 'superseded%'
@@ -147,33 +147,34 @@ impl Store {
         )
         .bind(alert_id)
         .bind(notifier)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(e)
+        .await)?)
     }
 
     /// Every pending delivery, oldest first; the outbox decides which are due or expired.
     pub async fn pending_deliveries(&self) -> Result<Vec<Delivery>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(on!(self.db, |e| sqlx::query_as(
             "SELECT id, event_seq, alert_id, notifier, payload, attempts, created_at,
                     next_attempt_at, queued_at_ms
              FROM deliveries
              WHERE state = 'pending'
              ORDER BY created_at, id",
         )
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(e)
+        .await)?)
     }
 
     pub async fn mark_delivered(&self, id: &str, now: i64, result: &str) -> Result<(), StoreError> {
-        sqlx::query(
+        on!(self.db, |e| sqlx::query(
             "UPDATE deliveries SET state = 'delivered', delivered_at = $1, attempts = attempts + 1,
                 last_result = $2 WHERE id = $3 AND state = 'pending'",
         )
         .bind(now)
         .bind(result)
         .bind(id)
-        .execute(&self.pool)
-        .await?;
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -184,49 +185,53 @@ impl Store {
         next_attempt_at: i64,
         result: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        on!(self.db, |e| sqlx::query(
             "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = $1, last_result = $2
              WHERE id = $3 AND state = 'pending'",
         )
         .bind(next_attempt_at)
         .bind(result)
         .bind(id)
-        .execute(&self.pool)
-        .await?;
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Gives up on a delivery that stayed undeliverable past its maximum age.
     pub async fn mark_expired(&self, id: &str, result: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE deliveries SET state = 'expired', last_result = $1 WHERE id = $2 AND state = 'pending'")
+        on!(self.db, |e| {
+            sqlx::query("UPDATE deliveries SET state = 'expired', last_result = $1 WHERE id = $2 AND state = 'pending'")
             .bind(result)
             .bind(id)
-            .execute(&self.pool)
-            .await?;
+            .execute(e)
+            .await
+.map(|r| r.rows_affected())
+        })?;
         Ok(())
     }
 
     pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(on!(self.db, |e| sqlx::query_as(
             "SELECT COUNT(*) FILTER (WHERE state = 'pending') AS pending,
                     COUNT(*) FILTER (WHERE state = 'delivered') AS delivered,
                     COUNT(*) FILTER (WHERE state = 'expired') AS expired
              FROM deliveries",
         )
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(e)
+        .await)?)
     }
 }
 
 impl Store {
     /// Pending deliveries per notifier (for the metrics gauge).
     pub async fn pending_by_notifier(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows: Vec<NotifierPending> = sqlx::query_as(
+        let rows: Vec<NotifierPending> = on!(self.db, |e| sqlx::query_as(
             "SELECT notifier, COUNT(*) AS pending FROM deliveries WHERE state = 'pending'
              GROUP BY notifier",
         )
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows.into_iter().map(|r| (r.notifier, r.pending)).collect())
     }
 }

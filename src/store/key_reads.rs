@@ -2,6 +2,7 @@
 //! key's per-bucket series packed into a single row (as `samples.rs` does for detection), so
 //! a year of 1-minute buckets costs one string, not half a million rows through sqlx.
 
+use super::db::on;
 use super::usage::{history_select, HistoryRow};
 use super::{tokens, Store, StoreError};
 
@@ -51,7 +52,7 @@ impl Store {
              LIMIT $13",
             history_select()
         );
-        Ok(sqlx::query_as(&sql)
+        Ok(on!(self.db, |e| sqlx::query_as(&sql)
             .bind(q.key_id)
             .bind(q.source)
             .bind(q.source)
@@ -65,8 +66,8 @@ impl Store {
             .bind(after.map(|a| a.source.as_str()))
             .bind(after.map(|a| a.model.as_str()))
             .bind(i64::from(q.limit))
-            .fetch_all(&self.pool)
-            .await?)
+            .fetch_all(e)
+            .await)?)
     }
 
     /// Whether any usage of the key is stored (of `source`, when named).
@@ -75,14 +76,17 @@ impl Store {
         key_id: &str,
         source: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar(
+        let found: Option<i64> =
+            on!(self.db, |e| {
+                sqlx::query_scalar(
             "SELECT 1 FROM usage_buckets WHERE key_id = $1 AND ($2 IS NULL OR source = $3) LIMIT 1",
         )
         .bind(key_id)
         .bind(source)
         .bind(source)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(e)
+        .await
+            })?;
         Ok(found.is_some())
     }
 
@@ -103,15 +107,15 @@ impl Store {
                AND bucket_start >= $5 AND bucket_start < $6",
             tokens::total("")
         );
-        let packed: Option<String> = sqlx::query_scalar(&sql)
+        let packed: Option<String> = on!(self.db, |e| sqlx::query_scalar(&sql)
             .bind(key_id)
             .bind(source)
             .bind(source)
             .bind(width_secs)
             .bind(from)
             .bind(to)
-            .fetch_one(&self.pool)
-            .await?;
+            .fetch_one(e)
+            .await)?;
         Ok(unpack(packed.as_deref().unwrap_or_default()))
     }
 }

@@ -1,7 +1,6 @@
 //! The key inventory.
 
-use sqlx::{QueryBuilder, Sqlite, Transaction};
-
+use super::db::{on, on_tx, Builder, Tx};
 use super::packed::{packed, packed_in_order, unpack};
 use super::{tokens, Store, StoreError};
 use crate::providers::ApiKey;
@@ -40,9 +39,9 @@ impl Store {
         keys: &[ApiKey],
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         for chunk in keys.chunks(100) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            let mut qb: Builder = Builder::new(
                 "INSERT INTO api_keys (source, key_id, name, status, created_at, expires_at,
                     workspace_id, partial_key_hint, first_seen, last_seen, in_inventory,
                     created_by) ",
@@ -76,14 +75,15 @@ impl Store {
                     created_by = excluded.created_by,
                     last_seen = excluded.last_seen, in_inventory = TRUE",
             );
-            qb.build().execute(&mut *tx).await?;
+            qb.execute(&mut tx).await?;
         }
         if keys.is_empty() {
             tracing::warn!(source, "the key listing is empty; no key is marked deleted");
         } else {
             let listed =
                 serde_json::Value::from(keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>());
-            sqlx::query(
+            on_tx!(&mut tx, |e| {
+                sqlx::query(
                 "UPDATE api_keys SET status = 'deleted', status_changed_at = $1, in_inventory = FALSE
                  WHERE source = $2 AND in_inventory
                    AND key_id NOT IN (SELECT value FROM json_each($3))",
@@ -91,8 +91,10 @@ impl Store {
             .bind(now)
             .bind(source)
             .bind(listed.to_string())
-            .execute(&mut *tx)
-            .await?;
+            .execute(e)
+            .await
+.map(|r| r.rows_affected())
+            })?;
         }
         tx.commit().await?;
         Ok(())
@@ -102,22 +104,22 @@ impl Store {
     pub async fn key_creators(
         &self,
     ) -> Result<std::collections::HashMap<(String, String), String>, StoreError> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
+        let rows: Vec<(String, String, String)> = on!(self.db, |e| sqlx::query_as(
             "SELECT source, key_id, created_by FROM api_keys WHERE created_by IS NOT NULL",
         )
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows.into_iter().map(|(s, k, c)| ((s, k), c)).collect())
     }
 
     /// The stored keys with this id (one per source that has it).
     pub async fn keys_by_id(&self, key_id: &str) -> Result<Vec<StoredKey>, StoreError> {
-        Ok(sqlx::query_as(&format!(
+        Ok(on!(self.db, |e| sqlx::query_as(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id = $1 ORDER BY source"
         ))
         .bind(key_id)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(e)
+        .await)?)
     }
 
     /// Every stored key, by source and id.
@@ -132,7 +134,7 @@ impl Store {
             &format!("SELECT {KEY_COLUMNS} FROM api_keys"),
             "source, key_id",
         );
-        let text: String = sqlx::query_scalar(&sql).fetch_one(&self.pool).await?;
+        let text: String = on!(self.db, |e| sqlx::query_scalar(&sql).fetch_one(e).await)?;
         unpack(&text)
     }
 }
@@ -140,13 +142,13 @@ impl Store {
 /// Records key ids seen in usage that the inventory does not know yet (status `unknown`), so a
 /// key created between two listings is never invisible.
 pub(super) async fn note_usage_keys(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx,
     source: &str,
     key_ids: &[&str],
     now: i64,
 ) -> Result<(), StoreError> {
     for chunk in key_ids.chunks(200) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        let mut qb: Builder = Builder::new(
             "INSERT INTO api_keys (source, key_id, status, first_seen, last_seen, in_inventory) ",
         );
         qb.push_values(chunk, |mut b, id| {
@@ -158,7 +160,7 @@ pub(super) async fn note_usage_keys(
                 .push_bind(false);
         });
         qb.push(" ON CONFLICT (source, key_id) DO NOTHING");
-        qb.build().execute(&mut **tx).await?;
+        qb.execute(tx).await?;
     }
     Ok(())
 }
@@ -194,7 +196,7 @@ impl Store {
                 widths.join(", ")
             ),
         );
-        let text: String = sqlx::query_scalar(&sql).fetch_one(&self.pool).await?;
+        let text: String = on!(self.db, |e| sqlx::query_scalar(&sql).fetch_one(e).await)?;
         unpack(&text)
     }
 }

@@ -1,6 +1,7 @@
 //! Usage that arrived late (#17): a re-read's change in buckets the cursor had passed, per
 //! source and UTC day, kept for `report --reconcile`.
 
+use super::db::{on, on_tx};
 use super::{tokens, Store, StoreError};
 
 /// A source's estimated USD and tokens in one UTC day.
@@ -28,13 +29,13 @@ impl Store {
              GROUP BY day ORDER BY day",
             tokens::total("")
         );
-        let rows: Vec<(i64, f64, f64)> = sqlx::query_as(&sql)
+        let rows: Vec<(i64, f64, f64)> = on!(self.db, |e| sqlx::query_as(&sql)
             .bind(source)
             .bind(width_secs)
             .bind(from)
             .bind(to)
-            .fetch_all(&self.pool)
-            .await?;
+            .fetch_all(e)
+            .await)?;
         Ok(rows
             .into_iter()
             .map(|(day, usd, tokens)| DayUsage {
@@ -53,9 +54,9 @@ impl Store {
         days: &[DayUsage],
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         for d in days {
-            sqlx::query(
+            on_tx!(&mut tx, |e| sqlx::query(
                 "INSERT INTO late_usage (source, day_start, usd, tokens, updated_at)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (source, day_start) DO UPDATE SET
@@ -68,8 +69,9 @@ impl Store {
             .bind(d.usd)
             .bind(d.tokens)
             .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected()))?;
         }
         tx.commit().await?;
         Ok(())
@@ -81,14 +83,14 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<(String, DayUsage)>, StoreError> {
-        let rows: Vec<(String, i64, f64, i64)> = sqlx::query_as(
+        let rows: Vec<(String, i64, f64, i64)> = on!(self.db, |e| sqlx::query_as(
             "SELECT source, day_start, usd, tokens FROM late_usage
              WHERE day_start >= $1 AND day_start < $2 ORDER BY source, day_start",
         )
         .bind(from)
         .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows
             .into_iter()
             .map(|(s, day, usd, tokens)| (s, DayUsage { day, usd, tokens }))

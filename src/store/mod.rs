@@ -7,6 +7,7 @@ mod batch_rollup;
 mod billing;
 mod day_cache;
 mod day_sums;
+mod db;
 mod decode;
 mod deliveries;
 mod digests;
@@ -24,6 +25,7 @@ mod secrets;
 mod silences;
 mod spend;
 mod splits;
+mod sqlite_file;
 mod staging;
 mod timeline;
 mod tokens;
@@ -38,9 +40,12 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+use db::{on, Db};
+
 pub use actions::{KeyAction, NewAction};
 pub use alerts::{AlertChange, Silence, StateChange};
 pub use billing::{CostDay, Spend};
+pub use db::Backend;
 pub use deliveries::{Delivery, DeliveryState, OutboxCounts, Route, SUPERSEDED};
 pub use digests::DigestSend;
 pub use key_reads::{KeyBucket, UsageCursor, UsagePage};
@@ -53,6 +58,7 @@ pub use rollup::{local_midnight_day, zone_offsets, DaySpend, TopSpend};
 pub use samples::KeySeries;
 pub use spend::{PeriodUsage, ReconcileDay};
 pub use splits::SplitRecord;
+pub use sqlite_file::InstanceLock;
 pub use staging::{Moved, Staging};
 pub use timeline::TimelineEntry;
 pub use unpriced::UnpricedUsage;
@@ -103,12 +109,23 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        // Primary result codes, also when extended (the low byte): 5 busy, 13 full.
-        let code = e
-            .as_database_error()
-            .and_then(|d| d.code())
-            .and_then(|c| c.parse::<i64>().ok());
-        match code.map(|c| c & 0xff) {
+        let Some(db) = e.as_database_error() else {
+            return Self::Sqlx(e);
+        };
+        if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+            // SQLSTATEs: disk full; serialization failure, deadlock, lock not available.
+            return match pg.code() {
+                "53100" => Self::Full,
+                "40001" | "40P01" | "55P03" => Self::Busy,
+                _ => Self::Sqlx(e),
+            };
+        }
+        // SQLite's primary result codes, also when extended (the low byte): 5 busy, 13 full.
+        match db
+            .code()
+            .and_then(|c| c.parse::<i64>().ok())
+            .map(|c| c & 0xff)
+        {
             Some(13) => Self::Full,
             Some(5) => Self::Busy,
             _ => Self::Sqlx(e),
@@ -117,14 +134,14 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// How long a statement waits for another process's write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The database handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    db: Db,
     watchers: watch::Watchers,
     /// Spend per key and local day kept in memory ([`Store::with_day_cache`]).
     days: Option<std::sync::Arc<day_cache::DaySpendCache>>,
@@ -139,14 +156,15 @@ impl Store {
     /// As [`Store::open`], with the file capped at `max_bytes` (SQLite's `max_page_count`):
     /// writes beyond it fail with [`StoreError::Full`] and change nothing.
     pub async fn open_limited(path: &Path, max_bytes: Option<u64>) -> Result<Self, StoreError> {
-        check_is_ours(path).await?;
+        sqlite_file::check_is_ours(path).await?;
         let pool = Self::pool(path, true, max_bytes).await?;
-        if let Schema::Newer(version) = schema(&pool).await? {
+        let db = Db::Sqlite(pool.clone());
+        if let Schema::Newer(version) = schema(&db).await? {
             return Err(StoreError::Newer { version });
         }
         MIGRATOR.run(&pool).await?;
         Ok(Self {
-            pool,
+            db,
             watchers: watch::Watchers::default(),
             days: None,
         })
@@ -159,16 +177,16 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
-        check_is_ours(path).await?;
-        let pool = Self::pool(path, false, None).await?;
-        match schema(&pool).await? {
+        sqlite_file::check_is_ours(path).await?;
+        let db = Db::Sqlite(Self::pool(path, false, None).await?);
+        match schema(&db).await? {
             Schema::Current => {}
             Schema::Newer(version) => tracing::warn!(
                 version,
                 "the database was upgraded by a newer keywatch; reading it as this version knows it"
             ),
             Schema::Behind(version) => {
-                pool.close().await;
+                db.close().await;
                 return Err(StoreError::Behind {
                     path: path.to_path_buf(),
                     version,
@@ -176,7 +194,7 @@ impl Store {
             }
         }
         Ok(Self {
-            pool,
+            db,
             watchers: watch::Watchers::default(),
             days: None,
         })
@@ -211,13 +229,23 @@ impl Store {
             .map_err(open_err)
     }
 
+    /// Which database engine this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+
+    /// The SQLite pool, for tests that inspect the file directly.
+    #[doc(hidden)]
     pub fn pool_ref(&self) -> &SqlitePool {
-        &self.pool
+        match &self.db {
+            Db::Sqlite(p) => p,
+            Db::Postgres(_) => unreachable!("pool_ref is only used by tests on SQLite"),
+        }
     }
 
     /// Closes the pool, waiting for connections to finish (the last step of shutdown).
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
     }
 }
 
@@ -230,16 +258,28 @@ enum Schema {
     Newer(i64),
 }
 
-async fn schema(pool: &SqlitePool) -> Result<Schema, StoreError> {
-    let has_table: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
-    )
-    .fetch_one(pool)
-    .await?;
-    let applied: Vec<i64> = if has_table {
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
-            .fetch_all(pool)
+async fn schema(db: &Db) -> Result<Schema, StoreError> {
+    let has_table: bool = match db {
+        Db::Sqlite(p) => {
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master
+                                WHERE type = 'table' AND name = '_sqlx_migrations')",
+            )
+            .fetch_one(p)
             .await?
+        }
+        Db::Postgres(p) => {
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(p)
+                .await?
+        }
+    };
+    let applied: Vec<i64> = if has_table {
+        on!(db, |e| sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success = TRUE"
+        )
+        .fetch_all(e)
+        .await)?
     } else {
         Vec::new()
     };
@@ -254,136 +294,5 @@ async fn schema(pool: &SqlitePool) -> Result<Schema, StoreError> {
     Ok(match ours.iter().filter(|v| !applied.contains(v)).max() {
         Some(missing) => Schema::Behind(*missing),
         None => Schema::Current,
-    })
-}
-
-/// The path a database is locked under: symlinks and relative parts resolved, so two names for
-/// one file take one lock. A file not created yet resolves through its folder.
-fn canonical(database: &Path) -> PathBuf {
-    if let Ok(path) = std::fs::canonicalize(database) {
-        return path;
-    }
-    match (database.parent(), database.file_name()) {
-        (Some(dir), Some(name)) => {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            std::fs::canonicalize(dir)
-                .map(|d| d.join(name))
-                .unwrap_or_else(|_| database.to_path_buf())
-        }
-        _ => database.to_path_buf(),
-    }
-}
-
-/// Held by the process that polls and delivers for a database (`keywatch run`): a second one
-/// would send every notification twice. An advisory lock on `<database>.lock` next to the real
-/// file (through any symlink), released by the kernel when the process ends, however it ends.
-#[derive(Debug)]
-pub struct InstanceLock {
-    _file: std::fs::File,
-}
-
-impl InstanceLock {
-    pub fn acquire(database: &Path) -> Result<Self, StoreError> {
-        let mut name = canonical(database).into_os_string();
-        name.push(".lock");
-        let lock = PathBuf::from(name);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock)
-            .map_err(|e| StoreError::Foreign {
-                path: lock.clone(),
-                reason: format!("cannot be created or opened ({e})"),
-            })?;
-        match file.try_lock() {
-            Ok(()) => Ok(Self { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
-                path: database.to_path_buf(),
-                lock,
-            }),
-            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Foreign {
-                path: lock,
-                reason: format!("cannot be locked ({e})"),
-            }),
-        }
-    }
-}
-
-/// Refuses a file that is not keywatch's before anything writes to it: not an SQLite database
-/// at all, unreadable as one, or another application's (tables but no keywatch migrations).
-/// The check reads through its own read-only connection, so even the switch to WAL waits.
-async fn check_is_ours(path: &Path) -> Result<(), StoreError> {
-    use std::io::Read;
-    let foreign = |reason: String| StoreError::Foreign {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut head = [0u8; 16];
-    let n = match std::fs::File::open(path) {
-        Ok(mut f) => f.read(&mut head).unwrap_or(0),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(foreign(format!("cannot be read ({e})"))),
-    };
-    if n == 0 {
-        return Ok(());
-    }
-    if &head[..n] == b"SQLite format 3\0" {
-        return check_tables(path).await;
-    }
-    let shown: String = String::from_utf8_lossy(&head[..n])
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '.'
-            }
-        })
-        .collect();
-    Err(foreign(format!(
-        "is not an SQLite database (it starts with {shown:?})"
-    )))
-}
-
-async fn check_tables(path: &Path) -> Result<(), StoreError> {
-    use sqlx::{ConnectOptions, Connection};
-    let unreadable = |e: sqlx::Error| StoreError::Foreign {
-        path: path.to_path_buf(),
-        reason: format!("cannot be read as a database ({e})"),
-    };
-    let mut conn = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .busy_timeout(BUSY_TIMEOUT)
-        .connect()
-        .await
-        .map_err(unreadable)?;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .map_err(unreadable)?;
-    let _ = conn.close().await;
-    if tables.is_empty() || tables.iter().any(|t| t == "_sqlx_migrations") {
-        return Ok(());
-    }
-    let mut listed = tables
-        .iter()
-        .take(5)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if tables.len() > 5 {
-        listed.push_str(", …");
-    }
-    Err(StoreError::Foreign {
-        path: path.to_path_buf(),
-        reason: format!("is another application's database (tables: {listed})"),
     })
 }

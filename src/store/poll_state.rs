@@ -1,6 +1,7 @@
 //! Per-source poll state: the usage cursor and the health of recent polls.
 
-use sqlx::{Row, Sqlite, Transaction};
+use super::db::{on, on_tx, Tx};
+use sqlx::Row;
 
 use super::{Store, StoreError};
 
@@ -28,14 +29,22 @@ pub fn usage_stream(width_secs: i64) -> String {
     format!("usage:{width_secs}")
 }
 
-fn state_from(r: &sqlx::sqlite::SqliteRow) -> PollState {
+fn state_from<R: Row>(r: &R) -> PollState
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
     PollState {
         cursor: r.get("cursor"),
         last_attempt_at: r.get("last_attempt_at"),
         last_success_at: r.get("last_success_at"),
         consecutive_failures: r.get("consecutive_failures"),
         last_error: r.get("last_error"),
-        last_status: r.get("last_status"),
+        last_status: r
+            .get::<Option<i64>, _>("last_status")
+            .and_then(|s| u16::try_from(s).ok()),
     }
 }
 
@@ -51,16 +60,17 @@ impl Store {
     /// The state of one stream (`usage:<width>`, [`KEYS_STREAM`], [`COSTS_STREAM`]) of a
     /// source; the default before its first poll.
     pub async fn poll_state(&self, source: &str, stream: &str) -> Result<PollState, StoreError> {
-        let row = sqlx::query(
+        let row = on!(self.db, |e| sqlx::query(
             "SELECT cursor, last_attempt_at, last_success_at, consecutive_failures, last_error,
                     last_status
              FROM poll_state WHERE source = $1 AND stream = $2",
         )
         .bind(source)
         .bind(stream)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(state_from).unwrap_or_default())
+        .fetch_optional(e)
+        .await
+        .map(|row| row.as_ref().map(state_from)))?;
+        Ok(row.unwrap_or_default())
     }
 
     /// Records how a usage poll ended. `error` is an operator-facing message; any configured
@@ -88,7 +98,8 @@ impl Store {
         error: Option<&str>,
         status: Option<u16>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        on!(self.db, |e| {
+            sqlx::query(
             "INSERT INTO poll_state (source, stream, last_attempt_at, last_success_at,
                                      consecutive_failures, last_error, last_status)
              VALUES ($1, $2, $3, CASE WHEN $4 IS NULL THEN $3 END, CASE WHEN $4 IS NULL THEN 0 ELSE 1 END, $4, $5)
@@ -106,9 +117,11 @@ impl Store {
         // The last line against a secret quoted in an error body (a provider or proxy echoing
         // the admin key): redacted before it is stored.
         .bind(error.map(crate::config::secret::redact))
-        .bind(error.and(status))
-        .execute(&self.pool)
-        .await?;
+        .bind(error.and(status).map(i64::from))
+        .execute(e)
+        .await
+.map(|r| r.rows_affected())
+        })?;
         Ok(())
     }
 }
@@ -121,7 +134,7 @@ impl Store {
         stream: &str,
         cursor: Option<i64>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         set_cursor(&mut tx, source, stream, cursor).await?;
         tx.commit().await?;
         Ok(())
@@ -130,20 +143,21 @@ impl Store {
 
 /// Sets the cursor of `stream` (`None` clears it) inside `tx`.
 pub(super) async fn set_cursor(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx,
     source: &str,
     stream: &str,
     cursor: impl Into<Option<i64>>,
 ) -> Result<(), StoreError> {
     let cursor: Option<i64> = cursor.into();
-    sqlx::query(
+    on_tx!(tx, |e| sqlx::query(
         "INSERT INTO poll_state (source, stream, cursor) VALUES ($1, $2, $3)
          ON CONFLICT (source, stream) DO UPDATE SET cursor = excluded.cursor",
     )
     .bind(source)
     .bind(stream)
     .bind(cursor)
-    .execute(&mut **tx)
-    .await?;
+    .execute(e)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }

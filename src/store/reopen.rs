@@ -2,6 +2,7 @@
 //! so it is undone before detection runs and the rules judge the condition again.
 
 use super::alerts::{record_event, silenced, AlertRow, ALERT_COLUMNS};
+use super::db::on_tx;
 use super::deliveries::enqueue;
 use super::{Route, StateChange, Store, StoreError};
 use crate::model::{Alert, AlertStatus};
@@ -19,26 +20,27 @@ impl Store {
         now: i64,
         routes: &[Route],
     ) -> Result<Vec<StateChange>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let rows: Vec<AlertRow> = sqlx::query_as(&format!(
+        let mut tx = self.db.begin().await?;
+        let rows: Vec<AlertRow> = on_tx!(&mut tx, |e| sqlx::query_as(&format!(
             "SELECT {ALERT_COLUMNS} FROM alerts WHERE status = 'resolved' AND ends_at > $1"
         ))
         .bind(now + CLOCK_SLACK_SECS)
-        .fetch_all(&mut *tx)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         let mut made = Vec::new();
         for row in rows {
             let mut alert = Alert::try_from(row)?;
             // Set: the query asks for `ends_at > now`.
             let ended = alert.ends_at.unwrap_or_default();
-            sqlx::query(
+            on_tx!(&mut tx, |e| sqlx::query(
                 "UPDATE alerts SET status = 'firing', ends_at = NULL, last_evaluated_at = $1
                  WHERE id = $2",
             )
             .bind(now)
             .bind(&alert.id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected()))?;
             alert.status = AlertStatus::Firing;
             alert.ends_at = None;
             let silenced = silenced(&mut tx, &alert, now).await?;

@@ -3,9 +3,9 @@
 //! rolled up, or a span that does not start and end at local midnights, answers `None` and the
 //! caller reads the buckets instead.
 
+use super::db::{on, on_tx, Builder};
 use chrono::{DateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
-use sqlx::QueryBuilder;
 
 use super::packed::{packed, real, unpack, Real};
 use super::{tokens, Store, StoreError};
@@ -188,7 +188,7 @@ impl Store {
             ));
         }
         let n_days = (end - first).max(0) as usize;
-        let ranked: Vec<KeyRow> = sqlx::query_as(&format!(
+        let ranked: Vec<KeyRow> = on!(self.db, |e| sqlx::query_as(&format!(
             "SELECT source, key_id, usd AS spent FROM ({KEY_SPEND}) AS spend
              ORDER BY spent DESC, source, key_id LIMIT $5"
         ))
@@ -197,8 +197,8 @@ impl Store {
         .bind(first)
         .bind(end)
         .bind(n as i64 + 1)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         let more = ranked.len() > n;
         let keys: Vec<(String, String)> = ranked
             .into_iter()
@@ -206,7 +206,7 @@ impl Store {
             .map(|r| (r.source, r.key_id))
             .collect();
         let list = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned());
-        let per_key: Vec<DayRow> = sqlx::query_as(&format!(
+        let per_key: Vec<DayRow> = on!(self.db, |e| sqlx::query_as(&format!(
             "{DAY_SPEND}
                AND (source, key_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each($5))
              GROUP BY day, source, key_id"
@@ -216,8 +216,8 @@ impl Store {
         .bind(first)
         .bind(end)
         .bind(list)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         let mut days = vec![vec![0.0; n_days]; keys.len()];
         let mut top_per_day = vec![0.0; n_days];
         for r in per_key {
@@ -233,7 +233,7 @@ impl Store {
         }
         let mut other = None;
         if more {
-            let totals: Vec<DayTotal> = sqlx::query_as(
+            let totals: Vec<DayTotal> = on!(self.db, |e| sqlx::query_as(
                 "SELECT day, SUM(cost_usd) AS usd FROM usage_daily
                  WHERE zone = $1 AND bucket_width = $2 AND day >= $3 AND day < $4 AND buckets > 0
                  GROUP BY day",
@@ -242,8 +242,8 @@ impl Store {
             .bind(width_secs)
             .bind(first)
             .bind(end)
-            .fetch_all(&self.pool)
-            .await?;
+            .fetch_all(e)
+            .await)?;
             let mut o = vec![0.0; n_days];
             for r in totals {
                 let day = (r.day - first) as usize;
@@ -265,44 +265,49 @@ impl Store {
     ) -> Result<Vec<Tz>, StoreError> {
         let mut added = Vec::new();
         // Read first: a start with nothing to change takes no write lock.
-        let present: Vec<String> = sqlx::query_scalar("SELECT zone FROM rollup_zones")
-            .fetch_all(&self.pool)
-            .await?;
+        let present: Vec<String> = on!(self.db, |e| sqlx::query_scalar(
+            "SELECT zone FROM rollup_zones"
+        )
+        .fetch_all(e)
+        .await)?;
         let unchanged = zones.iter().all(|z| present.iter().any(|p| p == z.name()))
             && (!prune || present.iter().all(|p| zones.iter().any(|z| z.name() == p)));
         if unchanged {
             return Ok(added);
         }
         for &zone in zones {
-            let mut tx = self.pool.begin().await?;
-            let fresh =
-                sqlx::query("INSERT INTO rollup_zones (zone) VALUES ($1) ON CONFLICT DO NOTHING")
-                    .bind(zone.name())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
+            let mut tx = self.db.begin().await?;
+            let fresh = on_tx!(&mut tx, |e| sqlx::query(
+                "INSERT INTO rollup_zones (zone) VALUES ($1) ON CONFLICT DO NOTHING"
+            )
+            .bind(zone.name())
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected()))?
+                == 1;
             if !fresh {
                 continue;
             }
             for table in ["zone_offsets", "usage_daily"] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE zone = $1"))
-                    .bind(zone.name())
-                    .execute(&mut *tx)
-                    .await?;
+                on_tx!(&mut tx, |e| sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE zone = $1"
+                ))
+                .bind(zone.name())
+                .execute(e)
+                .await
+                .map(|r| r.rows_affected()))?;
             }
             let started = std::time::Instant::now();
             tracing::info!(zone = zone.name(), "building the daily usage rollup for a new zone from the stored buckets (once per zone)");
             let offsets = zone_offsets(zone);
             for chunk in offsets.chunks(1_000) {
-                let mut qb =
-                    QueryBuilder::new("INSERT INTO zone_offsets (zone, from_ts, offset_secs) ");
+                let mut qb = Builder::new("INSERT INTO zone_offsets (zone, from_ts, offset_secs) ");
                 qb.push_values(chunk, |mut b, (from, off)| {
                     b.push_bind(zone.name()).push_bind(from).push_bind(off);
                 });
-                qb.build().execute(&mut *tx).await?;
+                qb.execute(&mut tx).await?;
             }
-            sqlx::query(&format!(
+            on_tx!(&mut tx, |e| sqlx::query(&format!(
                 "INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, model,
                         {}, requests, requests_buckets, cost_usd, unpriced_tokens, buckets)
                  SELECT $1, bucket_width, t / 86400 - (t % 86400 < 0) AS d, source, key_id, model,
@@ -320,8 +325,9 @@ impl Store {
                 tokens::total("")
             ))
             .bind(zone.name())
-            .execute(&mut *tx)
-            .await?;
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected()))?;
             tx.commit().await?;
             tracing::info!(
                 zone = zone.name(),
@@ -338,14 +344,15 @@ impl Store {
                     .collect::<Vec<_>>(),
             )
             .to_string();
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.db.begin().await?;
             for table in ["rollup_zones", "zone_offsets", "usage_daily"] {
-                sqlx::query(&format!(
+                on_tx!(&mut tx, |e| sqlx::query(&format!(
                     "DELETE FROM {table} WHERE zone NOT IN (SELECT value FROM json_each($1))"
                 ))
                 .bind(&keep)
-                .execute(&mut *tx)
-                .await?;
+                .execute(e)
+                .await
+                .map(|r| r.rows_affected()))?;
             }
             tx.commit().await?;
         }
@@ -364,14 +371,15 @@ impl Store {
         let Some((first, end)) = self.rolled_days(zone, from, to).await? else {
             return Ok(None);
         };
-        let rows: Vec<DayRow> =
-            sqlx::query_as(&format!("{DAY_SPEND} GROUP BY day, source, key_id"))
-                .bind(zone.name())
-                .bind(width_secs)
-                .bind(first)
-                .bind(end)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<DayRow> = on!(self.db, |e| sqlx::query_as(&format!(
+            "{DAY_SPEND} GROUP BY day, source, key_id"
+        ))
+        .bind(zone.name())
+        .bind(width_secs)
+        .bind(first)
+        .bind(end)
+        .fetch_all(e)
+        .await)?;
         Ok(Some(
             rows.into_iter()
                 .map(|r| DaySpend {
@@ -410,13 +418,13 @@ impl Store {
             KEY_SPEND
         };
         let sql = packed(&format!("source, key_id, {}", real("usd")), query);
-        let text: String = sqlx::query_scalar(&sql)
+        let text: String = on!(self.db, |e| sqlx::query_scalar(&sql)
             .bind(zone.name())
             .bind(width_secs)
             .bind(first)
             .bind(end)
-            .fetch_one(&self.pool)
-            .await?;
+            .fetch_one(e)
+            .await)?;
         let rows: Vec<(String, String, Real)> = unpack(&text)?;
         Ok(Some(
             rows.into_iter().map(|(s, k, usd)| (s, k, usd.0)).collect(),
@@ -438,20 +446,22 @@ impl Store {
 
     /// Whether `zone` is rolled up.
     pub(super) async fn rolled_up(&self, zone: Tz) -> Result<bool, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rollup_zones WHERE zone = $1)")
-                .bind(zone.name())
-                .fetch_one(&self.pool)
-                .await?,
+        Ok(on!(self.db, |e| sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM rollup_zones WHERE zone = $1)"
         )
+        .bind(zone.name())
+        .fetch_one(e)
+        .await)?)
     }
 
     /// Removes rollup rows whose buckets retention has deleted.
     pub async fn prune_empty_rollup(&self) -> Result<u64, StoreError> {
-        Ok(sqlx::query("DELETE FROM usage_daily WHERE buckets <= 0")
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        Ok(on!(self.db, |e| sqlx::query(
+            "DELETE FROM usage_daily WHERE buckets <= 0"
+        )
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected()))?)
     }
 }
 

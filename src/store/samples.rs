@@ -1,5 +1,6 @@
 //! The reads detection needs: per-key bucket series and per-key spend over a period.
 
+use super::db::on;
 use futures_util::TryStreamExt;
 
 use super::decode::Count;
@@ -130,14 +131,16 @@ impl Store {
             // A few buckets a key (the detection cache's reads of what changed): the row per
             // key costs more to hand over than to read, so all keys come as one row.
             let one_row = packed("source, key_id, packed", &sql);
-            let mut query = sqlx::query_scalar::<_, String>(&one_row)
-                .bind(width_secs)
-                .bind(from)
-                .bind(to);
-            if let Some(keys) = keys {
-                query = query.bind(keys);
-            }
-            let text = query.fetch_one(&self.pool).await?;
+            let text: String = on!(self.db, |e| {
+                let mut query = sqlx::query_scalar(&one_row)
+                    .bind(width_secs)
+                    .bind(from)
+                    .bind(to);
+                if let Some(keys) = keys {
+                    query = query.bind(keys);
+                }
+                query.fetch_one(e).await
+            })?;
             let rows: Vec<(String, String, String)> = packed::unpack(&text)?;
             out.extend(rows.into_iter().map(|(source, key_id, p)| KeySeries {
                 points: unpack(&p, scale, width_secs),
@@ -146,21 +149,23 @@ impl Store {
             }));
         } else {
             // The whole window: streamed, so that it is never held twice.
-            let mut query = sqlx::query_as::<_, PackedSeries>(&sql)
-                .bind(width_secs)
-                .bind(from)
-                .bind(to);
-            if let Some(keys) = keys {
-                query = query.bind(keys);
-            }
-            let mut rows = query.fetch(&self.pool);
-            while let Some(r) = rows.try_next().await? {
-                out.push(KeySeries {
-                    points: unpack(&r.packed, scale, width_secs),
-                    source: r.source,
-                    key_id: r.key_id,
-                });
-            }
+            on!(self.db, |e| {
+                let mut query = sqlx::query_as::<_, PackedSeries>(&sql)
+                    .bind(width_secs)
+                    .bind(from)
+                    .bind(to);
+                if let Some(keys) = keys {
+                    query = query.bind(keys);
+                }
+                let mut rows = query.fetch(e);
+                while let Some(r) = rows.try_next().await? {
+                    out.push(KeySeries {
+                        points: unpack(&r.packed, scale, width_secs),
+                        source: r.source,
+                        key_id: r.key_id,
+                    });
+                }
+            });
         }
         // The workbench rows (or a list's) come in their own order.
         out.sort_by(|a, b| (&a.source, &a.key_id).cmp(&(&b.source, &b.key_id)));
@@ -185,11 +190,11 @@ impl Store {
              GROUP BY u.source, u.key_id",
             tokens::total("u.")
         );
-        let rows: Vec<KeyUsage> = sqlx::query_as(&sql)
+        let rows: Vec<KeyUsage> = on!(self.db, |e| sqlx::query_as(&sql)
             .bind(width_secs)
             .bind(start)
-            .fetch_all(&self.pool)
-            .await?;
+            .fetch_all(e)
+            .await)?;
         Ok(rows
             .into_iter()
             .map(|r| (r.source, r.key_id, r.cost_usd, r.tokens))

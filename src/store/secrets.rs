@@ -1,6 +1,7 @@
 //! Random secrets keywatch makes for itself, kept in the database so every replica and every
 //! restart uses the same one (see migrations/20261208040000_server_secrets.sql).
 
+use super::db::on;
 use super::{Store, StoreError};
 
 impl Store {
@@ -14,18 +15,19 @@ impl Store {
             ))))
         })?;
         let fresh: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        sqlx::query(
+        on!(self.db, |e| sqlx::query(
             "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
         .bind(name)
         .bind(&fresh)
-        .execute(&self.pool)
-        .await?;
-        Ok(
-            sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
-                .bind(name)
-                .fetch_one(&self.pool)
-                .await?,
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(on!(self.db, |e| sqlx::query_scalar(
+            "SELECT value FROM server_secrets WHERE name = $1"
         )
+        .bind(name)
+        .fetch_one(e)
+        .await)?)
     }
 }

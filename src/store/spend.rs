@@ -1,5 +1,6 @@
 //! The reads behind `keywatch report`: usage summed per period, key and model in SQLite.
 
+use super::db::on;
 use chrono_tz::Tz;
 
 use super::decode::{Count, JsonCount};
@@ -149,12 +150,12 @@ impl Store {
             &query,
             "period, source, key_id, model",
         );
-        let text: String = sqlx::query_scalar(&sql)
+        let text: String = on!(self.db, |e| sqlx::query_scalar(&sql)
             .bind(spans)
             .bind(zone.name())
             .bind(width_secs)
-            .fetch_one(&self.pool)
-            .await?;
+            .fetch_one(e)
+            .await)?;
         let rows: Vec<PackedPeriodUsage> = unpack(&text)?;
         Ok(Some(rows.into_iter().map(PeriodUsage::from).collect()))
     }
@@ -191,14 +192,14 @@ impl Store {
                 tokens::sums(""),
                 tokens::total("")
             );
-            let rows: Vec<PeriodUsage> = sqlx::query_as(&sql)
+            let rows: Vec<PeriodUsage> = on!(self.db, |e| sqlx::query_as(&sql)
                 .bind(start)
                 .bind(len)
                 .bind(i as i64)
                 .bind(width_secs)
                 .bind(periods[j - 1].1)
-                .fetch_all(&self.pool)
-                .await?;
+                .fetch_all(e)
+                .await)?;
             out.extend(rows);
             i = j;
         }
@@ -231,7 +232,7 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<ReconcileDay>, StoreError> {
-        let estimated: Vec<DayEstimate> = sqlx::query_as(
+        let estimated: Vec<DayEstimate> = on!(self.db, |e| sqlx::query_as(
             "SELECT source, (bucket_start / 86400) * 86400 AS day,
                     SUM(COALESCE(cost_usd, 0.0)) AS estimated_usd,
                     group_concat(DISTINCT CASE WHEN cost_usd IS NULL THEN model END)
@@ -242,16 +243,16 @@ impl Store {
         .bind(width_secs)
         .bind(from)
         .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        let billed: Vec<DayBilled> = sqlx::query_as(
+        .fetch_all(e)
+        .await)?;
+        let billed: Vec<DayBilled> = on!(self.db, |e| sqlx::query_as(
             "SELECT source, day_start, cost_type, SUM(amount_usd) AS usd FROM provider_costs
              WHERE day_start >= $1 AND day_start < $2 GROUP BY source, day_start, cost_type",
         )
         .bind(from)
         .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         let mut days: std::collections::BTreeMap<(String, i64), ReconcileDay> = Default::default();
         for r in estimated {
             days.insert(

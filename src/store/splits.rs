@@ -1,8 +1,7 @@
 //! Usage by price class (#17): the part of each usage row that ran at a service tier other than
 //! standard, US-only or in fast mode (`usage_splits`), so finance can split spend by tier.
 
-use sqlx::{QueryBuilder, Sqlite};
-
+use super::db::{on, Builder};
 use super::{tokens, PeriodUsage, Store, StoreError, UsageRecord};
 use crate::prices::TokenCounts;
 
@@ -39,7 +38,7 @@ impl Store {
             return Ok(());
         };
         // Most organisations run all-standard traffic: nothing to replace, nothing to write.
-        let any_stored: bool = sqlx::query_scalar(
+        let any_stored: bool = on!(self.db, |e| sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM usage_splits
                             WHERE bucket_width = $1 AND bucket_start >= $2 AND bucket_start <= $3
                               AND source = $4)",
@@ -48,36 +47,34 @@ impl Store {
         .bind(first)
         .bind(last)
         .bind(source)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_one(e)
+        .await)?;
         if !any_stored && splits.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         if any_stored {
             for chunk in rows.chunks(CHUNK) {
-                let mut qb: QueryBuilder<Sqlite> =
-                    QueryBuilder::new("DELETE FROM usage_splits WHERE source = ");
+                let mut qb: Builder = Builder::new("DELETE FROM usage_splits WHERE source = ");
                 qb.push_bind(source)
                     .push(" AND bucket_width = ")
                     .push_bind(width_secs)
                     .push(" AND (key_id, bucket_start, model) IN (VALUES ");
-                let mut sep = qb.separated(", ");
-                for r in chunk {
-                    sep.push("(")
-                        .push_bind_unseparated(&r.key_id)
-                        .push_unseparated(", ")
-                        .push_bind_unseparated(r.bucket_start)
-                        .push_unseparated(", ")
-                        .push_bind_unseparated(&r.model)
-                        .push_unseparated(")");
+                for (i, r) in chunk.iter().enumerate() {
+                    qb.push(if i == 0 { "(" } else { ", (" })
+                        .push_bind(&r.key_id)
+                        .push(", ")
+                        .push_bind(r.bucket_start)
+                        .push(", ")
+                        .push_bind(&r.model)
+                        .push(")");
                 }
                 qb.push(")");
-                qb.build().execute(&mut *tx).await?;
+                qb.execute(&mut tx).await?;
             }
         }
         for chunk in splits.chunks(CHUNK) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            let mut qb: Builder = Builder::new(format!(
                 "INSERT INTO usage_splits (source, key_id, bucket_width, bucket_start, model,
                     price_class, {}, cost_usd, updated_at) ",
                 tokens::list()
@@ -94,7 +91,7 @@ impl Store {
                 }
                 b.push_bind(s.cost_usd).push_bind(now);
             });
-            qb.build().execute(&mut *tx).await?;
+            qb.execute(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -120,25 +117,25 @@ impl Store {
             tokens::sums("s."),
             tokens::total("s.")
         );
-        let rows: Vec<SplitRow> = sqlx::query_as(&sql)
+        let rows: Vec<SplitRow> = on!(self.db, |e| sqlx::query_as(&sql)
             .bind(spans)
             .bind(width_secs)
-            .fetch_all(&self.pool)
-            .await?;
+            .fetch_all(e)
+            .await)?;
         Ok(rows.into_iter().map(|r| (r.usage, r.price_class)).collect())
     }
 
     /// Deletes the splits of `width_secs` in buckets that started before `before` (with the
     /// usage rows they are part of).
     pub async fn prune_splits(&self, width_secs: i64, before: i64) -> Result<u64, StoreError> {
-        Ok(
-            sqlx::query("DELETE FROM usage_splits WHERE bucket_width = $1 AND bucket_start < $2")
-                .bind(width_secs)
-                .bind(before)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
+        Ok(on!(self.db, |e| sqlx::query(
+            "DELETE FROM usage_splits WHERE bucket_width = $1 AND bucket_start < $2"
         )
+        .bind(width_secs)
+        .bind(before)
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected()))?)
     }
 }
 

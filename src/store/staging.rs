@@ -16,10 +16,9 @@
 //! counted as stored, and rows a crash left staged are discarded and read again.
 
 use super::batch_rollup::{add_excluded, last_of_each, rollup_counters, BatchRollup};
+use super::db::{on_tx, Tx};
 use super::usage::{insert_values, note_keys, upsert_clause, ROWS_PER_STATEMENT};
 use super::{tokens, Store, StoreError, UsageRecord};
-
-type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
 
 /// What one move did: rows moved, how many were new or changed, and where its time went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,7 +49,7 @@ impl Store {
     /// Starts staging usage of `source` and `width_secs`, discarding rows a crash left staged
     /// (their cursor was never stored, so they are read again).
     pub async fn staging(&self, source: &str, width_secs: i64) -> Result<Staging, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         discard(&mut tx, source, width_secs).await?;
         let rollup = BatchRollup::new(&mut tx, source, width_secs, None).await?;
         tx.commit().await?;
@@ -83,10 +82,10 @@ impl Staging {
     /// visible as usage until [`Staging::merge`].
     pub async fn add(&mut self, rows: &[UsageRecord], now: i64) -> Result<(), StoreError> {
         let rows = last_of_each(rows);
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.db.begin().await?;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = insert_values("usage_staging", &self.source, self.width_secs, chunk, now);
-            qb.build().execute(&mut *tx).await?;
+            let qb = insert_values("usage_staging", &self.source, self.width_secs, chunk, now);
+            qb.execute(&mut tx).await?;
         }
         // Keys already staged in this catch-up were noted then (10,000 a page at 10,000 keys).
         let unseen = rows
@@ -114,12 +113,15 @@ impl Staging {
             lap = std::time::Instant::now();
             took
         };
-        let mut tx = self.store.pool.begin().await?;
+        let mut tx = self.store.db.begin().await?;
         let span = self.rollup.span();
         if span.is_some() {
-            sqlx::query("INSERT INTO rollup_paused (paused) VALUES (1)")
-                .execute(&mut *tx)
-                .await?;
+            on_tx!(&mut tx, |e| sqlx::query(
+                "INSERT INTO rollup_paused (paused) VALUES (1)"
+            )
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected()))?;
             if self.rollup.overwrites(&mut tx).await? {
                 subtract_overwritten(&mut tx, source, width).await?;
             }
@@ -127,9 +129,10 @@ impl Staging {
             moved.changed = move_rows(&mut tx, source, width).await?;
             moved.move_ms = ms();
             self.rollup.write(&mut tx).await?;
-            sqlx::query("DELETE FROM rollup_paused")
-                .execute(&mut *tx)
-                .await?;
+            on_tx!(&mut tx, |e| sqlx::query("DELETE FROM rollup_paused")
+                .execute(e)
+                .await
+                .map(|r| r.rows_affected()))?;
             discard(&mut tx, source, width).await?;
             moved.rollup_ms = ms();
         }
@@ -154,11 +157,11 @@ impl Staging {
 /// the move itself (2 s for 400,000 rows at 10,000 keys). The outer `LIMIT -1` computes each
 /// row's offset once instead of once per use.
 async fn subtract_overwritten(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     source: &str,
     width_secs: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(&format!(
+    on_tx!(tx, |e| sqlx::query(&format!(
         "INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, model, {})
          SELECT l.zone, $2, l.t / 86400 - (l.t % 86400 < 0) AS d, $1, l.key_id, l.model,
                 {}, -COALESCE(SUM(l.requests), 0), -COUNT(l.requests),
@@ -186,20 +189,21 @@ async fn subtract_overwritten(
     ))
     .bind(source)
     .bind(width_secs)
-    .execute(&mut **tx)
-    .await?;
+    .execute(e)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// Upserts the staged rows into `usage_buckets` in its key order; the number of rows new or
 /// changed.
-async fn move_rows(tx: &mut Tx<'_>, source: &str, width_secs: i64) -> Result<u64, StoreError> {
+async fn move_rows(tx: &mut Tx, source: &str, width_secs: i64) -> Result<u64, StoreError> {
     let columns = format!(
         "source, key_id, bucket_width, bucket_start, model, {}, web_search_requests, \
          requests, cost_usd, updated_at",
         tokens::list()
     );
-    Ok(sqlx::query(&format!(
+    Ok(on_tx!(tx, |e| sqlx::query(&format!(
         "INSERT INTO usage_buckets ({columns})
          SELECT {columns} FROM usage_staging WHERE source = $1 AND bucket_width = $2
          ORDER BY key_id, bucket_start, model
@@ -208,18 +212,18 @@ async fn move_rows(tx: &mut Tx<'_>, source: &str, width_secs: i64) -> Result<u64
     ))
     .bind(source)
     .bind(width_secs)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected())
+    .execute(e)
+    .await
+    .map(|r| r.rows_affected()))?)
 }
 
-async fn discard(tx: &mut Tx<'_>, source: &str, width_secs: i64) -> Result<u64, StoreError> {
-    Ok(
-        sqlx::query("DELETE FROM usage_staging WHERE source = $1 AND bucket_width = $2")
-            .bind(source)
-            .bind(width_secs)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected(),
+async fn discard(tx: &mut Tx, source: &str, width_secs: i64) -> Result<u64, StoreError> {
+    Ok(on_tx!(tx, |e| sqlx::query(
+        "DELETE FROM usage_staging WHERE source = $1 AND bucket_width = $2"
     )
+    .bind(source)
+    .bind(width_secs)
+    .execute(e)
+    .await
+    .map(|r| r.rows_affected()))?)
 }

@@ -2,6 +2,7 @@
 //! silence held it back, and where each state change was delivered — read in one query per
 //! table for the alerts of one key.
 
+use super::db::on;
 use super::{Store, StoreError};
 
 /// One line of an alert's timeline.
@@ -45,10 +46,12 @@ impl Store {
                  FROM deliveries WHERE alert_id IN ({deliveries})) AS story
              ORDER BY at, seq, rank, notifier"
         );
-        let mut q = sqlx::query_as::<_, TimelineEntry>(&sql);
-        for id in alert_ids.iter().chain(alert_ids) {
-            q = q.bind(*id);
-        }
-        Ok(q.fetch_all(&self.pool).await?)
+        Ok(on!(self.db, |e| {
+            let mut q = sqlx::query_as(&sql);
+            for id in alert_ids.iter().chain(alert_ids) {
+                q = q.bind(*id);
+            }
+            q.fetch_all(e).await
+        })?)
     }
 }

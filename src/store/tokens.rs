@@ -4,9 +4,6 @@
 //! too. They are the names of `TokenCounts::NAMES` (CSV and JSON), in the order SQL has always
 //! added them up rather than the CSV order, so the sums stay the same expressions.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
-
 use super::decode::Count;
 use crate::prices::TokenCounts;
 
@@ -53,8 +50,12 @@ pub fn total(table: &str) -> String {
 }
 
 /// Read by column name, each as a saturating `Count` (NULL as 0).
-impl<'r> sqlx::FromRow<'r, SqliteRow> for TokenCounts {
-    fn from_row(row: &'r SqliteRow) -> sqlx::Result<Self> {
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for TokenCounts
+where
+    Count: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    &'static str: sqlx::ColumnIndex<R>,
+{
+    fn from_row(row: &'r R) -> sqlx::Result<Self> {
         let mut n = [0_i64; 5];
         for (v, column) in n.iter_mut().zip(TOKEN_COLUMNS) {
             *v = row.try_get::<Count, _>(column)?.into();

@@ -1,6 +1,7 @@
 //! Usage on models without a price: what the `unpriced_usage` rule reports, and the keys the
 //! spike rule judges by tokens because their dollars are only a floor.
 
+use super::db::on;
 use super::{tokens, Store, StoreError};
 
 /// Tokens of one key on one model without a price, in a span of buckets.
@@ -43,12 +44,12 @@ impl Store {
              ORDER BY source, key_id, model",
             tokens::total("")
         );
-        let rows: Vec<UnpricedRow> = sqlx::query_as(&sql)
+        let rows: Vec<UnpricedRow> = on!(self.db, |e| sqlx::query_as(&sql)
             .bind(width_secs)
             .bind(from)
             .bind(to)
-            .fetch_all(&self.pool)
-            .await?;
+            .fetch_all(e)
+            .await)?;
         Ok(rows
             .into_iter()
             // `as` saturates for floats beyond i64.

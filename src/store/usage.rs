@@ -1,8 +1,7 @@
 //! Usage buckets: batched idempotent upserts and the reads behind `history`.
 
-use sqlx::{QueryBuilder, Sqlite, Transaction};
-
 use super::batch_rollup::{last_of_each, BatchRollup};
+use super::db::{on, on_tx, Builder, Tx};
 use super::decode::Count;
 use super::poll_state::usage_stream;
 use super::{tokens, Store, StoreError};
@@ -64,7 +63,7 @@ impl Store {
         cursor: Option<i64>,
         now: i64,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let changed = if rows.len() >= BATCH_ROLLUP_ROWS {
             upsert_with_batch_rollup(&mut tx, source, width_secs, rows, now).await?
         } else {
@@ -102,15 +101,15 @@ impl Store {
              ORDER BY bucket_start, bucket_width, source, model",
             history_select()
         );
-        Ok(sqlx::query_as(&sql)
+        Ok(on!(self.db, |e| sqlx::query_as(&sql)
             .bind(key_id)
             .bind(source)
             .bind(source)
             .bind(width_secs)
             .bind(since)
             .bind(until)
-            .fetch_all(&self.pool)
-            .await?)
+            .fetch_all(e)
+            .await)?)
     }
 
     /// Models stored without a price, with how much usage they carry.
@@ -121,21 +120,23 @@ impl Store {
              GROUP BY source, model ORDER BY source, model",
             tokens::total("")
         );
-        Ok(sqlx::query_as(&sql).fetch_all(&self.pool).await?)
+        Ok(on!(self.db, |e| sqlx::query_as(&sql).fetch_all(e).await)?)
     }
 
     /// Total number of stored usage rows.
     pub async fn usage_row_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM usage_buckets")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(on!(self.db, |e| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM usage_buckets"
+        )
+        .fetch_one(e)
+        .await)?)
     }
 }
 
 /// Records the keys in `key_ids` that the inventory does not know yet (the workbench is no
 /// key).
 pub(super) async fn note_keys<'k>(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx,
     source: &str,
     key_ids: impl IntoIterator<Item = &'k str>,
     now: i64,
@@ -160,7 +161,7 @@ const BATCH_ROLLUP_ROWS: usize = 1_000;
 /// recent buckets) goes through the triggers, which subtract what each overwritten row held.
 /// Of two rows with one natural key the later is stored.
 async fn upsert_with_batch_rollup(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx,
     source: &str,
     width_secs: i64,
     rows: &[UsageRecord],
@@ -177,19 +178,23 @@ async fn upsert_with_batch_rollup(
     if rollup.overwrites(tx).await? {
         return upsert_sorted(tx, source, width_secs, &rows, now).await;
     }
-    sqlx::query("INSERT INTO rollup_paused (paused) VALUES (1)")
-        .execute(&mut **tx)
-        .await?;
+    on_tx!(tx, |e| sqlx::query(
+        "INSERT INTO rollup_paused (paused) VALUES (1)"
+    )
+    .execute(e)
+    .await
+    .map(|r| r.rows_affected()))?;
     let changed = upsert_sorted(tx, source, width_secs, &rows, now).await?;
     rollup.write(tx).await?;
-    sqlx::query("DELETE FROM rollup_paused")
-        .execute(&mut **tx)
-        .await?;
+    on_tx!(tx, |e| sqlx::query("DELETE FROM rollup_paused")
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(changed)
 }
 
 async fn upsert_rows(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx,
     source: &str,
     width_secs: i64,
     rows: &[UsageRecord],
@@ -208,7 +213,7 @@ async fn upsert_rows(
 
 /// Upserts `rows`, in the order given; how many were new or changed.
 async fn upsert_sorted(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx,
     source: &str,
     width_secs: i64,
     rows: &[&UsageRecord],
@@ -219,7 +224,7 @@ async fn upsert_sorted(
         let mut qb = insert_values("usage_buckets", source, width_secs, chunk, now);
         qb.push(" ");
         qb.push(upsert_clause());
-        changed += qb.build().execute(&mut **tx).await?.rows_affected();
+        changed += qb.execute(tx).await?;
     }
     Ok(changed)
 }
@@ -232,8 +237,8 @@ pub(super) fn insert_values<'q>(
     width_secs: i64,
     rows: &[&'q UsageRecord],
     now: i64,
-) -> QueryBuilder<'q, Sqlite> {
-    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+) -> Builder<'q> {
+    let mut qb: Builder = Builder::new(format!(
         "INSERT INTO {table} (source, key_id, bucket_width, bucket_start, model,
             {}, web_search_requests, requests, cost_usd, updated_at) ",
         tokens::list()
