@@ -41,7 +41,7 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let store = Store::open(&config.database).await.unwrap();
+        let store = Store::connect(&config.storage).await.unwrap();
 
         let now = chrono::Utc::now().timestamp() / H * H;
         if reuse.is_none() {

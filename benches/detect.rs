@@ -140,7 +140,7 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
         runtime.block_on(async {
-            let store = Store::open(&cfg.database).await.unwrap();
+            let store = Store::connect(&cfg.storage).await.unwrap();
             // As the daemon starts: the budgets' zones are rolled up.
             store
                 .ensure_rollup_zones(&cfg.rollup_zones(), true)

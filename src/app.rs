@@ -23,7 +23,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 pub struct App {
     /// Held for the App's life: one polling and delivering process per database.
-    _lock: crate::store::InstanceLock,
+    _lock: Option<crate::store::InstanceLock>,
     config: Arc<Config>,
     store: Store,
     pollers: Vec<Arc<Poller>>,
@@ -61,8 +61,9 @@ impl App {
     /// Opens the database (running migrations) and prepares a poller per source.
     pub async fn build(config: Arc<Config>) -> anyhow::Result<Self> {
         if let Some(dir) = config
-            .database
-            .parent()
+            .storage
+            .sqlite_path()
+            .and_then(|p| p.parent())
             .filter(|d| !d.as_os_str().is_empty())
         {
             if !dir.exists() {
@@ -72,10 +73,14 @@ impl App {
                 );
             }
         }
-        let lock = crate::store::InstanceLock::acquire(&config.database)?;
-        let store = Store::open_limited(&config.database, config.max_database_bytes)
+        // One `keywatch run` per SQLite file; PostgreSQL replicas share theirs under a lease.
+        let lock = match config.storage.sqlite_path() {
+            Some(path) => Some(crate::store::InstanceLock::acquire(path)?),
+            None => None,
+        };
+        let store = Store::connect(&config.storage)
             .await
-            .with_context(|| format!("opening the database {}", config.database.display()))?;
+            .with_context(|| format!("opening the database {}", config.storage.describe()))?;
         store
             .ensure_rollup_zones(&config.rollup_zones(), true)
             .await

@@ -17,7 +17,7 @@ pub async fn list(
     filter: &AlertFilter,
     format: ListFormat,
 ) -> anyhow::Result<u8> {
-    let store = Store::open_existing(&config.database).await?;
+    let store = Store::connect_existing(&config.storage).await?;
     let alerts: Vec<Alert> = store
         .alerts(all)
         .await?
@@ -124,10 +124,9 @@ pub async fn silence(
         removed_at: None,
     };
     // A silence may come before the first run; an existing database is never migrated here.
-    let store = if config.database.exists() {
-        Store::open_existing(&config.database).await?
-    } else {
-        Store::open(&config.database).await?
+    let store = match config.storage.sqlite_path() {
+        Some(path) if !path.exists() => Store::open(path).await?,
+        _ => Store::connect_existing(&config.storage).await?,
     };
     store.add_silence(&silence).await?;
     store.close().await;
@@ -151,7 +150,7 @@ fn describe(s: &Silence) -> String {
 }
 
 pub async fn silences(config: &Config, format: ListFormat) -> anyhow::Result<u8> {
-    let store = Store::open_existing(&config.database).await?;
+    let store = Store::connect_existing(&config.storage).await?;
     let list = store.silences().await?;
     store.close().await;
     let now = Utc::now().timestamp();
@@ -180,7 +179,7 @@ pub async fn silences(config: &Config, format: ListFormat) -> anyhow::Result<u8>
 }
 
 pub async fn unsilence(config: &Config, id: &str) -> anyhow::Result<u8> {
-    let store = Store::open_existing(&config.database).await?;
+    let store = Store::connect_existing(&config.storage).await?;
     let removed = store.remove_silence(id, Utc::now().timestamp()).await?;
     store.close().await;
     if removed {

@@ -23,7 +23,7 @@ pub async fn run(config: &Config, since: TimeArg, format: ListFormat) -> anyhow:
     let last = (now - settle).div_euclid(width) * width - width;
     let since = since.resolve(Utc::now()).timestamp().div_euclid(width) * width;
     let window = (config.spike.baseline_window.0.as_secs() as i64).max(7 * 86_400);
-    let store = Store::open_existing(&config.database).await?;
+    let store = Store::connect_existing(&config.storage).await?;
     let keys: HashMap<(String, String), _> = store
         .all_keys()
         .await?

@@ -10,8 +10,8 @@ use crate::store::Store;
 pub async fn print(config: &Config) -> anyhow::Result<u8> {
     let mut out = summary(config);
     // Models already stored without a price (only when the database exists; never created here).
-    if config.database.exists() {
-        match Store::open_existing(&config.database).await {
+    if config.storage.sqlite_path().is_none_or(|p| p.exists()) {
+        match Store::connect_existing(&config.storage).await {
             Ok(store) => {
                 let unpriced = store.unpriced_models().await?;
                 for m in &unpriced {
@@ -62,7 +62,7 @@ pub fn summary(c: &Config) -> String {
     let mut o = String::new();
     let p = &c.poll;
     let _ = writeln!(o, "config    {}: ok", c.path.display());
-    let _ = writeln!(o, "storage   {}", c.database.display());
+    let _ = writeln!(o, "storage   {}", c.storage.describe());
     let _ = writeln!(
         o,
         "poll      every {}, {} buckets, lookback {}, settle {} (timeout {}, {} retries from {})",

@@ -38,7 +38,7 @@ pub async fn run(
             out.display()
         );
     }
-    let store = Store::open_existing(&config.database).await?;
+    let store = Store::connect_existing(&config.storage).await?;
     let Evidence { keys, rows, billed } =
         Evidence::read(&store, config, key, source, since, until).await?;
     let alerts: Vec<Alert> = store

@@ -48,7 +48,7 @@ pub async fn print(
 ) -> anyhow::Result<u8> {
     let (since, until) = crate::window::range(since, until, Utc::now())
         .map_err(|e| anyhow::anyhow!("--since/--until: {e}"))?;
-    let store = Store::open_existing(&config.database).await?;
+    let store = Store::connect_existing(&config.storage).await?;
     let Evidence {
         keys: known,
         rows,

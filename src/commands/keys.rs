@@ -39,7 +39,7 @@ pub async fn list(
     lint: bool,
     format: ListFormat,
 ) -> anyhow::Result<u8> {
-    let store = Store::open_existing(&config.database).await?;
+    let store = Store::connect_existing(&config.storage).await?;
     let now = Utc::now();
     let zone = config
         .http
@@ -324,7 +324,7 @@ pub async fn change(config: &Config, action: KeysAction) -> anyhow::Result<u8> {
         eprintln!("refused: --reason is empty; say why, it is recorded with the action");
         return Ok(exit::FAILURE);
     }
-    let store = Store::open_existing(&config.database).await?;
+    let store = Store::connect_existing(&config.storage).await?;
     let key = match find_key(&store, &args).await {
         Ok(k) => k,
         Err(e) => {

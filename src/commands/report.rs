@@ -42,7 +42,7 @@ pub async fn run(config: &Config, args: ReportArgs) -> anyhow::Result<u8> {
         last: args.last,
         by: args.by.clone(),
     };
-    let store = Store::open_existing(&config.database).await?;
+    let store = Store::connect_existing(&config.storage).await?;
     let report = crate::report::load(&store, config.poll.bucket_width.seconds(), &req, now).await;
     store.close().await;
     let Report {
@@ -185,7 +185,7 @@ fn money(usd: f64, basis: Basis) -> String {
 
 /// `report --forecast`: per budget with a monthly limit, the month-end projection.
 pub async fn forecast(config: &Config, format: Format) -> anyhow::Result<u8> {
-    let store = Store::open_existing(&config.database).await?;
+    let store = Store::connect_existing(&config.storage).await?;
     let list = crate::budget::forecasts(&store, config, Utc::now()).await?;
     store.close().await;
     let date = |t: i64, tz: Tz| {
@@ -301,7 +301,7 @@ pub async fn reconcile(
             today - i64::from(n) * 86_400
         }
     };
-    let store = Store::open_existing(&config.database).await?;
+    let store = Store::connect_existing(&config.storage).await?;
     let days = store
         .reconcile(config.poll.bucket_width.seconds(), from, today)
         .await?;

@@ -2,7 +2,7 @@
 //! the key it is about.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono_tz::Tz;
@@ -21,7 +21,7 @@ type Result<T> = std::result::Result<T, ConfigError>;
 
 pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env) -> Result<Config> {
     let mut warnings = Vec::new();
-    let database = database_path(raw.storage.url.as_deref(), base_dir, env)?;
+    let storage = super::storage::build(&raw.storage, base_dir, env)?;
     check_poll(&raw.poll, &mut warnings)?;
     if let Err((key, msg)) = raw.detect.spike.check() {
         return Err(ConfigError::invalid(format!("detect.spike.{key}"), msg));
@@ -104,16 +104,6 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
             ));
         }
     }
-    if let Some(mb) = raw.storage.max_size_mb {
-        if !(1..=10_000_000).contains(&mb) {
-            return Err(ConfigError::invalid(
-                "storage.max_size_mb",
-                format!(
-                    "{mb} is out of range: give 1 to 10000000 MiB, or leave it out for no limit"
-                ),
-            ));
-        }
-    }
     if matches!(raw.storage.retention.alerts, super::Keep::For(d) if d.as_secs() < 86_400) {
         return Err(ConfigError::invalid(
             "storage.retention.alerts",
@@ -131,8 +121,7 @@ pub(super) fn build(raw: RawConfig, path: &Path, base_dir: &Path, env: &dyn Env)
     }
     Ok(Config {
         path: path.to_path_buf(),
-        database,
-        max_database_bytes: raw.storage.max_size_mb.map(|mb| mb * 1_048_576),
+        storage,
         retention,
         poll,
         http,
@@ -158,47 +147,6 @@ fn toml_key(k: &str) -> String {
     } else {
         format!("{k:?}")
     }
-}
-
-fn database_path(url: Option<&str>, base_dir: &Path, env: &dyn Env) -> Result<PathBuf> {
-    let Some(url) = url else {
-        return Ok(match env.var("STATE_DIRECTORY") {
-            // systemd may list several directories separated by ':'; the first is ours.
-            Some(dir) if !dir.is_empty() => {
-                PathBuf::from(dir.split(':').next().unwrap_or(&dir)).join("keywatch.db")
-            }
-            _ => base_dir.join("keywatch.db"),
-        });
-    };
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .ok_or_else(|| {
-            let what = if url.starts_with("postgres") {
-                "PostgreSQL is not supported yet"
-            } else {
-                "unsupported database URL"
-            };
-            ConfigError::invalid(
-                "storage.url",
-                format!(
-                    "{what}: {url:?}; write sqlite:///absolute/path.db or sqlite://relative.db"
-                ),
-            )
-        })?;
-    let file = rest.split('?').next().unwrap_or_default();
-    if file.is_empty() || file == ":memory:" {
-        return Err(ConfigError::invalid(
-            "storage.url",
-            format!("{url:?} names no database file; keywatch needs a file to keep history"),
-        ));
-    }
-    let file = Path::new(file);
-    Ok(if file.is_absolute() {
-        file.to_path_buf()
-    } else {
-        base_dir.join(file)
-    })
 }
 
 fn check_poll(poll: &PollSection, warnings: &mut Vec<String>) -> Result<()> {

@@ -8,6 +8,8 @@ pub use http::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 mod schema;
 pub mod secret;
 mod secret_file;
+mod storage;
+pub use storage::{PostgresStorage, Storage};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -61,10 +63,8 @@ impl ConfigError {
 pub struct Config {
     /// The file this was read from.
     pub path: PathBuf,
-    /// The SQLite database file.
-    pub database: PathBuf,
-    /// `storage.max_size_mb` in bytes.
-    pub max_database_bytes: Option<u64>,
+    /// Where the history lives: a SQLite file or a PostgreSQL database.
+    pub storage: Storage,
     pub retention: RetentionConfig,
     pub poll: PollConfig,
     pub http: Option<HttpConfig>,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+pub use super::storage::StorageSection;
 use crate::detect::SpikeConfig;
 use crate::model::parse_bounded;
 pub use crate::model::{HumanDuration, Severity};
@@ -148,19 +149,6 @@ impl Default for DeliverySection {
             timeout: HumanDuration(Duration::from_secs(20)),
         }
     }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StorageSection {
-    /// `sqlite://PATH`; relative paths resolve against the config file's folder. Default:
-    /// `keywatch.db` in `$STATE_DIRECTORY` (systemd `StateDirectory=`) or beside the config.
-    pub url: Option<String>,
-    /// Extension: the largest the database file may grow, in MiB (1 to 10,000,000). Writes
-    /// beyond it fail cleanly and are retried, as on a full disk. Default: no limit.
-    pub max_size_mb: Option<u64>,
-    #[serde(default)]
-    pub retention: RetentionSection,
 }
 
 /// How long something is kept: a duration, or `"forever"`.

@@ -45,7 +45,10 @@ fn minimal_config_takes_the_documented_defaults() {
     assert_eq!(c.poll.settle.0.as_secs(), 600);
     assert_eq!(c.spike.factor, 10.0);
     assert_eq!(c.rotation.max_key_age_days, 90);
-    assert_eq!(c.database, Path::new("/etc/keywatch/keywatch.db"));
+    assert_eq!(
+        c.storage.sqlite_path(),
+        Some(Path::new("/etc/keywatch/keywatch.db"))
+    );
     assert_eq!(
         c.sources[0].admin_key.expose_secret(),
         "sk-ant-admin01-TEST"
@@ -248,7 +251,10 @@ fn storage_url_resolves_relative_paths_and_refuses_other_databases() {
         "[storage]\nurl = \"sqlite://data/kw.db\"\n{SOURCE}"
     ))
     .unwrap();
-    assert_eq!(c.database, Path::new("/etc/keywatch/data/kw.db"));
+    assert_eq!(
+        c.storage.sqlite_path(),
+        Some(Path::new("/etc/keywatch/data/kw.db"))
+    );
     let e = error(&format!("[storage]\nurl = \"postgres://x\"\n{SOURCE}"));
     assert!(e.contains("storage.url"), "{e}");
 }

@@ -93,8 +93,8 @@ thresholds = [80, 100]
     if !json {
         println!("keywatch demo: a simulated Anthropic organisation on http://{address}, 5 keys, 8 days of hourly usage");
         println!(
-            "polling it with the real poller into SQLite at {} …\n",
-            config.database.display()
+            "polling it with the real poller into {} …\n",
+            config.storage.describe()
         );
     }
     let app = App::build(Arc::clone(&config)).await?;

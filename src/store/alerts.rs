@@ -473,15 +473,14 @@ impl Store {
     /// Firing alerts per (rule, severity) (for the metrics gauge; zero rows included for every
     /// pair seen before, so a gauge falls back to 0).
     pub async fn firing_counts(&self) -> Result<Vec<((String, String), i64)>, StoreError> {
-        let rows: Vec<FiringCount> =
-            on!(self.db, |e| {
-                sqlx::query_as(
+        let rows: Vec<FiringCount> = on!(self.db, |e| {
+            sqlx::query_as(
             "SELECT rule, severity, COUNT(*) FILTER (WHERE status = 'firing') AS firing FROM alerts
              GROUP BY rule, severity",
         )
         .fetch_all(e)
         .await
-            })?;
+        })?;
         Ok(rows
             .into_iter()
             .map(|r| ((r.rule, r.severity), r.firing))

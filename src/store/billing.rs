@@ -214,9 +214,8 @@ impl Store {
         let whole = match self.rolled_key_spend(zone, width_secs, from, to).await? {
             Some(sums) => sums,
             None => {
-                let rows: Vec<KeySpend> =
-                    on!(self.db, |e| {
-                        sqlx::query_as(
+                let rows: Vec<KeySpend> = on!(self.db, |e| {
+                    sqlx::query_as(
                     "SELECT source, key_id, SUM(COALESCE(cost_usd, 0.0)) AS usd FROM usage_buckets
                      WHERE bucket_width = $1 AND bucket_start >= $2 AND bucket_start < $3
                      GROUP BY source, key_id",
@@ -226,7 +225,7 @@ impl Store {
                 .bind(to)
                 .fetch_all(e)
                 .await
-                    })?;
+                })?;
                 rows.into_iter()
                     .map(|r| (r.source, r.key_id, r.usd))
                     .collect()
@@ -251,9 +250,8 @@ impl Store {
             .collect();
         let first = days.iter().map(|d| d.1).min().unwrap_or(from);
         let last = days.iter().map(|d| d.1).max().unwrap_or(from);
-        let on_days: Vec<KeyDay> =
-            on!(self.db, |e| {
-                sqlx::query_as(
+        let on_days: Vec<KeyDay> = on!(self.db, |e| {
+            sqlx::query_as(
             "SELECT source, key_id, day * 86400 AS day_start, SUM(cost_usd) AS usd FROM usage_daily
              WHERE zone = 'UTC' AND bucket_width = $1 AND day >= $2 AND day <= $3 AND buckets > 0
              GROUP BY source, key_id, day",
@@ -263,7 +261,7 @@ impl Store {
         .bind(last.div_euclid(86_400))
         .fetch_all(e)
         .await
-            })?;
+        })?;
         let mut rest: HashMap<(String, String), f64> =
             whole.into_iter().map(|(s, k, usd)| ((s, k), usd)).collect();
         let mut estimated: Vec<((String, String, i64), f64, bool)> = Vec::new();

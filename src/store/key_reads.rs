@@ -76,9 +76,8 @@ impl Store {
         key_id: &str,
         source: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let found: Option<i64> =
-            on!(self.db, |e| {
-                sqlx::query_scalar(
+        let found: Option<i64> = on!(self.db, |e| {
+            sqlx::query_scalar(
             "SELECT 1 FROM usage_buckets WHERE key_id = $1 AND ($2 IS NULL OR source = $3) LIMIT 1",
         )
         .bind(key_id)
@@ -86,7 +85,7 @@ impl Store {
         .bind(source)
         .fetch_optional(e)
         .await
-            })?;
+        })?;
         Ok(found.is_some())
     }
 

@@ -17,6 +17,7 @@ mod late;
 mod packed;
 mod points;
 mod poll_state;
+mod postgres;
 mod prune;
 mod reopen;
 mod rollup;
@@ -74,17 +75,23 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("cannot connect to the PostgreSQL database {url}: {source} (check storage.url, storage.password_env/_file, that the server is up and that its certificate is trusted)")]
+    OpenPostgres {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("no database at {0}: run `keywatch run --once` first, or check storage.url")]
     Missing(PathBuf),
     /// The file at `storage.url` is not keywatch's: keywatch never writes to it.
     #[error("{path} {reason}; keywatch leaves it untouched: point storage.url at another file, or move this one away (restore a backup if it was keywatch's)")]
-    Foreign { path: PathBuf, reason: String },
+    Foreign { path: String, reason: String },
     /// Another `keywatch run` holds the database.
     #[error("another keywatch process is running on {path} (it holds {lock}); stop it first, or give this one its own storage.url")]
     Locked { path: PathBuf, lock: PathBuf },
     /// `open_existing` on a database a newer keywatch would migrate first.
     #[error("the database {path} is older than this keywatch (migration {version} is not applied); commands other than `run` never upgrade it: restart the daemon or run `keywatch run --once` with this version first")]
-    Behind { path: PathBuf, version: i64 },
+    Behind { path: String, version: i64 },
     /// The database was migrated by a newer keywatch: an older one must not run on it.
     #[error("the database was upgraded by a newer keywatch (migration {version}, unknown to this version): run that version or newer, or restore a backup taken before the upgrade")]
     Newer { version: i64 },
@@ -137,6 +144,15 @@ impl From<sqlx::Error> for StoreError {
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// PostgreSQL's migrations: the same schema in intent (see the baseline's header).
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+fn migrator(backend: Backend) -> &'static sqlx::migrate::Migrator {
+    match backend {
+        Backend::Sqlite => &MIGRATOR,
+        Backend::Postgres => &PG_MIGRATOR,
+    }
+}
 
 /// The database handle; cheap to clone.
 #[derive(Debug, Clone)]
@@ -163,11 +179,7 @@ impl Store {
             return Err(StoreError::Newer { version });
         }
         MIGRATOR.run(&pool).await?;
-        Ok(Self {
-            db,
-            watchers: watch::Watchers::default(),
-            days: None,
-        })
+        Ok(Self::on(db))
     }
 
     /// Opens an existing database for the CLI's commands other than `run`: never creates a file
@@ -188,16 +200,12 @@ impl Store {
             Schema::Behind(version) => {
                 db.close().await;
                 return Err(StoreError::Behind {
-                    path: path.to_path_buf(),
+                    path: path.display().to_string(),
                     version,
                 });
             }
         }
-        Ok(Self {
-            db,
-            watchers: watch::Watchers::default(),
-            days: None,
-        })
+        Ok(Self::on(db))
     }
 
     async fn pool(
@@ -283,7 +291,7 @@ async fn schema(db: &Db) -> Result<Schema, StoreError> {
     } else {
         Vec::new()
     };
-    let ours: Vec<i64> = MIGRATOR
+    let ours: Vec<i64> = migrator(db.backend())
         .iter()
         .filter(|m| !m.migration_type.is_down_migration())
         .map(|m| m.version)

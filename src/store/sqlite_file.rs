@@ -47,7 +47,7 @@ impl InstanceLock {
             .write(true)
             .open(&lock)
             .map_err(|e| StoreError::Foreign {
-                path: lock.clone(),
+                path: lock.display().to_string(),
                 reason: format!("cannot be created or opened ({e})"),
             })?;
         match file.try_lock() {
@@ -57,7 +57,7 @@ impl InstanceLock {
                 lock,
             }),
             Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Foreign {
-                path: lock,
+                path: lock.display().to_string(),
                 reason: format!("cannot be locked ({e})"),
             }),
         }
@@ -70,7 +70,7 @@ impl InstanceLock {
 pub(super) async fn check_is_ours(path: &Path) -> Result<(), StoreError> {
     use std::io::Read;
     let foreign = |reason: String| StoreError::Foreign {
-        path: path.to_path_buf(),
+        path: path.display().to_string(),
         reason,
     };
     let mut head = [0u8; 16];
@@ -103,7 +103,7 @@ pub(super) async fn check_is_ours(path: &Path) -> Result<(), StoreError> {
 async fn check_tables(path: &Path) -> Result<(), StoreError> {
     use sqlx::{ConnectOptions, Connection};
     let unreadable = |e: sqlx::Error| StoreError::Foreign {
-        path: path.to_path_buf(),
+        path: path.display().to_string(),
         reason: format!("cannot be read as a database ({e})"),
     };
     let mut conn = SqliteConnectOptions::new()
@@ -133,7 +133,7 @@ async fn check_tables(path: &Path) -> Result<(), StoreError> {
         listed.push_str(", …");
     }
     Err(StoreError::Foreign {
-        path: path.to_path_buf(),
+        path: path.display().to_string(),
         reason: format!("is another application's database (tables: {listed})"),
     })
 }

@@ -28,7 +28,7 @@ const DAY: i64 = 86_400;
 /// A poller for the app's only source, as `keywatch run` builds it, on its own store.
 async fn poller(app: &TestApp) -> (Poller, Store, Config) {
     let config = app.config();
-    let store = Store::open(&config.database).await.unwrap();
+    let store = Store::connect(&config.storage).await.unwrap();
     let poller = Poller::new(
         &config.sources[0],
         &config.poll,
@@ -419,7 +419,7 @@ async fn provider_costs_and_sent_digests_are_pruned_with_their_retention() {
     );
     std::fs::write(&app.config_path, text).unwrap();
     let config = app.config();
-    let store = Store::open(&config.database).await.unwrap();
+    let store = Store::connect(&config.storage).await.unwrap();
     let now = Utc::now().timestamp();
     let today = now.div_euclid(DAY) * DAY;
     let line = |usd: f64| keywatch::providers::CostLine {

@@ -30,7 +30,7 @@ async fn usage_older_than_its_retention_is_pruned_and_recent_usage_is_kept() {
     );
     std::fs::write(&app.config_path, text).unwrap();
     let config = app.config();
-    let store = Store::open(&config.database).await.unwrap();
+    let store = Store::connect(&config.storage).await.unwrap();
     let old: Vec<_> = (0..12_000)
         .map(|i| {
             record(

@@ -80,7 +80,7 @@ pub async fn replay(corpus: Arc<Corpus>, extra: &str, from: i64, to: i64) -> Res
         &env,
     )
     .map_err(|e| e.to_string())?;
-    let store = Store::open(&config.database)
+    let store = Store::connect(&config.storage)
         .await
         .expect("the store opens");
     store
@@ -153,7 +153,7 @@ pub async fn replay(corpus: Arc<Corpus>, extra: &str, from: i64, to: i64) -> Res
     let db_bytes = ["", "-wal"]
         .iter()
         .filter_map(|s| {
-            std::fs::metadata(format!("{}{s}", config.database.display()))
+            std::fs::metadata(format!("{}{s}", config.storage.describe()))
                 .ok()
                 .map(|m| m.len())
         })

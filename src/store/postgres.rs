@@ -1,0 +1,125 @@
+//! Opening a store from the checked `[storage]` section: a SQLite file, or a PostgreSQL
+//! database several replicas share (#21).
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+use super::db::Db;
+use super::{migrator, schema, watch, Backend, Schema, Store, StoreError};
+use crate::config::{PostgresStorage, Storage};
+
+/// How long a transaction may sit idle before the server ends its session: a stuck replica
+/// must not hold row locks (a takeover waits on them) for longer than this.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(15);
+
+impl Store {
+    /// Opens the configured storage for `keywatch run`: creates a SQLite file if needed, and
+    /// runs pending migrations on either backend (PostgreSQL's migrator holds an advisory lock,
+    /// so replicas starting together migrate once).
+    pub async fn connect(storage: &Storage) -> Result<Self, StoreError> {
+        match storage {
+            Storage::Sqlite { path, max_bytes } => Self::open_limited(path, *max_bytes).await,
+            Storage::Postgres(pg) => {
+                let pool = pg_pool(pg, 8).await?;
+                let db = Db::Postgres(pool.clone());
+                check_is_ours(&pool, &pg.url).await?;
+                if let Schema::Newer(version) = schema(&db).await? {
+                    return Err(StoreError::Newer { version });
+                }
+                migrator(Backend::Postgres).run(&pool).await?;
+                Ok(Self::on(db))
+            }
+        }
+    }
+
+    /// As [`Store::open_existing`] for the configured storage: never creates nor migrates.
+    pub async fn connect_existing(storage: &Storage) -> Result<Self, StoreError> {
+        match storage {
+            Storage::Sqlite { path, .. } => Self::open_existing(path).await,
+            Storage::Postgres(pg) => {
+                let pool = pg_pool(pg, 4).await?;
+                let db = Db::Postgres(pool.clone());
+                check_is_ours(&pool, &pg.url).await?;
+                match schema(&db).await? {
+                    Schema::Current => {}
+                    Schema::Newer(version) => tracing::warn!(
+                        version,
+                        "the database was upgraded by a newer keywatch; reading it as this version knows it"
+                    ),
+                    Schema::Behind(version) => {
+                        db.close().await;
+                        return Err(StoreError::Behind {
+                            path: pg.url.clone(),
+                            version,
+                        });
+                    }
+                }
+                Ok(Self::on(db))
+            }
+        }
+    }
+
+    pub(super) fn on(db: Db) -> Self {
+        Self {
+            db,
+            watchers: watch::Watchers::default(),
+            days: None,
+        }
+    }
+
+    /// The PostgreSQL pool, for the leader lease and the tests.
+    #[doc(hidden)]
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.db {
+            Db::Postgres(p) => Some(p),
+            Db::Sqlite(_) => None,
+        }
+    }
+}
+
+/// A pool of at most `max` connections to the configured database.
+pub async fn pg_pool(pg: &PostgresStorage, max: u32) -> Result<PgPool, StoreError> {
+    let open_err = |source| StoreError::OpenPostgres {
+        url: pg.url.clone(),
+        source,
+    };
+    let idle = IDLE_IN_TRANSACTION.as_millis().to_string();
+    let options = pg
+        .connect_options()
+        .map_err(open_err)?
+        .options([("idle_in_transaction_session_timeout", idle.as_str())]);
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(open_err)
+}
+
+/// Refuses a database that holds another application's tables (and no keywatch migrations):
+/// keywatch never writes into it.
+async fn check_is_ours(pool: &PgPool, url: &str) -> Result<(), StoreError> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    if tables.is_empty() || tables.iter().any(|t| t == "_sqlx_migrations") {
+        return Ok(());
+    }
+    let mut listed = tables
+        .iter()
+        .take(5)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if tables.len() > 5 {
+        listed.push_str(", …");
+    }
+    Err(StoreError::Foreign {
+        path: url.to_owned(),
+        reason: format!("is another application's database (tables: {listed})"),
+    })
+}
