@@ -50,7 +50,7 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         let cancel = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(keywatch::http::serve(listener, store.clone(), Arc::clone(&config), cancel.clone()));
+        tokio::spawn(keywatch::http::serve(listener, store.clone(), Arc::clone(&config), None, cancel.clone()));
         let client = reqwest::Client::new();
         let (median, max) = timed(&client, &url, "spend-per-day").await;
         println!(

@@ -12,10 +12,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::alerts::evaluate;
 use crate::config::Config;
+use crate::lease::Leadership;
 use crate::notify::{Mode, Outbox};
 use crate::poller::{PollOutcome, Poller};
+use crate::replica::Replica;
 use crate::store::Store;
-use crate::tasks::{DeliverTask, DetectTask, PollTask, RetentionTask, Signals, WatchdogTask};
+use crate::tasks::{LeadTask, LeaderWork, WatchdogTask};
 
 /// How long shutdown waits for the tasks to finish their current step (a poll page's write, a
 /// delivery); well inside the unit's TimeoutStopSec and the 10 s the operator expects.
@@ -27,7 +29,6 @@ pub struct App {
     config: Arc<Config>,
     store: Store,
     pollers: Vec<Arc<Poller>>,
-    interval: Duration,
 }
 
 /// What `run --once` did.
@@ -96,7 +97,6 @@ impl App {
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             _lock: lock,
-            interval: config.poll.interval.0,
             config,
             store,
             pollers,
@@ -170,6 +170,14 @@ impl App {
         crate::metrics::handle();
         crate::metrics::preset(&self.store, &self.config).await;
         let tracker = TaskTracker::new();
+        // The elector outlives the leader's tasks: it releases the lease only after they
+        // stopped, so a follower never starts while this process still writes.
+        let lease_cancel = CancellationToken::new();
+        let lease_tracker = TaskTracker::new();
+        let replica = Replica::start(&self.config, &lease_tracker, &lease_cancel)
+            .await
+            .context("starting the leader election")?;
+        lease_tracker.close();
         if let Some(http) = &self.config.http {
             let listener = tokio::net::TcpListener::bind(http.listen)
                 .await
@@ -177,35 +185,51 @@ impl App {
             tracing::info!(listen = %http.listen, "serving /healthz, /readyz and /metrics");
             let (store, config, cancel) =
                 (self.store.clone(), Arc::clone(&self.config), cancel.clone());
+            let replica = replica.clone();
             tracker.spawn(async move {
-                if let Err(e) = crate::http::serve(listener, store, config, cancel.clone()).await {
+                if let Err(e) =
+                    crate::http::serve(listener, store, config, replica, cancel.clone()).await
+                {
                     tracing::error!(error = %e, "the HTTP endpoint failed; stopping");
                     cancel.cancel();
                 }
             });
         }
-        let signals = Signals::default();
-        let (first_polls, mut first_polls_done) =
-            tokio::sync::mpsc::channel(self.pollers.len().max(1));
-        for poller in &self.pollers {
-            let task = PollTask {
-                poller: Arc::clone(poller),
-                interval: self.interval,
-                signals: signals.clone(),
-                first: Some(first_polls.clone()),
-            };
-            tracker.spawn(task.run(cancel.clone()));
-        }
-        drop(first_polls);
-        // Ready once migrations ran (App::build) and every source's first poll was attempted.
-        let mut attempted = 0;
-        while attempted < self.pollers.len() {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                got = first_polls_done.recv() => match got {
-                    Some(()) => attempted += 1,
-                    None => break,
-                },
+        let work = LeaderWork {
+            config: Arc::clone(&self.config),
+        };
+        match &replica {
+            // SQLite: this process leads for its whole life (the file lock made sure).
+            None => {
+                let mut first_polls_done = work.spawn(&tracker, &self.store, &cancel);
+                // Ready once migrations ran (App::build) and every source's first poll was
+                // attempted.
+                let mut attempted = 0;
+                while attempted < self.pollers.len() {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        got = first_polls_done.recv() => match got {
+                            Some(()) => attempted += 1,
+                            None => break,
+                        },
+                    }
+                }
+            }
+            // PostgreSQL: ready once the election has an answer; the leader's work runs while
+            // this replica holds the lease.
+            Some(r) => {
+                let mut role = r.role.clone();
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = role.wait_for(|l| *l != Leadership::Unknown) => {}
+                }
+                let lead = LeadTask {
+                    work,
+                    store: self.store.clone(),
+                    instance: r.instance.clone(),
+                    role,
+                };
+                tracker.spawn(lead.run(cancel.clone()));
             }
         }
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
@@ -214,25 +238,6 @@ impl App {
         if let Some(every) = sd_notify::watchdog_enabled() {
             tracker.spawn(WatchdogTask { every: every / 2 }.run(cancel.clone()));
         }
-        let (store, config) = (&self.store, &self.config);
-        let detect = DetectTask {
-            store: store.clone(),
-            config: Arc::clone(config),
-            signals: signals.clone(),
-        };
-        tracker.spawn(detect.run(cancel.clone()));
-        let retention = RetentionTask {
-            store: store.clone(),
-            config: Arc::clone(config),
-        };
-        tracker.spawn(retention.run(cancel.clone()));
-        let deliver = DeliverTask {
-            store: store.clone(),
-            config: Arc::clone(config),
-            outbox: Outbox::new(Arc::clone(config)),
-            signals,
-        };
-        tracker.spawn(deliver.run(cancel.clone()));
         tracker.close();
         cancel.cancelled().await;
         tracing::info!("shutting down: letting the current step finish");
@@ -242,6 +247,8 @@ impl App {
         {
             tracing::warn!(grace = ?SHUTDOWN_GRACE, "tasks did not finish in time; exiting anyway");
         }
+        lease_cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), lease_tracker.wait()).await;
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -20,6 +20,7 @@ pub mod exit;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod lease;
 pub mod metrics;
 pub mod model;
 pub mod notify;
@@ -27,6 +28,7 @@ pub mod period;
 pub mod poller;
 pub mod prices;
 pub mod providers;
+pub mod replica;
 pub mod report;
 pub mod retention;
 pub mod signals;

@@ -32,6 +32,10 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
 /// `keywatch_build_info{version} 1`.
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        "keywatch_leader",
+        "1 while this replica leads (polls, detects, contains and delivers), else 0, by instance."
+    );
     describe_counter!(
         "keywatch_polls_total",
         "Polls of a source, by outcome (ok, failed)."
@@ -189,6 +193,15 @@ pub async fn preset(store: &Store, config: &crate::config::Config) {
 }
 
 /// One finished poll of `source`.
+/// Whether this replica (`instance`) leads.
+pub fn leader(instance: &str, leading: bool) {
+    metrics::gauge!("keywatch_leader", "instance" => instance.to_owned()).set(if leading {
+        1.0
+    } else {
+        0.0
+    });
+}
+
 pub fn poll_finished(source: &str, ok: bool, seconds: f64, rows_changed: u64, now: i64) {
     let outcome = if ok { "ok" } else { "failed" };
     metrics::counter!("keywatch_polls_total", "source" => source.to_owned(), "outcome" => outcome)

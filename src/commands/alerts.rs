@@ -124,9 +124,10 @@ pub async fn silence(
         removed_at: None,
     };
     // A silence may come before the first run; an existing database is never migrated here.
-    let store = match config.storage.sqlite_path() {
-        Some(path) if !path.exists() => Store::open(path).await?,
-        _ => Store::connect_existing(&config.storage).await?,
+    let store = match Store::connect_existing(&config.storage).await {
+        // Before the first run: the database is made (and migrated) as `run` would.
+        Err(crate::store::StoreError::Missing(_)) => Store::connect(&config.storage).await?,
+        other => other?,
     };
     store.add_silence(&silence).await?;
     store.close().await;

@@ -7,6 +7,7 @@ mod guard;
 mod incident;
 mod key_page;
 mod keys_page;
+mod leadership;
 mod minutes;
 mod pages;
 mod paging;
@@ -26,6 +27,7 @@ use axum::Router;
 use chrono::Utc;
 
 use crate::config::Config;
+use crate::replica::Replica;
 use crate::store::Store;
 
 pub use serve::serve;
@@ -36,10 +38,17 @@ pub(crate) struct AppState {
     config: Arc<Config>,
     /// Made on the first sign-in or session check (see `session::key`).
     session_key: Arc<tokio::sync::OnceCell<session::SessionKey>>,
+    /// This replica, on PostgreSQL (`None` on SQLite: the one process leads).
+    replica: Option<Replica>,
 }
 
-/// The router, for the daemon and for tests.
+/// The router of a single process (SQLite), for tests.
 pub fn router(store: Store, config: Arc<Config>) -> Router {
+    router_for(store, config, None)
+}
+
+/// The router of the daemon: `replica` says who leads, on PostgreSQL.
+pub fn router_for(store: Store, config: Arc<Config>, replica: Option<Replica>) -> Router {
     // Every overview, budget list and key list sums the same days of spend per key: kept in
     // memory, they are read again only where usage was written since (#16).
     let store = store.with_day_cache();
@@ -47,6 +56,7 @@ pub fn router(store: Store, config: Arc<Config>) -> Router {
         store,
         config,
         session_key: Arc::default(),
+        replica,
     };
     let protected = Router::new()
         .route("/readyz", get(readyz))
@@ -80,8 +90,10 @@ pub fn router(store: Store, config: Arc<Config>) -> Router {
 }
 
 /// 200 when every source was polled successfully within 3 poll intervals, else 503 naming the
-/// stale sources.
+/// stale sources. On PostgreSQL also 503 while no replica holds a live lease; the body names
+/// the leader, since when, and this replica's part.
 async fn readyz(State(state): State<AppState>) -> Response {
+    let (lead, lead_ok) = leadership::describe(&state).await;
     let now = Utc::now().timestamp();
     let interval = state.config.poll.interval.0.as_secs() as i64;
     let width = state.config.poll.bucket_width.seconds();
@@ -100,12 +112,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
             Err(e) => stale.push(format!("{}: cannot read poll state: {e}", source.name)),
         }
     }
-    if stale.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
+    if stale.is_empty() && lead_ok {
+        (StatusCode::OK, format!("ready\n{lead}")).into_response()
     } else {
+        if !lead_ok {
+            stale.push("no replica holds the leader lease".to_owned());
+        }
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n", stale.join("; ")),
+            format!("not ready: {}\n{lead}", stale.join("; ")),
         )
             .into_response()
     }

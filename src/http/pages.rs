@@ -64,7 +64,7 @@ pub(super) fn page(state: &AppState, title: &str, body: &str) -> Response {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} — keywatch</title><style>{CSS}</style>\
          <script src=\"/assets/keywatch.js\" defer></script></head><body data-refresh=\"{}\">\
-         <nav><b>keywatch</b> <a href=\"/\">Overview</a> <a href=\"/keys\">Keys</a> <a href=\"/alerts\">Alerts</a> <a href=\"/reports\">Reports</a>{}</nav>\
+         <nav><b>keywatch</b> <a href=\"/\">Overview</a> <a href=\"/keys\">Keys</a> <a href=\"/alerts\">Alerts</a> <a href=\"/reports\">Reports</a>{}{}</nav>\
          <main><h1>{}</h1>{body}</main></body></html>",
         esc(title),
         // Pages with live data refresh in place every minute (assets/keywatch.js).
@@ -74,6 +74,9 @@ pub(super) fn page(state: &AppState, title: &str, body: &str) -> Response {
         } else {
             ""
         },
+        super::leadership::banner(state)
+            .map(|b| format!(" <small class=\"replica\">{}</small>", esc(&b)))
+            .unwrap_or_default(),
         esc(title)
     ))
     .into_response();

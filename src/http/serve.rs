@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::replica::Replica;
 use crate::store::Store;
 
 /// Descriptors kept free of HTTP connections for the database, the pollers and notifiers.
@@ -49,6 +50,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Store,
     config: Arc<Config>,
+    replica: Option<Replica>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     let (configured, idle) = config.http.as_ref().map_or(
@@ -68,7 +70,7 @@ pub async fn serve(
             "http.max_connections lowered to keep descriptors for the database and the pollers; raise the descriptor limit (LimitNOFILE=) to serve more"
         );
     }
-    let app = super::router(store, config);
+    let app = super::router_for(store, config, replica);
     let slots = Arc::new(Semaphore::new(cap));
     let graceful = GracefulShutdown::new();
     let mut http1 = hyper::server::conn::http1::Builder::new();

@@ -84,7 +84,7 @@ impl Store {
             .chars()
             .take(ANSWER_CHARS)
             .collect();
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         let id: i64 = on_tx!(&mut tx, |e| sqlx::query_scalar(
             "INSERT INTO key_actions (at, source, key_id, action, result, by, reason, alert_id,
                 policy, answer, temporary)
@@ -156,7 +156,8 @@ impl Store {
         let ids = serde_json::to_string(alert_ids).unwrap_or_else(|_| "[]".to_owned());
         let rows: Vec<KeyAction> = on!(self.db, |e| sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM key_actions
-             WHERE alert_id IN (SELECT value FROM json_each($1)) ORDER BY at, id"
+             WHERE alert_id IN {} ORDER BY at, id",
+            self.db.backend().json_text_list(1)
         ))
         .bind(ids)
         .fetch_all(e)

@@ -180,7 +180,7 @@ impl Store {
         routes: &[Route],
         now: i64,
     ) -> Result<Vec<StateChange>, StoreError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         let mut made = Vec::new();
         for change in changes {
             match change {
@@ -297,7 +297,7 @@ impl Store {
     /// Every silence ever added, newest first.
     /// Whether an active silence covers `a` at `now` (its notifications are held back).
     pub async fn is_silenced(&self, a: &Alert, now: i64) -> Result<bool, StoreError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         let hit = silenced(&mut tx, a, now).await?;
         tx.rollback().await?;
         Ok(hit)
@@ -435,7 +435,7 @@ async fn escalate(tx: &mut Tx, a: &Alert, now: i64) -> Result<Option<Alert>, Sto
 
 pub(super) async fn silenced(tx: &mut Tx, a: &Alert, now: i64) -> Result<bool, StoreError> {
     let hit: Option<i64> = on_tx!(tx, |e| sqlx::query_scalar(
-        "SELECT 1 FROM silences
+        "SELECT CAST(1 AS BIGINT) FROM silences
          WHERE removed_at IS NULL AND expires_at > $1
            AND (key_id IS NULL OR key_id = $2) AND (rule IS NULL OR rule = $3)
          LIMIT 1",

@@ -172,18 +172,22 @@ impl BatchRollup {
             return Ok(false);
         };
         let keys = serde_json::to_string(&self.keys.names).unwrap_or_default();
-        Ok(on_tx!(tx, |e| sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM json_each($3) k CROSS JOIN usage_buckets u
+        let backend = tx.backend();
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {} {} usage_buckets u
                  ON u.source = $1 AND u.key_id = k.value AND u.bucket_width = $2
                 AND u.bucket_start >= $4 AND u.bucket_start <= $5)",
-        )
-        .bind(&self.source)
-        .bind(self.width_secs)
-        .bind(keys)
-        .bind(first)
-        .bind(last)
-        .fetch_one(e)
-        .await)?)
+            backend.json_texts(3, "k"),
+            backend.driving_join()
+        );
+        Ok(on_tx!(tx, |e| sqlx::query_scalar(&sql)
+            .bind(&self.source)
+            .bind(self.width_secs)
+            .bind(keys)
+            .bind(first)
+            .bind(last)
+            .fetch_one(e)
+            .await)?)
     }
 
     /// Adds the sums to `usage_daily` and starts again from none.

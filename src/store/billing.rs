@@ -63,7 +63,7 @@ impl Store {
         cursor: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         for CostDay {
             day,
             per_key: rows,
@@ -87,18 +87,36 @@ impl Store {
                 .await
                 .map(|r| r.rows_affected()))?;
             }
-            for chunk in lines.chunks(100) {
+            // Lines of one (workspace, cost type, model) summed in the order served: one row
+            // each, as PostgreSQL's upsert must not meet a row twice in one statement.
+            let mut summed: Vec<(String, &str, String, f64)> = Vec::new();
+            let mut at: HashMap<(String, &str, String), usize> = HashMap::new();
+            for l in lines {
+                let id = (
+                    l.workspace_id.clone().unwrap_or_default(),
+                    l.cost_type.as_str(),
+                    l.model.clone().unwrap_or_default(),
+                );
+                match at.get(&id) {
+                    Some(&i) => summed[i].3 += l.usd,
+                    None => {
+                        at.insert(id.clone(), summed.len());
+                        summed.push((id.0, id.1, id.2, l.usd));
+                    }
+                }
+            }
+            for chunk in summed.chunks(100) {
                 let mut qb: Builder = Builder::new(
                     "INSERT INTO provider_costs (source, day_start, workspace_id, cost_type, model,
                         amount_usd, updated_at) ",
                 );
-                qb.push_values(chunk, |mut b, l| {
+                qb.push_values(chunk, |mut b, (workspace, cost_type, model, usd)| {
                     b.push_bind(source)
                         .push_bind(day)
-                        .push_bind(l.workspace_id.clone().unwrap_or_default())
-                        .push_bind(&l.cost_type)
-                        .push_bind(l.model.clone().unwrap_or_default())
-                        .push_bind(l.usd)
+                        .push_bind(workspace.as_str())
+                        .push_bind(*cost_type)
+                        .push_bind(model.as_str())
+                        .push_bind(*usd)
                         .push_bind(now);
                 });
                 qb.push(
@@ -215,11 +233,9 @@ impl Store {
             Some(sums) => sums,
             None => {
                 let rows: Vec<KeySpend> = on!(self.db, |e| {
-                    sqlx::query_as(
-                    "SELECT source, key_id, SUM(COALESCE(cost_usd, 0.0)) AS usd FROM usage_buckets
+                    sqlx::query_as(&self.db.backend().real_sums("SELECT source, key_id, SUM_REAL(COALESCE(cost_usd, 0.0)) AS usd FROM usage_buckets
                      WHERE bucket_width = $1 AND bucket_start >= $2 AND bucket_start < $3
-                     GROUP BY source, key_id",
-                )
+                     GROUP BY source, key_id"))
                 .bind(width_secs)
                 .bind(from)
                 .bind(to)
@@ -251,11 +267,9 @@ impl Store {
         let first = days.iter().map(|d| d.1).min().unwrap_or(from);
         let last = days.iter().map(|d| d.1).max().unwrap_or(from);
         let on_days: Vec<KeyDay> = on!(self.db, |e| {
-            sqlx::query_as(
-            "SELECT source, key_id, day * 86400 AS day_start, SUM(cost_usd) AS usd FROM usage_daily
+            sqlx::query_as(&self.db.backend().real_sums("SELECT source, key_id, day * 86400 AS day_start, SUM_REAL(cost_usd) AS usd FROM usage_daily
              WHERE zone = 'UTC' AND bucket_width = $1 AND day >= $2 AND day <= $3 AND buckets > 0
-             GROUP BY source, key_id, day",
-        )
+             GROUP BY source, key_id, day"))
         .bind(width_secs)
         .bind(first.div_euclid(86_400))
         .bind(last.div_euclid(86_400))

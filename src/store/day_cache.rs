@@ -215,8 +215,10 @@ async fn read_days(
     lo: i64,
     hi: i64,
 ) -> Result<(), StoreError> {
+    let backend = store.db.backend();
     let sql = packed(
-        &format!("day, source, key_id, model, {}", real("cost_usd")),
+        backend,
+        &format!("day, source, key_id, model, {}", real(backend, "cost_usd")),
         "SELECT day, source, key_id, model, cost_usd FROM usage_daily
          WHERE zone = $1 AND bucket_width = $2 AND day >= $3 AND day < $4 AND buckets > 0",
     );

@@ -57,6 +57,7 @@ impl Type<Postgres> for Count {
         <i64 as Type<Postgres>>::compatible(ty)
             || <i32 as Type<Postgres>>::compatible(ty)
             || <f64 as Type<Postgres>>::compatible(ty)
+            || ty.name() == "NUMERIC"
     }
 }
 
@@ -75,8 +76,53 @@ impl<'r> Decode<'r, Postgres> for Count {
         if <f64 as Type<Postgres>>::compatible(&ty) {
             return Ok(Self(Some(<f64 as Decode<Postgres>>::decode(value)? as i64)));
         }
+        if ty.name() == "NUMERIC" {
+            // PostgreSQL's SUM() of BIGINT: a NUMERIC, saturated to i64 like an overflow.
+            return Ok(Self(Some(numeric_to_i64(&value)?)));
+        }
         Err(format!("a count column of type {} (expected BIGINT)", ty.name()).into())
     }
+}
+
+/// A NUMERIC's integer part, saturated to `i64` (NaN as 0). Binary format: ndigits, weight,
+/// sign, dscale (i16 each), then ndigits base-10,000 digits, the first worth 10000^weight.
+fn numeric_to_i64(value: &PgValueRef<'_>) -> Result<i64, BoxDynError> {
+    if value.format() == sqlx::postgres::PgValueFormat::Text {
+        let text = value.as_str()?;
+        let int = text.split('.').next().unwrap_or("0");
+        return Ok(int.parse::<i64>().unwrap_or(if int.starts_with('-') {
+            i64::MIN
+        } else {
+            i64::MAX
+        }));
+    }
+    let b = value.as_bytes()?;
+    let word = |i: usize| -> Result<i16, BoxDynError> {
+        b.get(2 * i..2 * i + 2)
+            .map(|w| i16::from_be_bytes([w[0], w[1]]))
+            .ok_or_else(|| "a truncated NUMERIC".into())
+    };
+    let (ndigits, weight, sign) = (word(0)?, word(1)?, word(2)? as u16);
+    if sign == 0xC000 {
+        return Ok(0);
+    }
+    let mut total: i128 = 0;
+    for i in 0..ndigits.max(0) {
+        let place = i32::from(weight) - i32::from(i);
+        if place < 0 {
+            break;
+        }
+        if place > 5 {
+            total = i128::MAX;
+            break;
+        }
+        total =
+            total.saturating_add(i128::from(word(4 + i as usize)?) * 10_000_i128.pow(place as u32));
+    }
+    if sign == 0x4000 {
+        total = -total;
+    }
+    Ok(total.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
 }
 
 /// A count in a packed JSON row (see `packed`), read as [`Count`] reads a column: an integer,

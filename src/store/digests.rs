@@ -45,7 +45,7 @@ impl Store {
     /// Queues a digest for its notifiers in one transaction; a period already queued is left
     /// alone (never sent twice).
     pub async fn queue_digest(&self, sends: &[DigestSend], now: i64) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         for s in sends {
             on_tx!(&mut tx, |e| {
                 sqlx::query(

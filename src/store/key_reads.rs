@@ -78,7 +78,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let found: Option<i64> = on!(self.db, |e| {
             sqlx::query_scalar(
-            "SELECT 1 FROM usage_buckets WHERE key_id = $1 AND ($2 IS NULL OR source = $3) LIMIT 1",
+            "SELECT CAST(1 AS BIGINT) FROM usage_buckets WHERE key_id = $1 AND ($2 IS NULL OR source = $3) LIMIT 1",
         )
         .bind(key_id)
         .bind(source)
@@ -98,13 +98,18 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<KeyBucket>, StoreError> {
+        let backend = self.db.backend();
+        let row = format!(
+            "bucket_start || ',' || {} || ',' || {} || ',' || CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END",
+            backend.round_int("COALESCE(cost_usd, 0.0) * 1e9"),
+            tokens::total("")
+        );
         let sql = format!(
-            "SELECT group_concat(bucket_start || ',' || CAST(ROUND(COALESCE(cost_usd, 0.0) * 1e9) AS BIGINT)
-                    || ',' || {} || ',' || (cost_usd IS NULL), ';')
+            "SELECT {}
              FROM usage_buckets
              WHERE key_id = $1 AND ($2 IS NULL OR source = $3) AND bucket_width = $4
                AND bucket_start >= $5 AND bucket_start < $6",
-            tokens::total("")
+            backend.string_agg(&row, ";")
         );
         let packed: Option<String> = on!(self.db, |e| sqlx::query_scalar(&sql)
             .bind(key_id)

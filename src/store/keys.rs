@@ -2,7 +2,7 @@
 
 use super::db::{on, on_tx, Builder, Tx};
 use super::packed::{packed, packed_in_order, unpack};
-use super::{tokens, Store, StoreError};
+use super::{tokens, Backend, Store, StoreError};
 use crate::providers::ApiKey;
 
 /// A key as stored: a row of `api_keys`.
@@ -39,7 +39,7 @@ impl Store {
         keys: &[ApiKey],
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         for chunk in keys.chunks(100) {
             let mut qb: Builder = Builder::new(
                 "INSERT INTO api_keys (source, key_id, name, status, created_at, expires_at,
@@ -82,18 +82,19 @@ impl Store {
         } else {
             let listed =
                 serde_json::Value::from(keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>());
-            on_tx!(&mut tx, |e| {
-                sqlx::query(
+            let sql = format!(
                 "UPDATE api_keys SET status = 'deleted', status_changed_at = $1, in_inventory = FALSE
-                 WHERE source = $2 AND in_inventory
-                   AND key_id NOT IN (SELECT value FROM json_each($3))",
-            )
-            .bind(now)
-            .bind(source)
-            .bind(listed.to_string())
-            .execute(e)
-            .await
-.map(|r| r.rows_affected())
+                 WHERE source = $2 AND in_inventory AND key_id NOT IN {}",
+                self.db.backend().json_text_list(3)
+            );
+            on_tx!(&mut tx, |e| {
+                sqlx::query(&sql)
+                    .bind(now)
+                    .bind(source)
+                    .bind(listed.to_string())
+                    .execute(e)
+                    .await
+                    .map(|r| r.rows_affected())
             })?;
         }
         tx.commit().await?;
@@ -125,11 +126,17 @@ impl Store {
     /// Every stored key, by source and id.
     pub async fn all_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         // A row per key: read packed (see `packed`); the fields in KEY_COLUMNS' order.
-        let columns = KEY_COLUMNS.replace(
-            "in_inventory",
-            "json(CASE WHEN in_inventory THEN 'true' ELSE 'false' END)",
-        );
+        let backend = self.db.backend();
+        let columns = match backend {
+            Backend::Sqlite => KEY_COLUMNS.replace(
+                "in_inventory",
+                "json(CASE WHEN in_inventory THEN 'true' ELSE 'false' END)",
+            ),
+            // A BOOLEAN column is a JSON boolean already.
+            Backend::Postgres => KEY_COLUMNS.to_owned(),
+        };
         let sql = packed_in_order(
+            backend,
             &columns,
             &format!("SELECT {KEY_COLUMNS} FROM api_keys"),
             "source, key_id",
@@ -184,13 +191,19 @@ impl Store {
             .iter()
             .map(|w| newest(w.seconds()))
             .collect();
-        // MAX with two or more arguments is SQLite's scalar max (-1: no usage at that width).
+        // The scalar max of -1 (no usage at that width) and each width's newest bucket.
         // A row per key: read packed (see `packed`).
+        let backend = self.db.backend();
+        let max = match backend {
+            Backend::Sqlite => "MAX",
+            Backend::Postgres => "GREATEST",
+        };
         let sql = packed(
+            backend,
             "source, key_id, bucket_start",
             &format!(
                 "SELECT source, key_id, bucket_start FROM (
-                     SELECT k.source AS source, k.key_id AS key_id, MAX(-1, {}) AS bucket_start
+                     SELECT k.source AS source, k.key_id AS key_id, {max}(-1, {}) AS bucket_start
                      FROM api_keys k) AS newest
                  WHERE bucket_start >= 0",
                 widths.join(", ")

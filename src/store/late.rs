@@ -22,12 +22,14 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<DayUsage>, StoreError> {
+        let backend = self.db.backend();
         let sql = format!(
-            "SELECT bucket_start / 86400 * 86400 AS day, TOTAL(cost_usd), TOTAL({})
+            "SELECT bucket_start / 86400 * 86400 AS day, {}, {}
              FROM usage_buckets
              WHERE source = $1 AND bucket_width = $2 AND bucket_start >= $3 AND bucket_start < $4
              GROUP BY day ORDER BY day",
-            tokens::total("")
+            backend.total("cost_usd"),
+            backend.total(&tokens::total(""))
         );
         let rows: Vec<(i64, f64, f64)> = on!(self.db, |e| sqlx::query_as(&sql)
             .bind(source)
@@ -54,7 +56,7 @@ impl Store {
         days: &[DayUsage],
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         for d in days {
             on_tx!(&mut tx, |e| sqlx::query(
                 "INSERT INTO late_usage (source, day_start, usd, tokens, updated_at)

@@ -10,6 +10,7 @@ mod day_sums;
 mod db;
 mod decode;
 mod deliveries;
+mod dialect;
 mod digests;
 mod key_reads;
 mod keys;
@@ -54,6 +55,7 @@ pub use keys::StoredKey;
 pub use late::{changed_days, DayUsage};
 pub use points::Points;
 pub use poll_state::{usage_stream, PollState, COSTS_STREAM, KEYS_STREAM};
+pub use postgres::pg_pool;
 pub use prune::Pruned;
 pub use rollup::{local_midnight_day, zone_offsets, DaySpend, TopSpend};
 pub use samples::KeySeries;
@@ -82,7 +84,7 @@ pub enum StoreError {
         source: sqlx::Error,
     },
     #[error("no database at {0}: run `keywatch run --once` first, or check storage.url")]
-    Missing(PathBuf),
+    Missing(String),
     /// The file at `storage.url` is not keywatch's: keywatch never writes to it.
     #[error("{path} {reason}; keywatch leaves it untouched: point storage.url at another file, or move this one away (restore a backup if it was keywatch's)")]
     Foreign { path: String, reason: String },
@@ -110,6 +112,9 @@ pub enum StoreError {
         column: &'static str,
         value: String,
     },
+    /// A fenced write found that this replica no longer leads: nothing was written.
+    #[error("this replica ({instance}) no longer holds the leader lease (epoch {epoch}): nothing of this write was stored; the new leader carries on")]
+    NotLeader { instance: String, epoch: i64 },
     #[error("database error: {0}")]
     Sqlx(sqlx::Error),
 }
@@ -161,6 +166,16 @@ pub struct Store {
     watchers: watch::Watchers,
     /// Spend per key and local day kept in memory ([`Store::with_day_cache`]).
     days: Option<std::sync::Arc<day_cache::DaySpendCache>>,
+    /// Set on the leader's store (PostgreSQL): every write transaction first checks that this
+    /// replica still holds the lease with this epoch ([`crate::lease::fence`]).
+    fence: Option<std::sync::Arc<Fence>>,
+}
+
+/// The lease a leader's writes are fenced with.
+#[derive(Debug)]
+struct Fence {
+    instance: String,
+    epoch: i64,
 }
 
 impl Store {
@@ -187,7 +202,7 @@ impl Store {
     /// daemon from starting again). A database behind this keywatch is refused with what to do.
     pub async fn open_existing(path: &Path) -> Result<Self, StoreError> {
         if !path.exists() {
-            return Err(StoreError::Missing(path.to_path_buf()));
+            return Err(StoreError::Missing(path.display().to_string()));
         }
         sqlite_file::check_is_ours(path).await?;
         let db = Db::Sqlite(Self::pool(path, false, None).await?);
@@ -235,6 +250,33 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(open_err)
+    }
+
+    /// This store with every write transaction fenced by the lease `(instance, epoch)`: once
+    /// another replica has taken the lease, writes fail with [`StoreError::NotLeader`] and the
+    /// takeover waits for a fenced write in flight to commit. No effect on SQLite.
+    pub fn fenced(&self, instance: &str, epoch: i64) -> Store {
+        let mut store = self.clone();
+        store.fence = Some(std::sync::Arc::new(Fence {
+            instance: instance.to_owned(),
+            epoch,
+        }));
+        store
+    }
+
+    /// Begins a write transaction, fenced when this is a leader's store.
+    pub(crate) async fn begin(&self) -> Result<db::Tx, StoreError> {
+        let mut tx = self.db.begin().await?;
+        if let (Some(f), db::Tx::Postgres(t)) = (&self.fence, &mut tx) {
+            if !crate::lease::fence(&mut **t, &f.instance, f.epoch).await? {
+                let _ = tx.rollback().await;
+                return Err(StoreError::NotLeader {
+                    instance: f.instance.clone(),
+                    epoch: f.epoch,
+                });
+            }
+        }
+        Ok(tx)
     }
 
     /// Which database engine this store runs on.

@@ -7,26 +7,44 @@
 
 use serde::{Deserialize, Deserializer};
 
-use super::StoreError;
+use super::{Backend, StoreError};
 
 /// `query`'s rows as one JSON array of arrays of `columns` (expressions over `query`'s
 /// columns, in the order of the tuple they are read into), in no particular order.
-pub(super) fn packed(columns: &str, query: &str) -> String {
-    format!("SELECT json_group_array(json_array({columns})) FROM ({query}) AS packed_rows")
+pub(super) fn packed(backend: Backend, columns: &str, query: &str) -> String {
+    match backend {
+        Backend::Sqlite => {
+            format!("SELECT json_group_array(json_array({columns})) FROM ({query}) AS packed_rows")
+        }
+        Backend::Postgres => format!(
+            "SELECT CAST(COALESCE(json_agg(json_build_array({columns})), '[]') AS TEXT)
+             FROM ({query}) AS packed_rows"
+        ),
+    }
 }
 
 /// [`packed`], the rows in `order` (SQLite does not promise to keep a subquery's ORDER BY
 /// through an aggregate; the aggregate's own ORDER BY is kept).
-pub(super) fn packed_in_order(columns: &str, query: &str, order: &str) -> String {
-    format!(
-        "SELECT json_group_array(json_array({columns}) ORDER BY {order}) FROM ({query}) AS packed_rows"
-    )
+pub(super) fn packed_in_order(backend: Backend, columns: &str, query: &str, order: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!(
+            "SELECT json_group_array(json_array({columns}) ORDER BY {order}) FROM ({query}) AS packed_rows"
+        ),
+        Backend::Postgres => format!(
+            "SELECT CAST(COALESCE(json_agg(json_build_array({columns}) ORDER BY {order}), '[]') AS TEXT)
+             FROM ({query}) AS packed_rows"
+        ),
+    }
 }
 
 /// A REAL column as text that reads back exactly (see [`Real`]). Only for values that are
 /// never NULL: SQLite prints a NULL as 0.
-pub(super) fn real(column: &str) -> String {
-    format!("printf('%!.17g', {column})")
+pub(super) fn real(backend: Backend, column: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("printf('%!.17g', {column})"),
+        // PostgreSQL 12+ prints a float8 in the shortest text that reads back exactly.
+        Backend::Postgres => format!("CAST({column} AS TEXT)"),
+    }
 }
 
 /// The rows of a [`packed`] read (their strings may borrow from `text`).
@@ -81,7 +99,8 @@ mod tests {
                 .unwrap();
         }
         let sql = packed(
-            &format!("a, {}, c", real("b")),
+            Backend::Sqlite,
+            &format!("a, {}, c", real(Backend::Sqlite, "b")),
             "SELECT * FROM t ORDER BY rowid",
         );
         let text: String = sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap();
@@ -89,7 +108,7 @@ mod tests {
         let back: Vec<(&str, f64, Option<i64>)> =
             back.iter().map(|(a, b, c)| (a.as_str(), b.0, *c)).collect();
         assert_eq!(back, rows);
-        let sql = packed_in_order("c", "SELECT * FROM t", "a DESC");
+        let sql = packed_in_order(Backend::Sqlite, "c", "SELECT * FROM t", "a DESC");
         let text: String = sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap();
         let order: Vec<(Option<i64>,)> = unpack(&text).unwrap();
         assert_eq!(
@@ -97,7 +116,7 @@ mod tests {
             [(Some(i64::MIN),), (None,), (Some(1),), (Some(i64::MAX),)]
         );
         // No rows: an empty array, not NULL.
-        let sql = packed("a", "SELECT * FROM t WHERE 0");
+        let sql = packed(Backend::Sqlite, "a", "SELECT * FROM t WHERE 0");
         let text: String = sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap();
         assert!(unpack::<(String,)>(&text).unwrap().is_empty());
     }

@@ -134,7 +134,7 @@ impl Store {
         stream: &str,
         cursor: Option<i64>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         set_cursor(&mut tx, source, stream, cursor).await?;
         tx.commit().await?;
         Ok(())

@@ -42,6 +42,15 @@ impl Store {
                 let pool = pg_pool(pg, 4).await?;
                 let db = Db::Postgres(pool.clone());
                 check_is_ours(&pool, &pg.url).await?;
+                let empty: bool =
+                    sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NULL")
+                        .fetch_one(&pool)
+                        .await?;
+                if empty {
+                    // keywatch never ran here: as a SQLite file that does not exist yet.
+                    db.close().await;
+                    return Err(StoreError::Missing(pg.url.clone()));
+                }
                 match schema(&db).await? {
                     Schema::Current => {}
                     Schema::Newer(version) => tracing::warn!(
@@ -66,6 +75,7 @@ impl Store {
             db,
             watchers: watch::Watchers::default(),
             days: None,
+            fence: None,
         }
     }
 

@@ -95,7 +95,7 @@ impl Store {
     /// Deletes up to one batch of alerts resolved before `before`, with their state changes and
     /// finished deliveries; firing alerts and pending deliveries are never pruned.
     pub async fn prune_alerts_batch(&self, before: i64) -> Result<u64, StoreError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         let ids: Vec<String> = on_tx!(&mut tx, |e| {
             sqlx::query_scalar(
             "SELECT id FROM alerts WHERE status = 'resolved' AND ends_at < $1
@@ -110,16 +110,18 @@ impl Store {
         let list = serde_json::Value::from(ids.clone()).to_string();
         for table in ["deliveries", "alert_events"] {
             on_tx!(&mut tx, |e| sqlx::query(&format!(
-                "DELETE FROM {table} WHERE alert_id IN (SELECT value FROM json_each($1))"
+                "DELETE FROM {table} WHERE alert_id IN {}",
+                self.db.backend().json_text_list(1)
             ))
             .bind(&list)
             .execute(e)
             .await
             .map(|r| r.rows_affected()))?;
         }
-        on_tx!(&mut tx, |e| sqlx::query(
-            "DELETE FROM alerts WHERE id IN (SELECT value FROM json_each($1))"
-        )
+        on_tx!(&mut tx, |e| sqlx::query(&format!(
+            "DELETE FROM alerts WHERE id IN {}",
+            self.db.backend().json_text_list(1)
+        ))
         .bind(&list)
         .execute(e)
         .await

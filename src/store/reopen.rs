@@ -20,7 +20,7 @@ impl Store {
         now: i64,
         routes: &[Route],
     ) -> Result<Vec<StateChange>, StoreError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         let rows: Vec<AlertRow> = on_tx!(&mut tx, |e| sqlx::query_as(&format!(
             "SELECT {ALERT_COLUMNS} FROM alerts WHERE status = 'resolved' AND ends_at > $1"
         ))

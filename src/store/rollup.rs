@@ -146,14 +146,14 @@ struct DayTotal {
 }
 
 /// Spend of one key per local day over `[first, end)` (local day numbers).
-const DAY_SPEND: &str = "SELECT day, source, key_id, SUM(cost_usd) AS usd FROM usage_daily
+const DAY_SPEND: &str = "SELECT day, source, key_id, SUM_REAL(cost_usd) AS usd FROM usage_daily
      WHERE zone = $1 AND bucket_width = $2 AND day >= $3 AND day < $4 AND buckets > 0";
 
 /// Spend per key over `[?3, $4)` (local day numbers). SQLite sorts the span's rows by key
 /// (460 ms for 30 days at 10,000 keys): an index by key would avoid that, but at 10,000 keys
 /// keeping it up doubled the backfill (every hour-wide page rewrote its pages in every key's
 /// place), so multi-day spans pay at read time instead.
-const KEY_SPEND: &str = "SELECT source, key_id, SUM(cost_usd) AS usd FROM usage_daily
+const KEY_SPEND: &str = "SELECT source, key_id, SUM_REAL(cost_usd) AS usd FROM usage_daily
      WHERE zone = $1 AND bucket_width = $2 AND day >= $3 AND day < $4 AND buckets > 0
      GROUP BY source, key_id";
 
@@ -161,7 +161,7 @@ const KEY_SPEND: &str = "SELECT source, key_id, SUM(cost_usd) AS usd FROM usage_
 /// so nothing is sorted (12 ms at 10,000 keys instead of 46 ms). `?4` (`?3 + 1`) is only
 /// compared with `?3`, so both queries take the same binds; a `day < $4` would let SQLite
 /// plan a range and sort again.
-const ONE_DAY_KEY_SPEND: &str = "SELECT source, key_id, SUM(cost_usd) AS usd FROM usage_daily
+const ONE_DAY_KEY_SPEND: &str = "SELECT source, key_id, SUM_REAL(cost_usd) AS usd FROM usage_daily
      WHERE zone = $1 AND bucket_width = $2 AND day = $3 AND $4 > $3 AND buckets > 0
      GROUP BY source, key_id";
 
@@ -188,9 +188,11 @@ impl Store {
             ));
         }
         let n_days = (end - first).max(0) as usize;
-        let ranked: Vec<KeyRow> = on!(self.db, |e| sqlx::query_as(&format!(
-            "SELECT source, key_id, usd AS spent FROM ({KEY_SPEND}) AS spend
+        let ranked: Vec<KeyRow> = on!(self.db, |e| sqlx::query_as(&self.db.backend().real_sums(
+            &format!(
+                "SELECT source, key_id, usd AS spent FROM ({KEY_SPEND}) AS spend
              ORDER BY spent DESC, source, key_id LIMIT $5"
+            )
         ))
         .bind(zone.name())
         .bind(width_secs)
@@ -206,10 +208,13 @@ impl Store {
             .map(|r| (r.source, r.key_id))
             .collect();
         let list = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned());
-        let per_key: Vec<DayRow> = on!(self.db, |e| sqlx::query_as(&format!(
-            "{DAY_SPEND}
-               AND (source, key_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each($5))
-             GROUP BY day, source, key_id"
+        let per_key: Vec<DayRow> = on!(self.db, |e| sqlx::query_as(&self.db.backend().real_sums(
+            &format!(
+                "{DAY_SPEND}
+               AND (source, key_id) IN (SELECT value ->> 0, value ->> 1 FROM {})
+             GROUP BY day, source, key_id",
+                self.db.backend().json_values(5, "j")
+            )
         ))
         .bind(zone.name())
         .bind(width_secs)
@@ -233,17 +238,18 @@ impl Store {
         }
         let mut other = None;
         if more {
-            let totals: Vec<DayTotal> = on!(self.db, |e| sqlx::query_as(
-                "SELECT day, SUM(cost_usd) AS usd FROM usage_daily
+            let totals: Vec<DayTotal> =
+                on!(self.db, |e| sqlx::query_as(&self.db.backend().real_sums(
+                    "SELECT day, SUM_REAL(cost_usd) AS usd FROM usage_daily
                  WHERE zone = $1 AND bucket_width = $2 AND day >= $3 AND day < $4 AND buckets > 0
-                 GROUP BY day",
-            )
-            .bind(zone.name())
-            .bind(width_secs)
-            .bind(first)
-            .bind(end)
-            .fetch_all(e)
-            .await)?;
+                 GROUP BY day"
+                ))
+                .bind(zone.name())
+                .bind(width_secs)
+                .bind(first)
+                .bind(end)
+                .fetch_all(e)
+                .await)?;
             let mut o = vec![0.0; n_days];
             for r in totals {
                 let day = (r.day - first) as usize;
@@ -276,7 +282,7 @@ impl Store {
             return Ok(added);
         }
         for &zone in zones {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             let fresh = on_tx!(&mut tx, |e| sqlx::query(
                 "INSERT INTO rollup_zones (zone) VALUES ($1) ON CONFLICT DO NOTHING"
             )
@@ -307,12 +313,13 @@ impl Store {
                 });
                 qb.execute(&mut tx).await?;
             }
-            on_tx!(&mut tx, |e| sqlx::query(&format!(
+            on_tx!(&mut tx, |e| {
+                sqlx::query(&self.db.backend().real_sums(&format!(
                 "INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, model,
                         {}, requests, requests_buckets, cost_usd, unpriced_tokens, buckets)
-                 SELECT $1, bucket_width, t / 86400 - (t % 86400 < 0) AS d, source, key_id, model,
+                 SELECT $1, bucket_width, t / 86400 - CASE WHEN t % 86400 < 0 THEN 1 ELSE 0 END AS d, source, key_id, model,
                         {}, COALESCE(SUM(requests), 0), COUNT(requests),
-                        SUM(COALESCE(cost_usd, 0.0)),
+                        SUM_REAL(COALESCE(cost_usd, 0.0)),
                         SUM(CASE WHEN cost_usd IS NULL THEN {} ELSE 0 END),
                         COUNT(*)
                  FROM (SELECT u.*, u.bucket_start + (SELECT o.offset_secs FROM zone_offsets o
@@ -323,11 +330,12 @@ impl Store {
                 tokens::list(),
                 tokens::each(|c| format!("SUM({c})"), ", "),
                 tokens::total("")
-            ))
+            )))
             .bind(zone.name())
             .execute(e)
             .await
-            .map(|r| r.rows_affected()))?;
+            .map(|r| r.rows_affected())
+            })?;
             tx.commit().await?;
             tracing::info!(
                 zone = zone.name(),
@@ -344,10 +352,11 @@ impl Store {
                     .collect::<Vec<_>>(),
             )
             .to_string();
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             for table in ["rollup_zones", "zone_offsets", "usage_daily"] {
                 on_tx!(&mut tx, |e| sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE zone NOT IN (SELECT value FROM json_each($1))"
+                    "DELETE FROM {table} WHERE zone NOT IN {}",
+                    self.db.backend().json_text_list(1)
                 ))
                 .bind(&keep)
                 .execute(e)
@@ -371,15 +380,16 @@ impl Store {
         let Some((first, end)) = self.rolled_days(zone, from, to).await? else {
             return Ok(None);
         };
-        let rows: Vec<DayRow> = on!(self.db, |e| sqlx::query_as(&format!(
-            "{DAY_SPEND} GROUP BY day, source, key_id"
-        ))
-        .bind(zone.name())
-        .bind(width_secs)
-        .bind(first)
-        .bind(end)
-        .fetch_all(e)
-        .await)?;
+        let rows: Vec<DayRow> =
+            on!(self.db, |e| sqlx::query_as(&self.db.backend().real_sums(
+                &format!("{DAY_SPEND} GROUP BY day, source, key_id")
+            ))
+            .bind(zone.name())
+            .bind(width_secs)
+            .bind(first)
+            .bind(end)
+            .fetch_all(e)
+            .await)?;
         Ok(Some(
             rows.into_iter()
                 .map(|r| DaySpend {
@@ -417,7 +427,12 @@ impl Store {
         } else {
             KEY_SPEND
         };
-        let sql = packed(&format!("source, key_id, {}", real("usd")), query);
+        let backend = self.db.backend();
+        let sql = packed(
+            backend,
+            &format!("source, key_id, {}", real(backend, "usd")),
+            &backend.real_sums(query),
+        );
         let text: String = on!(self.db, |e| sqlx::query_scalar(&sql)
             .bind(zone.name())
             .bind(width_secs)

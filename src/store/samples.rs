@@ -88,21 +88,23 @@ impl Store {
         metric: SpikeMetric,
         keys: Option<String>,
     ) -> Result<Vec<KeySeries>, StoreError> {
+        let backend = self.db.backend();
         let value = match metric {
-            SpikeMetric::Cost => {
-                "CAST(ROUND(COALESCE(u.cost_usd, 0.0) * 1e9) AS BIGINT)".to_owned()
-            }
+            SpikeMetric::Cost => backend.round_int("COALESCE(u.cost_usd, 0.0) * 1e9"),
             SpikeMetric::Tokens => tokens::total("u."),
         };
+        let (join, concat) = (
+            backend.driving_join(),
+            backend.string_agg(&format!("u.bucket_start || ',' || ({value})"), ";"),
+        );
         let scale = match metric {
             SpikeMetric::Cost => 1e-9,
             SpikeMetric::Tokens => 1.0,
         };
         let select = |driver: &str, group: &str| {
             format!(
-                "SELECT k.source AS source, k.key_id AS key_id,
-                        group_concat(u.bucket_start || ',' || ({value}), ';') AS packed
-                 FROM {driver} k CROSS JOIN usage_buckets u
+                "SELECT k.source AS source, k.key_id AS key_id, {concat} AS packed
+                 FROM {driver} k {join} usage_buckets u
                       ON u.source = k.source AND u.key_id = k.key_id
                  WHERE u.bucket_width = $1 AND u.bucket_start >= $2 AND u.bucket_start <= $3
                  GROUP BY {group}"
@@ -111,8 +113,10 @@ impl Store {
         // CROSS JOIN keeps the driver as the outer loop (SQLite does not reorder it).
         let sql = match keys {
             Some(_) => select(
-                "(SELECT json_extract(value, '$[0]') AS source,
-                         json_extract(value, '$[1]') AS key_id FROM json_each($4))",
+                &format!(
+                    "(SELECT value ->> 0 AS source, value ->> 1 AS key_id FROM {})",
+                    backend.json_values(4, "j")
+                ),
                 "k.source, k.key_id",
             ),
             None => format!(
@@ -122,7 +126,7 @@ impl Store {
                     &format!(
                         "(SELECT DISTINCT source, '{WORKBENCH_KEY_ID}' AS key_id FROM poll_state)"
                     ),
-                    "k.source"
+                    "k.source, k.key_id"
                 )
             ),
         };
@@ -130,7 +134,7 @@ impl Store {
         if (to - from) / width_secs.max(1) < ONE_ROW_BUCKETS {
             // A few buckets a key (the detection cache's reads of what changed): the row per
             // key costs more to hand over than to read, so all keys come as one row.
-            let one_row = packed("source, key_id, packed", &sql);
+            let one_row = packed(backend, "source, key_id, packed", &sql);
             let text: String = on!(self.db, |e| {
                 let mut query = sqlx::query_scalar(&one_row)
                     .bind(width_secs)
@@ -180,15 +184,18 @@ impl Store {
         width_secs: i64,
         start: i64,
     ) -> Result<Vec<(String, String, f64, i64)>, StoreError> {
+        let backend = self.db.backend();
         let sql = format!(
             "SELECT u.source AS source, u.key_id AS key_id,
-                    SUM(COALESCE(u.cost_usd, 0.0)) AS cost_usd, SUM({}) AS tokens
-             FROM api_keys k CROSS JOIN usage_buckets u
+                    {} AS cost_usd, SUM({}) AS tokens
+             FROM api_keys k {} usage_buckets u
                   ON u.source = k.source AND u.key_id = k.key_id
              WHERE k.status IN ('inactive', 'archived', 'expired', 'deleted')
                AND u.bucket_width = $1 AND u.bucket_start = $2
              GROUP BY u.source, u.key_id",
-            tokens::total("u.")
+            backend.sum_real("COALESCE(u.cost_usd, 0.0)"),
+            tokens::total("u."),
+            backend.driving_join()
         );
         let rows: Vec<KeyUsage> = on!(self.db, |e| sqlx::query_as(&sql)
             .bind(width_secs)

@@ -128,24 +128,30 @@ impl Store {
             return Ok(None);
         }
         let spans = serde_json::to_string(&days).unwrap_or_else(|_| "[]".to_owned());
+        let backend = self.db.backend();
+        // The spans, numbered from 0 in the order given.
+        let spans_table = backend.json_spans(1, "p");
         let query = format!(
             "SELECT p.key AS period, u.source AS source, u.key_id AS key_id, u.model AS model,
                     {},
                     CASE WHEN SUM(u.requests_buckets) > 0 THEN SUM(u.requests) END AS requests,
-                    SUM(u.cost_usd) AS cost_usd, SUM(u.unpriced_tokens) AS unpriced_tokens
-             FROM json_each($1) p
+                    {} AS cost_usd, SUM(u.unpriced_tokens) AS unpriced_tokens
+             FROM {spans_table}
              JOIN usage_daily u ON u.zone = $2 AND u.bucket_width = $3
-                  AND u.day >= p.value ->> 0 AND u.day < p.value ->> 1 AND u.buckets > 0
+                  AND u.day >= CAST(p.value ->> 0 AS BIGINT) AND u.day < CAST(p.value ->> 1 AS BIGINT)
+                  AND u.buckets > 0
              GROUP BY p.key, u.source, u.key_id, u.model",
-            tokens::sums("u.")
+            tokens::sums("u."),
+            backend.sum_real("u.cost_usd")
         );
         // One packed row (see `packed`): 30 days by key at 10,000 keys is 310,000 rows, which
         // sqlx handed over one by one in 1.5–2.2 s.
         let sql = packed_in_order(
+            backend,
             &format!(
                 "period, source, key_id, model, {}, requests, {}, unpriced_tokens",
                 tokens::list(),
-                real("cost_usd")
+                real(backend, "cost_usd")
             ),
             &query,
             "period, source, key_id, model",
@@ -181,9 +187,9 @@ impl Store {
             {
                 j += 1;
             }
-            let sql = format!(
+            let sql = self.db.backend().real_sums(&format!(
                 "SELECT (bucket_start - $1) / $2 + $3 AS period, source, key_id, model,
-                        {}, SUM(requests) AS requests, SUM(COALESCE(cost_usd, 0.0)) AS cost_usd,
+                        {}, SUM(requests) AS requests, SUM_REAL(COALESCE(cost_usd, 0.0)) AS cost_usd,
                         SUM(CASE WHEN cost_usd IS NULL THEN {} ELSE 0 END) AS unpriced_tokens
                  FROM usage_buckets
                  WHERE bucket_width = $4 AND bucket_start >= $1 AND bucket_start < $5
@@ -191,7 +197,7 @@ impl Store {
                  ORDER BY period, source, key_id, model",
                 tokens::sums(""),
                 tokens::total("")
-            );
+            )).into_owned();
             let rows: Vec<PeriodUsage> = on!(self.db, |e| sqlx::query_as(&sql)
                 .bind(start)
                 .bind(len)
@@ -232,27 +238,29 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<ReconcileDay>, StoreError> {
-        let estimated: Vec<DayEstimate> = on!(self.db, |e| sqlx::query_as(
+        let backend = self.db.backend();
+        let sql = format!(
             "SELECT source, (bucket_start / 86400) * 86400 AS day,
-                    SUM(COALESCE(cost_usd, 0.0)) AS estimated_usd,
-                    group_concat(DISTINCT CASE WHEN cost_usd IS NULL THEN model END)
-                        AS unpriced_models
+                    {} AS estimated_usd, {} AS unpriced_models
              FROM usage_buckets WHERE bucket_width = $1 AND bucket_start >= $2 AND bucket_start < $3
              GROUP BY source, day",
-        )
-        .bind(width_secs)
+            backend.sum_real("COALESCE(cost_usd, 0.0)"),
+            backend.string_agg_distinct("CASE WHEN cost_usd IS NULL THEN model END")
+        );
+        let estimated: Vec<DayEstimate> = on!(self.db, |e| sqlx::query_as(&sql)
+            .bind(width_secs)
+            .bind(from)
+            .bind(to)
+            .fetch_all(e)
+            .await)?;
+        let billed: Vec<DayBilled> = on!(self.db, |e| {
+            sqlx::query_as(&self.db.backend().real_sums("SELECT source, day_start, cost_type, SUM_REAL(amount_usd) AS usd FROM provider_costs
+             WHERE day_start >= $1 AND day_start < $2 GROUP BY source, day_start, cost_type"))
         .bind(from)
         .bind(to)
         .fetch_all(e)
-        .await)?;
-        let billed: Vec<DayBilled> = on!(self.db, |e| sqlx::query_as(
-            "SELECT source, day_start, cost_type, SUM(amount_usd) AS usd FROM provider_costs
-             WHERE day_start >= $1 AND day_start < $2 GROUP BY source, day_start, cost_type",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(e)
-        .await)?;
+        .await
+        })?;
         let mut days: std::collections::BTreeMap<(String, i64), ReconcileDay> = Default::default();
         for r in estimated {
             days.insert(

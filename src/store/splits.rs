@@ -52,7 +52,7 @@ impl Store {
         if !any_stored && splits.is_empty() {
             return Ok(());
         }
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         if any_stored {
             for chunk in rows.chunks(CHUNK) {
                 let mut qb: Builder = Builder::new("DELETE FROM usage_splits WHERE source = ");
@@ -105,17 +105,21 @@ impl Store {
         periods: &[(i64, i64)],
     ) -> Result<Vec<(PeriodUsage, String)>, StoreError> {
         let spans = serde_json::to_string(periods).unwrap_or_else(|_| "[]".to_owned());
+        let backend = self.db.backend();
         let sql = format!(
             "SELECT p.key AS period, s.source AS source, s.key_id AS key_id, s.model AS model,
                     s.price_class AS price_class, {},
-                    NULL AS requests, SUM(COALESCE(s.cost_usd, 0.0)) AS cost_usd,
+                    CAST(NULL AS BIGINT) AS requests, {} AS cost_usd,
                     SUM(CASE WHEN s.cost_usd IS NULL THEN {} ELSE 0 END) AS unpriced_tokens
-             FROM json_each($1) p
+             FROM {}
              JOIN usage_splits s ON s.bucket_width = $2
-                  AND s.bucket_start >= p.value ->> 0 AND s.bucket_start < p.value ->> 1
+                  AND s.bucket_start >= CAST(p.value ->> 0 AS BIGINT)
+                  AND s.bucket_start < CAST(p.value ->> 1 AS BIGINT)
              GROUP BY p.key, s.source, s.key_id, s.model, s.price_class",
             tokens::sums("s."),
-            tokens::total("s.")
+            backend.sum_real("COALESCE(s.cost_usd, 0.0)"),
+            tokens::total("s."),
+            backend.json_spans(1, "p")
         );
         let rows: Vec<SplitRow> = on!(self.db, |e| sqlx::query_as(&sql)
             .bind(spans)

@@ -49,7 +49,7 @@ impl Store {
     /// Starts staging usage of `source` and `width_secs`, discarding rows a crash left staged
     /// (their cursor was never stored, so they are read again).
     pub async fn staging(&self, source: &str, width_secs: i64) -> Result<Staging, StoreError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         discard(&mut tx, source, width_secs).await?;
         let rollup = BatchRollup::new(&mut tx, source, width_secs, None).await?;
         tx.commit().await?;
@@ -82,7 +82,7 @@ impl Staging {
     /// visible as usage until [`Staging::merge`].
     pub async fn add(&mut self, rows: &[UsageRecord], now: i64) -> Result<(), StoreError> {
         let rows = last_of_each(rows);
-        let mut tx = self.store.db.begin().await?;
+        let mut tx = self.store.begin().await?;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let qb = insert_values("usage_staging", &self.source, self.width_secs, chunk, now);
             qb.execute(&mut tx).await?;
@@ -113,7 +113,7 @@ impl Staging {
             lap = std::time::Instant::now();
             took
         };
-        let mut tx = self.store.db.begin().await?;
+        let mut tx = self.store.begin().await?;
         let span = self.rollup.span();
         if span.is_some() {
             on_tx!(&mut tx, |e| sqlx::query(
@@ -161,11 +161,14 @@ async fn subtract_overwritten(
     source: &str,
     width_secs: i64,
 ) -> Result<(), StoreError> {
-    on_tx!(tx, |e| sqlx::query(&format!(
+    let backend = tx.backend();
+    let (join, no_limit) = (backend.driving_join(), backend.no_limit());
+    on_tx!(tx, |e| sqlx::query(&backend.real_sums(&format!(
         "INSERT INTO usage_daily (zone, bucket_width, day, source, key_id, model, {})
-         SELECT l.zone, $2, l.t / 86400 - (l.t % 86400 < 0) AS d, $1, l.key_id, l.model,
+         SELECT l.zone, $2, l.t / 86400 - CASE WHEN l.t % 86400 < 0 THEN 1 ELSE 0 END AS d,
+                $1, l.key_id, l.model,
                 {}, -COALESCE(SUM(l.requests), 0), -COUNT(l.requests),
-                -SUM(COALESCE(l.cost_usd, 0.0)),
+                -SUM_REAL(COALESCE(l.cost_usd, 0.0)),
                 -SUM(CASE WHEN l.cost_usd IS NULL THEN {} ELSE 0 END), -COUNT(*)
          FROM (SELECT z.zone AS zone, u.*,
                       u.bucket_start + (SELECT o.offset_secs FROM zone_offsets o
@@ -173,12 +176,12 @@ async fn subtract_overwritten(
                                          ORDER BY o.from_ts DESC LIMIT 1) AS t
                FROM (SELECT key_id, bucket_start, model FROM usage_staging
                      WHERE source = $1 AND bucket_width = $2
-                     ORDER BY key_id, bucket_start, model LIMIT -1) s
-               CROSS JOIN usage_buckets u
+                     ORDER BY key_id, bucket_start, model {no_limit}) s
+               {join} usage_buckets u
                  ON u.source = $1 AND u.key_id = s.key_id AND u.bucket_width = $2
                 AND u.bucket_start = s.bucket_start AND u.model = s.model
                CROSS JOIN rollup_zones z
-               LIMIT -1) l
+               {no_limit}) l
          WHERE true
          GROUP BY l.zone, d, l.key_id, l.model
          ON CONFLICT (zone, bucket_width, day, source, key_id, model) DO UPDATE SET {}",
@@ -186,7 +189,7 @@ async fn subtract_overwritten(
         tokens::each(|c| format!("-SUM(l.{c})"), ", "),
         tokens::total("l."),
         add_excluded(),
-    ))
+    )))
     .bind(source)
     .bind(width_secs)
     .execute(e)

@@ -36,13 +36,18 @@ impl Store {
         to: i64,
     ) -> Result<Vec<UnpricedUsage>, StoreError> {
         // TOTAL() sums as a float and cannot overflow as SUM() of integers can.
+        let backend = self.db.backend();
+        let indexed = match backend {
+            crate::store::Backend::Sqlite => "INDEXED BY usage_buckets_unpriced",
+            crate::store::Backend::Postgres => "",
+        };
         let sql = format!(
-            "SELECT source, key_id, model, TOTAL({}) AS tokens, MIN(bucket_start) AS first_bucket
-             FROM usage_buckets INDEXED BY usage_buckets_unpriced
+            "SELECT source, key_id, model, {} AS tokens, MIN(bucket_start) AS first_bucket
+             FROM usage_buckets {indexed}
              WHERE cost_usd IS NULL AND bucket_width = $1 AND bucket_start >= $2 AND bucket_start <= $3
              GROUP BY source, key_id, model
              ORDER BY source, key_id, model",
-            tokens::total("")
+            backend.total(&tokens::total(""))
         );
         let rows: Vec<UnpricedRow> = on!(self.db, |e| sqlx::query_as(&sql)
             .bind(width_secs)

@@ -63,7 +63,7 @@ impl Store {
         cursor: Option<i64>,
         now: i64,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         let changed = if rows.len() >= BATCH_ROLLUP_ROWS {
             upsert_with_batch_rollup(&mut tx, source, width_secs, rows, now).await?
         } else {
@@ -203,11 +203,9 @@ async fn upsert_rows(
     // In the table's key order: a poll's page holds hours of every key, and writing it hour
     // by hour touched every key's leaf once per hour (#16: 1,000 keys' 8-day backfill stored
     // a 20,000-row page in ~400 ms; sorted, ~155 ms).
-    // Stable: of two rows with one natural key the later still wins.
-    let mut rows: Vec<&UsageRecord> = rows.iter().collect();
-    rows.sort_by(|a, b| {
-        (&a.key_id, a.bucket_start, &a.model).cmp(&(&b.key_id, b.bucket_start, &b.model))
-    });
+    // Of two rows with one natural key the later wins, and only it is written: PostgreSQL's
+    // upsert must not meet one row twice in a statement.
+    let rows = last_of_each(rows);
     upsert_sorted(tx, source, width_secs, &rows, now).await
 }
 

@@ -9,12 +9,14 @@
 
 mod deliver;
 mod detect;
+mod lead;
 mod poll;
 mod retention;
 mod watchdog;
 
 pub use deliver::{queue_digests, DeliverTask};
 pub use detect::DetectTask;
+pub use lead::{LeadTask, LeaderWork};
 pub use poll::PollTask;
 pub use retention::RetentionTask;
 pub use watchdog::WatchdogTask;

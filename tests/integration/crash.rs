@@ -59,7 +59,7 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
         tokio::time::sleep(Duration::from_millis(rng.u64(0..1_500))).await;
         daemon.kill().await.unwrap(); // SIGKILL
         daemon.wait().await.unwrap();
-        let stored = if app.db_path().exists() {
+        let stored = if crate::backend::is_postgres() || app.db_path().exists() {
             app.stored_rows().await.len()
         } else {
             0

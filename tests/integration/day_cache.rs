@@ -88,7 +88,7 @@ async fn assert_same(store: &Store, cached: &Store, zone: Tz, when: &str) {
 #[tokio::test]
 async fn cached_day_spend_equals_the_rollup_queries_through_late_writes_and_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("keywatch.db")).await.unwrap();
+    let store = crate::backend::open_store(dir.path(), "keywatch").await;
     let berlin: Tz = "Europe/Berlin".parse().unwrap();
     let zones = [Tz::UTC, berlin];
     store.ensure_rollup_zones(&zones, true).await.unwrap();

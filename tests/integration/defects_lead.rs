@@ -218,9 +218,7 @@ async fn a_clock_jump_forward_and_back_leaves_live_alerts_firing() {
 
     // The host clock runs 40 days ahead for one pass, then is corrected.
     let config = app.config();
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
+    let store = app.store().await;
     let real = chrono::Utc::now();
     keywatch::alerts::evaluate(&store, &config, real + chrono::Duration::days(40))
         .await

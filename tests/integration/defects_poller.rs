@@ -194,10 +194,11 @@ async fn a_clock_running_ahead_deletes_nothing_and_polling_resumes_when_it_is_co
     assert_eq!(app.stored_rows().await.len(), 48, "hourly rows");
 
     // Even if the history were gone, the corrected clock reads the lookback again.
-    sqlx::query("DELETE FROM usage_buckets")
-        .execute(store.pool_ref())
+    crate::backend::on_pool!(store, |p| sqlx::query("DELETE FROM usage_buckets")
+        .execute(p)
         .await
-        .unwrap();
+        .map(|r| r.rows_affected()))
+    .unwrap();
     let back = Utc::now().timestamp() + 60;
     assert!(matches!(
         poller.poll_once(at(back), &cancel).await,
@@ -414,8 +415,11 @@ async fn cycling_page_tokens_end_the_poll_at_once_and_raise_source_unhealthy() {
 async fn provider_costs_and_sent_digests_are_pruned_with_their_retention() {
     let app = spawn_app_with("").await;
     let text = std::fs::read_to_string(&app.config_path).unwrap().replace(
-        "[storage]\nurl = \"sqlite://keywatch.db\"\n",
-        "[storage]\nurl = \"sqlite://keywatch.db\"\n[storage.retention]\n\"1d\" = \"30d\"\nalerts = \"30d\"\n",
+        &app.storage_section(),
+        &format!(
+            "{}[storage.retention]\n\"1d\" = \"30d\"\nalerts = \"30d\"\n",
+            app.storage_section()
+        ),
     );
     std::fs::write(&app.config_path, text).unwrap();
     let config = app.config();
@@ -496,19 +500,20 @@ async fn provider_costs_and_sent_digests_are_pruned_with_their_retention() {
     let count = |sql: &'static str| {
         let store = store.clone();
         async move {
-            sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(store.pool_ref())
-                .await
-                .unwrap()
+            crate::backend::on_pool!(store, |p| sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(p)
+                .await)
+            .unwrap()
         }
     };
     assert_eq!(count("SELECT COUNT(*) FROM provider_costs").await, 2);
     assert_eq!(count("SELECT COUNT(*) FROM billed_costs").await, 2);
-    let periods: Vec<String> =
-        sqlx::query_scalar("SELECT period FROM digest_sends ORDER BY period")
-            .fetch_all(store.pool_ref())
-            .await
-            .unwrap();
+    let periods: Vec<String> = crate::backend::on_pool!(store, |p| sqlx::query_scalar(
+        "SELECT period FROM digest_sends ORDER BY period"
+    )
+    .fetch_all(p)
+    .await)
+    .unwrap();
     assert_eq!(
         periods,
         ["old-pending", "recent", "weekly-latest"],

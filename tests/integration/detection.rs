@@ -146,9 +146,7 @@ async fn one_alert_per_condition_and_none_for_normal_keys_and_a_second_run_adds_
         ids
     };
     assert_eq!(ids(&after), ids(&alerts), "a second run adds nothing");
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
+    let store = app.store().await;
     assert_eq!(
         store.alert_events().await.unwrap().len(),
         4,
@@ -191,9 +189,7 @@ async fn a_silenced_key_still_alerts_but_its_state_change_is_marked_silenced() {
 
     app.cli(&["run", "--once"], &[]).await;
 
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
+    let store = app.store().await;
     let alerts = store.alerts(false).await.unwrap();
     let spike = alerts
         .iter()

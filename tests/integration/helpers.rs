@@ -8,7 +8,6 @@ use std::sync::Once;
 
 use keywatch::app::{App, CycleReport};
 use keywatch::config::Config;
-use sqlx::Row;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +27,9 @@ pub fn init_test_logging() {
 
 pub struct TestApp {
     pub dir: TempDir,
+    /// `storage.url`: `sqlite://keywatch.db`, or a throw-away PostgreSQL database
+    /// (`KEYWATCH_TEST_BACKEND=postgres`, see [`crate::backend`]).
+    pub storage_url: String,
     pub config_path: PathBuf,
     pub fake: FakeAnthropic,
     pub env: HashMap<String, String>,
@@ -59,10 +61,11 @@ pub async fn spawn_app_with_lookback(lookback: &str, extra: &str) -> TestApp {
     let fake = FakeAnthropic::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("keywatch.toml");
+    let storage_url = crate::backend::storage_url("keywatch").await;
     let text = format!(
         r#"
 [storage]
-url = "sqlite://keywatch.db"
+url = "{storage_url}"
 
 [poll]
 interval = "1m"
@@ -103,6 +106,7 @@ base_url = "{}"
     ]);
     TestApp {
         dir,
+        storage_url,
         config_path,
         fake,
         env,
@@ -135,6 +139,26 @@ impl TestApp {
         Config::from_str(&text, &self.config_path, &self.env).expect("test config is valid")
     }
 
+    /// The config's `[storage]` header and URL, as written (tests append settings to it).
+    pub fn storage_section(&self) -> String {
+        format!("[storage]\nurl = \"{}\"\n", self.storage_url)
+    }
+
+    /// The store, opened as the read-only commands open it (never migrating).
+    pub async fn store(&self) -> keywatch::store::Store {
+        keywatch::store::Store::connect_existing(&self.config().storage)
+            .await
+            .expect("the test store opens")
+    }
+
+    /// The store, opened (and migrated) as `keywatch run` opens it.
+    pub async fn open_store(&self) -> keywatch::store::Store {
+        keywatch::store::Store::connect(&self.config().storage)
+            .await
+            .expect("the test store opens")
+    }
+
+    /// The SQLite file (SQLite runs only).
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("keywatch.db")
     }
@@ -177,32 +201,42 @@ impl TestApp {
 
     /// Every stored usage row, ordered.
     pub async fn stored_rows(&self) -> Vec<StoredRow> {
-        let store = keywatch::store::Store::open_existing(&self.db_path())
-            .await
-            .unwrap();
-        let rows = sqlx::query(
+        let store = self.open_store().await;
+        type Row = (
+            String,
+            i64,
+            String,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            Option<f64>,
+            i64,
+        );
+        let rows: Vec<Row> = crate::backend::on_pool!(store, |p| sqlx::query_as(
             "SELECT key_id, bucket_start, model, uncached_input_tokens, cache_read_input_tokens,
                     cache_write_5m_tokens, cache_write_1h_tokens, output_tokens, cost_usd, updated_at
              FROM usage_buckets WHERE bucket_width = 3600 ORDER BY bucket_start, key_id, model",
         )
-        .fetch_all(store.pool_ref())
-        .await
+        .fetch_all(p)
+        .await)
         .unwrap();
         store.close().await;
         rows.into_iter()
             .map(|r| StoredRow {
-                key_id: r.get(0),
-                bucket_start: r.get(1),
-                model: r.get(2),
+                key_id: r.0,
+                bucket_start: r.1,
+                model: r.2,
                 tokens: Tokens {
-                    uncached: r.get(3),
-                    cache_read: r.get(4),
-                    cache_5m: r.get(5),
-                    cache_1h: r.get(6),
-                    output: r.get(7),
+                    uncached: r.3,
+                    cache_read: r.4,
+                    cache_5m: r.5,
+                    cache_1h: r.6,
+                    output: r.7,
                 },
-                cost_usd: r.get(8),
-                updated_at: r.get(9),
+                cost_usd: r.8,
+                updated_at: r.9,
             })
             .collect()
     }
@@ -233,9 +267,7 @@ impl TestApp {
 
     /// The hourly usage stream's poll state (cursor, last error, …).
     pub async fn usage_poll_state(&self) -> keywatch::store::PollState {
-        let store = keywatch::store::Store::open_existing(&self.db_path())
-            .await
-            .unwrap();
+        let store = self.store().await;
         let state = store
             .usage_poll_state("anthropic-test", HOUR)
             .await
@@ -246,14 +278,15 @@ impl TestApp {
 
     /// Moves every stream's last successful poll `secs` back, as time passing would.
     pub async fn age_poll_state(&self, secs: i64) {
-        let store = keywatch::store::Store::open_existing(&self.db_path())
-            .await
-            .unwrap();
-        sqlx::query("UPDATE poll_state SET last_success_at = last_success_at - ?")
-            .bind(secs)
-            .execute(store.pool_ref())
-            .await
-            .unwrap();
+        let store = self.store().await;
+        crate::backend::on_pool!(store, |p| sqlx::query(
+            "UPDATE poll_state SET last_success_at = last_success_at - $1"
+        )
+        .bind(secs)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+        .unwrap();
         store.close().await;
     }
 }

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per behaviour.
 
+mod backend;
 mod fake_analytics;
 mod fake_anthropic;
 mod fake_key_admin;
@@ -26,6 +27,7 @@ mod defects_report;
 mod defects_store;
 mod detection;
 mod incidents;
+mod lease;
 mod minute_spike;
 mod money;
 mod money_units;

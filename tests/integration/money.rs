@@ -380,9 +380,7 @@ fn set_poll(app: &crate::helpers::TestApp, keys: &str) {
 /// Where the re-read of late usage stands: its position (`cursor`) while one is under way, and
 /// when the last one ended (`last_success_at`).
 async fn late_state(app: &crate::helpers::TestApp) -> keywatch::store::PollState {
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
+    let store = app.store().await;
     let state = store
         .poll_state("anthropic-test", "late:3600")
         .await

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use keywatch::notify::{Mode, Outbox};
 use keywatch::store::Store;
-use sqlx::Row;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use wiremock::matchers::method;
@@ -187,13 +186,12 @@ async fn a_redirecting_webhook_is_not_followed() {
 }
 
 async fn states(store: &Store) -> Vec<(String, String, i64)> {
-    sqlx::query("SELECT notifier, state, attempts FROM deliveries ORDER BY notifier, id")
-        .fetch_all(store.pool_ref())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect()
+    crate::backend::on_pool!(store, |p| sqlx::query_as(
+        "SELECT notifier, state, attempts FROM deliveries ORDER BY notifier, id"
+    )
+    .fetch_all(p)
+    .await)
+    .unwrap()
 }
 
 #[tokio::test]
@@ -215,7 +213,7 @@ async fn a_receiver_failing_for_an_hour_gets_a_handful_of_attempts_then_one_deli
 
     let metrics = keywatch::metrics::handle().expect("the in-process metrics recorder");
     let config = std::sync::Arc::new(app.config());
-    let store = Store::open(&app.db_path()).await.unwrap();
+    let store = app.open_store().await;
     let outbox = Outbox::new(std::sync::Arc::clone(&config));
     let t0 = chrono::Utc::now().timestamp();
     // An hour of 5xx, one outbox pass per simulated minute.

@@ -311,22 +311,21 @@ async fn a_notification_undeliverable_past_its_maximum_age_is_expired_and_logged
     hook.fail_next(100);
     assert_eq!(run_once(&app).await, 75);
     // Age the pending delivery past delivery.expire_after, as two hours of outage would.
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
-    sqlx::query("UPDATE deliveries SET created_at = created_at - 7200")
-        .execute(store.pool_ref())
-        .await
-        .unwrap();
+    let store = app.store().await;
+    crate::backend::on_pool!(store, |p| sqlx::query(
+        "UPDATE deliveries SET created_at = created_at - 7200"
+    )
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .unwrap();
     store.close().await;
 
     let out = app.cli(&["run", "--once"], &[]).await;
 
     assert_eq!(out.status.code(), Some(0), "nothing is pending any more");
     assert!(String::from_utf8_lossy(&out.stderr).contains("giving up on a notification"));
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
+    let store = app.store().await;
     let counts = store.outbox_counts().await.unwrap();
     store.close().await;
     assert_eq!(

@@ -166,9 +166,7 @@ async fn the_inventory_covers_every_page_archived_projects_and_inactive_keys() {
 
     app.cli_ok(&["run", "--once"]).await;
 
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
+    let store = app.store().await;
     let keys = store.all_keys().await.unwrap();
     store.close().await;
     let status = |id: &str| {
@@ -198,9 +196,7 @@ async fn a_key_that_vanishes_from_the_listing_and_is_still_used_fires_inactive_k
 
     oa.remove_key("key_normal");
     app.cli_ok(&["run", "--once"]).await;
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
+    let store = app.store().await;
     let gone = store.keys_by_id("key_normal").await.unwrap().remove(0);
     assert_eq!(gone.status, "deleted");
     assert!(gone.status_changed_at.is_some());
@@ -212,9 +208,9 @@ async fn a_key_that_vanishes_from_the_listing_and_is_still_used_fires_inactive_k
         "usage from before the key vanished does not count"
     );
     // Six hours later, as the clock would have it, the key is still being used.
-    sqlx::query("UPDATE api_keys SET status_changed_at = status_changed_at - 6 * 3600 WHERE key_id = 'key_normal'")
-        .execute(store.pool_ref())
-        .await
+    crate::backend::on_pool!(store, |p| sqlx::query("UPDATE api_keys SET status_changed_at = status_changed_at - 6 * 3600 WHERE key_id = 'key_normal'")
+        .execute(p)
+        .await.map(|r| r.rows_affected()))
         .unwrap();
     store.close().await;
 

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use keywatch::notify::{Mode, Outbox};
 use keywatch::store::Store;
-use sqlx::Row;
 
 use crate::helpers::spawn_app_with;
 use crate::notify::webhook;
@@ -18,13 +17,12 @@ fn digest(notifier: &str) -> String {
 }
 
 async fn digest_states(store: &Store) -> Vec<(String, String, i64)> {
-    sqlx::query("SELECT notifier, state, attempts FROM digest_sends ORDER BY notifier")
-        .fetch_all(store.pool_ref())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect()
+    crate::backend::on_pool!(store, |p| sqlx::query_as(
+        "SELECT notifier, state, attempts FROM digest_sends ORDER BY notifier"
+    )
+    .fetch_all(p)
+    .await)
+    .unwrap()
 }
 
 #[tokio::test]
@@ -47,7 +45,7 @@ async fn a_digest_is_retried_backed_off_and_expired_like_an_alert() {
         "both digests are left pending: {report:?}"
     );
 
-    let store = Store::open(&app.db_path()).await.unwrap();
+    let store = app.open_store().await;
     let outbox = Outbox::new(Arc::new(app.config()));
     let t0 = chrono::Utc::now().timestamp();
     let first_pass = flaky.received().len();
@@ -111,7 +109,7 @@ async fn a_digest_whose_notifier_was_removed_is_given_up_not_retried() {
     app.run_once().await;
     let mut config = app.config();
     config.notifiers.clear();
-    let store = Store::open(&app.db_path()).await.unwrap();
+    let store = app.open_store().await;
     let report = Outbox::new(Arc::new(config))
         .deliver(&store, Mode::All)
         .await
@@ -119,9 +117,11 @@ async fn a_digest_whose_notifier_was_removed_is_given_up_not_retried() {
     assert_eq!(report.expired, 1, "{report:?}");
     let states = digest_states(&store).await;
     assert_eq!(states[0].1, "expired", "{states:?}");
-    let why: String = sqlx::query_scalar("SELECT last_result FROM digest_sends")
-        .fetch_one(store.pool_ref())
-        .await
-        .unwrap();
+    let why: String = crate::backend::on_pool!(store, |p| sqlx::query_scalar(
+        "SELECT last_result FROM digest_sends"
+    )
+    .fetch_one(p)
+    .await)
+    .unwrap();
     assert_eq!(why, "the notifier is no longer configured");
 }

@@ -172,13 +172,13 @@ async fn a_staged_catch_up_that_fails_part_way_keeps_what_it_read_with_its_curso
         .collect();
     assert_eq!(before.len(), 2 * 19, "hours 47 to 29 ago, two keys");
     assert_eq!(without_cost(&app.stored_rows().await), before);
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
-    let staged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_staging")
-        .fetch_one(store.pool_ref())
-        .await
-        .unwrap();
+    let store = app.store().await;
+    let staged: i64 = crate::backend::on_pool!(store, |p| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM usage_staging"
+    )
+    .fetch_one(p)
+    .await)
+    .unwrap();
     store.close().await;
     assert_eq!(staged, 0, "a failed catch-up leaves nothing staged");
 
@@ -223,15 +223,13 @@ async fn a_cost_page_over_the_cap_is_asked_again_with_fewer_days_and_every_day_i
         report.failed_sources.is_empty(),
         "the cost poll completes although two days were over the 1 MiB cap: {report:?}"
     );
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
-    let per_day: Vec<(i64, i64, f64)> = sqlx::query_as(
+    let store = app.store().await;
+    let per_day: Vec<(i64, i64, f64)> = crate::backend::on_pool!(store, |p| sqlx::query_as(
         "SELECT day_start, COUNT(*), SUM(amount_usd) FROM billed_costs
          WHERE source = 'openai-test' GROUP BY day_start ORDER BY day_start",
     )
-    .fetch_all(store.pool_ref())
-    .await
+    .fetch_all(p)
+    .await)
     .unwrap();
     store.close().await;
     let expected_usd: f64 = (0..KEYS).map(|k| 0.5 + k as f64 / 1000.0).sum();

@@ -116,9 +116,7 @@ async fn inventory_from_both_listing_shapes_across_pages_is_stored() {
 
     app.run_once().await;
 
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
+    let store = app.store().await;
     let keys = store.all_keys().await.unwrap();
     let summary: Vec<_> = keys
         .iter()

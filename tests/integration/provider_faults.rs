@@ -277,9 +277,7 @@ async fn a_rejected_admin_key_raises_source_unhealthy_at_once_without_a_retry_st
     assert!(summary.contains("rejected the admin key"), "{summary}");
     assert!(summary.contains("HTTP 401"), "{summary}");
     // The status is kept as a value beside the message: the rule reads it, not the text.
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
+    let store = app.store().await;
     for stream in [
         keywatch::store::usage_stream(HOUR),
         keywatch::store::KEYS_STREAM.to_owned(),

@@ -25,8 +25,11 @@ fn record(key: &str, start: i64) -> UsageRecord {
 async fn usage_older_than_its_retention_is_pruned_and_recent_usage_is_kept() {
     let app = spawn_app_with("").await;
     let text = std::fs::read_to_string(&app.config_path).unwrap().replace(
-        "[storage]\nurl = \"sqlite://keywatch.db\"\n",
-        "[storage]\nurl = \"sqlite://keywatch.db\"\n[storage.retention]\n\"1h\" = \"10d\"\n",
+        &app.storage_section(),
+        &format!(
+            "{}[storage.retention]\n\"1h\" = \"10d\"\n",
+            app.storage_section()
+        ),
     );
     std::fs::write(&app.config_path, text).unwrap();
     let config = app.config();
@@ -64,8 +67,11 @@ async fn usage_older_than_its_retention_is_pruned_and_recent_usage_is_kept() {
 async fn a_retention_shorter_than_the_baseline_window_is_refused() {
     let app = spawn_app_with("").await;
     let text = std::fs::read_to_string(&app.config_path).unwrap().replace(
-        "[storage]\nurl = \"sqlite://keywatch.db\"\n",
-        "[storage]\nurl = \"sqlite://keywatch.db\"\n[storage.retention]\n\"1h\" = \"3d\"\n",
+        &app.storage_section(),
+        &format!(
+            "{}[storage.retention]\n\"1h\" = \"3d\"\n",
+            app.storage_section()
+        ),
     );
     std::fs::write(&app.config_path, text).unwrap();
 

@@ -29,6 +29,7 @@ fn seed_usage(app: &TestApp, keys: usize) {
 
 #[tokio::test]
 async fn a_foreign_or_corrupt_file_is_refused_and_left_byte_for_byte() {
+    crate::backend::sqlite_only!("a foreign or corrupt SQLite file");
     let app = spawn_app().await;
     let db = app.db_path();
 
@@ -101,6 +102,9 @@ async fn a_foreign_or_corrupt_file_is_refused_and_left_byte_for_byte() {
 
 #[tokio::test]
 async fn a_second_run_refuses_while_the_first_runs_and_starts_once_it_is_killed() {
+    crate::backend::sqlite_only!(
+        "one process per SQLite file (PostgreSQL replicas elect a leader instead)"
+    );
     let port = free_port();
     let app = spawn_app_with(&format!("[http]\nlisten = \"127.0.0.1:{port}\"\n")).await;
     seed_usage(&app, 2);
@@ -129,6 +133,7 @@ async fn a_second_run_refuses_while_the_first_runs_and_starts_once_it_is_killed(
 
 #[tokio::test]
 async fn a_write_lock_held_by_another_process_is_waited_for() {
+    crate::backend::sqlite_only!("SQLite's write lock");
     let app = spawn_app().await;
     seed_usage(&app, 3);
     app.cli_ok(&["run", "--once"]).await;
@@ -187,14 +192,11 @@ async fn a_write_lock_held_by_another_process_is_waited_for() {
 
 #[tokio::test]
 async fn a_full_database_fails_cleanly_the_daemon_keeps_running_and_recovers_when_space_returns() {
+    crate::backend::sqlite_only!("storage.max_size_mb caps a SQLite file");
     let port = free_port();
     let app = spawn_app_with(&format!("[http]\nlisten = \"127.0.0.1:{port}\"\n")).await;
     // Create the database, then fill most of a 2 MiB cap with another table.
-    keywatch::store::Store::open(&app.db_path())
-        .await
-        .unwrap()
-        .close()
-        .await;
+    app.open_store().await.close().await;
     {
         let conn = rusqlite::Connection::open(app.db_path()).unwrap();
         conn.execute_batch(

@@ -89,9 +89,7 @@ async fn an_anthropic_key_is_deactivated_and_activated_by_hand_and_both_are_reco
     .await;
     assert_eq!(app.fake.data.lock().unwrap().keys[0]["status"], "active");
 
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
+    let store = app.store().await;
     let actions = store.actions_for_key("apikey_dev1", None).await.unwrap();
     store.close().await;
     let got: Vec<(&str, &str, &str)> = actions
@@ -139,9 +137,7 @@ async fn a_refused_change_says_why_once_without_retries_and_is_recorded_as_faile
         1,
         "no retry storm"
     );
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
+    let store = app.store().await;
     let actions = store.actions_for_key("apikey_dev1", None).await.unwrap();
     store.close().await;
     assert_eq!(actions.len(), 1);

@@ -3,8 +3,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use sqlx::Row;
-
 use super::{decode_mail, header, old_key, DAY};
 use crate::fake_anthropic::{key_old_shape, rfc3339};
 use crate::helpers::{row, spawn_app_with, this_hour, HOUR};
@@ -30,7 +28,7 @@ async fn the_pending_gauge_falls_back_to_zero_once_an_outage_is_over() {
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse::<f64>().ok())
     };
-    let store = keywatch::store::Store::open(&app.db_path()).await.unwrap();
+    let store = app.open_store().await;
     // What /metrics shows during the outage.
     let during = keywatch::metrics::render(&store).await.unwrap();
     assert_eq!(gauge(&during), Some(2.0), "{during}");
@@ -197,18 +195,13 @@ async fn a_backlog_goes_out_in_capped_emails_and_a_refused_one_blocks_nothing() 
         "the filter refused the email naming the poisoned key"
     );
 
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
-    let pending: Vec<(String, i64)> = sqlx::query(
+    let store = app.store().await;
+    let pending: Vec<(String, i64)> = crate::backend::on_pool!(store, |p| sqlx::query_as(
         "SELECT alert_id, attempts FROM deliveries WHERE state = 'pending' AND notifier = 'picky-mail'",
     )
-    .fetch_all(store.pool_ref())
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|r| (r.get(0), r.get(1)))
-    .collect();
+    .fetch_all(p)
+    .await)
+    .unwrap();
     store.close().await;
     assert_eq!(
         pending.len(),

@@ -111,9 +111,7 @@ async fn a_key_without_its_own_billed_row_counts_its_estimate_not_zero() {
     app.cli_ok(&["run", "--once"]).await;
 
     // The store's answer for the three billed days, whatever today's date.
-    let store = keywatch::store::Store::open_existing(&app.db_path())
-        .await
-        .unwrap();
+    let store = app.store().await;
     let spend = store
         .spend_by_key(HOUR, chrono_tz::Tz::UTC, days[2], today, today)
         .await

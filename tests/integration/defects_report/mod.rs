@@ -21,7 +21,7 @@ fn ts(s: &str) -> i64 {
 
 /// One priced bucket at 12:00 UTC on every day from `first` to `last` (RFC 3339 days).
 async fn seed_daily(app: &TestApp, first: &str, last: &str) {
-    let store = keywatch::store::Store::open(&app.db_path()).await.unwrap();
+    let store = app.open_store().await;
     let (from, to) = (
         ts(&format!("{first}T12:00:00Z")),
         ts(&format!("{last}T12:00:00Z")),
