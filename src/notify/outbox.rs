@@ -250,10 +250,24 @@ impl Outbox {
             let Some(notifier) = self.notifier(name) else {
                 continue;
             };
+            // Only what this leader claimed (on PostgreSQL: stamped with its lease epoch, rows
+            // another transaction holds skipped); a replica that lost the lease claims nothing.
+            let alert_ids: Vec<&str> = live
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Alert(d) => Some(d.id.as_str()),
+                    Entry::Digest(_) => None,
+                })
+                .collect();
+            let claimed = store.claim_deliveries(&alert_ids).await?;
             let mut out = self.recorder(store, name, now, &mut report);
             let (mails, digests): (Vec<_>, Vec<_>) = live
                 .iter()
                 .copied()
+                .filter(|e| match e {
+                    Entry::Alert(d) => claimed.contains(&d.id),
+                    Entry::Digest(_) => true,
+                })
                 .partition(|e| matches!(e, Entry::Alert(_)));
             match notifier {
                 Notifier::Email(mail) => {

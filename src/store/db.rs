@@ -108,7 +108,22 @@ macro_rules! on_tx {
     };
 }
 
-pub(crate) use {on, on_tx};
+/// Runs the one write statement `$body` (with `$e` bound to a connection) in a transaction of
+/// `$store` (a `Store`): fenced by the lease on a leader's PostgreSQL store, so a replica that
+/// lost the lease writes nothing. Evaluates to `Result<_, StoreError>`.
+macro_rules! fenced {
+    ($store:expr, |$e:ident| $body:expr) => {
+        async {
+            let mut tx = $store.begin().await?;
+            let out = $crate::store::db::on_tx!(&mut tx, |$e| $body)?;
+            tx.commit().await?;
+            Ok::<_, $crate::store::StoreError>(out)
+        }
+        .await
+    };
+}
+
+pub(crate) use {fenced, on, on_tx};
 
 /// One bound value of a [`Builder`] statement.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! The notification outbox.
 
-use super::db::{on, on_tx, Tx};
-use super::{Store, StoreError};
+use super::db::{fenced, on, on_tx, Tx};
+use super::{Backend, Store, StoreError};
 use crate::model::{stable_hash, Alert, Severity};
 
 /// Where a delivery of an alert or a digest stands: the `state` column of `deliveries` and
@@ -164,8 +164,49 @@ impl Store {
         .await)?)
     }
 
+    /// Claims `ids` for sending now and returns those claimed. On PostgreSQL the claim is a
+    /// fenced transaction that stamps each row still pending with this leader's lease epoch
+    /// (`claim_epoch`), skipping rows another transaction holds (`FOR UPDATE SKIP LOCKED`): a
+    /// replica that lost the lease claims nothing, and a takeover re-sends only what was in
+    /// flight, under the same `webhook-id`. On SQLite (one process) every id still pending.
+    pub async fn claim_deliveries(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned());
+        let backend = self.db.backend();
+        let sql = match backend {
+            Backend::Sqlite => format!(
+                "SELECT id FROM deliveries WHERE state = 'pending' AND id IN {}",
+                backend.json_text_list(2)
+            ),
+            Backend::Postgres => format!(
+                "UPDATE deliveries SET claim_epoch = $1
+                 WHERE id IN (SELECT id FROM deliveries
+                              WHERE state = 'pending' AND id IN {}
+                              FOR UPDATE SKIP LOCKED)
+                 RETURNING id",
+                backend.json_text_list(2)
+            ),
+        };
+        let epoch = self.fence_epoch();
+        let claimed: Vec<String> = fenced!(self, |e| {
+            let mut q = sqlx::query_scalar(&sql);
+            if backend == Backend::Postgres {
+                q = q.bind(epoch);
+            } else {
+                q = q.bind(None::<i64>);
+            }
+            q.bind(&list).fetch_all(e).await
+        })?;
+        Ok(claimed.into_iter().collect())
+    }
+
     pub async fn mark_delivered(&self, id: &str, now: i64, result: &str) -> Result<(), StoreError> {
-        on!(self.db, |e| sqlx::query(
+        fenced!(self, |e| sqlx::query(
             "UPDATE deliveries SET state = 'delivered', delivered_at = $1, attempts = attempts + 1,
                 last_result = $2 WHERE id = $3 AND state = 'pending'",
         )
@@ -185,7 +226,7 @@ impl Store {
         next_attempt_at: i64,
         result: &str,
     ) -> Result<(), StoreError> {
-        on!(self.db, |e| sqlx::query(
+        fenced!(self, |e| sqlx::query(
             "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = $1, last_result = $2
              WHERE id = $3 AND state = 'pending'",
         )
@@ -200,7 +241,7 @@ impl Store {
 
     /// Gives up on a delivery that stayed undeliverable past its maximum age.
     pub async fn mark_expired(&self, id: &str, result: &str) -> Result<(), StoreError> {
-        on!(self.db, |e| {
+        fenced!(self, |e| {
             sqlx::query("UPDATE deliveries SET state = 'expired', last_result = $1 WHERE id = $2 AND state = 'pending'")
             .bind(result)
             .bind(id)

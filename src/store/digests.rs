@@ -1,6 +1,6 @@
 //! The digest outbox.
 
-use super::db::{on, on_tx};
+use super::db::{fenced, on, on_tx};
 use super::{DeliveryState, Store, StoreError};
 
 /// One digest to send (or being retried) to one notifier.
@@ -91,7 +91,7 @@ impl Store {
         now: i64,
         result: &str,
     ) -> Result<(), StoreError> {
-        on!(self.db, |e| sqlx::query(
+        fenced!(self, |e| sqlx::query(
             "UPDATE digest_sends SET state = $1, attempts = attempts + 1, next_attempt_at = $2,
                 delivered_at = $3, last_result = $4
              WHERE digest = $5 AND period = $6 AND notifier = $7 AND state = 'pending'",

@@ -264,11 +264,16 @@ impl Store {
         store
     }
 
+    /// The lease epoch this store's writes are fenced with, if any.
+    pub(crate) fn fence_epoch(&self) -> Option<i64> {
+        self.fence.as_ref().map(|f| f.epoch)
+    }
+
     /// Begins a write transaction, fenced when this is a leader's store.
     pub(crate) async fn begin(&self) -> Result<db::Tx, StoreError> {
         let mut tx = self.db.begin().await?;
         if let (Some(f), db::Tx::Postgres(t)) = (&self.fence, &mut tx) {
-            if !crate::lease::fence(&mut **t, &f.instance, f.epoch).await? {
+            if !crate::lease::fence(t, &f.instance, f.epoch).await? {
                 let _ = tx.rollback().await;
                 return Err(StoreError::NotLeader {
                     instance: f.instance.clone(),

@@ -1,6 +1,6 @@
 //! Per-source poll state: the usage cursor and the health of recent polls.
 
-use super::db::{on, on_tx, Tx};
+use super::db::{fenced, on, on_tx, Tx};
 use sqlx::Row;
 
 use super::{Store, StoreError};
@@ -98,7 +98,7 @@ impl Store {
         error: Option<&str>,
         status: Option<u16>,
     ) -> Result<(), StoreError> {
-        on!(self.db, |e| {
+        fenced!(self, |e| {
             sqlx::query(
             "INSERT INTO poll_state (source, stream, last_attempt_at, last_success_at,
                                      consecutive_failures, last_error, last_status)

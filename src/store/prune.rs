@@ -1,6 +1,6 @@
 //! Pruning old data in small batches, so a prune never holds the write lock for long.
 
-use super::db::{on, on_tx};
+use super::db::{fenced, on, on_tx};
 use super::{Store, StoreError};
 
 /// Rows deleted per transaction.
@@ -20,7 +20,7 @@ impl Store {
     /// Deletes up to one batch of usage rows of `width_secs` that started before `before`;
     /// returns how many went (0 when done).
     pub async fn prune_usage_batch(&self, width_secs: i64, before: i64) -> Result<u64, StoreError> {
-        let deleted = on!(self.db, |e| sqlx::query(
+        let deleted = fenced!(self, |e| sqlx::query(
             "DELETE FROM usage_buckets
              WHERE (source, key_id, bucket_width, bucket_start, model) IN (
                  SELECT source, key_id, bucket_width, bucket_start, model FROM usage_buckets
@@ -64,7 +64,7 @@ impl Store {
     pub async fn prune_billed(&self, before: i64) -> Result<u64, StoreError> {
         let mut n = 0;
         for table in ["billed_costs", "provider_costs"] {
-            n += on!(self.db, |e| sqlx::query(&format!(
+            n += fenced!(self, |e| sqlx::query(&format!(
                 "DELETE FROM {table} WHERE day_start < $1"
             ))
             .bind(before)
@@ -79,7 +79,7 @@ impl Store {
     /// kept, and so is each digest's newest send: it is what says its latest period went out (a
     /// weekly digest whose record was pruned on Tuesday would go out again every day that week).
     pub async fn prune_digest_sends(&self, before: i64) -> Result<u64, StoreError> {
-        Ok(on!(self.db, |e| sqlx::query(
+        Ok(fenced!(self, |e| sqlx::query(
             "DELETE FROM digest_sends
              WHERE state != 'pending' AND created_at < $1
                AND created_at < (SELECT MAX(newest.created_at) FROM digest_sends newest

@@ -3,7 +3,7 @@
 //! rolled up, or a span that does not start and end at local midnights, answers `None` and the
 //! caller reads the buckets instead.
 
-use super::db::{on, on_tx, Builder};
+use super::db::{fenced, on, on_tx, Builder};
 use chrono::{DateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 
@@ -471,7 +471,7 @@ impl Store {
 
     /// Removes rollup rows whose buckets retention has deleted.
     pub async fn prune_empty_rollup(&self) -> Result<u64, StoreError> {
-        Ok(on!(self.db, |e| sqlx::query(
+        Ok(fenced!(self, |e| sqlx::query(
             "DELETE FROM usage_daily WHERE buckets <= 0"
         )
         .execute(e)

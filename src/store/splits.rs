@@ -1,7 +1,7 @@
 //! Usage by price class (#17): the part of each usage row that ran at a service tier other than
 //! standard, US-only or in fast mode (`usage_splits`), so finance can split spend by tier.
 
-use super::db::{on, Builder};
+use super::db::{fenced, on, Builder};
 use super::{tokens, PeriodUsage, Store, StoreError, UsageRecord};
 use crate::prices::TokenCounts;
 
@@ -132,7 +132,7 @@ impl Store {
     /// Deletes the splits of `width_secs` in buckets that started before `before` (with the
     /// usage rows they are part of).
     pub async fn prune_splits(&self, width_secs: i64, before: i64) -> Result<u64, StoreError> {
-        Ok(on!(self.db, |e| sqlx::query(
+        Ok(fenced!(self, |e| sqlx::query(
             "DELETE FROM usage_splits WHERE bucket_width = $1 AND bucket_start < $2"
         )
         .bind(width_secs)

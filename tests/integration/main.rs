@@ -10,6 +10,7 @@ mod fuzz_corpus;
 mod helpers;
 mod minute_corpus;
 mod receivers;
+mod replicas;
 
 mod alertmanager;
 mod cli;

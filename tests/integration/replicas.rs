@@ -1,0 +1,227 @@
+//! Two `keywatch run` replicas on one PostgreSQL database (#21): the leader is killed with
+//! SIGKILL at ten random moments (backfill pages, detection, deliveries in flight), a fresh
+//! leader each time, the killed replica restarted as a follower. Afterwards the store holds
+//! exactly what the provider served, each alert exists once, every notification reached the
+//! receiver, none under two `webhook-id`s, and every takeover came within two poll intervals.
+//!
+//! Runs in the PostgreSQL pass only (`KEYWATCH_TEST_BACKEND=postgres`).
+//! KEYWATCH_REPLICA_KILLS (default 10) and KEYWATCH_REPLICA_SEED change the run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::detection::seed;
+use crate::helpers::{spawn_app_with_lookback, this_hour, without_cost, TestApp, HOUR};
+use crate::receivers::WebhookReceiver;
+
+/// The lease the replicas run with: a dead leader is replaced within 1 s + 1/3 s.
+const LEASE: &str = "1s";
+/// `poll.interval` of the test config: takeovers must come within two of these.
+const POLL_INTERVAL: Duration = Duration::from_secs(60);
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Writes this replica's config: the app's, with its own instance name and the short lease.
+fn replica_config(app: &TestApp, name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(&app.config_path).unwrap().replace(
+        &app.storage_section(),
+        &format!(
+            "{}instance = \"{name}\"\nlease = \"{LEASE}\"\n",
+            app.storage_section()
+        ),
+    );
+    let path = app.dir.path().join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start(app: &TestApp, config: &Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"))
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .envs(&app.env)
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// The live lease's (holder, epoch), if any.
+async fn leader(pool: &PgPool) -> Option<(String, i64)> {
+    sqlx::query_as(
+        "SELECT holder, epoch FROM leader_lease WHERE id = 1 AND deadline_ms > kw_now_ms()",
+    )
+    .fetch_optional(pool)
+    .await
+    .unwrap()
+}
+
+/// Waits until a replica other than `not` leads with an epoch above `after`.
+async fn wait_for_leader(pool: &PgPool, not: Option<&str>, after: i64) -> (String, i64) {
+    let deadline = Instant::now() + 2 * POLL_INTERVAL;
+    loop {
+        if let Some((holder, epoch)) = leader(pool).await {
+            if epoch > after && Some(holder.as_str()) != not {
+                return (holder, epoch);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader within two poll intervals"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn ten_sigkills_of_the_leader_lose_nothing_and_send_nothing_twice() {
+    if !crate::backend::is_postgres() {
+        crate::backend::skip(
+            module_path!(),
+            "needs KEYWATCH_TEST_BACKEND=postgres (replicas share a PostgreSQL database)",
+        );
+        return;
+    }
+    let kills = env_or("KEYWATCH_REPLICA_KILLS", 10);
+    let mut rng = fastrand::Rng::with_seed(env_or("KEYWATCH_REPLICA_SEED", 20_261_207));
+
+    let hook = WebhookReceiver::start().await;
+    hook.set_delay(Duration::from_millis(120));
+    let probe = spawn_app_with_lookback("8d", "").await;
+    let limit = seed(&probe);
+    drop(probe);
+    let app = spawn_app_with_lookback(
+        "8d",
+        &format!(
+            "[[budgets]]\nname = \"gateway\"\nkey_id = \"apikey_normal2\"\ndaily_usd = {limit}\n\
+             [[notifiers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\nformat = \"json\"\n\
+             secret_env = \"TEST_WEBHOOK_SECRET\"\nmin_severity = \"info\"\n",
+            hook.url()
+        ),
+    )
+    .await;
+    seed(&app);
+    // Small, slow pages spread the backfill over several seconds of leadership.
+    {
+        let mut data = app.fake.data.lock().unwrap();
+        data.usage_delay = Duration::from_millis(250);
+        data.usage_page_size = 6;
+    }
+    let expected = app.expected_rows(this_hour() - 8 * 24 * HOUR);
+    let configs = [
+        replica_config(&app, "replica-a"),
+        replica_config(&app, "replica-b"),
+    ];
+    let names = ["replica-a", "replica-b"];
+    let mut replicas = vec![start(&app, &configs[0]), start(&app, &configs[1])];
+    let pool = PgPool::connect(&app.storage_url).await.unwrap();
+    // The first start migrates; the lease table exists once a replica leads.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut holder, mut epoch) = loop {
+        if let Ok(Some(l)) = sqlx::query_as::<_, (String, i64)>(
+            "SELECT holder, epoch FROM leader_lease WHERE id = 1 AND deadline_ms > kw_now_ms()",
+        )
+        .fetch_optional(&pool)
+        .await
+        {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no replica took the lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let mut takeovers = Vec::new();
+    for _ in 0..kills {
+        tokio::time::sleep(Duration::from_millis(rng.u64(200..2_000))).await;
+        let i = names
+            .iter()
+            .position(|n| *n == holder)
+            .expect("a known leader");
+        replicas[i].kill().await.unwrap(); // SIGKILL
+        let killed = Instant::now();
+        replicas[i].wait().await.unwrap();
+        let (next, next_epoch) = wait_for_leader(&pool, Some(&holder), epoch).await;
+        takeovers.push(killed.elapsed());
+        replicas[i] = start(&app, &configs[i]);
+        (holder, epoch) = (next, next_epoch);
+    }
+    for r in &mut replicas {
+        r.kill().await.unwrap();
+        r.wait().await.unwrap();
+    }
+    pool.close().await;
+    let slowest = takeovers.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "takeovers after SIGKILL of the leader (lease {LEASE}): {:?}; slowest {slowest:?}",
+        takeovers
+            .iter()
+            .map(|d| format!("{:.2}s", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+    );
+    assert!(slowest < 2 * POLL_INTERVAL, "{takeovers:?}");
+
+    // One clean cycle finishes whatever the last kill interrupted.
+    app.fake.data.lock().unwrap().usage_delay = Duration::ZERO;
+    hook.set_delay(Duration::ZERO);
+    app.cli_ok(&["run", "--once"]).await;
+
+    assert_eq!(without_cost(&app.stored_rows().await), expected);
+    let alerts: Vec<Value> =
+        serde_json::from_str(&app.cli_ok(&["alerts", "--all", "--format", "json"]).await).unwrap();
+    let mut conditions = BTreeSet::new();
+    for a in &alerts {
+        let condition = (
+            a["rule"].to_string(),
+            a["key_id"].to_string(),
+            a["threshold"].to_string(),
+        );
+        assert!(conditions.insert(condition.clone()), "{condition:?} twice");
+    }
+    for (rule, key) in [("spike", "apikey_spiky"), ("budget", "apikey_normal2")] {
+        assert!(
+            alerts
+                .iter()
+                .any(|a| a["rule"] == rule && a["key_id"] == key),
+            "{rule} on {key}: {alerts:#?}"
+        );
+    }
+    let accepted = hook.accepted();
+    assert!(accepted.iter().all(|r| r.signed));
+    let mut ids_per_event: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for r in &hook.received() {
+        let event = (r.body["id"].to_string(), r.body["status"].to_string());
+        ids_per_event
+            .entry(event)
+            .or_default()
+            .insert(r.webhook_id.clone().unwrap_or_default());
+    }
+    for a in &alerts {
+        let event = (a["id"].to_string(), a["status"].to_string());
+        assert!(
+            accepted
+                .iter()
+                .any(|r| (r.body["id"].to_string(), r.body["status"].to_string()) == event),
+            "{event:?} was never delivered"
+        );
+    }
+    for (event, ids) in &ids_per_event {
+        assert_eq!(ids.len(), 1, "{event:?} under several webhook-ids: {ids:?}");
+    }
+    eprintln!(
+        "{} alerts, {} notifications accepted, {} re-sent after a kill (same webhook-id)",
+        alerts.len(),
+        accepted.len(),
+        hook.received().len() - ids_per_event.len()
+    );
+}
