@@ -192,7 +192,6 @@ pub async fn preset(store: &Store, config: &crate::config::Config) {
     spend(&unmeasured);
 }
 
-/// One finished poll of `source`.
 /// Whether this replica (`instance`) leads.
 pub fn leader(instance: &str, leading: bool) {
     metrics::gauge!("keywatch_leader", "instance" => instance.to_owned()).set(if leading {
@@ -202,6 +201,7 @@ pub fn leader(instance: &str, leading: bool) {
     });
 }
 
+/// One finished poll of `source`.
 pub fn poll_finished(source: &str, ok: bool, seconds: f64, rows_changed: u64, now: i64) {
     let outcome = if ok { "ok" } else { "failed" };
     metrics::counter!("keywatch_polls_total", "source" => source.to_owned(), "outcome" => outcome)

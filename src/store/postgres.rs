@@ -11,7 +11,9 @@ use super::{migrator, schema, watch, Backend, Schema, Store, StoreError};
 use crate::config::{PostgresStorage, Storage};
 
 /// How long a transaction may sit idle before the server ends its session: a stuck replica
-/// must not hold row locks (a takeover waits on them) for longer than this.
+/// (SIGSTOP, a hung disk) must not hold row locks a takeover waits on for longer than this.
+/// `storage.lease` when set (a stuck leader is then replaced within `lease + lease/3`), else
+/// 15 s (the default lease is 5 s to 30 s: replaced within 40 s, two poll intervals or less).
 const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(15);
 
 impl Store {
@@ -95,7 +97,11 @@ pub async fn pg_pool(pg: &PostgresStorage, max: u32) -> Result<PgPool, StoreErro
         url: pg.url.clone(),
         source,
     };
-    let idle = IDLE_IN_TRANSACTION.as_millis().to_string();
+    let idle = pg
+        .lease
+        .map_or(IDLE_IN_TRANSACTION, |l| l.max(Duration::from_secs(1)))
+        .as_millis()
+        .to_string();
     let options = pg
         .connect_options()
         .map_err(open_err)?

@@ -225,3 +225,161 @@ async fn ten_sigkills_of_the_leader_lose_nothing_and_send_nothing_twice() {
         hook.received().len() - ids_per_event.len()
     );
 }
+
+#[tokio::test]
+async fn readyz_metrics_and_the_dashboard_name_the_leader_and_a_follower_takes_over() {
+    if !crate::backend::is_postgres() {
+        crate::backend::skip(
+            module_path!(),
+            "needs KEYWATCH_TEST_BACKEND=postgres (replicas share a PostgreSQL database)",
+        );
+        return;
+    }
+    use crate::daemon::{free_port, get};
+    let app = spawn_app_with_lookback("1d", "").await;
+    app.fake.add_usage(
+        this_hour() - 2 * HOUR,
+        crate::helpers::row(Some("apikey_01A"), "claude-sonnet-4-20250514", 10, 1),
+    );
+    let ports = [free_port(), free_port()];
+    let names = ["replica-a", "replica-b"];
+    let mut replicas = Vec::new();
+    for (name, port) in names.iter().zip(ports) {
+        let config = replica_config(&app, name);
+        let text = std::fs::read_to_string(&config).unwrap()
+            + &format!("\n[http]\nlisten = \"127.0.0.1:{port}\"\n");
+        std::fs::write(&config, text).unwrap();
+        replicas.push(start(&app, &config));
+    }
+    let readyz = |port: u16| async move { get(&format!("http://127.0.0.1:{port}/readyz")).await };
+    // Both answer once the leader has polled; the body names the leader on both.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leader_name = loop {
+        let (a, b) = (readyz(ports[0]).await, readyz(ports[1]).await);
+        if a.0 == 200 && b.0 == 200 {
+            let named: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| a.1.contains(&format!("leader: {n} (epoch")))
+                .collect();
+            assert_eq!(named.len(), 1, "{}", a.1);
+            assert!(
+                b.1.contains(&format!("leader: {} (epoch", named[0])),
+                "{}",
+                b.1
+            );
+            assert!(a.1.contains("this replica: replica-a"), "{}", a.1);
+            break named[0];
+        }
+        assert!(Instant::now() < deadline, "not ready: {a:?} {b:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let i = names.iter().position(|n| *n == leader_name).unwrap();
+    let other = 1 - i;
+    let metrics = get(&format!("http://127.0.0.1:{}/metrics", ports[i]))
+        .await
+        .1;
+    assert!(
+        metrics.contains(&format!("keywatch_leader{{instance=\"{leader_name}\"}} 1")),
+        "{metrics}"
+    );
+    let metrics = get(&format!("http://127.0.0.1:{}/metrics", ports[other]))
+        .await
+        .1;
+    assert!(
+        metrics.contains(&format!(
+            "keywatch_leader{{instance=\"{}\"}} 0",
+            names[other]
+        )),
+        "{metrics}"
+    );
+    let page = get(&format!("http://127.0.0.1:{}/", ports[other])).await.1;
+    assert!(
+        page.contains(&format!("replica {} follows {leader_name}", names[other])),
+        "the dashboard names the leader"
+    );
+
+    // The leader dies; the follower leads within the lease and says so.
+    replicas[i].kill().await.unwrap();
+    replicas[i].wait().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = readyz(ports[other]).await;
+        if status == 200 && body.contains(&format!("leader: {} (epoch", names[other])) {
+            assert!(body.contains(&format!("this replica: {} (leader)", names[other])));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no takeover: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = get(&format!("http://127.0.0.1:{}/metrics", ports[other]))
+        .await
+        .1;
+    assert!(
+        metrics.contains(&format!(
+            "keywatch_leader{{instance=\"{}\"}} 1",
+            names[other]
+        )),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_stuck_leader_is_replaced_and_follows_once_it_resumes() {
+    if !crate::backend::is_postgres() {
+        crate::backend::skip(
+            module_path!(),
+            "needs KEYWATCH_TEST_BACKEND=postgres (replicas share a PostgreSQL database)",
+        );
+        return;
+    }
+    let app = spawn_app_with_lookback("1d", "").await;
+    let configs = [
+        replica_config(&app, "replica-a"),
+        replica_config(&app, "replica-b"),
+    ];
+    let names = ["replica-a", "replica-b"];
+    let mut replicas = vec![start(&app, &configs[0]), start(&app, &configs[1])];
+    let pool = PgPool::connect(&app.storage_url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (holder, epoch) = loop {
+        if let Ok(Some(l)) = sqlx::query_as::<_, (String, i64)>(
+            "SELECT holder, epoch FROM leader_lease WHERE id = 1 AND deadline_ms > kw_now_ms()",
+        )
+        .fetch_optional(&pool)
+        .await
+        {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no replica took the lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let i = names.iter().position(|n| *n == holder).unwrap();
+    let pid = replicas[i].id().unwrap().to_string();
+    let signal = |sig: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    let stopped = Instant::now();
+    let (next, next_epoch) = wait_for_leader(&pool, Some(&holder), epoch).await;
+    let took = stopped.elapsed();
+    eprintln!("a stopped leader was replaced after {took:?} (lease {LEASE})");
+    assert_eq!(next, names[1 - i]);
+    signal("-CONT");
+    // Resumed, the old leader finds the lease taken and follows: the new one keeps it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(leader(&pool).await, Some((next, next_epoch)));
+    assert!(
+        replicas[i].try_wait().unwrap().is_none(),
+        "the resumed replica keeps running as a follower"
+    );
+    for r in &mut replicas {
+        r.kill().await.unwrap();
+        r.wait().await.unwrap();
+    }
+    pool.close().await;
+}
