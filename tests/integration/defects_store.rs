@@ -30,9 +30,17 @@ fn seed(app: &TestApp) {
     );
 }
 
-fn sql(app: &TestApp, statement: &str) {
-    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
-    conn.execute_batch(statement).unwrap();
+/// Runs `statement` (one or more, `;`-separated) on the app's database past keywatch's store,
+/// as a hand edit would.
+async fn sql(app: &TestApp, statement: &str) {
+    if crate::backend::is_postgres() {
+        let pool = sqlx::PgPool::connect(&app.storage_url).await.unwrap();
+        sqlx::raw_sql(statement).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+        conn.execute_batch(statement).unwrap();
+    }
 }
 
 #[tokio::test]
@@ -79,7 +87,6 @@ async fn a_database_named_through_a_symlink_is_still_locked_by_the_running_daemo
 
 #[tokio::test]
 async fn unknown_stored_values_are_errors_naming_them_never_re_read_as_something_else() {
-    crate::backend::sqlite_only!("seeds through rusqlite (TODO: port to PostgreSQL)");
     let app = spawn_app_with(
         "[[budgets]]\nname = \"gateway\"\nkey_id = \"apikey_shared\"\ndaily_usd = 0.10\n",
     )
@@ -93,7 +100,7 @@ async fn unknown_stored_values_are_errors_naming_them_never_re_read_as_something
         ("severity", "page-everyone"),
         ("status", "acknowledged"),
     ] {
-        sql(&app, &format!("UPDATE alerts SET {column} = '{value}'"));
+        sql(&app, &format!("UPDATE alerts SET {column} = '{value}'")).await;
         let out = app.cli(&["alerts", "--all"], &[]).await;
         assert_eq!(out.status.code(), Some(1), "{column}: {}", stderr(&out));
         assert!(
@@ -103,8 +110,9 @@ async fn unknown_stored_values_are_errors_naming_them_never_re_read_as_something
         );
         sql(
             &app,
-            "DELETE FROM alert_events; DELETE FROM deliveries; DELETE FROM alerts",
-        );
+            "DELETE FROM deliveries; DELETE FROM alert_events; DELETE FROM alerts",
+        )
+        .await;
         app.cli_ok(&["run", "--once"]).await;
     }
 }
@@ -141,13 +149,18 @@ async fn a_budget_on_a_key_id_two_sources_hold_names_no_random_source() {
     }
 }
 
-#[tokio::test]
-async fn read_commands_never_migrate_and_an_older_keywatch_refuses_a_newer_database() {
-    crate::backend::sqlite_only!("edits SQLite's migration table through rusqlite (TODO: port)");
-    let app = spawn_app_with("").await;
-    seed(&app);
-    app.cli_ok(&["run", "--once"]).await;
-    let versions = |app: &TestApp| -> Vec<i64> {
+/// The applied migrations' versions, oldest first.
+async fn versions(app: &TestApp) -> Vec<i64> {
+    let url = &app.storage_url;
+    if crate::backend::is_postgres() {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let v = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        v
+    } else {
         let conn = rusqlite::Connection::open(app.db_path()).unwrap();
         let mut stmt = conn
             .prepare("SELECT version FROM _sqlx_migrations ORDER BY version")
@@ -158,8 +171,15 @@ async fn read_commands_never_migrate_and_an_older_keywatch_refuses_a_newer_datab
             .map(Result::unwrap)
             .collect();
         v
-    };
-    let all = versions(&app);
+    }
+}
+
+#[tokio::test]
+async fn read_commands_never_migrate_and_an_older_keywatch_refuses_a_newer_database() {
+    let app = spawn_app_with("").await;
+    seed(&app);
+    app.cli_ok(&["run", "--once"]).await;
+    let all = versions(&app).await;
     let newest = *all.last().unwrap();
 
     // A database one migration behind (an older daemon's): read commands leave it as it is and
@@ -167,7 +187,8 @@ async fn read_commands_never_migrate_and_an_older_keywatch_refuses_a_newer_datab
     sql(
         &app,
         &format!("DELETE FROM _sqlx_migrations WHERE version = {newest}"),
-    );
+    )
+    .await;
     for args in [
         &["alerts"][..],
         &["history", "--key", "apikey_shared"][..],
@@ -182,21 +203,27 @@ async fn read_commands_never_migrate_and_an_older_keywatch_refuses_a_newer_datab
         );
     }
     assert_eq!(
-        versions(&app).len(),
+        versions(&app).await.len(),
         all.len() - 1,
         "a read command migrated"
     );
 
     // A migration a newer keywatch applied: reads go on, `run` refuses with what to do.
+    let blob = if crate::backend::is_postgres() {
+        "'\\x00'::bytea"
+    } else {
+        "X'00'"
+    };
     sql(
         &app,
         &format!(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-             SELECT {newest}, 'restored', 1, X'00', 0; \
+             SELECT {newest}, 'restored', TRUE, {blob}, 0; \
              INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-             VALUES (29991231000000, 'from the future', 1, X'00', 0)"
+             VALUES (29991231000000, 'from the future', TRUE, {blob}, 0)"
         ),
-    );
+    )
+    .await;
     app.cli_ok(&["alerts"]).await;
     let out = app.cli(&["run", "--once"], &[]).await;
     assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -220,7 +247,8 @@ async fn an_overflowed_rollup_from_an_older_version_is_read_without_aborting() {
         &app,
         "UPDATE usage_daily SET output_tokens = 1.5e19, requests = 1e19, unpriced_tokens = 3e19; \
          UPDATE usage_buckets SET output_tokens = 2e19, requests = 2e19",
-    );
+    )
+    .await;
     for args in [
         &["report"][..],
         &["report", "--format", "json"][..],
