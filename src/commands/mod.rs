@@ -241,6 +241,21 @@ async fn run(mut config: Config, path: &std::path::Path, once: bool) -> anyhow::
         let app = App::build(std::sync::Arc::clone(&shared)).await?;
         let cancel = CancellationToken::new();
         if once {
+            if let Some(pool) = app.store().pg_pool() {
+                // Replicas on PostgreSQL: one cycle beside a live leader would poll and deliver
+                // twice; the leader does that work already.
+                if let Some(lease) = crate::lease::current(pool).await?.filter(|l| l.is_live()) {
+                    app.store().close().await;
+                    eprintln!(
+                        "keywatch: replica {} leads (epoch {}, since {}): `run --once` would poll and \
+                         deliver beside it; leave the work to the replicas, or stop them first",
+                        lease.holder,
+                        lease.epoch,
+                        crate::text::rfc3339(lease.since_ms.div_euclid(1000))
+                    );
+                    return Ok(exit::TEMPFAIL);
+                }
+            }
             let work = app.run_once(&cancel);
             tokio::pin!(work);
             let report = loop {

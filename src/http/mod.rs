@@ -51,7 +51,12 @@ pub fn router(store: Store, config: Arc<Config>) -> Router {
 pub fn router_for(store: Store, config: Arc<Config>, replica: Option<Replica>) -> Router {
     // Every overview, budget list and key list sums the same days of spend per key: kept in
     // memory, they are read again only where usage was written since (#16).
-    let store = store.with_day_cache();
+    // (Not on PostgreSQL: the leader's writes happen in another process, which this cache
+    // would not hear of; a follower reads the rollup instead.)
+    let store = match store.backend() {
+        crate::store::Backend::Sqlite => store.with_day_cache(),
+        crate::store::Backend::Postgres => store,
+    };
     let state = AppState {
         store,
         config,

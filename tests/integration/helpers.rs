@@ -62,11 +62,10 @@ pub async fn spawn_app_with_lookback(lookback: &str, extra: &str) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("keywatch.toml");
     let storage_url = crate::backend::storage_url("keywatch").await;
+    let storage = storage_section(&storage_url);
     let text = format!(
         r#"
-[storage]
-url = "{storage_url}"
-
+{storage}
 [poll]
 interval = "1m"
 bucket_width = "1h"
@@ -113,6 +112,17 @@ base_url = "{}"
     }
 }
 
+/// `[storage]` for `url`; on PostgreSQL with a 1 s lease, so a killed daemon's lease lapses
+/// (and `run --once` may follow it) within a second, as tests expect of a SQLite file lock.
+fn storage_section(url: &str) -> String {
+    let lease = if url.starts_with("postgres") {
+        "lease = \"1s\"\n"
+    } else {
+        ""
+    };
+    format!("[storage]\nurl = \"{url}\"\n{lease}")
+}
+
 /// The current hour's start, Unix seconds.
 pub fn this_hour() -> i64 {
     chrono::Utc::now().timestamp().div_euclid(HOUR) * HOUR
@@ -139,9 +149,9 @@ impl TestApp {
         Config::from_str(&text, &self.config_path, &self.env).expect("test config is valid")
     }
 
-    /// The config's `[storage]` header and URL, as written (tests append settings to it).
+    /// The config's `[storage]` section, as written (tests append settings to it).
     pub fn storage_section(&self) -> String {
-        format!("[storage]\nurl = \"{}\"\n", self.storage_url)
+        storage_section(&self.storage_url)
     }
 
     /// The store, opened as the read-only commands open it (never migrating).

@@ -18,7 +18,8 @@ use crate::detection::seed;
 use crate::helpers::{spawn_app_with_lookback, this_hour, without_cost, TestApp, HOUR};
 use crate::receivers::WebhookReceiver;
 
-/// The lease the replicas run with: a dead leader is replaced within 1 s + 1/3 s.
+/// The lease the replicas run with (the test apps' on PostgreSQL, `helpers::storage_section`): a
+/// dead leader is replaced within 1 s + 1/3 s.
 const LEASE: &str = "1s";
 /// `poll.interval` of the test config: takeovers must come within two of these.
 const POLL_INTERVAL: Duration = Duration::from_secs(60);
@@ -30,14 +31,11 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Writes this replica's config: the app's, with its own instance name and the short lease.
+/// Writes this replica's config: the app's, with its own instance name.
 fn replica_config(app: &TestApp, name: &str) -> PathBuf {
     let text = std::fs::read_to_string(&app.config_path).unwrap().replace(
         &app.storage_section(),
-        &format!(
-            "{}instance = \"{name}\"\nlease = \"{LEASE}\"\n",
-            app.storage_section()
-        ),
+        &format!("{}instance = \"{name}\"\n", app.storage_section()),
     );
     let path = app.dir.path().join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
@@ -171,7 +169,14 @@ async fn ten_sigkills_of_the_leader_lose_nothing_and_send_nothing_twice() {
     );
     assert!(slowest < 2 * POLL_INTERVAL, "{takeovers:?}");
 
-    // One clean cycle finishes whatever the last kill interrupted.
+    // `run --once` refuses while a replica's lease is live (it would work beside the leader).
+    let out = app.cli(&["run", "--once"], &[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("leads (epoch"), "{stderr}");
+    // Once the killed leader's lease lapsed, one clean cycle finishes what the last kill
+    // interrupted.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     app.fake.data.lock().unwrap().usage_delay = Duration::ZERO;
     hook.set_delay(Duration::ZERO);
     app.cli_ok(&["run", "--once"]).await;
