@@ -268,7 +268,7 @@ impl Store {
     pub(crate) async fn begin(&self) -> Result<db::Tx, StoreError> {
         let mut tx = self.db.begin().await?;
         if let (Some(f), db::Tx::Postgres(t)) = (&self.fence, &mut tx) {
-            if !crate::lease::fence(&mut **t, &f.instance, f.epoch).await? {
+            if !crate::lease::fence(t, &f.instance, f.epoch).await? {
                 let _ = tx.rollback().await;
                 return Err(StoreError::NotLeader {
                     instance: f.instance.clone(),
