@@ -200,6 +200,25 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
         format: ListFormat,
     },
+    /// Copy a SQLite database into a new, empty PostgreSQL one and check every table against
+    /// the source (stop `keywatch run` first). Reads no config. Exit 0 every table matches;
+    /// 1 a table differs (nothing committed), the target holds rows, or the source is in use;
+    /// 78 a bad argument.
+    MigrateStorage {
+        /// The SQLite database to copy, e.g. sqlite:///var/lib/keywatch/keywatch.db (only read).
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database to copy into, postgres://USER@HOST[:PORT]/DB (no password in
+        /// it): migrated here, and refused if any table holds a row.
+        #[arg(long)]
+        to: String,
+        /// The environment variable that holds the target database's password.
+        #[arg(long, value_name = "VAR", conflicts_with = "to_password_file")]
+        to_password_env: Option<String>,
+        /// A file that holds the target database's password (a trailing newline is dropped).
+        #[arg(long, value_name = "PATH")]
+        to_password_file: Option<PathBuf>,
+    },
     /// Replay the spike rule over stored history: what would have fired, when.
     Backtest {
         /// How far back to replay: a duration ago or an RFC 3339 time, at most 400 days back.

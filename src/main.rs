@@ -24,7 +24,12 @@ fn main() -> ExitCode {
         keywatch::cli::Command::Demo { .. } => "warn",
         _ => "info",
     };
-    keywatch::telemetry::init(level, json_logs);
+    // migrate-storage's batches and checks are long statements by design, not slow ones.
+    let sql_level = match cli.command {
+        keywatch::cli::Command::MigrateStorage { .. } => "error",
+        _ => "warn",
+    };
+    keywatch::telemetry::init_with(level, sql_level, json_logs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

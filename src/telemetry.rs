@@ -17,9 +17,15 @@ use tracing_subscriber::EnvFilter;
 /// keywatch; the HTTP and SQL libraries are held at warnings unless `RUST_LOG` says otherwise.
 /// With `json`, one JSON object per line (for log shippers).
 pub fn init(default_level: &str, json: bool) {
+    init_with(default_level, "warn", json);
+}
+
+/// As [`init`], with sqlx held at `sql_level` unless `RUST_LOG` says otherwise (`error` for
+/// `migrate-storage`, whose long statements would each be logged as slow, with their text).
+pub fn init_with(default_level: &str, sql_level: &str, json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "warn,keywatch={default_level},sqlx=warn,reqwest=warn,hyper=warn"
+            "warn,keywatch={default_level},sqlx={sql_level},reqwest=warn,hyper=warn"
         ))
     });
     let builder = tracing_subscriber::fmt()

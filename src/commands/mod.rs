@@ -6,6 +6,7 @@ mod check_config;
 mod export;
 mod history;
 mod keys;
+mod migrate_storage;
 mod report;
 
 use anyhow::Context;
@@ -85,6 +86,22 @@ pub async fn execute(cli: Cli) -> u8 {
             eprintln!("keywatch demo: {e:#}");
             exit::FAILURE
         });
+    }
+    // Names both databases itself: no config is read.
+    if let Command::MigrateStorage {
+        from,
+        to,
+        to_password_env,
+        to_password_file,
+    } = cli.command
+    {
+        let args = migrate_storage::Args {
+            from,
+            to,
+            to_password_env,
+            to_password_file,
+        };
+        return migrate_storage::run(args).await.unwrap_or_else(failed);
     }
     // Commands that only read the database load the config without its secrets.
     let read_only = !matches!(
@@ -177,7 +194,9 @@ pub async fn execute(cli: Cli) -> u8 {
         } => export::run(&config, &key, source.as_deref(), since, until, &out).await,
         Command::Demo { json } => crate::demo::run(json).await,
         // Answered above, before any config is read.
-        Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
+        Command::Completions { .. } | Command::Man { .. } | Command::MigrateStorage { .. } => {
+            Ok(exit::OK)
+        }
         Command::Keys {
             action: Some(action),
             ..
@@ -190,24 +209,27 @@ pub async fn execute(cli: Cli) -> u8 {
             format,
         } => keys::list(&config, source.as_deref(), status.as_deref(), lint, format).await,
     };
-    result.unwrap_or_else(|e| {
-        tracing::error!(error = %format!("{e:#}"), "command failed");
-        let message = format!("{e:#}");
-        let message = crate::config::secret::redact(&message);
-        eprintln!("keywatch: {}", crate::text::clean(&message));
-        // A locked or full database is temporary: retry later (75), as for a failed poll.
-        let temporary = e.chain().any(|c| {
-            matches!(
-                c.downcast_ref::<crate::store::StoreError>(),
-                Some(crate::store::StoreError::Busy | crate::store::StoreError::Full)
-            )
-        });
-        if temporary {
-            exit::TEMPFAIL
-        } else {
-            exit::FAILURE
-        }
-    })
+    result.unwrap_or_else(failed)
+}
+
+/// Reports a command's error (secrets redacted) and returns its exit code: 75 for a locked or
+/// full database (try again later, as for a failed poll), else 1.
+fn failed(e: anyhow::Error) -> u8 {
+    tracing::error!(error = %format!("{e:#}"), "command failed");
+    let message = format!("{e:#}");
+    let message = crate::config::secret::redact(&message);
+    eprintln!("keywatch: {}", crate::text::clean(&message));
+    let temporary = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<crate::store::StoreError>(),
+            Some(crate::store::StoreError::Busy | crate::store::StoreError::Full)
+        )
+    });
+    if temporary {
+        exit::TEMPFAIL
+    } else {
+        exit::FAILURE
+    }
 }
 
 /// One shape for every config error, `keywatch: config error in FILE: …`, with provider-free

@@ -74,18 +74,30 @@ impl SecretRef {
         base_dir: &Path,
         env: &dyn Env,
     ) -> Result<Option<SecretString>, ConfigError> {
+        self.resolve_as(&format!("{key}_env"), &format!("{key}_file"), base_dir, env)
+    }
+
+    /// As [`SecretRef::resolve`], with the two keys named in full (`--to-password-env` and
+    /// `--to-password-file` for a command's arguments).
+    pub fn resolve_as(
+        &self,
+        env_key: &str,
+        file_key: &str,
+        base_dir: &Path,
+        env: &dyn Env,
+    ) -> Result<Option<SecretString>, ConfigError> {
         let value = match (&self.env, &self.file) {
             (None, None) => return Ok(None),
             (Some(_), Some(_)) => {
                 return Err(ConfigError::invalid(
-                    format!("{key}_env"),
-                    format!("give either {key}_env or {key}_file, not both"),
+                    env_key,
+                    format!("give either {env_key} or {file_key}, not both"),
                 ))
             }
             (Some(var), None) => {
                 if var.trim().is_empty() {
                     return Err(ConfigError::invalid(
-                        format!("{key}_env"),
+                        env_key,
                         "is empty: name the environment variable that holds the secret",
                     ));
                 }
@@ -96,9 +108,9 @@ impl SecretRef {
                     }
                     None => {
                         return Err(ConfigError::invalid(
-                            format!("{key}_env"),
+                            env_key,
                             format!(
-                            "environment variable {var} is not set: export it, or use {key}_file"
+                            "environment variable {var} is not set: export it, or use {file_key}"
                         ),
                         ))
                     }
@@ -113,7 +125,7 @@ impl SecretRef {
                     }
                     Err(e) => {
                         return Err(ConfigError::invalid(
-                            format!("{key}_file"),
+                            file_key,
                             format!("cannot read {}: {e}", path.display()),
                         ))
                     }
@@ -122,9 +134,13 @@ impl SecretRef {
         };
         let trimmed = value.trim_end_matches(['\r', '\n']);
         if trimmed.trim().is_empty() {
-            let which = if self.env.is_some() { "_env" } else { "_file" };
+            let which = if self.env.is_some() {
+                env_key
+            } else {
+                file_key
+            };
             return Err(ConfigError::invalid(
-                format!("{key}{which}"),
+                which,
                 "the secret it points to is empty",
             ));
         }

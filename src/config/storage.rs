@@ -96,6 +96,31 @@ impl PostgresStorage {
         }
         Ok(options)
     }
+
+    /// A database named on the command line (`migrate-storage --to`), checked as `storage.url`
+    /// is; errors name `arg` and never echo the URL (it may hold a password). The password
+    /// comes from elsewhere (`password_hint` says where).
+    pub fn from_argument(
+        arg: &str,
+        url: &str,
+        password: Option<SecretString>,
+        password_hint: &str,
+    ) -> Result<Self> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            let scheme = url.split_once(':').map_or("no scheme", |(s, _)| s);
+            return Err(ConfigError::invalid(
+                arg,
+                format!("must be a PostgreSQL URL, postgres://USER@HOST/DB (got {scheme:?})"),
+            ));
+        }
+        check_postgres_url(url, arg, password_hint)?;
+        Ok(Self {
+            url: url.to_owned(),
+            password,
+            instance: None,
+            lease: None,
+        })
+    }
 }
 
 /// A Unix socket or a loopback address: no network between keywatch and the server.
@@ -147,45 +172,11 @@ pub(super) fn build(section: &StorageSection, base_dir: &Path, env: &dyn Env) ->
 
 fn postgres(section: &StorageSection, base_dir: &Path, env: &dyn Env) -> Result<PostgresStorage> {
     let url = section.url.clone().unwrap_or_default();
-    let invalid = |msg: String| ConfigError::invalid("storage.url", msg);
-    let parsed = reqwest::Url::parse(&url)
-        .map_err(|e| invalid(format!("is not a URL ({e}); write postgres://USER@HOST/DB")))?;
-    if parsed.password().is_some() {
-        return Err(invalid(
-            "holds a password; secrets are never written in the config file: remove it from \
-             the URL and set storage.password_env = \"VARIABLE\" or storage.password_file = \
-             \"/path\""
-                .to_owned(),
-        ));
-    }
-    if parsed.query_pairs().any(|(k, _)| k == "password") {
-        return Err(invalid(
-            "holds a password parameter; use storage.password_env or storage.password_file"
-                .to_owned(),
-        ));
-    }
-    let options = PgConnectOptions::from_str(&url).map_err(|e| {
-        invalid(format!(
-            "cannot be read as a PostgreSQL URL ({e}); write postgres://USER@HOST[:PORT]/DB"
-        ))
-    })?;
-    if options.get_database().is_none() {
-        return Err(invalid(
-            "names no database; write postgres://USER@HOST/DB".to_owned(),
-        ));
-    }
-    let weak_tls = matches!(
-        options.get_ssl_mode(),
-        PgSslMode::Disable | PgSslMode::Allow | PgSslMode::Prefer | PgSslMode::Require
-    );
-    if url.contains("sslmode=") && weak_tls && !is_local(&options) {
-        return Err(invalid(
-            "asks for a TLS mode that does not verify the server's certificate on a remote \
-             host; remove sslmode (verify-full is the default) or write sslmode=verify-ca or \
-             verify-full (add sslrootcert=/path/ca.pem for a private CA)"
-                .to_owned(),
-        ));
-    }
+    check_postgres_url(
+        &url,
+        "storage.url",
+        "set storage.password_env = \"VARIABLE\" or storage.password_file = \"/path\"",
+    )?;
     if section.max_size_mb.is_some() {
         return Err(ConfigError::invalid(
             "storage.max_size_mb",
@@ -223,6 +214,49 @@ fn postgres(section: &StorageSection, base_dir: &Path, env: &dyn Env) -> Result<
         instance: section.instance.clone(),
         lease,
     })
+}
+
+/// Checks a PostgreSQL URL as `storage.url` (or a command's argument, `key`) is checked: no
+/// password in it (`password_hint` says where it goes instead), a database named, and no TLS
+/// mode that skips the certificate for a remote host.
+fn check_postgres_url(url: &str, key: &str, password_hint: &str) -> Result<()> {
+    let invalid = |msg: String| ConfigError::invalid(key, msg);
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| invalid(format!("is not a URL ({e}); write postgres://USER@HOST/DB")))?;
+    if parsed.password().is_some() {
+        return Err(invalid(format!(
+            "holds a password; secrets are never written in the config file or the URL: \
+                 remove it from the URL and {password_hint}"
+        )));
+    }
+    if parsed.query_pairs().any(|(k, _)| k == "password") {
+        return Err(invalid(format!(
+            "holds a password parameter: remove it and {password_hint}"
+        )));
+    }
+    let options = PgConnectOptions::from_str(url).map_err(|e| {
+        invalid(format!(
+            "cannot be read as a PostgreSQL URL ({e}); write postgres://USER@HOST[:PORT]/DB"
+        ))
+    })?;
+    if options.get_database().is_none() {
+        return Err(invalid(
+            "names no database; write postgres://USER@HOST/DB".to_owned(),
+        ));
+    }
+    let weak_tls = matches!(
+        options.get_ssl_mode(),
+        PgSslMode::Disable | PgSslMode::Allow | PgSslMode::Prefer | PgSslMode::Require
+    );
+    if url.contains("sslmode=") && weak_tls && !is_local(&options) {
+        return Err(invalid(
+            "asks for a TLS mode that does not verify the server's certificate on a remote \
+             host; remove sslmode (verify-full is the default) or write sslmode=verify-ca or \
+             verify-full (add sslrootcert=/path/ca.pem for a private CA)"
+                .to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 fn sqlite_path(url: Option<&str>, base_dir: &Path, env: &dyn Env) -> Result<PathBuf> {

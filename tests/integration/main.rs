@@ -29,6 +29,7 @@ mod defects_store;
 mod detection;
 mod incidents;
 mod lease;
+mod migrate_storage;
 mod minute_spike;
 mod money;
 mod money_units;
