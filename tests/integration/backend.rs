@@ -32,9 +32,14 @@ pub fn is_postgres() -> bool {
 
 /// Says loudly, past the harness's capture, that a test does not run on this backend.
 pub fn skip(test: &str, why: &str) {
+    let backend = if is_postgres() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     let _ = writeln!(
         std::io::stderr(),
-        "*** SKIPPED on PostgreSQL: {test}: {why} ***"
+        "*** SKIPPED on {backend}: {test}: {why} ***"
     );
 }
 

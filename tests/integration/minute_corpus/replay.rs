@@ -56,9 +56,9 @@ pub struct Run {
 /// The replay's config: `extra` (whole TOML tables such as `[poll]` or `[detect.spike]`) first,
 /// then the storage and the one source pointing at the fake. With `extra` empty, every
 /// `[poll]` and `[detect]` setting is keywatch's default.
-pub fn config_text(extra: &str, uri: &str) -> String {
+pub fn config_text(extra: &str, uri: &str, storage_url: &str) -> String {
     format!(
-        "{extra}\n\n[storage]\nurl = \"sqlite://keywatch.db\"\n\n[[sources]]\nname = \"anthropic-corpus\"\nprovider = \"anthropic\"\nadmin_key_env = \"{ADMIN_KEY_ENV}\"\nbase_url = \"{uri}\"\n"
+        "{extra}\n\n[storage]\nurl = \"{storage_url}\"\n\n[[sources]]\nname = \"anthropic-corpus\"\nprovider = \"anthropic\"\nadmin_key_env = \"{ADMIN_KEY_ENV}\"\nbase_url = \"{uri}\"\n"
     )
 }
 
@@ -74,8 +74,10 @@ pub async fn replay(corpus: Arc<Corpus>, extra: &str, from: i64, to: i64) -> Res
     let fake = MinuteFake::start(Arc::clone(&corpus)).await;
     let dir = tempfile::tempdir().expect("a temp dir");
     let env = HashMap::from([(ADMIN_KEY_ENV.to_owned(), ADMIN_KEY.to_owned())]);
+    // On the suite's backend: a SQLite file, or a throw-away PostgreSQL database.
+    let storage_url = crate::backend::storage_url("keywatch").await;
     let config = Config::from_str(
-        &config_text(extra, &fake.uri()),
+        &config_text(extra, &fake.uri(), &storage_url),
         &dir.path().join("keywatch.toml"),
         &env,
     )
