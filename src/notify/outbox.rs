@@ -260,13 +260,25 @@ impl Outbox {
                 })
                 .collect();
             let claimed = store.claim_deliveries(&alert_ids).await?;
+            let digest_sends: Vec<&DigestSend> = live
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Digest(s) => Some(*s),
+                    Entry::Alert(_) => None,
+                })
+                .collect();
+            let claimed_digests = store.claim_digests(&digest_sends).await?;
             let mut out = self.recorder(store, name, now, &mut report);
             let (mails, digests): (Vec<_>, Vec<_>) = live
                 .iter()
                 .copied()
                 .filter(|e| match e {
                     Entry::Alert(d) => claimed.contains(&d.id),
-                    Entry::Digest(_) => true,
+                    Entry::Digest(s) => claimed_digests.contains(&(
+                        s.digest.clone(),
+                        s.period.clone(),
+                        s.notifier.clone(),
+                    )),
                 })
                 .partition(|e| matches!(e, Entry::Alert(_)));
             match notifier {

@@ -1,7 +1,7 @@
 //! The digest outbox.
 
 use super::db::{fenced, on, on_tx};
-use super::{DeliveryState, Store, StoreError};
+use super::{Backend, DeliveryState, Store, StoreError};
 
 /// One digest to send (or being retried) to one notifier.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -83,6 +83,51 @@ impl Store {
     }
 
     /// Records the outcome of one attempt: delivered, retry at `retry_at`, or expired.
+    /// Claims `sends` for sending now, as [`Store::claim_deliveries`] claims deliveries; the
+    /// (digest, period, notifier) of those claimed.
+    pub async fn claim_digests(
+        &self,
+        sends: &[&DigestSend],
+    ) -> Result<std::collections::HashSet<(String, String, String)>, StoreError> {
+        if sends.is_empty() {
+            return Ok(Default::default());
+        }
+        let keys: Vec<[&str; 3]> = sends
+            .iter()
+            .map(|s| [s.digest.as_str(), s.period.as_str(), s.notifier.as_str()])
+            .collect();
+        let list = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".to_owned());
+        let backend = self.db.backend();
+        let wanted = format!(
+            "(digest, period, notifier) IN (SELECT value ->> 0, value ->> 1, value ->> 2 FROM {})",
+            backend.json_values(2, "j")
+        );
+        let sql = match backend {
+            Backend::Sqlite => format!(
+                "SELECT digest, period, notifier FROM digest_sends
+                 WHERE state = 'pending' AND $1 IS NULL AND {wanted}"
+            ),
+            Backend::Postgres => format!(
+                "UPDATE digest_sends SET claim_epoch = $1
+                 WHERE (digest, period, notifier) IN (
+                     SELECT digest, period, notifier FROM digest_sends
+                     WHERE state = 'pending' AND {wanted}
+                     FOR UPDATE SKIP LOCKED)
+                 RETURNING digest, period, notifier"
+            ),
+        };
+        let epoch = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => self.fence_epoch(),
+        };
+        let claimed: Vec<(String, String, String)> = fenced!(self, |e| sqlx::query_as(&sql)
+            .bind(epoch)
+            .bind(&list)
+            .fetch_all(e)
+            .await)?;
+        Ok(claimed.into_iter().collect())
+    }
+
     pub async fn mark_digest(
         &self,
         s: &DigestSend,
