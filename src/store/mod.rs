@@ -208,20 +208,7 @@ impl Store {
         }
         sqlite_file::check_is_ours(path).await?;
         let db = Db::Sqlite(Self::pool(path, false, None).await?);
-        match schema(&db).await? {
-            Schema::Current => {}
-            Schema::Newer(version) => tracing::warn!(
-                version,
-                "the database was upgraded by a newer keywatch; reading it as this version knows it"
-            ),
-            Schema::Behind(version) => {
-                db.close().await;
-                return Err(StoreError::Behind {
-                    path: path.display().to_string(),
-                    version,
-                });
-            }
-        }
+        readable_schema(&db, &path.display().to_string()).await?;
         Ok(Self::on(db))
     }
 
@@ -313,6 +300,28 @@ enum Schema {
     Behind(i64),
     /// A migration is applied that this keywatch does not have (the newest such version).
     Newer(i64),
+}
+
+/// For the read-only commands: a newer schema is read as this version knows it (with a
+/// warning); one behind this keywatch is refused (and `db` closed), naming `at`.
+async fn readable_schema(db: &Db, at: &str) -> Result<(), StoreError> {
+    match schema(db).await? {
+        Schema::Current => Ok(()),
+        Schema::Newer(version) => {
+            tracing::warn!(
+                version,
+                "the database was upgraded by a newer keywatch; reading it as this version knows it"
+            );
+            Ok(())
+        }
+        Schema::Behind(version) => {
+            db.close().await;
+            Err(StoreError::Behind {
+                path: at.to_owned(),
+                version,
+            })
+        }
+    }
 }
 
 async fn schema(db: &Db) -> Result<Schema, StoreError> {

@@ -7,7 +7,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use super::db::Db;
-use super::{migrator, schema, watch, Backend, Schema, Store, StoreError};
+use super::{migrator, readable_schema, schema, watch, Backend, Schema, Store, StoreError};
 use crate::config::{PostgresStorage, Storage};
 
 /// How long a transaction may sit idle before the server ends its session: a stuck replica
@@ -53,20 +53,7 @@ impl Store {
                     db.close().await;
                     return Err(StoreError::Missing(pg.url.clone()));
                 }
-                match schema(&db).await? {
-                    Schema::Current => {}
-                    Schema::Newer(version) => tracing::warn!(
-                        version,
-                        "the database was upgraded by a newer keywatch; reading it as this version knows it"
-                    ),
-                    Schema::Behind(version) => {
-                        db.close().await;
-                        return Err(StoreError::Behind {
-                            path: pg.url.clone(),
-                            version,
-                        });
-                    }
-                }
+                readable_schema(&db, &pg.url).await?;
                 Ok(Self::on(db))
             }
         }
@@ -122,20 +109,5 @@ async fn check_is_ours(pool: &PgPool, url: &str) -> Result<(), StoreError> {
     )
     .fetch_all(pool)
     .await?;
-    if tables.is_empty() || tables.iter().any(|t| t == "_sqlx_migrations") {
-        return Ok(());
-    }
-    let mut listed = tables
-        .iter()
-        .take(5)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if tables.len() > 5 {
-        listed.push_str(", …");
-    }
-    Err(StoreError::Foreign {
-        path: url.to_owned(),
-        reason: format!("is another application's database (tables: {listed})"),
-    })
+    super::sqlite_file::ours_or_foreign(url, &tables)
 }

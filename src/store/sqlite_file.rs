@@ -120,6 +120,12 @@ async fn check_tables(path: &Path) -> Result<(), StoreError> {
     .await
     .map_err(unreadable)?;
     let _ = conn.close().await;
+    ours_or_foreign(&path.display().to_string(), &tables)
+}
+
+/// The verdict on a database holding `tables` (either backend): empty, or with keywatch's
+/// migrations, is ours; anything else is another application's and is refused, naming a few.
+pub(super) fn ours_or_foreign(at: &str, tables: &[String]) -> Result<(), StoreError> {
     if tables.is_empty() || tables.iter().any(|t| t == "_sqlx_migrations") {
         return Ok(());
     }
@@ -133,7 +139,7 @@ async fn check_tables(path: &Path) -> Result<(), StoreError> {
         listed.push_str(", …");
     }
     Err(StoreError::Foreign {
-        path: path.display().to_string(),
+        path: at.to_owned(),
         reason: format!("is another application's database (tables: {listed})"),
     })
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::detection::seed;
-use crate::helpers::{spawn_app_with_lookback, this_hour, without_cost, HOUR};
+use crate::helpers::{spawn_app_with_lookback, this_hour, without_cost, TestApp, HOUR};
 use crate::receivers::{WebhookReceiver, WEBHOOK_SECRET};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -86,7 +86,36 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
     // Usage: exactly what was served, once.
     assert_eq!(without_cost(&app.stored_rows().await), expected);
 
-    // Alerts: one per condition.
+    // Alerts: one per condition, each delivered, signed, under one webhook-id.
+    let (alerts, notifications, resent) = alerts_delivered_once(&app, &hook).await;
+    for (rule, key) in [
+        ("spike", "apikey_spiky"),
+        ("key_age", "apikey_old"),
+        ("budget", "apikey_normal2"),
+    ] {
+        assert!(
+            alerts
+                .iter()
+                .any(|a| a["rule"] == rule && a["key_id"] == key),
+            "{rule} on {key}: {alerts:#?}"
+        );
+    }
+
+    println!(
+        "crash test (seed {seed_value}): {kills} SIGKILLs {phases:?}; {} rows, {} alerts, {} notifications, {resent} killed between POST and commit and re-sent with the same webhook-id",
+        expected.len(),
+        alerts.len(),
+        notifications
+    );
+}
+
+/// The stored alerts, after checking that each condition has one alert and every alert's state
+/// reached `hook`, signed, never under two `webhook-id`s; with the number of distinct
+/// notifications and of re-sends (a kill between the POST and its commit).
+pub async fn alerts_delivered_once(
+    app: &TestApp,
+    hook: &WebhookReceiver,
+) -> (Vec<Value>, usize, usize) {
     let alerts: Vec<Value> =
         serde_json::from_str(&app.cli_ok(&["alerts", "--all", "--format", "json"]).await).unwrap();
     let mut conditions = BTreeSet::new();
@@ -101,20 +130,6 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
             "{condition:?} twice: {alerts:#?}"
         );
     }
-    for (rule, key) in [
-        ("spike", "apikey_spiky"),
-        ("key_age", "apikey_old"),
-        ("budget", "apikey_normal2"),
-    ] {
-        assert!(
-            alerts
-                .iter()
-                .any(|a| a["rule"] == rule && a["key_id"] == key),
-            "{rule} on {key}: {alerts:#?}"
-        );
-    }
-
-    // Deliveries: every alert reached the receiver, signed; re-sends keep their webhook-id.
     let accepted = hook.accepted();
     assert!(accepted.iter().all(|r| r.signed));
     let mut ids_per_event: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
@@ -142,10 +157,5 @@ async fn fifty_sigkills_lose_nothing_and_duplicate_nothing() {
         );
     }
     let resent = hook.received().len() - ids_per_event.len();
-    println!(
-        "crash test (seed {seed_value}): {kills} SIGKILLs {phases:?}; {} rows, {} alerts, {} notifications, {resent} killed between POST and commit and re-sent with the same webhook-id",
-        expected.len(),
-        alerts.len(),
-        ids_per_event.len()
-    );
+    (alerts, ids_per_event.len(), resent)
 }

@@ -15,9 +15,14 @@ pub fn free_port() -> u16 {
 }
 
 pub fn start_daemon(app: &TestApp) -> tokio::process::Child {
+    start_daemon_with(app, &app.config_path)
+}
+
+/// `keywatch run` with `app`'s environment and the config at `config`.
+pub fn start_daemon_with(app: &TestApp, config: &std::path::Path) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"))
         .arg("--config")
-        .arg(&app.config_path)
+        .arg(config)
         .arg("run")
         .envs(&app.env)
         .env_remove("RUST_LOG")

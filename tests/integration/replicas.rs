@@ -7,11 +7,9 @@
 //! Runs in the PostgreSQL pass only (`KEYWATCH_TEST_BACKEND=postgres`).
 //! KEYWATCH_REPLICA_KILLS (default 10) and KEYWATCH_REPLICA_SEED change the run.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::detection::seed;
@@ -43,16 +41,7 @@ fn replica_config(app: &TestApp, name: &str) -> PathBuf {
 }
 
 fn start(app: &TestApp, config: &Path) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_keywatch"))
-        .arg("--config")
-        .arg(config)
-        .arg("run")
-        .envs(&app.env)
-        .env_remove("RUST_LOG")
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    crate::daemon::start_daemon_with(app, config)
 }
 
 /// The live lease's (holder, epoch), if any.
@@ -63,6 +52,24 @@ async fn leader(pool: &PgPool) -> Option<(String, i64)> {
     .fetch_optional(pool)
     .await
     .unwrap()
+}
+
+/// The first leader, once the replicas have migrated the database and one took the lease.
+async fn first_leader(pool: &PgPool) -> (String, i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // Until the first start migrated, the table does not exist: not an error here.
+        if let Ok(Some(l)) = sqlx::query_as::<_, (String, i64)>(
+            "SELECT holder, epoch FROM leader_lease WHERE id = 1 AND deadline_ms > kw_now_ms()",
+        )
+        .fetch_optional(pool)
+        .await
+        {
+            return l;
+        }
+        assert!(Instant::now() < deadline, "no replica took the lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits until a replica other than `not` leads with an epoch above `after`.
@@ -125,19 +132,7 @@ async fn ten_sigkills_of_the_leader_lose_nothing_and_send_nothing_twice() {
     let mut replicas = vec![start(&app, &configs[0]), start(&app, &configs[1])];
     let pool = PgPool::connect(&app.storage_url).await.unwrap();
     // The first start migrates; the lease table exists once a replica leads.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (mut holder, mut epoch) = loop {
-        if let Ok(Some(l)) = sqlx::query_as::<_, (String, i64)>(
-            "SELECT holder, epoch FROM leader_lease WHERE id = 1 AND deadline_ms > kw_now_ms()",
-        )
-        .fetch_optional(&pool)
-        .await
-        {
-            break l;
-        }
-        assert!(Instant::now() < deadline, "no replica took the lease");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (mut holder, mut epoch) = first_leader(&pool).await;
 
     let mut takeovers = Vec::new();
     for _ in 0..kills {
@@ -182,17 +177,7 @@ async fn ten_sigkills_of_the_leader_lose_nothing_and_send_nothing_twice() {
     app.cli_ok(&["run", "--once"]).await;
 
     assert_eq!(without_cost(&app.stored_rows().await), expected);
-    let alerts: Vec<Value> =
-        serde_json::from_str(&app.cli_ok(&["alerts", "--all", "--format", "json"]).await).unwrap();
-    let mut conditions = BTreeSet::new();
-    for a in &alerts {
-        let condition = (
-            a["rule"].to_string(),
-            a["key_id"].to_string(),
-            a["threshold"].to_string(),
-        );
-        assert!(conditions.insert(condition.clone()), "{condition:?} twice");
-    }
+    let (alerts, _, resent) = crate::crash::alerts_delivered_once(&app, &hook).await;
     for (rule, key) in [("spike", "apikey_spiky"), ("budget", "apikey_normal2")] {
         assert!(
             alerts
@@ -201,33 +186,10 @@ async fn ten_sigkills_of_the_leader_lose_nothing_and_send_nothing_twice() {
             "{rule} on {key}: {alerts:#?}"
         );
     }
-    let accepted = hook.accepted();
-    assert!(accepted.iter().all(|r| r.signed));
-    let mut ids_per_event: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-    for r in &hook.received() {
-        let event = (r.body["id"].to_string(), r.body["status"].to_string());
-        ids_per_event
-            .entry(event)
-            .or_default()
-            .insert(r.webhook_id.clone().unwrap_or_default());
-    }
-    for a in &alerts {
-        let event = (a["id"].to_string(), a["status"].to_string());
-        assert!(
-            accepted
-                .iter()
-                .any(|r| (r.body["id"].to_string(), r.body["status"].to_string()) == event),
-            "{event:?} was never delivered"
-        );
-    }
-    for (event, ids) in &ids_per_event {
-        assert_eq!(ids.len(), 1, "{event:?} under several webhook-ids: {ids:?}");
-    }
     eprintln!(
-        "{} alerts, {} notifications accepted, {} re-sent after a kill (same webhook-id)",
+        "{} alerts, {} notifications accepted, {resent} re-sent after a kill (same webhook-id)",
         alerts.len(),
-        accepted.len(),
-        hook.received().len() - ids_per_event.len()
+        hook.accepted().len()
     );
 }
 
@@ -346,19 +308,7 @@ async fn a_stuck_leader_is_replaced_and_follows_once_it_resumes() {
     let names = ["replica-a", "replica-b"];
     let mut replicas = vec![start(&app, &configs[0]), start(&app, &configs[1])];
     let pool = PgPool::connect(&app.storage_url).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (holder, epoch) = loop {
-        if let Ok(Some(l)) = sqlx::query_as::<_, (String, i64)>(
-            "SELECT holder, epoch FROM leader_lease WHERE id = 1 AND deadline_ms > kw_now_ms()",
-        )
-        .fetch_optional(&pool)
-        .await
-        {
-            break l;
-        }
-        assert!(Instant::now() < deadline, "no replica took the lease");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (holder, epoch) = first_leader(&pool).await;
     let i = names.iter().position(|n| *n == holder).unwrap();
     let pid = replicas[i].id().unwrap().to_string();
     let signal = |sig: &str| {
